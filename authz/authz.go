@@ -1,0 +1,127 @@
+package authz
+
+import (
+	"strings"
+
+	"github.com/ext-authz/ext-authz/tokens"
+)
+
+// Request is one HTTP request as the gateway saw it, normalised from
+// whatever wire format carried it (see authz/extauthz for Envoy's).
+type Request struct {
+	// Method is the HTTP method, upper case.
+	Method string
+	// Host is the :authority without port, lower case.
+	Host string
+	// Path is the request path without the query string.
+	Path string
+	// Query is the raw query string without '?', empty when there is none.
+	Query string
+	// Scheme is "http" or "https" as the gateway saw it.
+	Scheme string
+	// Headers holds the request headers with lower-case names; repeated
+	// headers are comma-joined, as Envoy sends them.
+	Headers map[string]string
+	// ContextExtensions are the per-route values the gateway attaches.
+	ContextExtensions map[string]string
+	// PeerAddress is the IP of the direct peer of the gateway (not the
+	// client behind proxies: see ClientAddress).
+	PeerAddress string
+	// RequestID is the x-request-id the gateway assigned.
+	RequestID string
+}
+
+// Header returns the value of the header with the given lower-case name.
+func (r *Request) Header(name string) string { return r.Headers[name] }
+
+// Identity is who the request was authenticated as, and by which of the
+// configured authenticators.
+type Identity struct {
+	tokens.Principal
+	// Authenticator is the configured name of the authenticator that accepted
+	// the credential.
+	Authenticator string
+}
+
+// Code classifies a decision. Each code maps to exactly one HTTP status and
+// gRPC code in authz/extauthz.
+type Code int
+
+// Decision codes.
+const (
+	OK              Code = iota // allowed
+	Unauthenticated             // no valid credential: 401
+	Forbidden                   // authenticated, or anonymous, but not allowed: 403
+	RateLimited                 // over a rate limit: 429
+	Unavailable                 // a dependency could not decide and the rule fails closed: 503
+	BadRequest                  // the request itself is malformed: 400
+)
+
+var codeNames = [...]string{"ok", "unauthenticated", "forbidden", "rate_limited", "unavailable", "bad_request"}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return "unknown"
+}
+
+// Header is one header name (lower case) and value.
+type Header struct {
+	Name, Value string
+}
+
+// Decision is the outcome of one request. A denial is a Decision, not an
+// error.
+type Decision struct {
+	// Code is OK for an allowed request and says why otherwise.
+	Code Code
+	// Reason is a short machine-readable word: safe to show the client, to
+	// log and to use as a metric label.
+	Reason string
+	// Rule is the name of the policy rule that matched, empty when none did.
+	Rule string
+	// ID identifies this decision in logs and access logs.
+	ID string
+	// Identity is set when a credential was verified.
+	Identity *Identity
+	// Challenges are the WWW-Authenticate challenges for a 401.
+	Challenges []string
+	// UpstreamHeaders are set on the request sent upstream, replacing any
+	// value the client sent.
+	UpstreamHeaders []Header
+	// RemoveHeaders are removed from the request sent upstream.
+	RemoveHeaders []string
+	// ResponseHeaders go to the client: on the denial, or added to the
+	// upstream's response when allowed (rate-limit headers).
+	ResponseHeaders []Header
+}
+
+// Allowed reports whether the request may proceed.
+func (d *Decision) Allowed() bool { return d.Code == OK }
+
+// Subject returns the authenticated subject, or "" for an anonymous request.
+func (d *Decision) Subject() string {
+	if d.Identity == nil {
+		return ""
+	}
+	return d.Identity.Subject
+}
+
+// hostWithoutPort lower-cases an authority and strips its port, keeping IPv6
+// literals whole.
+func hostWithoutPort(authority string) string {
+	h := authority
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			h = h[:i+1]
+		}
+	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		h = h[:i]
+	}
+	return strings.ToLower(h)
+}
+
+// NormaliseHost returns the host part of an :authority value, lower case and
+// without port, as rules match it.
+func NormaliseHost(authority string) string { return hostWithoutPort(authority) }

@@ -1,0 +1,330 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+)
+
+// Config is the policy: identity headers and the ordered rules.
+type Config struct {
+	// Realm goes into WWW-Authenticate challenges. Default "ext-authz".
+	Realm string `yaml:"realm"`
+	// IdentityHeaders says which upstream request headers carry the
+	// identity. Every one of them is removed from client requests.
+	IdentityHeaders IdentityHeaders `yaml:"identity_headers"`
+	// AllowEncodedSlashes lets paths contain %2F and %5C. Off by default:
+	// an upstream that decodes them would route differently from the rules.
+	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
+	// Rules are tried in order; the first match decides; no match denies.
+	Rules []RuleConfig `yaml:"rules"`
+}
+
+// IdentityHeaders names the upstream request headers for the identity. An
+// empty name means the default; "-" disables that header.
+type IdentityHeaders struct {
+	Subject string `yaml:"subject"` // default x-auth-subject
+	Issuer  string `yaml:"issuer"`  // default x-auth-issuer
+	Method  string `yaml:"method"`  // default x-auth-method
+	AppID   string `yaml:"app_id"`  // default x-auth-app-id
+	Scopes  string `yaml:"scopes"`  // default x-auth-scopes (space separated)
+	// Claims maps a claim name to the header that carries its value.
+	Claims map[string]string `yaml:"claims"`
+	// AlsoRemove lists more headers the client may never send upstream,
+	// such as headers of a legacy authorizer.
+	AlsoRemove []string `yaml:"also_remove"`
+}
+
+// RuleConfig is one policy rule.
+type RuleConfig struct {
+	Name  string      `yaml:"name"`
+	Match MatchConfig `yaml:"match"`
+	// Action is allow (anonymous), deny, or authenticate.
+	Action string `yaml:"action"`
+	// Authenticators are tried in order for action authenticate.
+	Authenticators []string `yaml:"authenticators"`
+	// Require are requirements on the identity for action authenticate.
+	Require Requirements `yaml:"require"`
+}
+
+// MatchConfig selects requests. Empty fields match everything.
+type MatchConfig struct {
+	// Hosts are exact host names or "*.example.com" wildcards ("*" alone
+	// matches any host). Ports are ignored.
+	Hosts []string `yaml:"hosts"`
+	// Path matches the path without the query string.
+	Path PathMatch `yaml:"path"`
+	// Methods are HTTP methods; empty matches any.
+	Methods []string `yaml:"methods"`
+}
+
+// PathMatch sets at most one of its fields.
+type PathMatch struct {
+	Exact  string `yaml:"exact"`
+	Prefix string `yaml:"prefix"`
+	// Regex is an RE2 expression that must match the whole path.
+	Regex string `yaml:"regex"`
+}
+
+// Requirements are conditions on an authenticated identity.
+type Requirements struct {
+	// Scopes must all be granted.
+	Scopes []string `yaml:"scopes"`
+	// Claims maps a claim to its accepted values; a list claim matches when
+	// any of its elements is accepted.
+	Claims map[string][]string `yaml:"claims"`
+}
+
+// Actions of a rule.
+const (
+	ActionAllow        = "allow"
+	ActionDeny         = "deny"
+	ActionAuthenticate = "authenticate"
+)
+
+// ApplyDefaults fills in default header names and realm.
+func (c *Config) ApplyDefaults() {
+	if c.Realm == "" {
+		c.Realm = "ext-authz"
+	}
+	h := &c.IdentityHeaders
+	for _, f := range []struct {
+		p   *string
+		def string
+	}{
+		{&h.Subject, "x-auth-subject"},
+		{&h.Issuer, "x-auth-issuer"},
+		{&h.Method, "x-auth-method"},
+		{&h.AppID, "x-auth-app-id"},
+		{&h.Scopes, "x-auth-scopes"},
+	} {
+		if *f.p == "" {
+			*f.p = f.def
+		}
+	}
+}
+
+// Validate checks the policy. authenticators reports whether a name is a
+// configured authenticator. Paths in errors are relative to the policy.
+func (c *Config) Validate(authenticators func(name string) bool) error {
+	var errs []error
+	if strings.ContainsAny(c.Realm, "\"\\\r\n") {
+		errs = append(errs, yamlfile.Errorf("realm", "must not contain quotes, backslashes or line breaks"))
+	}
+	errs = append(errs, yamlfile.Wrap("identity_headers", c.IdentityHeaders.validate()))
+	if len(c.Rules) == 0 {
+		errs = append(errs, yamlfile.Errorf("rules", "at least one rule is required (no match denies everything)"))
+	}
+	seen := map[string]int{}
+	for i := range c.Rules {
+		p := yamlfile.Index("rules", i)
+		r := &c.Rules[i]
+		if j, dup := seen[r.Name]; dup && r.Name != "" {
+			errs = append(errs, yamlfile.Errorf(p+".name", "%q is also the name of rules[%d]", r.Name, j))
+		}
+		seen[r.Name] = i
+		errs = append(errs, yamlfile.Wrap(p, r.validate(authenticators)))
+	}
+	return errors.Join(errs...)
+}
+
+func (h *IdentityHeaders) validate() error {
+	var errs []error
+	check := func(path, name string) {
+		if name != "-" && !validHeaderName(name) {
+			errs = append(errs, yamlfile.Errorf(path, "%q is not a valid header name", name))
+		}
+		if isProtectedHeader(name) {
+			errs = append(errs, yamlfile.Errorf(path, "%q cannot carry identity", name))
+		}
+	}
+	check("subject", h.Subject)
+	check("issuer", h.Issuer)
+	check("method", h.Method)
+	check("app_id", h.AppID)
+	check("scopes", h.Scopes)
+	for claim, name := range h.Claims {
+		if claim == "" {
+			errs = append(errs, yamlfile.Errorf("claims", "empty claim name"))
+		}
+		check("claims."+claim, name)
+	}
+	for i, name := range h.AlsoRemove {
+		check(yamlfile.Index("also_remove", i), name)
+	}
+	return errors.Join(errs...)
+}
+
+// isProtectedHeader reports headers Envoy will not let an authorizer
+// remove, or that would break the request if they carried identity.
+func isProtectedHeader(name string) bool {
+	switch strings.ToLower(name) {
+	case "host", "authorization", "cookie", "content-length", "transfer-encoding", "connection":
+		return true
+	}
+	return strings.HasPrefix(name, ":")
+}
+
+func (r *RuleConfig) validate(authenticators func(string) bool) error {
+	var errs []error
+	if r.Name == "" {
+		errs = append(errs, yamlfile.Errorf("name", "required"))
+	} else if strings.ContainsAny(r.Name, " \t\r\n\"") {
+		errs = append(errs, yamlfile.Errorf("name", "%q must not contain spaces or quotes", r.Name))
+	}
+	if _, err := compileMatch(&r.Match); err != nil {
+		errs = append(errs, yamlfile.Wrap("match", err))
+	}
+	switch r.Action {
+	case ActionAllow, ActionDeny:
+		if len(r.Authenticators) > 0 || len(r.Require.Scopes) > 0 || len(r.Require.Claims) > 0 {
+			errs = append(errs, yamlfile.Errorf("action", "%s takes no authenticators or require", r.Action))
+		}
+	case ActionAuthenticate:
+		if len(r.Authenticators) == 0 {
+			errs = append(errs, yamlfile.Errorf("authenticators", "required for action authenticate"))
+		}
+		for i, name := range r.Authenticators {
+			if !authenticators(name) {
+				errs = append(errs, yamlfile.Errorf(yamlfile.Index("authenticators", i), "no authenticator named %q", name))
+			}
+		}
+		for claim, values := range r.Require.Claims {
+			if len(values) == 0 {
+				errs = append(errs, yamlfile.Errorf("require.claims."+claim, "list at least one accepted value"))
+			}
+		}
+	case "":
+		errs = append(errs, yamlfile.Errorf("action", "required: allow, deny or authenticate"))
+	default:
+		errs = append(errs, yamlfile.Errorf("action", "%q is not one of allow, deny, authenticate", r.Action))
+	}
+	return errors.Join(errs...)
+}
+
+func compileMatch(m *MatchConfig) (*matcher, error) {
+	var errs []error
+	out := &matcher{}
+	for i, h := range m.Hosts {
+		h = strings.ToLower(strings.TrimSpace(h))
+		p := yamlfile.Index("hosts", i)
+		switch {
+		case h == "*":
+			out.anyHost = true
+		case strings.HasPrefix(h, "*."):
+			if strings.ContainsAny(h[1:], "*:/ ") || len(h) < 3 {
+				errs = append(errs, yamlfile.Errorf(p, "%q: a wildcard is \"*.\" followed by a domain", h))
+				continue
+			}
+			out.suffixes = append(out.suffixes, h[1:])
+		case h == "" || strings.ContainsAny(h, "*/ "):
+			errs = append(errs, yamlfile.Errorf(p, "%q is not a host name or \"*.domain\" wildcard", h))
+		default:
+			out.exact = append(out.exact, hostWithoutPort(h))
+		}
+	}
+	if len(m.Hosts) == 0 {
+		out.anyHost = true
+	}
+	n := 0
+	if m.Path.Exact != "" {
+		n++
+		out.pathExact = m.Path.Exact
+	}
+	if m.Path.Prefix != "" {
+		n++
+		out.pathPrefix = m.Path.Prefix
+	}
+	if m.Path.Regex != "" {
+		n++
+		re, err := regexp.Compile(`^(?:` + m.Path.Regex + `)$`)
+		if err != nil {
+			errs = append(errs, yamlfile.Errorf("path.regex", "%v", err))
+		}
+		out.pathRegex = re
+	}
+	if n > 1 {
+		errs = append(errs, yamlfile.Errorf("path", "set at most one of exact, prefix, regex"))
+	}
+	for _, p := range []struct{ field, v string }{{"path.exact", m.Path.Exact}, {"path.prefix", m.Path.Prefix}} {
+		if p.v != "" && !strings.HasPrefix(p.v, "/") {
+			errs = append(errs, yamlfile.Errorf(p.field, "%q must start with /", p.v))
+		}
+	}
+	for i, meth := range m.Methods {
+		up := strings.ToUpper(meth)
+		if !validHeaderName(up) {
+			errs = append(errs, yamlfile.Errorf(yamlfile.Index("methods", i), "%q is not an HTTP method", meth))
+			continue
+		}
+		out.methods = append(out.methods, up)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return out, nil
+}
+
+// matcher is a compiled MatchConfig.
+type matcher struct {
+	anyHost    bool
+	exact      []string
+	suffixes   []string // ".example.com"
+	pathExact  string
+	pathPrefix string
+	pathRegex  *regexp.Regexp
+	methods    []string
+}
+
+func (m *matcher) matches(r *Request) bool {
+	return m.matchHost(r.Host) && m.matchPath(r.Path) && m.matchMethod(r.Method)
+}
+
+func (m *matcher) matchHost(host string) bool {
+	if m.anyHost {
+		return true
+	}
+	for _, h := range m.exact {
+		if h == host {
+			return true
+		}
+	}
+	for _, s := range m.suffixes {
+		if len(host) > len(s) && strings.HasSuffix(host, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *matcher) matchPath(path string) bool {
+	switch {
+	case m.pathExact != "":
+		return path == m.pathExact
+	case m.pathPrefix != "":
+		return strings.HasPrefix(path, m.pathPrefix)
+	case m.pathRegex != nil:
+		return m.pathRegex.MatchString(path)
+	}
+	return true
+}
+
+func (m *matcher) matchMethod(method string) bool {
+	if len(m.methods) == 0 {
+		return true
+	}
+	for _, x := range m.methods {
+		if x == method {
+			return true
+		}
+	}
+	return false
+}
+
+// String is for test failure messages.
+func (m *matcher) String() string {
+	return fmt.Sprintf("hosts=%v%v path=%q|%q|%v methods=%v", m.exact, m.suffixes, m.pathExact, m.pathPrefix, m.pathRegex, m.methods)
+}

@@ -1,0 +1,137 @@
+package authz
+
+import (
+	"strings"
+
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+)
+
+// CredentialSource says where a credential is carried. Exactly one field is
+// set.
+type CredentialSource struct {
+	// Header names a request header that carries the bare credential.
+	Header string `yaml:"header"`
+	// Cookie names a cookie that carries the credential.
+	Cookie string `yaml:"cookie"`
+	// Authorization is the scheme of "Authorization: <scheme> <credential>"
+	// (matched case-insensitively, as RFC 9110 says).
+	Authorization string `yaml:"authorization"`
+}
+
+// Validate checks that exactly one place is named.
+func (s *CredentialSource) Validate() error {
+	n := 0
+	for _, v := range []string{s.Header, s.Cookie, s.Authorization} {
+		if v != "" {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return yamlfile.Errorf("", "set exactly one of header, cookie, authorization")
+	case s.Header != "" && !validHeaderName(s.Header):
+		return yamlfile.Errorf("header", "%q is not a valid header name", s.Header)
+	case s.Authorization != "" && strings.ContainsAny(s.Authorization, " \t,"):
+		return yamlfile.Errorf("authorization", "%q is not a valid auth scheme", s.Authorization)
+	case s.Cookie != "" && strings.ContainsAny(s.Cookie, " \t;=,"):
+		return yamlfile.Errorf("cookie", "%q is not a valid cookie name", s.Cookie)
+	}
+	return nil
+}
+
+// String describes the source without any credential, for logs.
+func (s *CredentialSource) String() string {
+	switch {
+	case s.Header != "":
+		return "header " + s.Header
+	case s.Cookie != "":
+		return "cookie " + s.Cookie
+	}
+	return "authorization " + s.Authorization
+}
+
+// Extract returns the credential the request carries at this source, and
+// whether one was present. A present but empty credential is reported as
+// present so it is rejected as malformed rather than as missing.
+func (s *CredentialSource) Extract(r *Request) (string, bool) {
+	switch {
+	case s.Header != "":
+		v, ok := r.Headers[strings.ToLower(s.Header)]
+		return strings.TrimSpace(v), ok
+	case s.Cookie != "":
+		return cookieValue(r.Headers["cookie"], s.Cookie)
+	default:
+		v, ok := r.Headers["authorization"]
+		if !ok {
+			return "", false
+		}
+		scheme, cred, _ := strings.Cut(strings.TrimSpace(v), " ")
+		if !strings.EqualFold(scheme, s.Authorization) {
+			return "", false
+		}
+		return strings.TrimSpace(cred), true
+	}
+}
+
+// strip returns the header changes that remove this credential from the
+// request sent upstream.
+func (s *CredentialSource) strip(r *Request) (set []Header, remove []string) {
+	switch {
+	case s.Header != "":
+		return nil, []string{strings.ToLower(s.Header)}
+	case s.Authorization != "":
+		return nil, []string{"authorization"}
+	}
+	rest := withoutCookie(r.Headers["cookie"], s.Cookie)
+	if rest == "" {
+		return nil, []string{"cookie"}
+	}
+	return []Header{{Name: "cookie", Value: rest}}, nil
+}
+
+// cookieValue finds name in a Cookie header ("a=1; b=2"; Envoy joins several
+// Cookie headers with "; ").
+func cookieValue(header, name string) (string, bool) {
+	for header != "" {
+		var part string
+		part, header, _ = strings.Cut(header, ";")
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if ok && k == name {
+			return strings.Trim(strings.TrimSpace(v), `"`), true
+		}
+	}
+	return "", false
+}
+
+func withoutCookie(header, name string) string {
+	var kept []string
+	for _, part := range strings.Split(header, ";") {
+		p := strings.TrimSpace(part)
+		if p == "" {
+			continue
+		}
+		if k, _, _ := strings.Cut(p, "="); k == name {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return strings.Join(kept, "; ")
+}
+
+// validHeaderName reports whether s is an HTTP token (RFC 9110) that is not a
+// pseudo-header.
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
