@@ -1,0 +1,81 @@
+package redisconf
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ext-authz/ext-authz/internal/redistest"
+)
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		give Config
+		want string // substring of the error; "" for valid
+	}{
+		{"empty is no redis", Config{}, ""},
+		{"standalone", Config{Addrs: []string{"127.0.0.1:6379"}}, ""},
+		{"mode without addrs", Config{Mode: Cluster}, "addrs: required"},
+		{"standalone two addrs", Config{Addrs: []string{"a:1", "b:2"}}, "exactly one address"},
+		{"bad addr", Config{Addrs: []string{"localhost"}}, `addrs[0]: "localhost" is not host:port`},
+		{"unknown mode", Config{Mode: "ring", Addrs: []string{"a:1"}}, `mode: "ring"`},
+		{"sentinel needs master", Config{Mode: Sentinel, Addrs: []string{"a:1"}}, "master_name: required"},
+		{"cluster db", Config{Mode: Cluster, Addrs: []string{"a:1"}, DB: 2}, "db: Redis Cluster"},
+		{"cert without key", Config{Addrs: []string{"a:1"}, TLS: TLS{Enabled: true, CertFile: "c"}}, "cert_file and key_file"},
+		{"ca without tls", Config{Addrs: []string{"a:1"}, TLS: TLS{CAFile: "ca"}}, "tls.enabled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.give.Validate()
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestNewClientTalksToRealRedis(t *testing.T) {
+	srv := redistest.Start(t)
+	cfg := Config{Addrs: []string{srv.Addr}}
+	c, err := cfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Get(ctx, "k").Val(); got != "v" {
+		t.Fatalf("GET = %q, want v", got)
+	}
+}
+
+func TestClusterClientTalksToRealCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a 3-node cluster")
+	}
+	cl := redistest.StartCluster(t, 3)
+	cfg := Config{Mode: Cluster, Addrs: cl.Addrs()}
+	c, err := cfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, k := range []string{"a", "b", "c", "d", "e"} { // spread over slots
+		if err := c.Set(ctx, k, k, 0).Err(); err != nil {
+			t.Fatalf("SET %s: %v", k, err)
+		}
+	}
+	if got := c.Get(ctx, "e").Val(); got != "e" {
+		t.Fatalf("GET e = %q", got)
+	}
+}
