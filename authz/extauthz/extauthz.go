@@ -1,0 +1,233 @@
+// Package extauthz adapts authz to Envoy's external authorization API
+// (envoy.service.auth.v3.Authorization/Check): it converts the CheckRequest
+// to an authz.Request, asks the pipeline, and renders the Decision as a
+// CheckResponse. It is the only package besides cmd/ that knows Envoy's
+// auth protos.
+//
+//	Envoy ─CheckRequest─▶ Server.Check ─authz.Request─▶ Decider.Decide
+//	      ◀─CheckResponse─ render ◀─authz.Decision─
+package extauthz
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/ext-authz/ext-authz/authz"
+)
+
+// Decider decides requests; *authz.Pipeline and *authz.Live implement it.
+type Decider interface {
+	Decide(ctx context.Context, r *authz.Request) authz.Decision
+}
+
+// Options are the optional parts of a Server; the zero value works.
+type Options struct {
+	// Observe, when set, is called once per Check with the request, the
+	// decision and the time Decide took: for metrics and decision logs.
+	Observe func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+}
+
+// Server implements authv3.AuthorizationServer.
+type Server struct {
+	authv3.UnimplementedAuthorizationServer
+	decider Decider
+	observe func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+}
+
+var _ authv3.AuthorizationServer = (*Server)(nil)
+
+// New returns a Server that asks d.
+func New(d Decider, opts Options) *Server {
+	return &Server{decider: d, observe: opts.Observe}
+}
+
+// Check converts, decides and renders. A denial is an ordinary response
+// with denied_response set, never a gRPC error: a gRPC error would make
+// Envoy answer status_on_error instead of our status and body.
+func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	r := RequestFromProto(req)
+	start := time.Now()
+	d := s.decider.Decide(ctx, &r)
+	if s.observe != nil {
+		s.observe(ctx, &r, &d, time.Since(start))
+	}
+	return Render(&d, r.RequestID), nil
+}
+
+// RequestFromProto reads a CheckRequest as Envoy sends it from a gateway.
+// It tolerates any missing part: the pipeline denies a request without
+// method or path with 400.
+func RequestFromProto(req *authv3.CheckRequest) authz.Request {
+	attrs := req.GetAttributes()
+	h := attrs.GetRequest().GetHttp()
+	headers := h.GetHeaders()
+	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
+		headers = joinHeaderMap(h.GetHeaderMap().GetHeaders())
+	}
+	pick := func(field, pseudo string) string {
+		if field != "" {
+			return field
+		}
+		return headers[pseudo]
+	}
+	path, query, _ := strings.Cut(pick(h.GetPath(), ":path"), "?")
+	if i := strings.IndexByte(query, '#'); i >= 0 {
+		query = query[:i]
+	}
+	requestID := h.GetId()
+	if requestID == "" {
+		requestID = headers["x-request-id"]
+	}
+	return authz.Request{
+		Method:            pick(h.GetMethod(), ":method"),
+		Host:              pick(h.GetHost(), ":authority"),
+		Path:              path,
+		Query:             query,
+		Scheme:            pick(h.GetScheme(), ":scheme"),
+		Headers:           headers,
+		ContextExtensions: attrs.GetContextExtensions(),
+		PeerAddress:       attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		RequestID:         requestID,
+	}
+}
+
+// joinHeaderMap builds the lower-case, comma-joined map from the
+// header_map form (sent when encode_raw_headers is on).
+func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
+	m := make(map[string]string, len(hs))
+	for _, hv := range hs {
+		k := strings.ToLower(hv.GetKey())
+		v := hv.GetValue()
+		if v == "" && len(hv.GetRawValue()) > 0 {
+			v = string(hv.GetRawValue())
+		}
+		if prev, ok := m[k]; ok {
+			sep := ","
+			if k == "cookie" {
+				sep = "; "
+			}
+			v = prev + sep + v
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// status is the one table from decision codes to HTTP and gRPC statuses.
+var statusTable = map[authz.Code]struct {
+	http typev3.StatusCode
+	grpc codes.Code
+}{
+	authz.OK:              {typev3.StatusCode_OK, codes.OK},
+	authz.Unauthenticated: {typev3.StatusCode_Unauthorized, codes.Unauthenticated},
+	authz.Forbidden:       {typev3.StatusCode_Forbidden, codes.PermissionDenied},
+	authz.RateLimited:     {typev3.StatusCode_TooManyRequests, codes.ResourceExhausted},
+	authz.Unavailable:     {typev3.StatusCode_ServiceUnavailable, codes.Unavailable},
+	authz.BadRequest:      {typev3.StatusCode_BadRequest, codes.InvalidArgument},
+}
+
+// HTTPStatus returns the HTTP status a decision code is answered with.
+func HTTPStatus(c authz.Code) int {
+	if s, ok := statusTable[c]; ok {
+		return int(s.http)
+	}
+	return int(typev3.StatusCode_Forbidden)
+}
+
+// Render turns a decision into the CheckResponse Envoy applies.
+func Render(d *authz.Decision, requestID string) *authv3.CheckResponse {
+	st, ok := statusTable[d.Code]
+	if !ok {
+		st = statusTable[authz.Forbidden]
+	}
+	resp := &authv3.CheckResponse{
+		Status:          &status.Status{Code: int32(st.grpc)},
+		DynamicMetadata: metadata(d),
+	}
+	if d.Allowed() {
+		resp.HttpResponse = &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
+			Headers:              headerOptions(d.UpstreamHeaders, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+			HeadersToRemove:      d.RemoveHeaders,
+			ResponseHeadersToAdd: headerOptions(d.ResponseHeaders, corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD),
+		}}
+		return resp
+	}
+	hs := make([]authz.Header, 0, 3+len(d.Challenges)+len(d.ResponseHeaders))
+	hs = append(hs, authz.Header{Name: "content-type", Value: "application/json"},
+		authz.Header{Name: "cache-control", Value: "no-store"})
+	for _, c := range d.Challenges {
+		hs = append(hs, authz.Header{Name: "www-authenticate", Value: c})
+	}
+	hs = append(hs, d.ResponseHeaders...)
+	resp.Status.Message = d.Reason
+	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+		Status:  &typev3.HttpStatus{Code: st.http},
+		Headers: headerOptions(hs, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
+		Body:    denyBody(d, requestID),
+	}}
+	return resp
+}
+
+func headerOptions(hs []authz.Header, action corev3.HeaderValueOption_HeaderAppendAction) []*corev3.HeaderValueOption {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make([]*corev3.HeaderValueOption, len(hs))
+	for i, h := range hs {
+		out[i] = &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.Name, Value: safe(h.Value)},
+			AppendAction: action,
+		}
+	}
+	return out
+}
+
+// denyBody is the small JSON body of a denial. It names the class of error
+// and the reason word, never any part of a credential.
+func denyBody(d *authz.Decision, requestID string) string {
+	b, _ := json.Marshal(struct {
+		Error     string `json:"error"`
+		Reason    string `json:"reason"`
+		RequestID string `json:"request_id,omitempty"`
+	}{d.Code.String(), d.Reason, safe(requestID)})
+	return string(b)
+}
+
+// metadata is what access logs read from
+// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%.
+func metadata(d *authz.Decision) *structpb.Struct {
+	f := map[string]*structpb.Value{
+		"decision_id": structpb.NewStringValue(d.ID),
+		"result":      structpb.NewStringValue(d.Code.String()),
+	}
+	if d.Rule != "" {
+		f["rule"] = structpb.NewStringValue(d.Rule)
+	}
+	if d.Reason != "" {
+		f["reason"] = structpb.NewStringValue(d.Reason)
+	}
+	if d.Identity != nil {
+		f["subject"] = structpb.NewStringValue(safe(d.Identity.Subject))
+		f["authenticator"] = structpb.NewStringValue(d.Identity.Authenticator)
+	}
+	return &structpb.Struct{Fields: f}
+}
+
+// safe makes a string valid UTF-8: protobuf refuses to marshal anything
+// else, and a value echoed from the request may not be.
+func safe(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"runtime/debug"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		rev, dirty := "", false
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if dirty {
+				rev += "-dirty"
+			}
+			return bi.Main.Version + " " + rev
+		}
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return &usageError{err.Error()}
+	}
+	if *path == "" || fs.NArg() > 0 {
+		return &usageError{"serve needs --config FILE and nothing else"}
+	}
+	logger := newLogger(stderr)
+	cfg, err := loadConfig(*path, getenv)
+	if err != nil {
+		return err
+	}
+	logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
+	svc, err := newService(*path, cfg, getenv, logger)
+	if err != nil {
+		return err
+	}
+	defer svc.close()
+	if err := svc.listen(); err != nil {
+		return err
+	}
+	return svc.serve(ctx)
+}
+
+// checkConfigCommand loads and fully builds each file (reading key files,
+// compiling rules) without serving, so a file it accepts will start.
+func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		return &usageError{"check-config needs at least one FILE"}
+	}
+	var errs []error
+	for _, path := range args {
+		if err := checkConfig(path, getenv); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok\n", path)
+	}
+	return errors.Join(errs...)
+}
+
+func checkConfig(path string, getenv func(string) string) error {
+	cfg, err := loadConfig(path, getenv)
+	if err != nil {
+		return err
+	}
+	svc, err := newService(path, cfg, getenv, discardLogger())
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return svc.close()
+}

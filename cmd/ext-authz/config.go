@@ -1,0 +1,171 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/redisconf"
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+)
+
+// fileConfig is the whole config file. Each section belongs to the package
+// that uses it; this file only composes them and checks what crosses
+// sections.
+type fileConfig struct {
+	Server         serverConfig          `yaml:"server"`
+	Admin          adminConfig           `yaml:"admin"`
+	Redis          redisconf.Config      `yaml:"redis"`
+	Authenticators []authenticatorConfig `yaml:"authenticators"`
+	Policy         authz.Config          `yaml:"policy"`
+}
+
+type serverConfig struct {
+	// GRPCAddress serves Check, health and reflection. Default ":8888".
+	GRPCAddress string `yaml:"grpc_address"`
+	// MaxConcurrentStreams bounds streams per connection (Envoy multiplexes
+	// every Check of a gateway worker over few connections). Default 1024.
+	MaxConcurrentStreams uint32 `yaml:"max_concurrent_streams"`
+	// MaxRecvMessageBytes bounds one CheckRequest. Default 1 MiB.
+	MaxRecvMessageBytes int `yaml:"max_recv_message_bytes"`
+	// MaxConnectionAge makes clients reconnect now and then so new replicas
+	// get traffic (Envoy holds HTTP/2 connections for ever). Default 10m; a
+	// negative value disables it.
+	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
+	// Keepalive pings idle connections.
+	Keepalive keepaliveConfig `yaml:"keepalive"`
+	// DrainDelay is how long health reports NOT_SERVING before the server
+	// stops accepting, so the gateway and Kubernetes stop sending first.
+	// Default 5s.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// DrainTimeout bounds how long in-flight calls may finish after that.
+	// Default 15s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// ReloadInterval is how often the config file is checked for changes
+	// (SIGHUP reloads at once). Default 2s; negative disables polling.
+	ReloadInterval time.Duration `yaml:"reload_interval"`
+}
+
+type keepaliveConfig struct {
+	Time    time.Duration `yaml:"time"`     // default 30s
+	Timeout time.Duration `yaml:"timeout"`  // default 10s
+	MinTime time.Duration `yaml:"min_time"` // least interval a client may ping at; default 5s
+}
+
+type adminConfig struct {
+	// Address serves /healthz, /readyz, /metrics. Default ":8081".
+	Address string `yaml:"address"`
+	// Pprof exposes /debug/pprof on the admin address.
+	Pprof bool `yaml:"pprof"`
+}
+
+func (c *fileConfig) applyDefaults() {
+	s := &c.Server
+	setDefault(&s.GRPCAddress, ":8888")
+	if s.MaxConcurrentStreams == 0 {
+		s.MaxConcurrentStreams = 1024
+	}
+	if s.MaxRecvMessageBytes == 0 {
+		s.MaxRecvMessageBytes = 1 << 20
+	}
+	setDefault(&s.MaxConnectionAge, 10*time.Minute)
+	setDefault(&s.Keepalive.Time, 30*time.Second)
+	setDefault(&s.Keepalive.Timeout, 10*time.Second)
+	setDefault(&s.Keepalive.MinTime, 5*time.Second)
+	setDefault(&s.DrainDelay, 5*time.Second)
+	setDefault(&s.DrainTimeout, 15*time.Second)
+	setDefault(&s.ReloadInterval, 2*time.Second)
+	setDefault(&c.Admin.Address, ":8081")
+	c.Policy.ApplyDefaults()
+}
+
+func setDefault[T comparable](p *T, def T) {
+	var zero T
+	if *p == zero {
+		*p = def
+	}
+}
+
+// validate checks every section; errors carry field paths from the root.
+func (c *fileConfig) validate() error {
+	errs := []error{
+		yamlfile.Wrap("server", c.Server.validate()),
+		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
+		yamlfile.Wrap("redis", c.Redis.Validate()),
+	}
+	names := map[string]int{}
+	for i := range c.Authenticators {
+		a := &c.Authenticators[i]
+		p := yamlfile.Index("authenticators", i)
+		if j, dup := names[a.Name]; dup && a.Name != "" {
+			errs = append(errs, yamlfile.Errorf(p+".name", "%q is also the name of authenticators[%d]", a.Name, j))
+		}
+		names[a.Name] = i
+		errs = append(errs, yamlfile.Wrap(p, a.validate()))
+	}
+	errs = append(errs, yamlfile.Wrap("policy", c.Policy.Validate(func(n string) bool {
+		_, ok := names[n]
+		return ok
+	})))
+	return errors.Join(errs...)
+}
+
+func (s *serverConfig) validate() error {
+	errs := []error{validateAddress("grpc_address", s.GRPCAddress)}
+	if s.MaxRecvMessageBytes < 4<<10 {
+		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{
+		{"keepalive.time", s.Keepalive.Time}, {"keepalive.timeout", s.Keepalive.Timeout},
+		{"keepalive.min_time", s.Keepalive.MinTime}, {"drain_delay", s.DrainDelay},
+		{"drain_timeout", s.DrainTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, yamlfile.Errorf(d.path, "must not be negative"))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validateAddress(path, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return yamlfile.Errorf(path, "%q is not host:port (%v)", addr, err)
+	}
+	return nil
+}
+
+// loadConfig reads, decodes strictly, applies defaults and validates a
+// config file. Every error names the file, and where it can the line and
+// the field.
+func loadConfig(path string, getenv func(string) string) (*fileConfig, error) {
+	var c fileConfig
+	f, err := yamlfile.Load(path, &c, getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, f.Annotate(err)
+	}
+	return &c, nil
+}
+
+// describe is the start-up summary for the log: no secrets.
+func (c *fileConfig) describe() []any {
+	names := make([]string, len(c.Authenticators))
+	for i, a := range c.Authenticators {
+		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kind(), a.Source.String())
+	}
+	return []any{
+		"grpc_address", c.Server.GRPCAddress,
+		"admin_address", c.Admin.Address,
+		"rules", len(c.Policy.Rules),
+		"authenticators", names,
+		"redis", c.Redis.Enabled(),
+	}
+}

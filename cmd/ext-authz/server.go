@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/ext-authz/ext-authz/authz/extauthz"
+)
+
+const (
+	healthpbServing    = healthgrpc.HealthCheckResponse_SERVING
+	healthpbNotServing = healthgrpc.HealthCheckResponse_NOT_SERVING
+)
+
+// newGRPCServer builds the gRPC server with its limits and registers
+// Check, health and reflection.
+func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
+	ka := keepalive.ServerParameters{Time: c.Keepalive.Time, Timeout: c.Keepalive.Timeout}
+	if c.MaxConnectionAge > 0 {
+		ka.MaxConnectionAge = c.MaxConnectionAge
+		ka.MaxConnectionAgeGrace = c.DrainTimeout
+	}
+	srv := grpc.NewServer(
+		grpc.KeepaliveParams(ka),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.Keepalive.MinTime, PermitWithoutStream: true}),
+		grpc.MaxConcurrentStreams(c.MaxConcurrentStreams),
+		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
+		grpc.ChainUnaryInterceptor(recoverUnary(s.logger)),
+		grpc.ChainStreamInterceptor(recoverStream(s.logger)),
+	)
+	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, extauthz.Options{}))
+	healthgrpc.RegisterHealthServer(srv, s.health)
+	reflection.Register(srv)
+	return srv
+}
+
+// recoverUnary turns a panic in a handler into codes.Internal so one bad
+// request cannot kill the process. The request is not logged: it may hold
+// credentials.
+func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.Error("panic in handler", "method", info.FullMethod, "panic", panicText(r), "stack", string(debug.Stack()))
+				resp, err = nil, status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.Error("panic in stream handler", "method", info.FullMethod, "panic", panicText(r), "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+// panicText keeps the panic's type only for values that might carry
+// request data.
+func panicText(r any) string {
+	switch v := r.(type) {
+	case error:
+		return v.Error()
+	case string:
+		return v
+	}
+	return "non-error panic value"
+}
