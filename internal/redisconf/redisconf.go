@@ -41,7 +41,7 @@ type Config struct {
 	// SentinelPassword authenticates to the sentinels when they need it.
 	SentinelPassword string `yaml:"sentinel_password"`
 	// DB selects a database (standalone and sentinel only).
-	DB int `yaml:"db"`
+	DB  int `yaml:"db"`
 	TLS TLS `yaml:"tls"`
 	// PoolSize is connections per node; default 10 per CPU (go-redis).
 	PoolSize     int `yaml:"pool_size"`
