@@ -1,0 +1,173 @@
+package tokens
+
+import (
+	"crypto/sha256"
+	"sync"
+	"time"
+)
+
+// CacheConfig bounds a verifier's cache of verified credentials.
+type CacheConfig struct {
+	// Size is the most entries kept; 0 means the default (10000), a negative
+	// value turns the cache off.
+	Size int `yaml:"size"`
+	// MaxTTL caps how long an entry lives even when the credential is valid
+	// for longer; default 5m. An entry never outlives the credential's expiry.
+	MaxTTL time.Duration `yaml:"max_ttl"`
+}
+
+const (
+	defaultCacheSize   = 10000
+	defaultCacheMaxTTL = 5 * time.Minute
+	cacheShards        = 32
+)
+
+func (c *CacheConfig) applyDefaults() {
+	if c.Size == 0 {
+		c.Size = defaultCacheSize
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = defaultCacheMaxTTL
+	}
+}
+
+func (c *CacheConfig) validate() error {
+	if c.MaxTTL < 0 {
+		return errorf("max_ttl", "must not be negative")
+	}
+	return nil
+}
+
+// cacheKey is the SHA-256 of the whole credential. Each verifier owns its
+// cache, so an entry is keyed by (verifier, hash of the credential): a token
+// accepted by one issuer configuration is never served from another's cache,
+// and the key is never a prefix of the token or its subject.
+type cacheKey [sha256.Size]byte
+
+func keyOf(credential string) cacheKey { return sha256.Sum256(stringBytes(credential)) }
+
+// cacheEntry is a verification outcome: a principal, or (for negative
+// caching) a rejection.
+type cacheEntry struct {
+	principal Principal
+	err       error // a *CredentialError, or nil
+	until     time.Time
+}
+
+// verifiedCache is a bounded, sharded map from credential hash to outcome.
+// Reads take one shard's read lock; writes evict expired entries, then an
+// arbitrary one, when the shard is full.
+type verifiedCache struct {
+	shards   [cacheShards]cacheShard
+	perShard int
+}
+
+type cacheShard struct {
+	mu sync.RWMutex
+	m  map[cacheKey]cacheEntry
+}
+
+// newVerifiedCache returns a cache of about size entries, or nil (a cache
+// that holds nothing) when size is negative.
+func newVerifiedCache(size int) *verifiedCache {
+	if size < 0 {
+		return nil
+	}
+	per := (size + cacheShards - 1) / cacheShards
+	if per < 1 {
+		per = 1
+	}
+	c := &verifiedCache{perShard: per}
+	for i := range c.shards {
+		c.shards[i].m = make(map[cacheKey]cacheEntry)
+	}
+	return c
+}
+
+func (c *verifiedCache) shard(k *cacheKey) *cacheShard {
+	return &c.shards[k[0]%cacheShards]
+}
+
+// get returns the live entry for k.
+func (c *verifiedCache) get(k *cacheKey, now time.Time) (cacheEntry, bool) {
+	if c == nil {
+		return cacheEntry{}, false
+	}
+	s := c.shard(k)
+	s.mu.RLock()
+	e, ok := s.m[*k]
+	s.mu.RUnlock()
+	if !ok {
+		return cacheEntry{}, false
+	}
+	if !now.Before(e.until) {
+		s.mu.Lock()
+		if cur, ok := s.m[*k]; ok && !now.Before(cur.until) {
+			delete(s.m, *k)
+		}
+		s.mu.Unlock()
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+// put stores e under k unless it is already expired.
+func (c *verifiedCache) put(k *cacheKey, e cacheEntry, now time.Time) {
+	if c == nil || !now.Before(e.until) {
+		return
+	}
+	s := c.shard(k)
+	s.mu.Lock()
+	if _, ok := s.m[*k]; !ok && len(s.m) >= c.perShard {
+		s.evict(now, c.perShard)
+	}
+	s.m[*k] = e
+	s.mu.Unlock()
+}
+
+// evict makes room for one entry: it drops expired entries it meets while
+// scanning a bounded number of them, and if none were expired, one arbitrary
+// entry (Go's map iteration order is randomised).
+func (s *cacheShard) evict(now time.Time, limit int) {
+	const scan = 16
+	var victim *cacheKey
+	n := 0
+	for k, e := range s.m {
+		if !now.Before(e.until) {
+			delete(s.m, k)
+		} else if victim == nil {
+			victim = &k
+		}
+		if n++; n >= scan {
+			break
+		}
+	}
+	if len(s.m) >= limit && victim != nil {
+		delete(s.m, *victim)
+	}
+}
+
+// len counts entries, for tests.
+func (c *verifiedCache) len() int {
+	if c == nil {
+		return 0
+	}
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.RLock()
+		n += len(s.m)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// cacheUntil is when an entry for a credential valid until expiry, verified
+// at now, stops being served: at expiry or after maxTTL, whichever is first.
+func cacheUntil(now, expiry time.Time, maxTTL time.Duration) time.Time {
+	until := now.Add(maxTTL)
+	if !expiry.IsZero() && expiry.Before(until) {
+		return expiry
+	}
+	return until
+}

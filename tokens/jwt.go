@@ -1,0 +1,499 @@
+package tokens
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+)
+
+// JWTConfig configures a JWTVerifier (authenticator kind jwt).
+type JWTConfig struct {
+	// Issuers are the trusted issuers; a token is checked against the one
+	// its iss claim names.
+	Issuers []IssuerConfig `yaml:"issuers"`
+	// MaxTokenBytes rejects longer tokens with ErrTooLarge; default 8 KiB.
+	MaxTokenBytes int `yaml:"max_token_bytes"`
+	// Cache bounds the verified-token cache.
+	Cache CacheConfig `yaml:"cache"`
+}
+
+// IssuerConfig is one trusted issuer.
+type IssuerConfig struct {
+	// Issuer is the exact iss value.
+	Issuer string `yaml:"issuer"`
+	// Audiences, when set, require the token's aud to contain one of them.
+	Audiences []string `yaml:"audiences"`
+	// Algorithms allowed for this issuer; default the asymmetric ones
+	// (RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES384 ES512 EdDSA).
+	// "none" is never allowed; HS256/384/512 only if listed, and only ever
+	// with symmetric ("oct") keys.
+	Algorithms []string `yaml:"algorithms"`
+	// Leeway tolerates clock skew on exp, nbf and iat; default 30s.
+	Leeway time.Duration `yaml:"leeway"`
+	// JWKSURL is fetched on start, every RefreshInterval, and on an unknown
+	// kid (at most once per MinRefreshInterval).
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSFile is a local JWK Set, read once when the verifier is built.
+	JWKSFile string `yaml:"jwks_file"`
+	// RefreshInterval between background fetches; default 5m.
+	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// MinRefreshInterval is the shortest time between fetches caused by
+	// unknown kids or failures; default 10s.
+	MinRefreshInterval time.Duration `yaml:"min_refresh_interval"`
+	// FetchTimeout bounds one JWKS fetch; default 5s.
+	FetchTimeout time.Duration `yaml:"fetch_timeout"`
+	// StartWithoutKeys lets the server report ready before this issuer's
+	// keys are loaded (its tokens are answered 503 until then).
+	StartWithoutKeys bool `yaml:"start_without_keys"`
+}
+
+// asymmetricAlgs is the default allow-list.
+var asymmetricAlgs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+
+var knownAlgs = append([]string{"HS256", "HS384", "HS512"}, asymmetricAlgs...)
+
+// ApplyDefaults fills in unset fields.
+func (c *JWTConfig) ApplyDefaults() {
+	c.MaxTokenBytes = maxBytesOr(c.MaxTokenBytes)
+	c.Cache.applyDefaults()
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		if len(is.Algorithms) == 0 {
+			is.Algorithms = slices.Clone(asymmetricAlgs)
+		}
+		if is.Leeway == 0 {
+			is.Leeway = defaultLeeway
+		}
+		if is.RefreshInterval == 0 {
+			is.RefreshInterval = 5 * time.Minute
+		}
+		if is.MinRefreshInterval == 0 {
+			is.MinRefreshInterval = 10 * time.Second
+		}
+		if is.FetchTimeout == 0 {
+			is.FetchTimeout = 5 * time.Second
+		}
+	}
+}
+
+// Validate checks the config without reading files or the network; paths
+// are relative to the jwt section.
+func (c *JWTConfig) Validate() error {
+	var errs []error
+	if len(c.Issuers) == 0 {
+		errs = append(errs, errorf("issuers", "at least one issuer is required"))
+	}
+	seen := map[string]bool{}
+	for i := range c.Issuers {
+		is := &c.Issuers[i]
+		p := yamlfile.Index("issuers", i)
+		switch {
+		case is.Issuer == "":
+			errs = append(errs, errorf(p+".issuer", "required"))
+		case seen[is.Issuer]:
+			errs = append(errs, errorf(p+".issuer", "duplicate issuer %q", is.Issuer))
+		}
+		seen[is.Issuer] = true
+		for j, a := range is.Algorithms {
+			ap := yamlfile.Index(p+".algorithms", j)
+			switch {
+			case strings.EqualFold(a, "none"):
+				errs = append(errs, errorf(ap, `"none" is never allowed`))
+			case !slices.Contains(knownAlgs, a):
+				errs = append(errs, errorf(ap, "unknown algorithm %q (want one of %s)", a, strings.Join(knownAlgs, " ")))
+			}
+		}
+		if is.JWKSURL == "" && is.JWKSFile == "" {
+			errs = append(errs, errorf(p, "set jwks_url, jwks_file or both"))
+		}
+		if is.JWKSURL != "" {
+			u, err := url.Parse(is.JWKSURL)
+			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				errs = append(errs, errorf(p+".jwks_url", "must be an http or https URL"))
+			}
+		}
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"leeway", is.Leeway}, {"refresh_interval", is.RefreshInterval}, {"min_refresh_interval", is.MinRefreshInterval}, {"fetch_timeout", is.FetchTimeout}} {
+			if d.v < 0 {
+				errs = append(errs, errorf(p+"."+d.name, "must not be negative"))
+			}
+		}
+	}
+	errs = append(errs, checkMaxBytes(c.MaxTokenBytes), yamlfile.Wrap("cache", c.Cache.validate()))
+	return errors.Join(errs...)
+}
+
+// JWTOptions are the optional dependencies of a JWTVerifier.
+type JWTOptions struct {
+	Options
+	// HTTPClient fetches JWKS URLs; default a client without timeout of its
+	// own (each fetch is bounded by fetch_timeout).
+	HTTPClient *http.Client
+}
+
+// JWTVerifier verifies JWTs from several issuers, each with its own keys,
+// audiences, algorithms and leeway. It checks the signature and iss, aud,
+// exp, nbf and iat itself. Verified tokens are cached until they expire.
+type JWTVerifier struct {
+	issuers  map[string]*issuer
+	order    []*issuer
+	parser   *jwt.Parser
+	maxBytes int
+	maxTTL   time.Duration
+	cache    *verifiedCache
+	counters cacheCounters
+	log      *slog.Logger
+	now      func() time.Time
+}
+
+type issuer struct {
+	name             string
+	audiences        []string
+	algs             []string
+	leeway           time.Duration
+	file             *keySnapshot  // from jwks_file; nil when none
+	remote           *remoteKeySet // from jwks_url; nil when none
+	startWithoutKeys bool
+}
+
+// NewJWTVerifier validates cfg (after defaults) and reads the JWKS files. It
+// does not fetch JWKS URLs and starts no goroutine: call Run to keep remote
+// keys fresh (a lookup before Run fetches on demand).
+func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts.applyDefaults()
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	m := newMetrics(opts.Registerer)
+	v := &JWTVerifier{
+		issuers:  make(map[string]*issuer, len(cfg.Issuers)),
+		maxBytes: cfg.MaxTokenBytes,
+		maxTTL:   cfg.Cache.MaxTTL,
+		cache:    newVerifiedCache(cfg.Cache.Size),
+		counters: m.cacheCounters(MethodJWT),
+		log:      opts.Logger,
+		now:      opts.Now,
+		// Claims are validated per issuer in check; the parser only
+		// decodes and verifies the signature.
+		parser: jwt.NewParser(jwt.WithoutClaimsValidation()),
+	}
+	var errs []error
+	for i, ic := range cfg.Issuers {
+		is := &issuer{
+			name:             ic.Issuer,
+			audiences:        ic.Audiences,
+			algs:             ic.Algorithms,
+			leeway:           ic.Leeway,
+			startWithoutKeys: ic.StartWithoutKeys,
+		}
+		if ic.JWKSFile != "" {
+			snap, err := readJWKSFile(ic.JWKSFile)
+			if err != nil {
+				errs = append(errs, errorf(yamlfile.Index("issuers", i)+".jwks_file", "%v", err))
+			}
+			is.file = snap
+		}
+		if ic.JWKSURL != "" {
+			is.remote = &remoteKeySet{
+				issuer:      ic.Issuer,
+				url:         ic.JWKSURL,
+				client:      opts.HTTPClient,
+				interval:    ic.RefreshInterval,
+				minInterval: ic.MinRefreshInterval,
+				timeout:     ic.FetchTimeout,
+				metrics:     m,
+				log:         opts.Logger,
+				now:         opts.Now,
+			}
+		}
+		v.issuers[is.name] = is
+		v.order = append(v.order, is)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func readJWKSFile(path string) (*keySnapshot, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	snap, _, err := parseJWKS(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return snap, nil
+}
+
+// Run keeps every remote JWKS fresh until ctx ends; it returns nil then.
+func (v *JWTVerifier) Run(ctx context.Context) error {
+	done := make(chan struct{})
+	n := 0
+	for _, is := range v.order {
+		if is.remote == nil {
+			continue
+		}
+		n++
+		go func() {
+			defer func() { done <- struct{}{} }()
+			_ = is.remote.run(ctx) // returns nil on ctx end; failures are logged and counted
+		}()
+	}
+	for range n {
+		<-done
+	}
+	return nil
+}
+
+// Ready reports nil when every issuer has keys (or is configured to start
+// without them), else an error naming the issuers still waiting.
+func (v *JWTVerifier) Ready() error {
+	var waiting []string
+	for _, is := range v.order {
+		if is.startWithoutKeys || is.file.size() > 0 {
+			continue
+		}
+		if is.remote != nil && is.remote.current.Load().size() > 0 {
+			continue
+		}
+		waiting = append(waiting, is.name)
+	}
+	if len(waiting) > 0 {
+		return fmt.Errorf("jwt: no keys loaded yet for issuer(s) %s", strings.Join(waiting, ", "))
+	}
+	return nil
+}
+
+// Verify checks a JWT and returns its principal; see Verifier in package
+// authz for the error contract. The returned Principal's slices and map are
+// shared with the cache and must not be modified.
+func (v *JWTVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
+	switch {
+	case credential == "":
+		return Principal{}, ErrMissing
+	case len(credential) > v.maxBytes:
+		return Principal{}, ErrTooLarge
+	}
+	now := v.now()
+	key := keyOf(credential)
+	if e, ok := v.cache.get(&key, now); ok {
+		v.counters.observe(true)
+		return e.principal, nil
+	}
+	v.counters.observe(false)
+	p, err := v.verify(ctx, credential, now)
+	if err != nil {
+		return Principal{}, err
+	}
+	v.cache.put(&key, cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.maxTTL)}, now)
+	return p, nil
+}
+
+// undecided wraps a could-not-decide error from a key source so it survives
+// the JWT library's error wrapping and is told apart from a rejection.
+type undecided struct{ err error }
+
+func (u *undecided) Error() string { return u.err.Error() }
+func (u *undecided) Unwrap() error { return u.err }
+
+func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Principal, error) {
+	claims := jwt.MapClaims{}
+	var is *issuer
+	_, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
+		iss, _ := claims["iss"].(string)
+		is = v.issuers[iss]
+		if is == nil {
+			return nil, ErrWrongIssuer
+		}
+		alg := t.Method.Alg()
+		if !slices.Contains(is.algs, alg) {
+			return nil, ErrUnsupportedAlg
+		}
+		kid, _ := t.Header["kid"].(string)
+		k, err := is.key(ctx, kid)
+		if err != nil {
+			return nil, err
+		}
+		if !keyFits(k, alg) {
+			return nil, ErrUnsupportedAlg
+		}
+		return k.key, nil
+	})
+	if err != nil {
+		return Principal{}, classify(err)
+	}
+	return is.check(claims, now)
+}
+
+// classify maps a jwt parse error to a CredentialError, or passes a key
+// source failure through as could-not-decide.
+func classify(err error) error {
+	var ce *CredentialError
+	var u *undecided
+	switch {
+	case errors.As(err, &ce):
+		return ce
+	case errors.As(err, &u):
+		return u.err
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return ErrBadSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ErrUnsupportedAlg // an alg the library does not know
+	}
+	return ErrMalformed
+}
+
+// key finds the key for kid: in the local file first, then the remote set.
+func (is *issuer) key(ctx context.Context, kid string) (*verificationKey, error) {
+	if k := is.file.find(kid); k != nil {
+		return k, nil
+	}
+	if is.remote == nil {
+		return nil, ErrUnknownKey
+	}
+	k, err := is.remote.lookup(ctx, kid)
+	if err != nil {
+		var ce *CredentialError
+		if errors.As(err, &ce) {
+			return nil, err
+		}
+		return nil, &undecided{err: err}
+	}
+	return k, nil
+}
+
+// keyFits reports whether a key may verify alg: the key's own alg (when the
+// JWK names one) must match, HMAC needs a symmetric key (so a public key is
+// never used as an HMAC secret), and curves must match.
+func keyFits(k *verificationKey, alg string) bool {
+	if k.alg != "" && k.alg != alg {
+		return false
+	}
+	switch key := k.key.(type) {
+	case []byte:
+		return strings.HasPrefix(alg, "HS")
+	case *rsa.PublicKey:
+		return strings.HasPrefix(alg, "RS") || strings.HasPrefix(alg, "PS")
+	case *ecdsa.PublicKey:
+		switch alg {
+		case "ES256":
+			return key.Curve == elliptic.P256()
+		case "ES384":
+			return key.Curve == elliptic.P384()
+		case "ES512":
+			return key.Curve == elliptic.P521()
+		}
+	case ed25519.PublicKey:
+		return alg == "EdDSA"
+	}
+	return false
+}
+
+// registered claims that Principal fields carry; the rest go to Claims.
+var principalClaims = []string{"iss", "sub", "exp", "nbf", "iat", "scope", "scp"}
+
+// check validates the time and audience claims for this issuer and builds
+// the principal.
+func (is *issuer) check(c jwt.MapClaims, now time.Time) (Principal, error) {
+	exp, err1 := c.GetExpirationTime()
+	nbf, err2 := c.GetNotBefore()
+	iat, err3 := c.GetIssuedAt()
+	if err1 != nil || err2 != nil || err3 != nil || exp == nil {
+		return Principal{}, ErrMalformed
+	}
+	var nbfT, iatT time.Time
+	if nbf != nil {
+		nbfT = nbf.Time
+	}
+	if iat != nil {
+		iatT = iat.Time
+	}
+	if err := checkTimes(now, is.leeway, exp.Time, nbfT, iatT); err != nil {
+		return Principal{}, err
+	}
+	if len(is.audiences) > 0 {
+		aud, err := c.GetAudience()
+		if err != nil {
+			return Principal{}, ErrMalformed
+		}
+		if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(is.audiences, a) }) {
+			return Principal{}, ErrWrongAudience
+		}
+	}
+	sub, _ := c["sub"].(string)
+	if sub == "" {
+		return Principal{}, ErrMalformed
+	}
+	scopes, ok := scopesOf(c)
+	if !ok {
+		return Principal{}, ErrMalformed
+	}
+	p := Principal{
+		Subject: sub,
+		Issuer:  is.name,
+		Method:  MethodJWT,
+		Scopes:  scopes,
+		Expiry:  exp.Time,
+	}
+	if s, ok := c["azp"].(string); ok {
+		p.AppID = s
+	} else if s, ok := c["client_id"].(string); ok {
+		p.AppID = s
+	}
+	for _, k := range principalClaims {
+		delete(c, k)
+	}
+	if len(c) > 0 {
+		p.Claims = map[string]any(c)
+	}
+	return p, nil
+}
+
+// scopesOf reads scope (a space-separated string) or scp (a list of strings,
+// or a space-separated string).
+func scopesOf(c jwt.MapClaims) ([]string, bool) {
+	if v, ok := c["scope"]; ok {
+		s, ok := v.(string)
+		return strings.Fields(s), ok
+	}
+	switch v := c["scp"].(type) {
+	case nil:
+		return nil, true
+	case string:
+		return strings.Fields(v), true
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, s)
+		}
+		return out, true
+	}
+	return nil, false
+}

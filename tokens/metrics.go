@@ -1,0 +1,93 @@
+package tokens
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the series this package exports. Labels hold only fixed words
+// and configured issuer names: never a credential, subject or address.
+type metrics struct {
+	cache    *prometheus.CounterVec // kind, result=hit|miss
+	jwks     *prometheus.CounterVec // issuer, result=ok|error
+	sessions *prometheus.CounterVec // result
+}
+
+// newMetrics registers the series on reg, or returns nil (no metrics) when
+// reg is nil. Several verifiers may share one registerer: the second one to
+// register reuses the first one's collectors.
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	return &metrics{
+		cache: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_token_cache_requests_total",
+			Help: "Lookups in the verified-credential cache, by verifier kind and result (hit, miss).",
+		}, []string{"kind", "result"})),
+		jwks: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_jwks_refreshes_total",
+			Help: "JWKS fetches, by configured issuer and result (ok, error).",
+		}, []string{"issuer", "result"})),
+		sessions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_session_lookups_total",
+			Help: "UDB session store lookups (cache misses only), by result (found, missing, revoked, expired, invalid, error).",
+		}, []string{"result"})),
+	}
+}
+
+func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		// A conflicting collector of another shape: count into an
+		// unregistered one rather than fail the verifier.
+	}
+	return c
+}
+
+// cacheCounters are the pre-resolved hit/miss counters of one verifier kind,
+// so the hot path does no label lookup.
+type cacheCounters struct {
+	hit, miss prometheus.Counter
+}
+
+func (m *metrics) cacheCounters(kind string) cacheCounters {
+	if m == nil {
+		return cacheCounters{}
+	}
+	return cacheCounters{hit: m.cache.WithLabelValues(kind, "hit"), miss: m.cache.WithLabelValues(kind, "miss")}
+}
+
+func (c cacheCounters) observe(hit bool) {
+	switch {
+	case c.hit == nil:
+	case hit:
+		c.hit.Inc()
+	default:
+		c.miss.Inc()
+	}
+}
+
+func (m *metrics) jwksRefresh(issuer string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.jwks.WithLabelValues(issuer, result).Inc()
+}
+
+func (m *metrics) session(result string) {
+	if m == nil {
+		return
+	}
+	m.sessions.WithLabelValues(result).Inc()
+}
