@@ -1,0 +1,49 @@
+package ratelimit
+
+import "strconv"
+
+// AppendKey appends the store key of one descriptor's window to dst.
+//
+// The encoding is length-prefixed: every variable part is written as its
+// byte length, ':' and the bytes. A value holding any separator therefore
+// cannot make two distinct descriptors share a key, which is the collision
+// envoyproxy/ratelimit's "key_value_" keys have ("a_b"="c" vs "a"="b_c").
+// The unit and the window start end the key, so a window is counted apart
+// from every other window and from a limit with another unit.
+//
+//	prefix 6:domain 4:user 5:alice | 60 | 1700000040
+//
+// shared, when not nil, replaces entry values by index (share_threshold).
+func AppendKey(dst []byte, prefix, domain string, entries []Entry, shared []string, unit Unit, windowStart int64) []byte {
+	dst = append(dst, prefix...)
+	dst = appendPart(dst, domain)
+	for i, e := range entries {
+		dst = appendPart(dst, e.Key)
+		v := e.Value
+		if i < len(shared) && shared[i] != "" {
+			// '*' can end no request value that reaches here without a
+			// match, but mark it anyway so it cannot equal a literal value.
+			dst = append(dst, '*')
+			v = shared[i]
+		}
+		dst = appendPart(dst, v)
+	}
+	dst = append(dst, '|')
+	dst = strconv.AppendInt(dst, unit.Seconds(), 10)
+	dst = append(dst, '|')
+	dst = strconv.AppendInt(dst, windowStart, 10)
+	return dst
+}
+
+func appendPart(dst []byte, s string) []byte {
+	dst = strconv.AppendInt(dst, int64(len(s)), 10)
+	dst = append(dst, ':')
+	return append(dst, s...)
+}
+
+// WindowStart is the start of the fixed window of unit that holds now (Unix
+// seconds), aligned like envoyproxy/ratelimit: now truncated to the unit.
+func WindowStart(now int64, unit Unit) int64 {
+	d := unit.Seconds()
+	return now / d * d
+}

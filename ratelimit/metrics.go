@@ -1,0 +1,84 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the limiter's series. Labels are fixed words: never a
+// descriptor value, which may be a user id or a credential.
+type metrics struct {
+	checks  *prometheus.CounterVec   // code=ok|over_limit|failed_open|failed_closed
+	results *prometheus.CounterVec   // result=ok|over_limit|shadow_over_limit|local_cache|unlimited
+	store   *prometheus.HistogramVec // outcome=ok|error|timeout
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	if reg == nil {
+		return nil
+	}
+	m := &metrics{
+		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_ratelimit_checks_total",
+			Help: "Rate-limit checks by outcome; failed_open and failed_closed are store failures.",
+		}, []string{"code"}),
+		results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_ratelimit_descriptors_total",
+			Help: "Descriptors that matched a limit, by result.",
+		}, []string{"result"}),
+		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ext_authz_ratelimit_store_seconds",
+			Help:    "Latency of one store round trip for a check.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1},
+		}, []string{"outcome"}),
+	}
+	m.checks = register(reg, m.checks)
+	m.results = register(reg, m.results)
+	m.store = register(reg, m.store)
+	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name (a second Limiter on one registry shares the series).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("ratelimit metrics: %v", err)) // a programming error: conflicting series
+	}
+	return c
+}
+
+func (m *metrics) check(code string) {
+	if m != nil {
+		m.checks.WithLabelValues(code).Inc()
+	}
+}
+
+func (m *metrics) result(r string) {
+	if m != nil {
+		m.results.WithLabelValues(r).Inc()
+	}
+}
+
+func (m *metrics) storeLatency(d time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		outcome = "timeout"
+	case err != nil:
+		outcome = "error"
+	}
+	m.store.WithLabelValues(outcome).Observe(d.Seconds())
+}

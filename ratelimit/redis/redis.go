@@ -1,0 +1,259 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ext-authz/ext-authz/ratelimit"
+)
+
+// script increments one counter and gives it an expiry if it has none (a
+// new key, or one some other writer left without a TTL).
+var script = goredis.NewScript(`
+local n = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return n
+`)
+
+// Options are the optional parts of a Store; the zero value works.
+type Options struct {
+	// MaxBatchOps caps the increments in one shared pipeline; default 256.
+	MaxBatchOps int
+	// Workers is how many shared pipelines may be in flight; default 4.
+	Workers int
+	// NoBatching makes Increment send its own pipeline even while Run is
+	// running (for comparison benchmarks).
+	NoBatching bool
+}
+
+// Store is a ratelimit.Store in Redis.
+type Store struct {
+	client   goredis.UniversalClient
+	maxOps   int
+	workers  int
+	batching bool
+	running  atomic.Int32
+	calls    chan *call
+}
+
+var _ ratelimit.Store = (*Store)(nil)
+
+// New returns a Store over client. It starts no goroutine: Run batches
+// concurrent calls; without Run each call sends its own pipeline.
+func New(client goredis.UniversalClient, opts Options) *Store {
+	s := &Store{client: client, maxOps: opts.MaxBatchOps, workers: opts.Workers, batching: !opts.NoBatching}
+	if s.maxOps <= 0 {
+		s.maxOps = 256
+	}
+	if s.workers <= 0 {
+		s.workers = 4
+	}
+	s.calls = make(chan *call, 4*s.workers)
+	return s
+}
+
+// call is one Increment waiting for a shared pipeline.
+type call struct {
+	ctx    context.Context
+	ops    []ratelimit.Op
+	counts []uint64
+	err    error
+	done   chan struct{}
+}
+
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
+
+// Increment implements ratelimit.Store.
+func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if !s.batching || s.running.Load() == 0 {
+		c := &call{ctx: ctx, ops: ops, counts: make([]uint64, len(ops))}
+		s.exec(ctx, []*call{c})
+		if c.err == nil {
+			for i := range ops {
+				ops[i].Count = c.counts[i]
+			}
+		}
+		return c.err
+	}
+	c := callPool.Get().(*call)
+	c.ctx, c.ops, c.err = ctx, ops, nil
+	c.counts = slices.Grow(c.counts[:0], len(ops))[:len(ops)]
+	select {
+	case s.calls <- c:
+	case <-ctx.Done():
+		c.ctx, c.ops = nil, nil
+		callPool.Put(c)
+		return ctx.Err()
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		// The worker still owns c and will finish with it; it is not
+		// returned to the pool.
+		return ctx.Err()
+	}
+	err := c.err
+	if err == nil {
+		for i := range ops {
+			ops[i].Count = c.counts[i]
+		}
+	}
+	c.ctx, c.ops = nil, nil
+	callPool.Put(c)
+	return err
+}
+
+// Run batches concurrent Increment calls into shared pipelines until ctx
+// ends; it returns nil then. Calls queued when it stops fail with their own
+// deadline.
+func (s *Store) Run(ctx context.Context) error {
+	s.running.Add(1)
+	defer s.running.Add(-1)
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Go(func() { s.work(ctx) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (s *Store) work(ctx context.Context) {
+	batch := make([]*call, 0, 64)
+	for {
+		var c *call
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-s.calls:
+		}
+		batch = append(batch[:0], c)
+		n := len(c.ops)
+	drain:
+		for n < s.maxOps {
+			select {
+			case c := <-s.calls:
+				batch = append(batch, c)
+				n += len(c.ops)
+			default:
+				break drain
+			}
+		}
+		live := batch[:0]
+		for _, c := range batch {
+			if err := c.ctx.Err(); err != nil {
+				c.err = err
+				c.done <- struct{}{}
+				continue
+			}
+			live = append(live, c)
+		}
+		if len(live) == 0 {
+			continue
+		}
+		pctx, cancel := batchContext(live)
+		s.exec(pctx, live)
+		cancel()
+		for _, c := range live {
+			c.done <- struct{}{}
+		}
+	}
+}
+
+// batchContext lives as long as the longest-waiting call in the batch.
+func batchContext(calls []*call) (context.Context, context.CancelFunc) {
+	var latest time.Time
+	for _, c := range calls {
+		d, ok := c.ctx.Deadline()
+		if !ok {
+			d = time.Now().Add(time.Second)
+		}
+		if d.After(latest) {
+			latest = d
+		}
+	}
+	return context.WithDeadline(context.Background(), latest)
+}
+
+// exec sends every op of calls in one pipeline and sets each call's counts
+// or err. Scripts missing on a node (after a restart or failover) are loaded
+// and the ops that failed with NOSCRIPT, which did not run, are sent again.
+func (s *Store) exec(ctx context.Context, calls []*call) {
+	total := 0
+	for _, c := range calls {
+		total += len(c.ops)
+	}
+	cmds := make([]*goredis.Cmd, 0, total)
+	refs := make([]*ratelimit.Op, 0, total)
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, c := range calls {
+			for i := range c.ops {
+				refs = append(refs, &c.ops[i])
+				cmds = append(cmds, evalOp(ctx, p, &c.ops[i]))
+			}
+		}
+		return nil
+	})
+	if hasNoScript(cmds) {
+		if err := script.Load(ctx, s.client).Err(); err == nil {
+			var retry []int
+			for i, cmd := range cmds {
+				if isNoScript(cmd.Err()) {
+					retry = append(retry, i)
+				}
+			}
+			_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, i := range retry {
+					cmds[i] = evalOp(ctx, p, refs[i])
+				}
+				return nil
+			})
+		}
+	}
+	k := 0
+	for _, c := range calls {
+		for i := range c.ops {
+			n, err := cmds[k].Int64()
+			k++
+			if err != nil {
+				if c.err == nil {
+					c.err = fmt.Errorf("redis: %w", err)
+				}
+				continue
+			}
+			c.counts[i] = uint64(n)
+		}
+	}
+}
+
+func evalOp(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op) *goredis.Cmd {
+	ttl := op.TTL.Milliseconds()
+	if ttl < 1 {
+		ttl = 1
+	}
+	return p.EvalSha(ctx, script.Hash(), []string{op.Key}, op.Hits, ttl)
+}
+
+func hasNoScript(cmds []*goredis.Cmd) bool {
+	for _, c := range cmds {
+		if isNoScript(c.Err()) {
+			return true
+		}
+	}
+	return false
+}
+
+func isNoScript(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT")
+}

@@ -1,0 +1,246 @@
+package redis_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/ratelimit"
+	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
+	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+)
+
+func client(t testing.TB, addrs ...string) goredis.UniversalClient {
+	t.Helper()
+	var c goredis.UniversalClient
+	if len(addrs) > 1 {
+		c = goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, MaxRetries: -1})
+	} else {
+		c = goredis.NewClient(&goredis.Options{Addr: addrs[0], MaxRetries: -1})
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// running returns a store whose batcher runs until the test ends.
+func running(t testing.TB, c goredis.UniversalClient, opts rlredis.Options) *rlredis.Store {
+	s := rlredis.New(c, opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func TestContractStandalone(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv.Addr)
+	for _, mode := range []struct {
+		name string
+		new  ratelimittest.NewStore
+	}{
+		{"batching", func(t *testing.T) ratelimit.Store { return running(t, c, rlredis.Options{}) }},
+		{"no-batcher", func(t *testing.T) ratelimit.Store { return rlredis.New(c, rlredis.Options{}) }},
+	} {
+		t.Run(mode.name+"/store", func(t *testing.T) { ratelimittest.RunStoreContract(t, mode.new) })
+		t.Run(mode.name+"/limiter", func(t *testing.T) { ratelimittest.RunLimiterContract(t, mode.new) })
+	}
+}
+
+func TestContractCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	c := client(t, cl.Addrs()...)
+	newStore := func(t *testing.T) ratelimit.Store { return running(t, c, rlredis.Options{}) }
+	t.Run("store", func(t *testing.T) { ratelimittest.RunStoreContract(t, newStore) })
+	t.Run("limiter", func(t *testing.T) { ratelimittest.RunLimiterContract(t, newStore) })
+
+	// The keys of one check spread over the masters: the pipeline really
+	// crossed nodes.
+	s := newStore(t)
+	ops := make([]ratelimit.Op, 30)
+	for i := range ops {
+		ops[i] = ratelimit.Op{Key: "spread:" + strconv.Itoa(i), Hits: 1, TTL: time.Minute}
+	}
+	if err := s.Increment(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	for _, srv := range cl.Servers {
+		n, err := srv.Do("DBSIZE")
+		if err != nil || n == "0" {
+			t.Errorf("master %s holds %q keys (%v): keys did not spread", srv.Addr, n, err)
+		}
+	}
+}
+
+// TestEveryKeyHasTTL: increment and expiry are set together, including for
+// zero-hit reads of missing keys.
+func TestEveryKeyHasTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	s := rlredis.New(client(t, srv.Addr), rlredis.Options{})
+	ops := []ratelimit.Op{
+		{Key: "ttl:a", Hits: 1, TTL: time.Minute},
+		{Key: "ttl:b", Hits: 0, TTL: time.Minute},
+		{Key: "ttl:c", Hits: 7, TTL: 1500 * time.Millisecond},
+	}
+	if err := s.Increment(context.Background(), ops); err != nil {
+		t.Fatal(err)
+	}
+	// A key some other writer left without a TTL gets one too.
+	if _, err := srv.Do("SET", "ttl:d", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Increment(context.Background(), []ratelimit.Op{{Key: "ttl:d", Hits: 1, TTL: time.Minute}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"ttl:a", "ttl:b", "ttl:c", "ttl:d"} {
+		out, err := srv.Do("PTTL", k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, _ := strconv.Atoi(out)
+		if ms <= 0 || ms > 60000 {
+			t.Errorf("PTTL %s = %s, want (0, 60000]", k, out)
+		}
+	}
+}
+
+// TestExactAcrossInstances: two limiters, each with its own client and
+// batcher, share one Redis; many concurrent clients; exactly N allowed.
+func TestExactAcrossInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	rules := ratelimittest.Rules(t)
+	const n = 20 // "exact" limit in ratelimittest.Limits
+	var limiters []*ratelimit.Limiter
+	for range 2 {
+		s := running(t, client(t, srv.Addr), rlredis.Options{})
+		limiters = append(limiters, ratelimit.New(s, rules, ratelimit.Options{Timeout: 5 * time.Second}))
+	}
+	var allowed, denied atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 200 {
+		l := limiters[i%2]
+		wg.Go(func() {
+			res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{
+				{Entries: []ratelimit.Entry{{Key: "exact", Value: "shared"}}, Hits: 1},
+			}})
+			switch {
+			case err != nil:
+				t.Error(err)
+			case res.Code == ratelimit.OK:
+				allowed.Add(1)
+			case res.Code == ratelimit.OverLimit:
+				denied.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != n || denied.Load() != 200-n {
+		t.Fatalf("allowed %d, denied %d; want exactly %d and %d", allowed.Load(), denied.Load(), n, 200-n)
+	}
+}
+
+// TestFailureModes stops Redis mid-test: fail-closed answers 503 (or 429),
+// fail-open allows, both within the timeout; when Redis is back (with an
+// empty script cache) checks count again.
+func TestFailureModes(t *testing.T) {
+	srv := redistest.Start(t)
+	rules := ratelimittest.Rules(t)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	t.Cleanup(func() { _ = c.Close() })
+	s := running(t, c, rlredis.Options{})
+	l := ratelimit.New(s, rules, ratelimit.Options{
+		Timeout:        50 * time.Millisecond,
+		LocalCacheSize: -1,
+		Failure:        ratelimit.FailurePolicy{Mode: ratelimit.FailClosed, DenyStatus: 503},
+		Domains: map[string]ratelimit.FailurePolicy{
+			"open":  {Mode: ratelimit.FailOpen},
+			"dense": {Mode: ratelimit.FailClosed, DenyStatus: 429},
+		},
+	})
+	req := func(domain string) ratelimit.Request {
+		return ratelimit.Request{Domain: domain, Descriptors: []ratelimit.Descriptor{{Entries: []ratelimit.Entry{{Key: "user", Value: "u"}}, Hits: 1}}}
+	}
+	// "open" and "dense" have no limits of their own; give them one.
+	over := &ratelimit.Limit{Policy: "o", Requests: 100, Unit: ratelimit.Minute}
+	reqO := func(domain string) ratelimit.Request {
+		r := req(domain)
+		r.Descriptors[0].Override = over
+		return r
+	}
+	if res, err := l.Check(context.Background(), req("contract")); err != nil || res.Code != ratelimit.OK {
+		t.Fatalf("before stop: %+v %v", res, err)
+	}
+
+	srv.Stop()
+	for _, tt := range []struct {
+		give     ratelimit.Request
+		wantCode ratelimit.Code
+		wantOpen bool
+	}{
+		{req("contract"), ratelimit.Unavailable, false},
+		{reqO("dense"), ratelimit.OverLimit, false},
+		{reqO("open"), ratelimit.OK, true},
+	} {
+		start := time.Now()
+		res, err := l.Check(context.Background(), tt.give)
+		took := time.Since(start)
+		if !errors.Is(err, ratelimit.ErrStore) {
+			t.Errorf("%s: err = %v, want ErrStore", tt.give.Domain, err)
+		}
+		if res.Code != tt.wantCode || res.FailedOpen != tt.wantOpen || !res.Failed {
+			t.Errorf("%s: %+v, want code %v failedOpen %v", tt.give.Domain, res, tt.wantCode, tt.wantOpen)
+		}
+		if took > time.Second {
+			t.Errorf("%s: took %v with Redis down (timeout 50ms)", tt.give.Domain, took)
+		}
+	}
+
+	srv.Restart()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := l.Check(context.Background(), req("contract"))
+		if err == nil {
+			// Redis restarted empty: the counter starts again.
+			if res.Code != ratelimit.OK || res.Statuses[0].Remaining != 4 {
+				t.Fatalf("after restart: %+v", res)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery 5s after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStalledRedisTimesOut: a paused Redis (connections open, no answers)
+// costs a check its timeout, not more.
+func TestStalledRedisTimesOut(t *testing.T) {
+	srv := redistest.Start(t)
+	s := running(t, client(t, srv.Addr), rlredis.Options{})
+	l := ratelimit.New(s, ratelimittest.Rules(t), ratelimit.Options{Timeout: 40 * time.Millisecond})
+	req := ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{{Entries: []ratelimit.Entry{{Key: "user", Value: "p"}}, Hits: 1}}}
+	if _, err := l.Check(context.Background(), req); err != nil {
+		t.Fatal(err)
+	}
+	srv.Pause()
+	defer srv.Resume()
+	for i := range 5 {
+		start := time.Now()
+		res, err := l.Check(context.Background(), req)
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Errorf("check %d took %v against a stalled Redis", i, took)
+		}
+		if err == nil || res.Code != ratelimit.Unavailable {
+			t.Errorf("check %d: %+v %v, want unavailable", i, res, err)
+		}
+	}
+	srv.Resume()
+}
