@@ -4,8 +4,8 @@ go 1.26.8
 
 require (
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
-	// envoyproxy/ratelimit publishes no tagged release since v1.4.0 (2020); this is the
-	// pseudo-version the Go module proxy serves for main. We use only its src/config package
+	// The Go module proxy lists no tagged version of envoyproxy/ratelimit; this pseudo-version
+	// (main at 3fb702589d36, 2026-01-22) is what it serves. We use only its src/config package
 	// (file format and descriptor matching, in ratelimit/envoyconfig) so files valid there mean
 	// the same here; its deps resolve next to our go-control-plane/envoy under MVS. Pinned so an
 	// upstream change to matching semantics arrives only by a deliberate bump.
