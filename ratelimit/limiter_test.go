@@ -1,0 +1,201 @@
+package ratelimit_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/memory"
+	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+)
+
+type failingStore struct{ err error }
+
+func (s failingStore) Increment(context.Context, []ratelimit.Op) error { return s.err }
+
+func req(domain string, kv ...string) ratelimit.Request {
+	d := ratelimit.Descriptor{Hits: 1}
+	for i := 0; i+1 < len(kv); i += 2 {
+		d.Entries = append(d.Entries, ratelimit.Entry{Key: kv[i], Value: kv[i+1]})
+	}
+	return ratelimit.Request{Domain: domain, Descriptors: []ratelimit.Descriptor{d}}
+}
+
+func TestFailurePolicies(t *testing.T) {
+	boom := errors.New("connection refused")
+	reg := prometheus.NewRegistry()
+	l := ratelimit.New(failingStore{boom}, ratelimittest.Rules(t), ratelimit.Options{
+		Domains: map[string]ratelimit.FailurePolicy{
+			"open": {Mode: ratelimit.FailOpen},
+			"t429": {Mode: ratelimit.FailClosed, DenyStatus: 429},
+		},
+		Registerer: reg,
+	})
+	override := func(r ratelimit.Request) ratelimit.Request {
+		r.Descriptors[0].Override = &ratelimit.Limit{Requests: 1, Unit: ratelimit.Minute}
+		return r
+	}
+	tests := []struct {
+		give     ratelimit.Request
+		wantCode ratelimit.Code
+		wantOpen bool
+	}{
+		{req("contract", "user", "a"), ratelimit.Unavailable, false},
+		{override(req("open", "k", "v")), ratelimit.OK, true},
+		{override(req("t429", "k", "v")), ratelimit.OverLimit, false},
+	}
+	for _, tt := range tests {
+		res, err := l.Check(context.Background(), tt.give)
+		if !errors.Is(err, ratelimit.ErrStore) || !errors.Is(err, boom) {
+			t.Errorf("%s: err %v", tt.give.Domain, err)
+		}
+		if res.Code != tt.wantCode || res.FailedOpen != tt.wantOpen || !res.Failed {
+			t.Errorf("%s: %+v", tt.give.Domain, res)
+		}
+	}
+	if got := checksTotal(t, reg, "failed_open"); got != 1 {
+		t.Errorf("failed_open count %v, want 1", got)
+	}
+	// Descriptors that match no limit never need the store, so a dead
+	// store does not matter to them.
+	if res, err := l.Check(context.Background(), req("contract", "nothing", "x")); err != nil || res.Code != ratelimit.OK {
+		t.Errorf("unmatched: %+v %v", res, err)
+	}
+}
+
+func checksTotal(t *testing.T, reg *prometheus.Registry, code string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ext_authz_ratelimit_checks_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if m.GetLabel()[0].GetValue() == code {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no checks_total{code=%q}", code)
+	return 0
+}
+
+func TestCancelledContextFailsClosed(t *testing.T) {
+	l := ratelimit.New(memory.New(memory.Options{}), ratelimittest.Rules(t), ratelimit.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res, err := l.Check(ctx, req("contract", "user", "a"))
+	if err == nil || res.Code != ratelimit.Unavailable {
+		t.Fatalf("%+v %v", res, err)
+	}
+}
+
+func TestHeaders(t *testing.T) {
+	perUser := &ratelimit.Limit{Policy: "per-user", Requests: 100, Unit: ratelimit.Minute}
+	perSec := &ratelimit.Limit{Policy: `we"ird\`, Requests: 5, Unit: ratelimit.Second}
+	all := ratelimit.HeaderOptions{Draft: true, Legacy: true}
+	tests := []struct {
+		name string
+		give ratelimit.Result
+		opts ratelimit.HeaderOptions
+		want string
+	}{
+		{"over limit", ratelimit.Result{Code: ratelimit.OverLimit, Statuses: []ratelimit.Status{
+			{Code: ratelimit.OK, Limit: perSec, Remaining: 3, ResetAfter: 500 * time.Millisecond},
+			{Code: ratelimit.OverLimit, Limit: perUser, Remaining: 0, ResetAfter: 36200 * time.Millisecond},
+		}}, all, `retry-after: 37|ratelimit-policy: "per-user";q=100;w=60|ratelimit: "per-user";r=0;t=37|x-ratelimit-limit: 100|x-ratelimit-remaining: 0|x-ratelimit-reset: 37`},
+		{"allowed: fewest remaining, escaped name", ratelimit.Result{Statuses: []ratelimit.Status{
+			{Limit: perUser, Remaining: 50, ResetAfter: 10 * time.Second},
+			{Limit: perSec, Remaining: 3, ResetAfter: time.Second},
+			{},
+		}}, all, `ratelimit-policy: "we\"ird\\";q=5;w=1|ratelimit: "we\"ird\\";r=3;t=1|x-ratelimit-limit: 5|x-ratelimit-remaining: 3|x-ratelimit-reset: 1`},
+		{"legacy only", ratelimit.Result{Statuses: []ratelimit.Status{{Limit: perUser, Remaining: 7, ResetAfter: 2 * time.Second}}},
+			ratelimit.HeaderOptions{Legacy: true}, `x-ratelimit-limit: 100|x-ratelimit-remaining: 7|x-ratelimit-reset: 2`},
+		{"over limit, no families: Retry-After still", ratelimit.Result{Code: ratelimit.OverLimit, Statuses: []ratelimit.Status{{Code: ratelimit.OverLimit, Limit: perUser, ResetAfter: 2 * time.Second}}},
+			ratelimit.HeaderOptions{}, `retry-after: 2`},
+		{"no limit", ratelimit.Result{Statuses: []ratelimit.Status{{}}}, all, ``},
+		{"unlimited only", ratelimit.Result{Statuses: []ratelimit.Status{{Limit: &ratelimit.Limit{Unlimited: true}}}}, all, ``},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, h := range tt.give.Headers(tt.opts) {
+				got = append(got, h.Name+": "+h.Value)
+			}
+			if s := strings.Join(got, "|"); s != tt.want {
+				t.Errorf("got\n %s\nwant\n %s", s, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		give ratelimit.Config
+		want string // "" for valid
+	}{
+		{"defaults", ratelimit.Config{Files: []string{"x.yaml"}}, ""},
+		{"backend", ratelimit.Config{Backend: "etcd"}, `backend: "etcd" is not one of memory, redis`},
+		{"timeout", ratelimit.Config{Timeout: time.Minute}, "timeout: 1m0s: must be between 1ms and 10s"},
+		{"failure mode", ratelimit.Config{FailureMode: "maybe"}, `failure_mode: "maybe" is not one of deny, allow`},
+		{"deny status", ratelimit.Config{DenyStatus: 500}, "deny_status: 500 is not one of 503, 429"},
+		{"domain", ratelimit.Config{Domains: map[string]ratelimit.DomainConfig{"api": {DenyStatus: 404}}}, "domains.api.deny_status: 404 is not one of 503, 429"},
+		{"hops", ratelimit.Config{XFFNumTrustedHops: -1}, "xff_num_trusted_hops: -1: must be between 0 and 64"},
+		{"empty file", ratelimit.Config{Files: []string{""}}, "files[0]: empty path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.give
+			c.ApplyDefaults()
+			err := yamlfile.Wrap("rate_limit", c.Validate())
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), "rate_limit."+tt.want)):
+				t.Fatalf("error %v, want rate_limit.%s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigLimiterOptions(t *testing.T) {
+	c := ratelimit.Config{FailureMode: "allow", Domains: map[string]ratelimit.DomainConfig{
+		"strict": {FailureMode: "deny", DenyStatus: 429},
+		"inherit": {},
+	}}
+	c.ApplyDefaults()
+	o := c.LimiterOptions()
+	if o.Failure.Mode != ratelimit.FailOpen || o.Failure.DenyStatus != 503 {
+		t.Errorf("default %+v", o.Failure)
+	}
+	if p := o.Domains["strict"]; p.Mode != ratelimit.FailClosed || p.DenyStatus != 429 {
+		t.Errorf("strict %+v", p)
+	}
+	if p := o.Domains["inherit"]; p != o.Failure {
+		t.Errorf("inherit %+v", p)
+	}
+	if h := c.HeaderOptions(); !h.Draft || !h.Legacy {
+		t.Errorf("headers %+v", h)
+	}
+}
+
+func TestSetMatcherReload(t *testing.T) {
+	l := ratelimit.New(memory.New(memory.Options{}), nil, ratelimit.Options{})
+	if res, _ := l.Check(context.Background(), req("contract", "user", "a")); res.Statuses[0].Limit != nil {
+		t.Fatal("nil matcher applied a limit")
+	}
+	l.SetMatcher(ratelimittest.Rules(t))
+	if res, _ := l.Check(context.Background(), req("contract", "user", "a")); res.Statuses[0].Limit == nil {
+		t.Fatal("reloaded matcher not used")
+	}
+}
