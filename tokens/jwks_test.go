@@ -188,7 +188,10 @@ func TestJWKSUnknownKidBurstFetchesOnce(t *testing.T) {
 func TestJWKSEndpointDownKeepsLastGoodKeys(t *testing.T) {
 	k := getKeys(t)
 	srv := newJWKSServer(t, jwksJSON(jwk("a", k.rsa)))
-	v, reg, logs := remoteFixture(t, srv, func(c *IssuerConfig) { c.RefreshInterval = 20 * time.Millisecond; c.MinRefreshInterval = 20 * time.Millisecond })
+	v, reg, logs := remoteFixture(t, srv, func(c *IssuerConfig) {
+		c.RefreshInterval = 20 * time.Millisecond
+		c.MinRefreshInterval = 20 * time.Millisecond
+	})
 	runInBackground(t, v)
 	eventually(t, "ready", func() bool { return v.Ready() == nil })
 

@@ -179,7 +179,12 @@ func (v *SessionVerifier) Verify(ctx context.Context, credential string) (Princi
 		return e.principal, e.err
 	}
 	v.counters.observe(false)
+	return v.load(ctx, credential, key)
+}
 
+// load looks a credential up through the single flight for its key. It is
+// apart from Verify so that the cache-hit path does not move key to the heap.
+func (v *SessionVerifier) load(ctx context.Context, credential string, key cacheKey) (Principal, error) {
 	// The flight runs on a context detached from this caller, so one
 	// caller giving up does not fail the others; each caller still waits
 	// no longer than its own context and the timeout allow.
