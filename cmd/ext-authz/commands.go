@@ -55,7 +55,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	svc, err := newService(*path, cfg, getenv, logger)
 	if err != nil {
-		return err
+		return cfg.annotate(err)
 	}
 	defer svc.close()
 	if err := svc.listen(); err != nil {
@@ -88,7 +88,7 @@ func checkConfig(path string, getenv func(string) string) error {
 	}
 	svc, err := newService(path, cfg, getenv, discardLogger())
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return cfg.annotate(err)
 	}
 	return svc.close()
 }

@@ -20,6 +20,9 @@ type fileConfig struct {
 	Redis          redisconf.Config      `yaml:"redis"`
 	Authenticators []authenticatorConfig `yaml:"authenticators"`
 	Policy         authz.Config          `yaml:"policy"`
+
+	// src is the file it came from, to put lines on later errors.
+	src *yamlfile.File
 }
 
 type serverConfig struct {
@@ -148,11 +151,21 @@ func loadConfig(path string, getenv func(string) string) (*fileConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.src = f
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, f.Annotate(err)
 	}
 	return &c, nil
+}
+
+// annotate puts the file, line and field on an error found after loading
+// (building authenticators, compiling the policy).
+func (c *fileConfig) annotate(err error) error {
+	if err == nil || c.src == nil {
+		return err
+	}
+	return c.src.Annotate(err)
 }
 
 // describe is the start-up summary for the log: no secrets.

@@ -393,6 +393,7 @@ func (s *service) reload(why string) error {
 			a.stop()
 		}
 	}
+	err = cfg.annotate(err)
 	s.logger.Error("config reload rejected", "reason", why, "error", err)
 	return err
 }

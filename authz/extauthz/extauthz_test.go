@@ -1,0 +1,119 @@
+package extauthz_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/authztest"
+	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/tokens"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected responses in testdata/*.golden")
+
+const separator = "\n----------\n"
+
+func testPipeline(t testing.TB) *authz.Pipeline {
+	t.Helper()
+	cfg := authz.Config{
+		Realm:           "gateway",
+		IdentityHeaders: authz.IdentityHeaders{Claims: map[string]string{"team": "x-auth-team"}},
+		Rules: []authz.RuleConfig{
+			{Name: "health", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/healthz"}}, Action: authz.ActionAllow},
+			{Name: "admin", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/admin/"}}, Action: authz.ActionAuthenticate,
+				Authenticators: []string{"keys"}, Require: authz.Requirements{Scopes: []string{"admin"}}},
+			{Name: "api", Match: authz.MatchConfig{Hosts: []string{"*.example.com"}, Path: authz.PathMatch{Prefix: "/api/"}},
+				Action: authz.ActionAuthenticate, Authenticators: []string{"keys", "bearer"}},
+		},
+	}
+	keys := authztest.Credentials{
+		"k-alice": {Subject: "alice", Issuer: "keys", Method: tokens.MethodAPIKey, Scopes: []string{"read"}, Claims: map[string]any{"team": "payments"}},
+	}
+	auths := []*authz.Authenticator{
+		{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, ChallengeScheme: "ApiKey", StripCredential: true, Verifier: keys},
+		{Name: "bearer", Source: authz.CredentialSource{Authorization: "Bearer"}, Verifier: authztest.Credentials{}},
+	}
+	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestGolden runs every testdata/*.golden: a CheckRequest in protojson, a
+// separator line, and the CheckResponse expected from the test pipeline.
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.golden")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".golden"), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqText, wantText, ok := strings.Cut(string(raw), separator)
+			if !ok {
+				t.Fatalf("%s: no %q separator", file, strings.TrimSpace(separator))
+			}
+			req := &authv3.CheckRequest{}
+			if err := protojson.Unmarshal([]byte(stripComments(reqText)), req); err != nil {
+				t.Fatalf("%s: request: %v", file, err)
+			}
+			srv := extauthz.New(testPipeline(t), extauthz.Options{})
+			got, err := srv.Check(context.Background(), req)
+			if err != nil {
+				t.Fatalf("Check returned a gRPC error: %v", err)
+			}
+			if *update {
+				if err := os.WriteFile(file, []byte(reqText+separator+canonicalJSON(t, got)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want := &authv3.CheckResponse{}
+			if err := protojson.Unmarshal([]byte(wantText), want); err != nil {
+				t.Fatalf("%s: expected response: %v", file, err)
+			}
+			if !proto.Equal(got, want) {
+				t.Errorf("%s: response differs (run go test -update to accept)\ngot:\n%s\nwant:\n%s", file, canonicalJSON(t, got), wantText)
+			}
+		})
+	}
+}
+
+func stripComments(s string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// canonicalJSON renders m with stable formatting (protojson randomises
+// whitespace on purpose).
+func canonicalJSON(t testing.TB, m proto.Message) string {
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, b, "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String() + "\n"
+}
