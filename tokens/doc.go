@@ -6,10 +6,27 @@
 //
 //	authz.Pipeline ─credential string─▶ tokens verifier ─▶ Principal | error
 //
-// A verifier returns a Principal for a good credential, an error matching
-// ErrInvalid (a *CredentialError with a safe Reason) for a bad one, and any
-// other error when it could not decide. Credentials never appear in errors,
-// logs or metrics; use Fingerprint to correlate.
+//	TicketVerifier   udbt1.<kid>.<payload>.<sig>, keys by id from files (ticket.go)
+//	SessionVerifier  opaque token ─▶ SessionStore (tokens/redis: HGETALL) (session.go)
+//	JWTVerifier      golang-jwt/v5 + per-issuer JWKS file and/or URL (jwt.go, jwks.go)
+//	APIKeyVerifier   static keys (apikey.go)
 //
-// Import rules: tokens imports neither authz nor any Envoy proto.
+// Every verifier implements authz.Verifier's method set:
+// Verify(ctx, credential) (Principal, error). It returns a Principal for a
+// good credential, an error matching ErrInvalid (a *CredentialError with a
+// safe Reason) for a bad one, and any other error when it could not decide
+// (JWKS never loaded, session store down or slow). Credentials never appear
+// in errors, logs or metrics; use Fingerprint to correlate.
+//
+// Verified credentials are cached per verifier, keyed by the SHA-256 of the
+// whole credential, for no longer than the credential's expiry (and, for
+// sessions, the configured cache TTL, which bounds how long a revocation
+// goes unnoticed). Constructors start no goroutines: JWTVerifier.Run keeps
+// remote key sets fresh and JWTVerifier.Ready reports readiness.
+//
+// The token formats and the Redis session layout are specified in
+// README.md, for teams that issue tokens in other languages.
+//
+// Import rules: tokens imports neither authz nor any Envoy proto; go-redis
+// is confined to tokens/redis.
 package tokens
