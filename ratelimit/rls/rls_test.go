@@ -1,0 +1,158 @@
+package rls_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	pb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/memory"
+	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+	"github.com/ext-authz/ext-authz/ratelimit/rls"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// serve runs s on a real loopback socket and returns a generated client.
+func serve(t testing.TB, s pb.RateLimitServiceServer) pb.RateLimitServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	pb.RegisterRateLimitServiceServer(gs, s)
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return pb.NewRateLimitServiceClient(conn)
+}
+
+func limiter(t testing.TB, store ratelimit.Store, opts ratelimit.Options) *ratelimit.Limiter {
+	clk := ratelimittest.NewClock(time.Unix(1_700_000_025, 0))
+	opts.Now = clk.Now
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Second
+	}
+	return ratelimit.New(store, ratelimittest.Rules(t), opts)
+}
+
+// TestGolden sends each testdata/*.txt request (protojson) several times
+// and compares every response with the part after the separator.
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	if len(files) == 0 {
+		t.Fatal("no golden files")
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			reqText, _, _ := strings.Cut(string(data), "\n----\n")
+			var req pb.RateLimitRequest
+			if err := protojson.Unmarshal([]byte(reqText), &req); err != nil {
+				t.Fatalf("request: %v", err)
+			}
+			headers := strings.Contains(f, "headers")
+			c := serve(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{ResponseHeaders: headers}))
+			var out bytes.Buffer
+			out.WriteString(strings.TrimRight(reqText, "\n"))
+			out.WriteString("\n----\n")
+			for i := range 3 {
+				resp, err := c.ShouldRateLimit(context.Background(), &req)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				b, _ := protojson.Marshal(resp)
+				// protojson's spacing is deliberately unstable; re-indent.
+				var ind bytes.Buffer
+				var compact bytes.Buffer
+				_ = json.Compact(&compact, b)
+				_ = json.Indent(&ind, compact.Bytes(), "", "  ")
+				out.WriteString("# call " + string(rune('1'+i)) + "\n")
+				out.Write(ind.Bytes())
+				out.WriteString("\n")
+			}
+			if *update {
+				if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got := out.String(); got != string(data) {
+				t.Errorf("response differs from %s (run with -update to see):\n%s", f, got)
+			}
+		})
+	}
+}
+
+func TestInvalidRequests(t *testing.T) {
+	c := serve(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{}))
+	tests := []struct {
+		name string
+		give string
+		want string
+	}{
+		{"no domain", `{"descriptors":[{"entries":[{"key":"user","value":"a"}]}]}`, "domain must not be empty"},
+		{"no descriptors", `{"domain":"contract"}`, "descriptor list must not be empty"},
+		{"negative hits", `{"domain":"contract","descriptors":[{"entries":[{"key":"user","value":"a"}],"isNegativeHits":true}]}`, "is_negative_hits"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var req pb.RateLimitRequest
+			if err := protojson.Unmarshal([]byte(tt.give), &req); err != nil {
+				t.Fatal(err)
+			}
+			_, err := c.ShouldRateLimit(context.Background(), &req)
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want InvalidArgument %q", err, tt.want)
+			}
+		})
+	}
+}
+
+type failingStore struct{}
+
+func (failingStore) Increment(context.Context, []ratelimit.Op) error { return errors.New("down") }
+
+func TestStoreFailure(t *testing.T) {
+	l := limiter(t, failingStore{}, ratelimit.Options{Domains: map[string]ratelimit.FailurePolicy{
+		"open": {Mode: ratelimit.FailOpen}, "t429": {DenyStatus: 429},
+	}})
+	c := serve(t, rls.New(l, rls.Options{}))
+	call := func(domain string) (*pb.RateLimitResponse, error) {
+		var req pb.RateLimitRequest
+		_ = protojson.Unmarshal([]byte(`{"domain":"`+domain+`","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":{"requestsPerUnit":5,"unit":"MINUTE"}}]}`), &req)
+		return c.ShouldRateLimit(context.Background(), &req)
+	}
+	if _, err := call("closed"); status.Code(err) != codes.Unavailable {
+		t.Errorf("fail closed 503: err %v, want Unavailable", err)
+	}
+	if r, err := call("open"); err != nil || r.OverallCode != pb.RateLimitResponse_OK {
+		t.Errorf("fail open: %v %v", r, err)
+	}
+	if r, err := call("t429"); err != nil || r.OverallCode != pb.RateLimitResponse_OVER_LIMIT || r.Statuses[0].Code != pb.RateLimitResponse_OVER_LIMIT {
+		t.Errorf("fail closed 429: %v %v", r, err)
+	}
+}
