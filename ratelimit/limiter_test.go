@@ -170,7 +170,7 @@ func TestConfigValidate(t *testing.T) {
 
 func TestConfigLimiterOptions(t *testing.T) {
 	c := ratelimit.Config{FailureMode: "allow", Domains: map[string]ratelimit.DomainConfig{
-		"strict": {FailureMode: "deny", DenyStatus: 429},
+		"strict":  {FailureMode: "deny", DenyStatus: 429},
 		"inherit": {},
 	}}
 	c.ApplyDefaults()

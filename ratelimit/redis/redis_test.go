@@ -13,8 +13,8 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
-	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
 
 func client(t testing.TB, addrs ...string) goredis.UniversalClient {
