@@ -48,6 +48,9 @@ type RuleConfig struct {
 	Authenticators []string `yaml:"authenticators"`
 	// Require are requirements on the identity for action authenticate.
 	Require Requirements `yaml:"require"`
+	// RateLimits are checked once the rule allows the request (after
+	// authentication and requirements); see ratelimit.go.
+	RateLimits RateLimits `yaml:"rate_limits"`
 }
 
 // MatchConfig selects requests. Empty fields match everything.
@@ -178,10 +181,14 @@ func (r *RuleConfig) validate(authenticators func(string) bool) error {
 	if _, err := compileMatch(&r.Match); err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
 	}
+	errs = append(errs, yamlfile.Wrap("rate_limits", r.RateLimits.validate()))
 	switch r.Action {
 	case ActionAllow, ActionDeny:
 		if len(r.Authenticators) > 0 || len(r.Require.Scopes) > 0 || len(r.Require.Claims) > 0 {
 			errs = append(errs, yamlfile.Errorf("action", "%s takes no authenticators or require", r.Action))
+		}
+		if r.Action == ActionDeny && len(r.RateLimits.Descriptors) > 0 {
+			errs = append(errs, yamlfile.Errorf("rate_limits", "a deny rule takes no rate limits"))
 		}
 	case ActionAuthenticate:
 		if len(r.Authenticators) == 0 {

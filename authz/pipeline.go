@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -18,6 +20,17 @@ import (
 type Options struct {
 	// NewID returns a decision id; default: a process-unique id.
 	NewID func() string
+	// Limiter applies the rules' rate_limits; rules with rate_limits need
+	// one.
+	Limiter Limiter
+	// RateLimitHeaders chooses the rate-limit headers of 429 responses
+	// (Retry-After is always sent).
+	RateLimitHeaders ratelimit.HeaderOptions
+	// RateLimitHeadersOnAllow adds them to allowed responses too.
+	RateLimitHeadersOnAllow bool
+	// XFFNumTrustedHops is how many proxies in front of the gateway append
+	// to x-forwarded-for (see ClientAddress).
+	XFFNumTrustedHops int
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -29,6 +42,10 @@ type Pipeline struct {
 	allowEncoded   bool
 	newID          func() string
 	authenticators map[string]*Authenticator
+	limiter        Limiter
+	rlHeaders      ratelimit.HeaderOptions
+	rlOnAllow      bool
+	xffHops        int
 }
 
 type rule struct {
@@ -37,6 +54,7 @@ type rule struct {
 	action  string
 	authn   []*Authenticator
 	require Requirements
+	limits  *rateLimits
 }
 
 type identityHeaders struct {
@@ -64,6 +82,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		allowEncoded:   cfg.AllowEncodedSlashes,
 		newID:          opts.NewID,
 		authenticators: byName,
+		limiter:        opts.Limiter,
+		rlHeaders:      opts.RateLimitHeaders,
+		rlOnAllow:      opts.RateLimitHeadersOnAllow,
+		xffHops:        opts.XFFNumTrustedHops,
 	}
 	if p.newID == nil {
 		p.newID = newIDGenerator()
@@ -74,7 +96,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		if err != nil {
 			return nil, err // unreachable: Validate compiled it already
 		}
-		r := rule{name: rc.Name, match: m, action: rc.Action, require: rc.Require}
+		r := rule{name: rc.Name, match: m, action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
+		if r.limits != nil && opts.Limiter == nil {
+			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
+		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
 		}
@@ -140,6 +165,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
 		d.RemoveHeaders = p.identity.all
+		p.applyRateLimits(ctx, r, ru, &d, nil)
 		return d
 	}
 	id, a, err := p.authenticate(ctx, r, ru)
@@ -152,6 +178,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	if ctx.Err() != nil {
 		return p.deny(d, Unavailable, "deadline_exceeded")
+	}
+	if p.applyRateLimits(ctx, r, ru, &d, id) {
+		return d
 	}
 	p.identity.render(&d, id)
 	if a.StripCredential {
