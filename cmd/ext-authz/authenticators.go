@@ -13,6 +13,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/tokens"
+	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
 )
 
 // authenticatorConfig is one entry of `authenticators:`: a name, where the
@@ -26,14 +27,20 @@ type authenticatorConfig struct {
 	// upstream.
 	StripCredential bool `yaml:"strip_credential"`
 
-	APIKey *tokens.APIKeyConfig `yaml:"api_key"`
+	APIKey     *tokens.APIKeyConfig  `yaml:"api_key"`
+	JWT        *tokens.JWTConfig     `yaml:"jwt"`
+	UDBTicket  *tokens.TicketConfig  `yaml:"udb_ticket"`
+	UDBSession *tokens.SessionConfig `yaml:"udb_session"`
 }
 
 // kinds lists the verifier kinds an entry may set, by yaml name; exactly
 // one must be non-nil.
 func (a *authenticatorConfig) kinds() map[string]bool {
 	return map[string]bool{
-		"api_key": a.APIKey != nil,
+		"api_key":     a.APIKey != nil,
+		"jwt":         a.JWT != nil,
+		"udb_ticket":  a.UDBTicket != nil,
+		"udb_session": a.UDBSession != nil,
 	}
 }
 
@@ -64,6 +71,18 @@ func (a *authenticatorConfig) validate() error {
 	switch {
 	case a.APIKey != nil:
 		errs = append(errs, yamlfile.Wrap("api_key", a.APIKey.Validate()))
+	case a.JWT != nil:
+		c := *a.JWT
+		c.ApplyDefaults()
+		errs = append(errs, yamlfile.Wrap("jwt", c.Validate()))
+	case a.UDBTicket != nil:
+		c := *a.UDBTicket
+		c.ApplyDefaults()
+		errs = append(errs, yamlfile.Wrap("udb_ticket", c.Validate()))
+	case a.UDBSession != nil:
+		c := *a.UDBSession
+		c.ApplyDefaults()
+		errs = append(errs, yamlfile.Wrap("udb_session", c.Validate()))
 	}
 	return errors.Join(errs...)
 }
@@ -125,9 +144,36 @@ func (e *buildEnv) authenticator(ac *authenticatorConfig) (builtAuthenticator, e
 			return b, yamlfile.Wrap("api_key", err)
 		}
 		a.Verifier = v
+	case ac.JWT != nil:
+		v, err := tokens.NewJWTVerifier(*ac.JWT, tokens.JWTOptions{Options: e.tokenOptions(ac)})
+		if err != nil {
+			return b, yamlfile.Wrap("jwt", err)
+		}
+		a.Verifier, b.run, b.ready = v, v.Run, v.Ready
+	case ac.UDBTicket != nil:
+		v, err := tokens.NewTicketVerifier(*ac.UDBTicket, e.tokenOptions(ac))
+		if err != nil {
+			return b, yamlfile.Wrap("udb_ticket", err)
+		}
+		a.Verifier = v
+	case ac.UDBSession != nil:
+		client, err := e.redis()
+		if err != nil {
+			return b, yamlfile.Errorf("udb_session", "needs the redis section: %v", err)
+		}
+		v, err := tokens.NewSessionVerifier(*ac.UDBSession, tokensredis.NewStore(client), e.tokenOptions(ac))
+		if err != nil {
+			return b, yamlfile.Wrap("udb_session", err)
+		}
+		a.Verifier = v
 	default:
 		return b, yamlfile.Errorf("", "no verifier kind set")
 	}
 	b.auth = a
 	return b, nil
+}
+
+// tokenOptions are the dependencies of a tokens verifier.
+func (e *buildEnv) tokenOptions(ac *authenticatorConfig) tokens.Options {
+	return tokens.Options{Logger: e.logger.With("authenticator", ac.Name), Registerer: e.registry}
 }

@@ -62,6 +62,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return checkConfigCommand(args[1:], stdout, getenv)
 	case "check":
 		return checkCommand(ctx, args[1:], stdout)
+	case "token":
+		return tokenCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ext-authz", versionString())
 		return nil
