@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -245,5 +246,17 @@ func TestSessionConfigErrors(t *testing.T) {
 	}
 	if _, err := NewSessionVerifier(SessionConfig{}, nil, Options{}); err == nil {
 		t.Error("nil store accepted")
+	}
+}
+
+// TestREADMESessionExample checks the key the README shows for its example
+// session token.
+func TestREADMESessionExample(t *testing.T) {
+	var cfg SessionConfig
+	cfg.ApplyDefaults()
+	key := cfg.SessionKey("Zm9vYmFyLXNlc3Npb24tMDAwMQ")
+	readme, err := os.ReadFile("README.md")
+	if err != nil || !strings.Contains(string(readme), "HSET "+key+" uid") {
+		t.Fatalf("README.md does not show key %s: %v", key, err)
 	}
 }

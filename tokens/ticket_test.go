@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -253,5 +254,28 @@ func TestTicketSignerRefusesBadInput(t *testing.T) {
 	pub := writeFile(t, "pub.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDer}))
 	if _, err := NewTicketSigner("ed", TicketEdDSA, pub); err == nil {
 		t.Error("EdDSA signer from a public key: no error")
+	}
+}
+
+// TestREADMETicketVector checks the test vector published in README.md, so
+// other teams' implementations can rely on it.
+func TestREADMETicketVector(t *testing.T) {
+	key := writeFile(t, "k1.key", []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"))
+	v, err := NewTicketVerifier(TicketConfig{Keys: []TicketKeyConfig{{ID: "k1", File: key}}},
+		Options{Now: func() time.Time { return time.Unix(1795000100, 0) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const vector = "udbt1.k1.eyJ1aWQiOiJ1LTQyIiwiYXBwIjoic2hvcCIsImlhdCI6MTc5NTAwMDAwMCwiZXhwIjoxNzk1MDAzNjAwLCJzY29wZSI6Im9yZGVyczpyZWFkIn0.DSHZ2rjztOxBH4rrXQfgAqNmP1QufCPwdW0_5LwgcU8"
+	p, err := v.Verify(context.Background(), vector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Subject != "u-42" || p.AppID != "shop" || p.Expiry.Unix() != 1795003600 || len(p.Scopes) != 1 || p.Scopes[0] != "orders:read" {
+		t.Fatalf("principal = %+v", p)
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil || !strings.Contains(string(readme), vector) {
+		t.Fatalf("README.md does not carry the vector: %v", err)
 	}
 }
