@@ -18,6 +18,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"go.opentelemetry.io/otel/attribute"
+	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -35,20 +39,34 @@ type Options struct {
 	// Observe, when set, is called once per Check with the request, the
 	// decision and the time Decide took: for metrics and decision logs.
 	Observe func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+	// Metrics, when set, counts decisions and times them.
+	Metrics *Metrics
+	// Tracer, when set, starts a server span per Check. Its parent is the
+	// gateway's span, extracted by Propagator from the HTTP headers inside
+	// the CheckRequest (that is where Envoy forwards traceparent and B3).
+	Tracer     trace.Tracer
+	Propagator propagation.TextMapPropagator
 }
 
 // Server implements authv3.AuthorizationServer.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	decider Decider
-	observe func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+	decider    Decider
+	observe    func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+	metrics    *Metrics
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // New returns a Server that asks d.
 func New(d Decider, opts Options) *Server {
-	return &Server{decider: d, observe: opts.Observe}
+	s := &Server{decider: d, observe: opts.Observe, metrics: opts.Metrics, tracer: opts.Tracer, propagator: opts.Propagator}
+	if s.propagator == nil {
+		s.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{})
+	}
+	return s
 }
 
 // Check converts, decides and renders. A denial is an ordinary response
@@ -56,12 +74,47 @@ func New(d Decider, opts Options) *Server {
 // Envoy answer status_on_error instead of our status and body.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	r := RequestFromProto(req)
+	if s.metrics != nil {
+		s.metrics.inFlight.Inc()
+		defer s.metrics.inFlight.Dec()
+	}
+	var span trace.Span
+	if s.tracer != nil {
+		ctx = s.propagator.Extract(ctx, propagation.MapCarrier(r.Headers))
+		ctx, span = s.tracer.Start(ctx, "envoy.service.auth.v3.Authorization/Check", trace.WithSpanKind(trace.SpanKindServer))
+	}
 	start := time.Now()
 	d := s.decider.Decide(ctx, &r)
+	elapsed := time.Since(start)
+	if span != nil {
+		endSpan(span, &r, &d)
+	}
+	if s.metrics != nil {
+		s.metrics.observe(&d, elapsed)
+	}
 	if s.observe != nil {
-		s.observe(ctx, &r, &d, time.Since(start))
+		s.observe(ctx, &r, &d, elapsed)
 	}
 	return Render(&d, r.RequestID), nil
+}
+
+// endSpan records the decision on the span. Only Unavailable is an error: a
+// denial is the service working.
+func endSpan(span trace.Span, r *authz.Request, d *authz.Decision) {
+	if span.IsRecording() {
+		span.SetAttributes(
+			attribute.String("http.request.method", r.Method),
+			attribute.String("ext_authz.decision_id", d.ID),
+			attribute.String("ext_authz.result", d.Code.String()),
+			attribute.String("ext_authz.reason", d.Reason),
+			attribute.String("ext_authz.rule", d.Rule),
+			attribute.Int("http.response.status_code", HTTPStatus(d.Code)),
+		)
+		if d.Code == authz.Unavailable {
+			span.SetStatus(otelcodes.Error, d.Reason)
+		}
+	}
+	span.End()
 }
 
 // RequestFromProto reads a CheckRequest as Envoy sends it from a gateway.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 )
@@ -145,6 +146,12 @@ func (c *Config) NewClient() (redis.UniversalClient, error) {
 		// Check no more than its own timeout.
 		ContextTimeoutEnabled: true,
 		IsClusterMode:         c.Mode == Cluster,
+		// No CLIENT SETINFO on every new connection: older and managed
+		// Redis servers reject it, and it is one more round trip.
+		DisableIdentity: true,
+		// Maintenance notifications (CLIENT MAINT_NOTIFICATIONS) are a
+		// Redis Enterprise feature; elsewhere the probe only fails.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	}
 	if opts.MaxRetries == 0 {
 		opts.MaxRetries = -1 // go-redis: -1 disables retries; 0 means its default of 3

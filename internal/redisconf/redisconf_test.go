@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/ext-authz/ext-authz/internal/redistest"
 )
 
@@ -77,5 +81,44 @@ func TestClusterClientTalksToRealCluster(t *testing.T) {
 	}
 	if got := c.Get(ctx, "e").Val(); got != "e" {
 		t.Fatalf("GET e = %q", got)
+	}
+}
+
+func TestMetricsHookCountsCallsAndErrors(t *testing.T) {
+	srv := redistest.Start(t)
+	reg := prometheus.NewRegistry()
+	cfg := Config{Addrs: []string{srv.Addr}, ReadTimeout: 100 * time.Millisecond}
+	c, err := cfg.NewClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.AddHook(NewMetricsHook(reg))
+	ctx := context.Background()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.Get(ctx, "missing") // redis.Nil is not an error
+	if _, err := c.Pipelined(ctx, func(p redis.Pipeliner) error { p.Incr(ctx, "n"); p.Incr(ctx, "n"); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	c.Do(ctx, "NOSUCHCOMMAND")
+	srv.Pause()
+	tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	c.Get(tctx, "k")
+	cancel()
+	srv.Resume()
+
+	if n := testutil.CollectAndCount(reg, "ext_authz_redis_call_duration_seconds"); n < 3 {
+		t.Errorf("%d duration series, want set, get, pipeline, ...", n)
+	}
+	want := `
+# HELP ext_authz_redis_errors_total Failed Redis round trips by command and error class (timeout, network, server).
+# TYPE ext_authz_redis_errors_total counter
+ext_authz_redis_errors_total{class="server",command="nosuchcommand"} 1
+ext_authz_redis_errors_total{class="timeout",command="get"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "ext_authz_redis_errors_total"); err != nil {
+		t.Error(err)
 	}
 }

@@ -28,6 +28,8 @@ type Server struct {
 	args []string
 	cmd  *exec.Cmd
 	t    testing.TB
+
+	logShown bool
 }
 
 // Start runs a standalone redis-server on a free port and stops it at the
@@ -70,8 +72,24 @@ func (s *Server) start() {
 	s.t.Helper()
 	s.cmd = exec.Command(s.args[0], s.args[1:]...)
 	s.cmd.Dir = s.dir
-	s.cmd.Stdout = os.Stderr
-	s.cmd.Stderr = os.Stderr
+	// The server's own log goes to a file, shown only when the test fails.
+	logPath := filepath.Join(s.dir, "redis.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		s.t.Fatalf("redis log: %v", err)
+	}
+	defer logFile.Close()
+	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
+	if !s.logShown {
+		s.logShown = true
+		s.t.Cleanup(func() {
+			if s.t.Failed() {
+				if b, err := os.ReadFile(logPath); err == nil {
+					s.t.Logf("redis-server %s log:\n%s", s.Addr, b)
+				}
+			}
+		})
+	}
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start redis-server: %v", err)
 	}
