@@ -1,0 +1,26 @@
+// Command authzload is the throughput harness's load driver. It sends
+// Envoy-shaped CheckRequests (built by extauthz.BuildCheckRequest, exactly
+// as the gateway sends them) or ShouldRateLimit requests over a few HTTP/2
+// connections, like a gateway's Envoy workers, and reports throughput,
+// p50/p90/p99/p99.9 latency and the decision mix.
+//
+// With -baseline it drives a second server (loadtest/cmd/noopauthz, which
+// answers OK at once) with the same load in the same run, alternating the
+// two round by round so that drift on a shared machine hits both, and
+// reports the ratios target/baseline: those travel between machines, the
+// absolute numbers do not.
+//
+//	authzload -addr 127.0.0.1:8888 -baseline 127.0.0.1:9999 \
+//	    -scenario jwt -pool loadtest/.pool/jwt.txt -workers 64 -conns 2 \
+//	    -duration 10s -rounds 3 -pid $(pidof ext-authz)
+//
+// Closed loop (the default) keeps -workers requests in flight. Open loop
+// (-rate N) sends N requests per second whatever the answers do and
+// measures latency from each request's scheduled send time.
+//
+// `authzload freeport` prints a free loopback TCP port, for the scripts.
+//
+// The driver refuses non-loopback addresses unless -allow-remote is set:
+// the harness is for this machine, and a load test of someone else's
+// server must be a deliberate act.
+package main

@@ -1,0 +1,281 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/ext-authz/ext-authz/loadtest/load"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "authzload:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the parsed command line.
+type config struct {
+	addr, baseline   string
+	pid, baselinePID int
+	scenario         scenarioOptions
+	pool             string
+	conns            int
+	opts             load.Options
+	rounds           int
+	expect           string
+	minExpected      float64
+	jsonOut          string
+	label            string
+	allowRemote      bool
+}
+
+func parseFlags(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("authzload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8888", "target gRPC address (ext-authz)")
+	fs.StringVar(&c.baseline, "baseline", "", "baseline gRPC address (noopauthz); empty: no baseline")
+	fs.IntVar(&c.pid, "pid", 0, "target server's PID, to report its peak RSS (VmHWM)")
+	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline server's PID, to report its peak RSS")
+	fs.StringVar(&c.scenario.Name, "scenario", "jwt", "what to send: "+scenarioNames())
+	fs.StringVar(&c.pool, "pool", "", "token pool file, one token per line (jwt, udb, jwt-ratelimit)")
+	fs.StringVar(&c.scenario.Host, "host", "example.com", "request host")
+	fs.StringVar(&c.scenario.Path, "path", "", "request path (default: the scenario's)")
+	fs.StringVar(&c.scenario.Domain, "domain", "loadtest", "rate limit domain (rls)")
+	fs.IntVar(&c.scenario.Users, "users", 1000, "distinct users (rls)")
+	fs.IntVar(&c.conns, "conns", 2, "HTTP/2 connections per server (a gateway holds one per Envoy worker)")
+	fs.IntVar(&c.opts.Workers, "workers", 64, "closed loop: concurrent requests; open loop: most in flight")
+	fs.DurationVar(&c.opts.Duration, "duration", 10*time.Second, "measured time per round and server")
+	fs.DurationVar(&c.opts.Warmup, "warmup", 2*time.Second, "unmeasured time before each round")
+	fs.Float64Var(&c.opts.Rate, "rate", 0, "open loop at this many requests per second (0: closed loop)")
+	fs.IntVar(&c.rounds, "rounds", 3, "rounds; each drives the baseline and the target once, alternating who goes first")
+	fs.StringVar(&c.expect, "expect", "ok", "the target's expected outcome (ok, unauthenticated, rate_limited, over_limit, ...); empty: any")
+	fs.Float64Var(&c.minExpected, "min-expected", 0.99, "fail when fewer of the target's answers than this are the expected outcome")
+	fs.StringVar(&c.jsonOut, "json", "", "also write the summary as JSON to this file")
+	fs.StringVar(&c.label, "label", "", "a name for this measurement in the output (default: the scenario)")
+	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow non-loopback addresses")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	switch {
+	case c.conns < 1:
+		return nil, errors.New("-conns must be at least 1")
+	case c.opts.Workers < 1:
+		return nil, errors.New("-workers must be at least 1")
+	case c.rounds < 1:
+		return nil, errors.New("-rounds must be at least 1")
+	case c.opts.Duration <= 0:
+		return nil, errors.New("-duration must be positive")
+	case c.opts.Rate < 0:
+		return nil, errors.New("-rate must not be negative")
+	case c.minExpected < 0 || c.minExpected > 1:
+		return nil, errors.New("-min-expected must be between 0 and 1")
+	}
+	for _, a := range []string{c.addr, c.baseline} {
+		if a == "" || c.allowRemote {
+			continue
+		}
+		if err := checkLoopback(a); err != nil {
+			return nil, err
+		}
+	}
+	if c.label == "" {
+		c.label = c.scenario.Name
+	}
+	return c, nil
+}
+
+// checkLoopback refuses an address that is not on this machine's loopback.
+func checkLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("address %q is not loopback; pass -allow-remote to load a remote server deliberately", addr)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "freeport" {
+		return freePort(stdout)
+	}
+	c, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if c.pool != "" {
+		if c.scenario.Tokens, err = readPool(c.pool); err != nil {
+			return err
+		}
+	}
+	sc, err := buildScenario(c.scenario)
+	if err != nil {
+		return err
+	}
+	targets := []*target{{name: "target", addr: c.addr, pid: c.pid}}
+	if c.baseline != "" {
+		targets = append(targets, &target{name: "baseline", addr: c.baseline, pid: c.baselinePID})
+	}
+	for _, t := range targets {
+		if t.conns, err = dial(t.addr, c.conns); err != nil {
+			return err
+		}
+		defer closeAll(t.conns)
+		t.call = sc.call(t.conns)
+	}
+	fmt.Fprintf(stdout, "# %s: scenario=%s mode=%s workers=%d conns=%d duration=%s warmup=%s rounds=%d",
+		c.label, sc.name, mode(c.opts), c.opts.Workers, c.conns, c.opts.Duration, c.opts.Warmup, c.rounds)
+	if c.opts.Rate > 0 {
+		fmt.Fprintf(stdout, " rate=%.0f/s", c.opts.Rate)
+	}
+	fmt.Fprintln(stdout)
+	for round := range c.rounds {
+		order := slices.Clone(targets)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, t := range order {
+			res, err := load.Run(ctx, t.call, c.opts)
+			if err != nil {
+				return err
+			}
+			t.results = append(t.results, res)
+			fmt.Fprintf(stdout, "round %d %-8s %s\n", round+1, t.name, formatResult(res))
+		}
+	}
+	sum := summarise(c, targets)
+	fmt.Fprint(stdout, sum.text())
+	if c.jsonOut != "" {
+		data, err := json.MarshalIndent(sum, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(c.jsonOut, append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	return sum.check()
+}
+
+func mode(o load.Options) string {
+	if o.Rate > 0 {
+		return "open"
+	}
+	return "closed"
+}
+
+// target is one server under load.
+type target struct {
+	name, addr string
+	pid        int
+	conns      []*grpc.ClientConn
+	call       load.Call
+	results    []load.Result
+}
+
+// dial opens n separate HTTP/2 connections (grpc.NewClient shares nothing
+// between clients).
+func dial(addr string, n int) ([]*grpc.ClientConn, error) {
+	conns := make([]*grpc.ClientConn, 0, n)
+	for range n {
+		cc, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			closeAll(conns)
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
+		cc.Connect()
+		conns = append(conns, cc)
+	}
+	return conns, nil
+}
+
+func closeAll(conns []*grpc.ClientConn) {
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+func formatResult(r load.Result) string {
+	s := fmt.Sprintf("%9.0f req/s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  n=%d  [%s]",
+		r.Throughput, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), r.Requests, r.MixString())
+	if r.Late > 0 {
+		s += fmt.Sprintf("  late=%d", r.Late)
+	}
+	return s
+}
+
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+// freePort prints a TCP port that was free on 127.0.0.1 a moment ago.
+func freePort(stdout io.Writer) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, port)
+	return err
+}
+
+// peakRSS reads a process's peak resident set (VmHWM) from /proc.
+func peakRSS(pid int) (int64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, err
+	}
+	return parseVmHWM(string(data))
+}
+
+func parseVmHWM(status string) (int64, error) {
+	for line := range strings.Lines(status) {
+		rest, ok := strings.CutPrefix(line, "VmHWM:")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) != 2 || f[1] != "kB" {
+			return 0, fmt.Errorf("unexpected VmHWM line %q", strings.TrimSpace(line))
+		}
+		kb, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("VmHWM: %w", err)
+		}
+		return kb << 10, nil
+	}
+	return 0, errors.New("no VmHWM in status")
+}
