@@ -12,8 +12,8 @@ import (
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/ratelimit/memory"
-	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
 
 // naiveStore is the baseline: one round trip per descriptor (INCRBY and
