@@ -188,6 +188,7 @@ var errRateLimited = errors.New("jwks refetch rate-limited")
 type remoteKeySet struct {
 	issuer      string
 	url         string
+	logURL      string // url without any userinfo password, for logs and errors
 	client      *http.Client
 	interval    time.Duration
 	minInterval time.Duration
@@ -260,7 +261,7 @@ func (r *remoteKeySet) fetch() error {
 	r.metrics.jwksRefresh(r.issuer, err)
 	if err != nil {
 		r.log.Warn("jwks fetch failed; keeping the last good key set",
-			"issuer", r.issuer, "url", r.url, "keys", r.current.Load().size(), "error", err)
+			"issuer", r.issuer, "url", r.logURL, "keys", r.current.Load().size(), "error", err)
 	}
 	return err
 }
@@ -270,27 +271,27 @@ func (r *remoteKeySet) fetchOnce() error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.url, err)
+		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.url, err)
+		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jwks fetch %s: HTTP status %d", r.url, resp.StatusCode)
+		return fmt.Errorf("jwks fetch %s: HTTP status %d", r.logURL, resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
 	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.url, err)
+		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
 	if len(data) > maxJWKSBytes {
-		return fmt.Errorf("jwks fetch %s: document larger than %d bytes", r.url, maxJWKSBytes)
+		return fmt.Errorf("jwks fetch %s: document larger than %d bytes", r.logURL, maxJWKSBytes)
 	}
 	snap, skipped, err := parseJWKS(data)
 	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.url, err)
+		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
 	if skipped > 0 {
 		r.log.Info("jwks keys skipped (unsupported or malformed)", "issuer", r.issuer, "skipped", skipped)

@@ -218,6 +218,7 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 			is.remote = &remoteKeySet{
 				issuer:      ic.Issuer,
 				url:         ic.JWKSURL,
+				logURL:      redactURL(ic.JWKSURL),
 				client:      opts.HTTPClient,
 				interval:    ic.RefreshInterval,
 				minInterval: ic.MinRefreshInterval,
@@ -496,4 +497,13 @@ func scopesOf(c jwt.MapClaims) ([]string, bool) {
 		return out, true
 	}
 	return nil, false
+}
+
+// redactURL hides a password in the URL's userinfo, should there be one.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable url>"
+	}
+	return u.Redacted()
 }
