@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,13 +48,21 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	if *path == "" || fs.NArg() > 0 {
 		return &usageError{"serve needs --config FILE and nothing else"}
 	}
-	logger := newLogger(stderr)
 	cfg, err := loadConfig(*path, getenv)
 	if err != nil {
 		return err
 	}
-	logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
-	svc, err := newService(*path, cfg, getenv, logger)
+	tel, err := newTelemetry(cfg, stderr)
+	if err != nil {
+		return cfg.annotate(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.shutdown(ctx) // flushes spans
+	}()
+	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
+	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)
 	}
@@ -86,7 +95,12 @@ func checkConfig(path string, getenv func(string) string) error {
 	if err != nil {
 		return err
 	}
-	svc, err := newService(path, cfg, getenv, discardLogger())
+	tel, err := newTelemetry(cfg, io.Discard)
+	if err != nil {
+		return cfg.annotate(err)
+	}
+	defer func() { _ = tel.shutdown(context.Background()) }()
+	svc, err := newService(path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)
 	}

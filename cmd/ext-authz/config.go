@@ -20,6 +20,7 @@ type fileConfig struct {
 	Redis          redisconf.Config      `yaml:"redis"`
 	Authenticators []authenticatorConfig `yaml:"authenticators"`
 	Policy         authz.Config          `yaml:"policy"`
+	Telemetry      telemetryConfig       `yaml:"telemetry"`
 
 	// src is the file it came from, to put lines on later errors.
 	src *yamlfile.File
@@ -82,6 +83,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.ReloadInterval, 2*time.Second)
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
+	c.Telemetry.applyDefaults()
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -97,6 +99,7 @@ func (c *fileConfig) validate() error {
 		yamlfile.Wrap("server", c.Server.validate()),
 		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
+		yamlfile.Wrap("telemetry", c.Telemetry.validate()),
 	}
 	names := map[string]int{}
 	for i := range c.Authenticators {

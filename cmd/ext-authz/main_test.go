@@ -130,7 +130,11 @@ func start(t *testing.T, cfgText string) *harness {
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	svc, err := newService(path, cfg, os.Getenv, newLogger(logs))
+	tel, err := newTelemetry(cfg, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := newService(path, cfg, os.Getenv, tel)
 	if err != nil {
 		t.Fatal(err)
 	}

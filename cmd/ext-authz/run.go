@@ -30,6 +30,7 @@ import (
 type service struct {
 	path     string
 	getenv   func(string) string
+	tel      *telemetry
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	env      *buildEnv
@@ -95,12 +96,14 @@ func (r *runningAuth) ready() error {
 
 // newService builds everything from a validated config. It starts no
 // goroutine and opens no socket.
-func newService(path string, cfg *fileConfig, getenv func(string) string, logger *slog.Logger) (*service, error) {
+func newService(path string, cfg *fileConfig, getenv func(string) string, tel *telemetry) (*service, error) {
+	logger := tel.logger
 	s := &service{
 		path:     path,
 		getenv:   getenv,
+		tel:      tel,
 		logger:   logger,
-		registry: prometheus.NewRegistry(),
+		registry: tel.registry,
 		health:   health.NewServer(),
 		auths:    map[string]*runningAuth{},
 		cfg:      cfg,
@@ -360,6 +363,7 @@ func (s *service) reload(why string) error {
 	s.sum = sum // a bad file is reported once, not every poll
 	cfg, err := loadConfig(s.path, s.getenv)
 	if err != nil {
+		s.tel.reloads.WithLabelValues("failure").Inc()
 		s.logger.Error("config reload rejected", "reason", why, "error", err)
 		return err
 	}
@@ -370,12 +374,13 @@ func (s *service) reload(why string) error {
 		{"server", s.cfg.Server, cfg.Server},
 		{"admin", s.cfg.Admin, cfg.Admin},
 		{"redis", s.cfg.Redis, cfg.Redis},
+		{"telemetry", s.cfg.Telemetry, cfg.Telemetry},
 	} {
 		if !reflect.DeepEqual(sec.old, sec.new) {
 			s.logger.Warn("config section changed; restart to apply it", "section", sec.name)
 		}
 	}
-	cfg.Server, cfg.Admin, cfg.Redis = s.cfg.Server, s.cfg.Admin, s.cfg.Redis
+	cfg.Server, cfg.Admin, cfg.Redis, cfg.Telemetry = s.cfg.Server, s.cfg.Admin, s.cfg.Redis, s.cfg.Telemetry
 
 	auths, err := s.buildAuthenticators(cfg)
 	if err == nil {
@@ -383,6 +388,7 @@ func (s *service) reload(why string) error {
 		if p, err = s.buildPipeline(cfg, auths); err == nil {
 			if err = s.startAndAwait(auths); err == nil {
 				s.swap(cfg, auths, p)
+				s.tel.reloads.WithLabelValues("success").Inc()
 				s.logger.Info("config reloaded", "reason", why)
 				return nil
 			}
@@ -394,6 +400,7 @@ func (s *service) reload(why string) error {
 		}
 	}
 	err = cfg.annotate(err)
+	s.tel.reloads.WithLabelValues("failure").Inc()
 	s.logger.Error("config reload rejected", "reason", why, "error", err)
 	return err
 }

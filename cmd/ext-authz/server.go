@@ -4,13 +4,17 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
@@ -36,8 +40,27 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger)),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger)),
+		grpc.StatsHandler(otelgrpc.NewServerHandler(
+			otelgrpc.WithTracerProvider(s.tel.tracerProvider),
+			otelgrpc.WithPropagators(s.tel.propagator),
+			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()),
+			// Check makes its own server span, parented on the trace
+			// context inside the CheckRequest's HTTP headers, which this
+			// handler cannot see; health checks are noise.
+			otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+				return info.FullMethodName != authv3.Authorization_Check_FullMethodName &&
+					!strings.HasPrefix(info.FullMethodName, "/grpc.health.v1.")
+			}),
+		)),
 	)
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, extauthz.Options{}))
+	opts := extauthz.Options{
+		Metrics: extauthz.NewMetrics(s.registry),
+		Observe: s.tel.decisions.observe,
+	}
+	if s.tel.tracing() {
+		opts.Tracer, opts.Propagator = s.tel.tracer, s.tel.propagator
+	}
+	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, opts))
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 	return srv
