@@ -184,3 +184,36 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExampleFiles: the shipped example files load and define what the
+// quickstart policy names.
+func TestExampleFiles(t *testing.T) {
+	r, err := Load([]string{"../../examples/quickstart/ratelimit"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.HasDomain("quickstart") {
+		t.Fatalf("domains %v", r.Domains())
+	}
+	for _, tt := range []struct {
+		give *ratelimit.Descriptor
+		want string // policy, or "" for none, or "unlimited"
+	}{
+		{desc("remote_address", "192.0.2.1"), "quickstart.remote_address"},
+		{desc("route", "api", "user", "alice"), "api-per-user"},
+		{desc("route", "search", "user", "alice"), "search-per-user"},
+		{desc("route", "admin", "user", "admin"), "unlimited"},
+		{desc("route", "admin", "user", "alice"), "admin-per-user"},
+		{desc("route", "app", "user", "alice"), ""},
+	} {
+		got := r.Match("quickstart", tt.give)
+		switch {
+		case tt.want == "" && got != nil, tt.want != "" && got == nil:
+			t.Errorf("%v: %+v, want %q", tt.give.Entries, got, tt.want)
+		case tt.want == "unlimited" && !got.Unlimited:
+			t.Errorf("%v: %+v, want unlimited", tt.give.Entries, got)
+		case got != nil && tt.want != "unlimited" && got.Policy != tt.want:
+			t.Errorf("%v: policy %q, want %q", tt.give.Entries, got.Policy, tt.want)
+		}
+	}
+}
