@@ -11,6 +11,9 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/tokens"
@@ -31,6 +34,9 @@ type Options struct {
 	// XFFNumTrustedHops is how many proxies in front of the gateway append
 	// to x-forwarded-for (see ClientAddress).
 	XFFNumTrustedHops int
+	// Tracer, when set, adds child spans for credential verification and
+	// rate limiting under a recording Check span.
+	Tracer trace.Tracer
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -46,6 +52,7 @@ type Pipeline struct {
 	rlHeaders      ratelimit.HeaderOptions
 	rlOnAllow      bool
 	xffHops        int
+	tracer         trace.Tracer
 }
 
 type rule struct {
@@ -86,6 +93,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		rlHeaders:      opts.RateLimitHeaders,
 		rlOnAllow:      opts.RateLimitHeadersOnAllow,
 		xffHops:        opts.XFFNumTrustedHops,
+		tracer:         opts.Tracer,
 	}
 	if p.newID == nil {
 		p.newID = newIDGenerator()
@@ -231,7 +239,9 @@ func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule) (*Ide
 			rejected = firstSpecific(rejected, tokens.ErrMalformed)
 			continue
 		}
-		pr, err := a.Verifier.Verify(ctx, cred)
+		vctx, span := p.startSpan(ctx, "ext_authz.verify", attribute.String("ext_authz.authenticator", a.Name))
+		pr, err := a.Verifier.Verify(vctx, cred)
+		endSpan(span, verifyOutcome(err), err != nil && !errors.Is(err, tokens.ErrInvalid))
 		switch {
 		case err == nil:
 			return &Identity{Principal: pr, Authenticator: a.Name}, a, nil
@@ -250,6 +260,16 @@ func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule) (*Ide
 		return nil, nil, rejected
 	}
 	return nil, nil, tokens.ErrMissing
+}
+
+func verifyOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "accepted"
+	case errors.Is(err, tokens.ErrInvalid):
+		return tokens.Reason(err)
+	}
+	return "unavailable"
 }
 
 // firstSpecific keeps the first rejection, but lets a specific reason

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
 )
@@ -512,7 +514,10 @@ func (p *Pipeline) applyRateLimits(ctx context.Context, r *Request, ru *rule, d 
 	if len(descs) == 0 {
 		return false
 	}
-	res, _ := p.limiter.Check(ctx, ratelimit.Request{Domain: ru.limits.domain, Descriptors: descs})
+	lctx, span := p.startSpan(ctx, "ext_authz.rate_limit",
+		attribute.String("ext_authz.domain", ru.limits.domain), attribute.Int("ext_authz.descriptors", len(descs)))
+	res, _ := p.limiter.Check(lctx, ratelimit.Request{Domain: ru.limits.domain, Descriptors: descs})
+	endSpan(span, res.Code.String(), res.Failed)
 	// The limiter counts store failures in its metrics; res already holds
 	// what the domain's failure policy says.
 	switch res.Code {
