@@ -1,0 +1,102 @@
+package layering
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"path"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ext-authz/ext-authz"
+
+// rules: a package (or a package tree, with /...) may not import anything
+// that starts with one of the forbidden prefixes.
+var rules = []struct {
+	pkg       string
+	forbidden []string
+	why       string
+}{
+	{"tokens/...", []string{module + "/authz", module + "/ratelimit", "github.com/envoyproxy/"},
+		"verifiers are a domain core: no Envoy, no pipeline"},
+	{"ratelimit", []string{module + "/authz", "github.com/envoyproxy/go-control-plane"},
+		"the limiter speaks plain Go types; Envoy's protos stay in ratelimit/envoyconfig and ratelimit/rls"},
+	{"ratelimit/memory", []string{module + "/authz", "github.com/envoyproxy/", module + "/ratelimit/redis"}, "a backend knows only its seam"},
+	{"ratelimit/redis", []string{module + "/authz", "github.com/envoyproxy/", module + "/ratelimit/memory"}, "a backend knows only its seam"},
+	{"authz", []string{"github.com/envoyproxy/", "google.golang.org/grpc", module + "/cmd"},
+		"the pipeline is proto-free; Envoy lives in authz/extauthz"},
+	{"internal/...", []string{module + "/authz", module + "/tokens", module + "/ratelimit", module + "/cmd"},
+		"internal helpers sit below the domain packages"},
+}
+
+type pkgInfo struct {
+	ImportPath string
+	Imports    []string
+	Name       string
+}
+
+func listPackages(t *testing.T) []pkgInfo {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-json", module+"/...")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pkgs []pkgInfo
+	dec := json.NewDecoder(out)
+	for {
+		var p pkgInfo
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		pkgs = append(pkgs, p)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	return pkgs
+}
+
+func matches(pattern, importPath string) bool {
+	rel := strings.TrimPrefix(strings.TrimPrefix(importPath, module), "/")
+	if base, ok := strings.CutSuffix(pattern, "/..."); ok {
+		return rel == base || strings.HasPrefix(rel, base+"/")
+	}
+	return rel == pattern
+}
+
+func TestImportRules(t *testing.T) {
+	pkgs := listPackages(t)
+	if len(pkgs) < 10 {
+		t.Fatalf("go list found only %d packages", len(pkgs))
+	}
+	for _, p := range pkgs {
+		for _, r := range rules {
+			if !matches(r.pkg, p.ImportPath) {
+				continue
+			}
+			for _, imp := range p.Imports {
+				for _, f := range r.forbidden {
+					if (imp == f || strings.HasPrefix(imp, f+"/") || strings.HasSuffix(f, "/") && strings.HasPrefix(imp, f)) && !matches(r.pkg, imp) {
+						t.Errorf("%s imports %s: %s", p.ImportPath, imp, r.why)
+					}
+				}
+			}
+		}
+	}
+}
+
+func TestNoGrabBagPackages(t *testing.T) {
+	for _, p := range listPackages(t) {
+		switch path.Base(p.ImportPath) {
+		case "util", "utils", "common", "helpers", "misc":
+			t.Errorf("%s: name packages after what they do", p.ImportPath)
+		}
+	}
+}
