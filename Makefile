@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 BENCH ?= .
 
-.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean
+.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests
 
 all: build
 
@@ -19,8 +19,9 @@ run:
 	$(GO) run ./cmd/ext-authz serve --config examples/quickstart/config.yaml
 
 # Everything CI checks: formatting, vet, the race-enabled suite (with real
-# redis-server processes), a short run of every fuzz target.
-test: deps fmt-check vet test-go fuzz-smoke
+# redis-server processes), a short run of every fuzz target, and istioctl
+# over the manifests.
+test: deps fmt-check vet test-go fuzz-smoke manifests
 
 # Installs redis-server when missing (as root with apt-get), else says how.
 deps:
@@ -53,6 +54,16 @@ bench:
 
 lint: vet
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) run ./...
+
+# istioctl validate + analyze over deploy/ and envoyfilters/ (offline). The
+# Go manifest test (go test ./deploy/) runs in test-go.
+manifests: tools/bin/istioctl
+	tools/istioctl/check-manifests.sh tools/bin/istioctl
+
+# istioctl from its own module (tools/istioctl/go.mod pins the versions the
+# module proxy serves); a cold build takes minutes and ~2.4 GB of cache.
+tools/bin/istioctl: tools/istioctl/go.mod tools/istioctl/go.sum
+	cd tools/istioctl && $(GO) build -trimpath -o ../bin/istioctl istio.io/istio/istioctl/cmd/istioctl
 
 clean:
 	rm -rf bin bench.out

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# make manifests: istioctl validate and istioctl analyze over every manifest
+# in deploy/ and envoyfilters/, offline (--use-kube=false).
+#
+# The only finding tolerated is IST0133's generic notice that EnvoyFilter
+# "exposes internal implementation details": it is emitted for every
+# EnvoyFilter and is the price of the EnvoyFilter way (README.md in
+# envoyfilters/ says when to prefer the AuthorizationPolicy CUSTOM way).
+#
+# Analysis runs over what an operator would apply together: the Istio
+# install rendered from deploy/mesh/istio-operator.yaml (istioctl manifest
+# generate, so the mesh config and its extension provider are seen), the
+# mesh manifests, one ext-authz overlay, and either the EnvoyFilters or the
+# CUSTOM alternative.
+set -euo pipefail
+
+istioctl=$(realpath "${1:?usage: check-manifests.sh path/to/istioctl}")
+kubectl=${KUBECTL:-kubectl}
+cd "$(dirname "$0")/../.."
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+# out/ holds our manifests (validated and analyzed); the generated Istio
+# install goes next to it (analyzed only: it is istioctl's own output).
+out=$tmp/manifests
+mkdir "$out"
+
+render() { "$kubectl" kustomize "$1" >"$out/$2.yaml"; }
+render deploy/overlays/dev overlay-dev
+render deploy/overlays/prod overlay-prod
+render deploy/mesh/gateway mesh-gateway
+render deploy/mesh/ext-authz mesh-ext-authz
+render deploy/mesh/sample mesh-sample
+render deploy/mesh/addons mesh-addons
+render envoyfilters envoyfilters
+render envoyfilters/alternative envoyfilters-alternative
+cp deploy/mesh/istio-operator.yaml "$out/istio-operator.yaml"
+cp deploy/mesh/ext-authz/peerauthentication-permissive.yaml "$out/peerauthentication-permissive.yaml"
+"$istioctl" manifest generate -f deploy/mesh/istio-operator.yaml >"$tmp/install.yaml" 2>"$tmp/install.err" || {
+	cat "$tmp/install.err"
+	echo "istioctl manifest generate failed on deploy/mesh/istio-operator.yaml"
+	exit 1
+}
+
+notice='EnvoyFilter exposes internal implementation details'
+fail=0
+
+echo "istioctl validate"
+set +e
+validate=$("$istioctl" validate -f "$out" 2>&1)
+rc=$?
+set -e
+echo "$validate" | grep -v "$notice" || true
+# Warnings are listed as "\t* Kind/ns/name: message" under "has warnings".
+if [ $rc -ne 0 ] || echo "$validate" | grep -E '^\s+\* ' | grep -qv "$notice"; then
+	echo "FAIL: istioctl validate found problems"
+	fail=1
+fi
+
+analyze() {
+	local name=$1
+	shift
+	echo "istioctl analyze ($name)"
+	local report
+	report=$("$istioctl" analyze --use-kube=false -A --output-threshold Info --failure-threshold Error "$@" 2>&1) || true
+	local findings
+	findings=$(echo "$report" | grep -E '^(Error|Warning|Info) \[' | grep -v "IST0133.*$notice" || true)
+	if [ -n "$findings" ]; then
+		echo "$findings"
+		echo "FAIL: istioctl analyze ($name) found problems"
+		fail=1
+	elif echo "$report" | grep -q '^Error'; then
+		echo "$report"
+		echo "FAIL: istioctl analyze ($name) did not run"
+		fail=1
+	fi
+}
+mesh=("$tmp/install.yaml" "$out/mesh-gateway.yaml" "$out/mesh-ext-authz.yaml" "$out/mesh-sample.yaml" "$out/mesh-addons.yaml")
+analyze "dev + EnvoyFilter" "${mesh[@]}" "$out/overlay-dev.yaml" "$out/envoyfilters.yaml"
+analyze "prod + EnvoyFilter" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters.yaml"
+analyze "prod + CUSTOM provider" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-alternative.yaml"
+
+if [ $fail -ne 0 ]; then
+	exit 1
+fi
+echo "manifests: istioctl validate and analyze found nothing but the EnvoyFilter notice"
