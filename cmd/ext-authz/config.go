@@ -9,6 +9,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/ratelimit"
 )
 
 // fileConfig is the whole config file. Each section belongs to the package
@@ -21,6 +22,7 @@ type fileConfig struct {
 	Authenticators []authenticatorConfig `yaml:"authenticators"`
 	Policy         authz.Config          `yaml:"policy"`
 	Telemetry      telemetryConfig       `yaml:"telemetry"`
+	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
 
 	// src is the file it came from, to put lines on later errors.
 	src *yamlfile.File
@@ -84,6 +86,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
+	c.RateLimit.ApplyDefaults()
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -100,6 +103,10 @@ func (c *fileConfig) validate() error {
 		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
 		yamlfile.Wrap("telemetry", c.Telemetry.validate()),
+		yamlfile.Wrap("rate_limit", c.RateLimit.Validate()),
+	}
+	if c.RateLimit.Enabled() && c.RateLimit.Backend == ratelimit.BackendRedis && !c.Redis.Enabled() {
+		errs = append(errs, yamlfile.Errorf("rate_limit.backend", "redis needs the redis section"))
 	}
 	names := map[string]int{}
 	for i := range c.Authenticators {

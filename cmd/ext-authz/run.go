@@ -41,6 +41,7 @@ type service struct {
 	cancelBase context.CancelFunc
 
 	live     *authz.Live
+	rl       *rateLimiting // nil without rate_limit.files
 	health   *health.Server
 	grpc     *grpc.Server
 	admin    *http.Server
@@ -110,6 +111,13 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.env = &buildEnv{logger: logger, registry: s.registry, redisCfg: cfg.Redis}
+	rl, err := s.buildRateLimiting(cfg)
+	if err != nil {
+		s.cancelBase()
+		_ = s.env.close()
+		return nil, cfg.annotate(err)
+	}
+	s.rl = rl
 	auths, err := s.buildAuthenticators(cfg)
 	if err != nil {
 		s.cancelBase()
@@ -159,7 +167,7 @@ func (s *service) buildPipeline(cfg *fileConfig, auths map[string]*runningAuth) 
 	for _, ac := range cfg.Authenticators {
 		list = append(list, auths[ac.Name].built.auth)
 	}
-	p, err := authz.NewPipeline(cfg.Policy, list, authz.Options{})
+	p, err := authz.NewPipeline(cfg.Policy, list, s.rl.pipelineOptions(authz.Options{}))
 	return p, yamlfile.Wrap("policy", err)
 }
 
@@ -201,6 +209,9 @@ func (s *service) serve(ctx context.Context) error {
 	})
 	g.Go(func() error { s.watchReadiness(gctx); return nil })
 	g.Go(func() error { s.watchConfig(gctx); return nil })
+	if s.rl != nil {
+		g.Go(func() error { return s.rl.run(gctx) })
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.drain()
@@ -382,11 +393,19 @@ func (s *service) reload(why string) error {
 	}
 	cfg.Server, cfg.Admin, cfg.Redis, cfg.Telemetry = s.cfg.Server, s.cfg.Admin, s.cfg.Redis, s.cfg.Telemetry
 
-	auths, err := s.buildAuthenticators(cfg)
+	commitLimits, warnLimits, err := s.rl.prepareReload(cfg)
+	if warnLimits {
+		s.logger.Warn("config section changed; restart to apply it", "section", "rate_limit")
+	}
+	var auths map[string]*runningAuth
+	if err == nil {
+		auths, err = s.buildAuthenticators(cfg)
+	}
 	if err == nil {
 		var p *authz.Pipeline
 		if p, err = s.buildPipeline(cfg, auths); err == nil {
 			if err = s.startAndAwait(auths); err == nil {
+				commitLimits()
 				s.swap(cfg, auths, p)
 				s.tel.reloads.WithLabelValues("success").Inc()
 				s.logger.Info("config reloaded", "reason", why)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
@@ -61,6 +62,9 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		opts.Tracer, opts.Propagator = s.tel.tracer, s.tel.propagator
 	}
 	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, opts))
+	if r := s.rl.rlsServer(s); r != nil {
+		rlsv3.RegisterRateLimitServiceServer(srv, r)
+	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 	return srv

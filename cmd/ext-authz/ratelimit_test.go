@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	pb_struct "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/codes"
+
+	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/redistest"
+)
+
+// limitsFile writes an envoyproxy/ratelimit file and returns its path.
+func limitsFile(t *testing.T, perUser int) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "limits.yaml")
+	body := `domain: e2e
+descriptors:
+  - key: user
+    rate_limit: {name: per-user, unit: hour, requests_per_unit: ` + strconv.Itoa(perUser) + `}
+  - key: remote_address
+    rate_limit: {unit: hour, requests_per_unit: 2}
+`
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+const limitedRules = `    - name: public
+      match: {path: {prefix: /public/}}
+      action: allow
+      rate_limits:
+        domain: e2e
+        descriptors:
+          - actions: [{remote_address: {}}]
+    - name: limited
+      match: {path: {prefix: /limited/}}
+      action: authenticate
+      authenticators: [keys]
+      rate_limits:
+        domain: e2e
+        descriptors:
+          - actions: [{identity: {field: subject, descriptor_key: user}}]
+`
+
+// rateLimitSection uses a generous timeout: these tests prove decisions,
+// not latency, and run under -race on a loaded 2-core machine (the
+// latency bound is TestStalledRedisTimesOut in ratelimit/redis).
+func rateLimitSection(files, backend, extra string) string {
+	return "rate_limit:\n  files: [\"" + files + "\"]\n  backend: " + backend + "\n  timeout: 2s\n" + extra
+}
+
+func checkRequest(path, key string) *authv3.CheckRequest {
+	return extauthz.BuildCheckRequest(extauthz.HTTPRequest{
+		Method: "GET", Host: "shop.example.com", Path: path, Headers: [][2]string{{"x-api-key", key}}, RequestID: "rid-rl",
+	})
+}
+
+// TestRateLimitEndToEnd: the real service with the memory backend. Per-user
+// limits in Check answer 429 with headers in the denied response; the
+// ShouldRateLimit API is served on the same port from the same counters.
+func TestRateLimitEndToEnd(t *testing.T) {
+	keys := keysFile(t, t.TempDir())
+	h := start(t, baseConfig(keys, limitedRules)+rateLimitSection(limitsFile(t, 3), "memory", "  response_headers: {on_allow: true}\n"))
+
+	for i := range 3 {
+		resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice})
+		if resp.GetStatus().GetCode() != 0 {
+			t.Fatalf("request %d denied: %v", i+1, resp)
+		}
+		found := false
+		for _, hv := range resp.GetOkResponse().GetResponseHeadersToAdd() {
+			if hv.GetHeader().GetKey() == "ratelimit-policy" && hv.GetHeader().GetValue() == `"per-user";q=3;w=3600` {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("request %d: no RateLimit-Policy on the allowed response: %v", i+1, resp.GetOkResponse().GetResponseHeadersToAdd())
+		}
+	}
+	resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice})
+	if codes.Code(resp.GetStatus().GetCode()) != codes.ResourceExhausted || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_TooManyRequests {
+		t.Fatalf("4th request: %v", resp)
+	}
+	for _, name := range []string{"retry-after", "ratelimit-policy", "ratelimit", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"} {
+		if len(deniedHeader(resp, name)) != 1 {
+			t.Errorf("429 lacks %s: %v", name, resp.GetDeniedResponse().GetHeaders())
+		}
+	}
+	// Another user is not affected.
+	if resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin}); resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("other user denied: %v", resp)
+	}
+	// Anonymous per-address limit on an allow rule.
+	for i := range 3 {
+		resp := h.check(t, "GET", "shop.example.com", "/public/x")
+		limited := codes.Code(resp.GetStatus().GetCode()) == codes.ResourceExhausted
+		if limited != (i == 2) {
+			t.Fatalf("public request %d: %v", i+1, resp.GetStatus())
+		}
+	}
+
+	// ShouldRateLimit on the same port, same counters.
+	rls := rlsv3.NewRateLimitServiceClient(h.conn)
+	out, err := rls.ShouldRateLimit(context.Background(), &rlsv3.RateLimitRequest{Domain: "e2e", Descriptors: []*pb_struct.RateLimitDescriptor{
+		{Entries: []*pb_struct.RateLimitDescriptor_Entry{{Key: "user", Value: "alice"}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.GetOverallCode() != rlsv3.RateLimitResponse_OVER_LIMIT || out.GetStatuses()[0].GetCurrentLimit().GetName() != "per-user" {
+		t.Fatalf("ShouldRateLimit for alice: %v", out)
+	}
+}
+
+// TestRateLimitRedisTwoInstances: two service instances share one real
+// Redis; many concurrent Checks for one user; exactly N are allowed across
+// both. Then Redis stops: Checks answer 503 (fail closed, not a gRPC
+// error), and recover when Redis is back.
+func TestRateLimitRedisTwoInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	keys := keysFile(t, t.TempDir())
+	const n = 25
+	cfg := baseConfig(keys, limitedRules) + "redis:\n  addrs: [\"" + srv.Addr + "\"]\n" + rateLimitSection(limitsFile(t, n), "redis", "")
+	a, b := start(t, cfg), start(t, cfg)
+
+	var allowed, limited atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 120 {
+		h := a
+		if i%2 == 1 {
+			h = b
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := h.client.Check(ctx, checkRequest("/limited/x", keyAlice))
+			switch {
+			case err != nil:
+				t.Error(err)
+			case resp.GetStatus().GetCode() == 0:
+				allowed.Add(1)
+			case codes.Code(resp.GetStatus().GetCode()) == codes.ResourceExhausted:
+				limited.Add(1)
+			default:
+				t.Errorf("unexpected %v", resp.GetStatus())
+			}
+		})
+	}
+	wg.Wait()
+	if allowed.Load() != n || limited.Load() != 120-n {
+		t.Fatalf("allowed %d, limited %d; want exactly %d and %d", allowed.Load(), limited.Load(), n, 120-n)
+	}
+
+	srv.Stop()
+	resp := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin})
+	if codes.Code(resp.GetStatus().GetCode()) != codes.Unavailable || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_ServiceUnavailable {
+		t.Fatalf("with Redis down: %v", resp.GetStatus())
+	}
+	srv.Restart()
+	waitFor(t, func() bool {
+		r := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin})
+		return r.GetStatus().GetCode() == 0
+	}, "Check allowed again after Redis restarted")
+}
