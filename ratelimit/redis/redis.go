@@ -119,6 +119,11 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 // ends; it returns nil then. Calls queued when it stops fail with their own
 // deadline.
 func (s *Store) Run(ctx context.Context) error {
+	// Load the script up front (best effort) so the first checks do not
+	// pay the NOSCRIPT round trips.
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	_ = script.Load(lctx, s.client).Err()
+	cancel()
 	s.running.Add(1)
 	defer s.running.Add(-1)
 	var wg sync.WaitGroup
