@@ -1,0 +1,64 @@
+// k6 scenarios against ext-authz's Check API over gRPC, as the gateway's
+// Envoy calls it. The service definitions come from PROTOSET (written by
+// loadtest/cmd/protoset), or else from server reflection, which costs every
+// VU a descriptor download when it connects: use it only for a few VUs.
+//
+//   go run ./loadtest/cmd/protoset -o /tmp/envoy.protoset
+//   k6 run -e GRPC_ADDR=127.0.0.1:8888 -e PROTOSET=/tmp/envoy.protoset \
+//          -e POOL_DIR=$PWD/loadtest/.pool loadtest/k6/check.js
+//
+// `make loadtest` mints the pools, starts ext-authz on loopback and runs
+// this; see lib.js for the scenarios, knobs and thresholds.
+import grpc from 'k6/net/grpc';
+import exec from 'k6/execution';
+import { env, record, requests, scenarios, thresholds } from './lib.js';
+
+export const options = {
+  scenarios,
+  thresholds: thresholds('grpc_req_duration'),
+  summaryTrendStats: ['avg', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max'],
+};
+
+const addr = __ENV.GRPC_ADDR || '127.0.0.1:8888';
+const client = new grpc.Client();
+const protoset = __ENV.PROTOSET || '';
+if (protoset) {
+  client.loadProtoset(protoset);
+}
+let connected = false;
+
+// The decision names of ext-authz (README, "result") by the gRPC code in
+// CheckResponse.status.
+const byCode = { 0: 'ok', 16: 'unauthenticated', 7: 'forbidden', 8: 'rate_limited', 14: 'unavailable', 3: 'bad_request' };
+
+function check(build) {
+  if (!connected) {
+    client.connect(addr, { plaintext: true, reflect: !protoset, timeout: '5s' });
+    connected = true;
+  }
+  const r = build();
+  const headers = Object.assign(
+    { ':authority': env.host, ':path': r.path, ':method': 'GET', ':scheme': 'https', 'user-agent': 'k6', 'x-request-id': `k6-${exec.vu.idInTest}-${exec.vu.iterationInScenario}` },
+    r.headers,
+  );
+  const res = client.invoke('envoy.service.auth.v3.Authorization/Check', {
+    attributes: {
+      source: { address: { socketAddress: { address: '127.0.0.1', portValue: 50000 } } },
+      destination: { address: { socketAddress: { address: '10.0.0.1', portValue: 8443 } } },
+      request: { http: { id: headers['x-request-id'], method: 'GET', headers, path: r.path, host: env.host, scheme: 'https', protocol: 'HTTP/2' } },
+    },
+  }, { timeout: '2s' });
+  let decision = 'error';
+  if (res && res.status === grpc.StatusOK && res.message) {
+    const code = (res.message.status && res.message.status.code) || 0;
+    decision = byCode[code] || `code_${code}`;
+  }
+  record(decision, r.want);
+}
+
+export function jwtUsers() { check(requests.jwtUsers); }
+export function udbUsers() { check(requests.udbUsers); }
+export function limitedUsers() { check(requests.limitedUsers); }
+export function hotUser() { check(requests.hotUser); }
+export function badTokens() { check(requests.badTokens); }
+export function publicPaths() { check(requests.publicPaths); }

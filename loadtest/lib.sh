@@ -1,0 +1,150 @@
+# Shared by loadtest/run.sh (k6) and loadtest/throughput.sh (Go driver).
+# Sourced from the repository root. Everything started here listens on
+# 127.0.0.1 only, on free ports, and is stopped by lt_cleanup (an EXIT
+# trap), which kills only the processes these scripts started, by PID.
+
+LT_DIR=loadtest
+LT_BIN=$LT_DIR/.bin
+LT_POOL=$LT_DIR/.pool
+LT_OUT=$LT_DIR/.out
+K6_VERSION=v1.8.1
+POOL_SIZE=${POOL_SIZE:-1000}
+LT_PIDS=()
+
+lt_log() { printf '== %s\n' "$*" >&2; }
+
+lt_cleanup() {
+  local pid
+  for pid in "${LT_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${LT_PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  LT_PIDS=()
+}
+
+lt_init() {
+  mkdir -p "$LT_BIN" "$LT_POOL" "$LT_OUT"
+  trap lt_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+# lt_build builds the server, the no-op baseline and the driver.
+lt_build() {
+  lt_log "building ext-authz, noopauthz, authzload, protoset into $LT_BIN"
+  go build -o "$LT_BIN/" ./cmd/ext-authz ./loadtest/cmd/noopauthz ./loadtest/cmd/authzload ./loadtest/cmd/protoset
+  "$LT_BIN/protoset" -o "$LT_OUT/envoy.protoset"
+}
+
+# lt_k6 sets K6 to a k6 binary, installing the pinned version from the Go
+# module proxy when missing (a build of a few minutes, once).
+lt_k6() {
+  K6=${K6:-$(command -v k6 || true)}
+  if [[ -z $K6 ]]; then
+    K6="$(go env GOPATH)/bin/k6"
+  fi
+  if [[ ! -x $K6 ]]; then
+    lt_log "installing k6 $K6_VERSION (go install go.k6.io/k6@$K6_VERSION; takes a few minutes)"
+    go install "go.k6.io/k6@$K6_VERSION"
+    K6="$(go env GOPATH)/bin/k6"
+  fi
+}
+
+# lt_mint mints the token pools with the quickstart's development keys:
+# POOL_SIZE JWT users, POOL_SIZE UDB ticket users, and the one hot user.
+# Pools are never committed (.gitignore) and live two hours.
+lt_mint() {
+  lt_log "minting token pools ($POOL_SIZE users) into $LT_POOL"
+  local mint=("$LT_BIN/ext-authz" token mint --ttl 2h)
+  local jwt=(--kind jwt --key-file examples/quickstart/keys/jwt-rs256.pem --kid dev-rs256-1
+    --issuer https://issuer.quickstart.example --audience quickstart --app loadtest --scope "orders:read")
+  "${mint[@]}" "${jwt[@]}" --count "$POOL_SIZE" >"$LT_POOL/jwt.txt"
+  "${mint[@]}" "${jwt[@]}" --count 1 --subject hot-user >"$LT_POOL/hot.txt"
+  "${mint[@]}" --kind udb-ticket --key-file examples/quickstart/keys/ticket-hs256.key --kid dev-1 \
+    --app loadtest --count "$POOL_SIZE" --user-prefix udb-user- >"$LT_POOL/udb.txt"
+}
+
+lt_free_port() { "$LT_BIN/authzload" freeport; }
+
+# lt_wait_http URL: waits up to 20s for a 200.
+lt_wait_http() {
+  local i
+  for i in $(seq 1 200); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  lt_log "timed out waiting for $1"
+  return 1
+}
+
+# lt_start_redis starts a throw-away redis-server on a free loopback port.
+lt_start_redis() {
+  command -v redis-server >/dev/null || { lt_log "redis-server is not installed (apt-get install redis-server)"; return 1; }
+  LOADTEST_REDIS_PORT=$(lt_free_port)
+  export LOADTEST_REDIS_PORT
+  redis-server --bind 127.0.0.1 --port "$LOADTEST_REDIS_PORT" --save '' --appendonly no \
+    --protected-mode yes --daemonize no >"$LT_OUT/redis.log" 2>&1 &
+  LT_PIDS+=($!)
+  REDIS_PID=$!
+  local i
+  for i in $(seq 1 100); do
+    if redis-cli -h 127.0.0.1 -p "$LOADTEST_REDIS_PORT" ping 2>/dev/null | grep -q PONG; then
+      lt_log "redis-server on 127.0.0.1:$LOADTEST_REDIS_PORT (pid $REDIS_PID)"
+      return 0
+    fi
+    sleep 0.1
+  done
+  lt_log "redis-server did not start: $(tail -5 "$LT_OUT/redis.log")"
+  return 1
+}
+
+# lt_start_authz CONFIG NAME: starts ext-authz on free loopback ports and
+# waits until it is ready. Sets AUTHZ_ADDR, AUTHZ_ADMIN, AUTHZ_PID.
+lt_start_authz() {
+  LOADTEST_GRPC_PORT=$(lt_free_port)
+  LOADTEST_ADMIN_PORT=$(lt_free_port)
+  export LOADTEST_GRPC_PORT LOADTEST_ADMIN_PORT
+  "$LT_BIN/ext-authz" serve --config "$1" >"$LT_OUT/ext-authz-$2.log" 2>&1 &
+  AUTHZ_PID=$!
+  LT_PIDS+=("$AUTHZ_PID")
+  AUTHZ_ADDR=127.0.0.1:$LOADTEST_GRPC_PORT
+  AUTHZ_ADMIN=127.0.0.1:$LOADTEST_ADMIN_PORT
+  if ! lt_wait_http "http://$AUTHZ_ADMIN/readyz"; then
+    tail -20 "$LT_OUT/ext-authz-$2.log" >&2
+    return 1
+  fi
+  lt_log "ext-authz ($1) on $AUTHZ_ADDR, admin $AUTHZ_ADMIN (pid $AUTHZ_PID)"
+}
+
+# lt_stop PID: stops one process this script started.
+lt_stop() {
+  kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+  local keep=() pid
+  for pid in "${LT_PIDS[@]}"; do
+    [[ $pid == "$1" ]] || keep+=("$pid")
+  done
+  LT_PIDS=("${keep[@]}")
+}
+
+# lt_start_noop starts the no-op baseline. Sets NOOP_ADDR, NOOP_PID.
+lt_start_noop() {
+  local port
+  port=$(lt_free_port)
+  NOOP_ADDR=127.0.0.1:$port
+  "$LT_BIN/noopauthz" -addr "$NOOP_ADDR" >"$LT_OUT/noopauthz.log" 2>&1 &
+  NOOP_PID=$!
+  LT_PIDS+=("$NOOP_PID")
+  local i
+  for i in $(seq 1 100); do
+    if grep -q serving "$LT_OUT/noopauthz.log" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  lt_log "noopauthz did not start: $(cat "$LT_OUT/noopauthz.log")"
+  return 1
+}

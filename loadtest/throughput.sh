@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# make throughput: the Go throughput harness. Measures ext-authz against
+# the no-op baseline (noopauthz) in the same run, on loopback, and prints
+# the ratios recorded in loadtest/RESULTS.md:
+#
+#   jwt        JWT path, verifications cached (memory config, /api/)
+#   udb        UDB ticket path (memory config, /app/)
+#   jwt-redis  JWT + two Redis-counted descriptors (redis config, /limited/)
+#   rls        ShouldRateLimit with the same two descriptors, Redis store
+#   jwt-open   JWT path open loop at OPEN_RATE/s: latency at a fixed load
+#
+#   loadtest/throughput.sh [measurement...]      (default: all of them)
+#
+# Knobs: DURATION (per round and server, 10s), WARMUP (2s), ROUNDS (3),
+# WORKERS (64), CONNS (2), OPEN_RATE (5000), POOL_SIZE (1000). Results and
+# JSON summaries go to loadtest/.out/. Peak RSS is each server's VmHWM at
+# the end of its measurement. With PROFILE=1, a 10s CPU profile of ext-authz
+# is taken during each measurement (loadtest/.out/cpu-NAME.pprof).
+set -euo pipefail
+# A measurement whose answers were not the expected ones (expired tokens,
+# a wrong rule) fails, the others still run, and the script exits 1.
+cd "$(dirname "$0")/.."
+source loadtest/lib.sh
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-2s}
+ROUNDS=${ROUNDS:-3}
+WORKERS=${WORKERS:-64}
+CONNS=${CONNS:-2}
+OPEN_RATE=${OPEN_RATE:-5000}
+
+measurements=("$@")
+if ((${#measurements[@]} == 0)); then
+  measurements=(jwt udb jwt-redis rls jwt-open)
+fi
+
+failed=()
+measured=()
+lt_init
+lt_build
+lt_mint
+lt_start_noop
+
+# drive NAME CONFIG SCENARIO POOL EXPECT [extra authzload flags]: one
+# measurement against a fresh ext-authz.
+drive() {
+  local name=$1 config=$2 scenario=$3 pool=$4 expect=$5
+  shift 5
+  rm -f "$LT_OUT/throughput-$name".* "$LT_OUT/cpu-$name.pprof"
+  measured+=("$name")
+  lt_start_authz "loadtest/config/$config.yaml" "$name"
+  local args=(-addr "$AUTHZ_ADDR" -baseline "$NOOP_ADDR" -pid "$AUTHZ_PID" -baseline-pid "$NOOP_PID"
+    -scenario "$scenario" -workers "$WORKERS" -conns "$CONNS" -duration "$DURATION" -warmup "$WARMUP"
+    -rounds "$ROUNDS" -expect "$expect" -label "$name" -json "$LT_OUT/throughput-$name.json" "$@")
+  if [[ -n $pool ]]; then
+    args+=(-pool "$LT_POOL/$pool.txt")
+  fi
+  local prof=
+  if [[ ${PROFILE:-} == 1 ]]; then
+    (sleep 5 && curl -fsS -o "$LT_OUT/cpu-$name.pprof" "http://$AUTHZ_ADMIN/debug/pprof/profile?seconds=10") &
+    prof=$!
+  fi
+  if ! "$LT_BIN/authzload" "${args[@]}" | tee "$LT_OUT/throughput-$name.txt"; then
+    failed+=("$name")
+  fi
+  if [[ -n $prof ]]; then
+    wait "$prof" || lt_log "profile of $name failed"
+  fi
+  lt_stop "$AUTHZ_PID"
+}
+
+for m in "${measurements[@]}"; do
+  case $m in
+    jwt) drive jwt memory jwt jwt ok ;;
+    udb) drive udb memory udb udb ok ;;
+    jwt-open) drive jwt-open memory jwt jwt ok -rate "$OPEN_RATE" ;;
+    jwt-redis | rls)
+      if [[ -z ${REDIS_PID:-} ]]; then
+        lt_start_redis
+      fi
+      if [[ $m == jwt-redis ]]; then
+        drive jwt-redis redis jwt-ratelimit jwt ok
+      else
+        drive rls redis rls "" ok -users "$POOL_SIZE"
+      fi
+      ;;
+    *) echo "unknown measurement $m (jwt, udb, jwt-redis, rls, jwt-open)" >&2; exit 2 ;;
+  esac
+done
+
+lt_log "summary"
+for name in "${measured[@]}"; do
+  grep -h '^RESULT\|^target' "$LT_OUT/throughput-$name.txt" || true
+done
+if ((${#failed[@]} > 0)); then
+  lt_log "failed: ${failed[*]}"
+  exit 1
+fi
