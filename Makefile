@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 BENCH ?= .
 
-.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests
+.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput
 
 all: build
 
@@ -64,6 +64,21 @@ manifests: tools/bin/istioctl
 # module proxy serves); a cold build takes minutes and ~2.4 GB of cache.
 tools/bin/istioctl: tools/istioctl/go.mod tools/istioctl/go.sum
 	cd tools/istioctl && $(GO) build -trimpath -o ../bin/istioctl istio.io/istio/istioctl/cmd/istioctl
+
+# Load tests (loadtest/README.md). Loopback only; each starts what it needs
+# on free ports, stops it, and exits non-zero when a threshold or an
+# expected answer fails. Not part of test.
+# k6 scenarios against ext-authz with in-memory state (~2 minutes).
+loadtest:
+	loadtest/run.sh memory
+
+# The same with Redis-backed rate limits (starts its own redis-server).
+loadtest-redis:
+	loadtest/run.sh redis
+
+# The Go throughput harness: ext-authz/no-op ratios (loadtest/RESULTS.md).
+throughput:
+	loadtest/throughput.sh
 
 clean:
 	rm -rf bin bench.out
