@@ -62,6 +62,15 @@ func (c *overLimitCache) add(key string, end int64) {
 	s.m[key] = end
 }
 
+// clear drops every entry.
+func (c *overLimitCache) clear() {
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
+		clear(c.shards[i].m)
+		c.shards[i].mu.Unlock()
+	}
+}
+
 // len is for tests.
 func (c *overLimitCache) len() int {
 	n := 0

@@ -107,8 +107,14 @@ func New(store Store, m Matcher, opts Options) *Limiter {
 
 // SetMatcher replaces the limits (on reload). Checks in flight finish with
 // the old ones. Counters are kept: a limit that did not change keeps
-// counting in the same keys.
-func (l *Limiter) SetMatcher(m Matcher) { l.matcher.Store(&matcherBox{m}) }
+// counting in the same keys. The local over-limit cache is emptied, since a
+// raised limit may let a cached key through again.
+func (l *Limiter) SetMatcher(m Matcher) {
+	l.matcher.Store(&matcherBox{m})
+	if l.cache != nil {
+		l.cache.clear()
+	}
+}
 
 // ErrStore wraps every store failure Check returns.
 var ErrStore = errors.New("rate limit store failed")

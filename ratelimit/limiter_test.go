@@ -198,4 +198,16 @@ func TestSetMatcherReload(t *testing.T) {
 	if res, _ := l.Check(context.Background(), req("contract", "user", "a")); res.Statuses[0].Limit == nil {
 		t.Fatal("reloaded matcher not used")
 	}
+	// Over the limit and cached locally...
+	for range 6 {
+		l.Check(context.Background(), req("contract", "user", "b"))
+	}
+	if res, _ := l.Check(context.Background(), req("contract", "user", "b")); !res.Statuses[0].LocalCache {
+		t.Fatalf("not answered from the local cache: %+v", res)
+	}
+	// ...until a reload, which may have raised the limit.
+	l.SetMatcher(ratelimittest.Rules(t))
+	if res, _ := l.Check(context.Background(), req("contract", "user", "b")); res.Statuses[0].LocalCache {
+		t.Fatalf("local cache survived a reload: %+v", res)
+	}
 }

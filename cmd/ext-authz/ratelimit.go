@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"reflect"
 
 	"github.com/ext-authz/ext-authz/authz"
@@ -61,7 +60,7 @@ func (s *service) buildRateLimiting(cfg *fileConfig) (*rateLimiting, error) {
 func loadRateLimitRules(cfg *fileConfig) (*envoyconfig.Rules, error) {
 	rules, err := envoyconfig.Load(cfg.RateLimit.Files)
 	if err != nil {
-		return nil, fmt.Errorf("rate_limit.files: %w", err)
+		return nil, yamlfile.Errorf("rate_limit.files", "%v", err)
 	}
 	var errs []error
 	for i, r := range cfg.Policy.Rules {

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -173,4 +174,45 @@ func TestRateLimitRedisTwoInstances(t *testing.T) {
 		r := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin})
 		return r.GetStatus().GetCode() == 0
 	}, "Check allowed again after Redis restarted")
+}
+
+// TestRateLimitReload: a changed rate-limit file is picked up on reload
+// with counters kept; a broken one (which makes envoyproxy/ratelimit's
+// loader panic) is rejected with its file named, no panic escapes, and the
+// old limits keep applying.
+func TestRateLimitReload(t *testing.T) {
+	keys := keysFile(t, t.TempDir())
+	limits := limitsFile(t, 2)
+	h := start(t, baseConfig(keys, limitedRules)+rateLimitSection(limits, "memory", ""))
+	check := func() codes.Code {
+		return codes.Code(h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice}).GetStatus().GetCode())
+	}
+	for range 2 {
+		if c := check(); c != codes.OK {
+			t.Fatalf("under limit: %v", c)
+		}
+	}
+	if c := check(); c != codes.ResourceExhausted {
+		t.Fatalf("over limit 2: %v", c)
+	}
+
+	// Raise the limit: the same counter (3 hits so far) now has room for 2 more.
+	body, _ := os.ReadFile(limits)
+	writeFile(t, limits, strings.Replace(string(body), "requests_per_unit: 2}", "requests_per_unit: 5}", 1))
+	if err := h.svc.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if c := check(); c != codes.OK {
+		t.Fatalf("after raising the limit: %v", c)
+	}
+
+	// A bad unit makes the library panic; reload reports it.
+	writeFile(t, limits, strings.Replace(string(body), "unit: hour, requests_per_unit: 2", "unit: fortnight, requests_per_unit: 2", 1))
+	err := h.svc.reload("test")
+	if err == nil || !strings.Contains(err.Error(), limits) || !strings.Contains(err.Error(), "invalid rate limit unit 'fortnight'") {
+		t.Fatalf("reload with a bad file: %v", err)
+	}
+	if c := check(); c != codes.OK {
+		t.Fatalf("old limits stopped applying after a rejected reload: %v", c)
+	}
 }

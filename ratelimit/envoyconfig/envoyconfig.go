@@ -196,12 +196,15 @@ func (r *Rules) Match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
 		return nil // unreachable: the library rejects files with unknown units
 	}
 	lm := &ratelimit.Limit{
-		Name:         rl.Name,
-		Policy:       rl.Name,
-		Requests:     rl.Limit.RequestsPerUnit,
-		Unit:         unit,
-		Unlimited:    rl.Unlimited,
-		Shadow:       rl.ShadowMode,
+		Name:      rl.Name,
+		Policy:    rl.Name,
+		Requests:  rl.Limit.RequestsPerUnit,
+		Unit:      unit,
+		Unlimited: rl.Unlimited,
+		// quota_mode, like shadow_mode, reports over-limit but allows:
+		// envoyproxy/ratelimit answers OK for it and only records the
+		// violation in dynamic metadata.
+		Shadow:       rl.ShadowMode || rl.QuotaMode,
 		Replaces:     rl.Replaces,
 		SharedValues: rl.ShareThresholdKeyPattern,
 	}

@@ -100,6 +100,22 @@ descriptors:
 	}
 }
 
+func TestQuotaModeAllows(t *testing.T) {
+	r, err := Parse([]File{{Name: "q.yaml", Content: []byte(`
+domain: d
+descriptors:
+  - key: k
+    quota_mode: true
+    rate_limit: {unit: minute, requests_per_unit: 3}
+`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := r.Match("d", desc("k", "v")); l == nil || !l.Shadow {
+		t.Fatalf("Match = %+v, want a shadow (report-only) limit", l)
+	}
+}
+
 func TestBadFiles(t *testing.T) {
 	tests := []struct {
 		give string

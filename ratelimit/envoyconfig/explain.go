@@ -37,7 +37,10 @@ func locate(f File, kind, msg string) error {
 			w.mapping(root.Content[0], "", true)
 		}
 		if w.path != "" {
-			return fmt.Errorf("%s:%d: %w", f.Name, w.line, yamlfile.Errorf(w.path, "%s", msg))
+			// Plain text, not a yamlfile.FieldError: the path is in this
+			// file, and a caller annotating its own config must not take it
+			// for one of its fields.
+			return fmt.Errorf("%s:%d: %s: %s", f.Name, w.line, w.path, msg)
 		}
 	}
 	return fmt.Errorf("%s: %s", f.Name, msg)
