@@ -258,7 +258,7 @@ func (r *remoteKeySet) startAttempt(force bool) bool {
 
 func (r *remoteKeySet) fetch() error {
 	err := r.fetchOnce()
-	r.metrics.jwksRefresh(r.issuer, err)
+	r.metrics.jwksRefresh(r.issuer, err, r.now())
 	if err != nil {
 		r.log.Warn("jwks fetch failed; keeping the last good key set",
 			"issuer", r.issuer, "url", r.logURL, "keys", r.current.Load().size(), "error", err)

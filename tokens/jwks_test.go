@@ -100,6 +100,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 func TestJWKSBackgroundRefresh(t *testing.T) {
+	start := time.Now()
 	k := getKeys(t)
 	srv := newJWKSServer(t, jwksJSON(jwk("a", k.rsa)))
 	// A long min_refresh_interval rules out unknown-kid refetches, so only
@@ -124,6 +125,23 @@ func TestJWKSBackgroundRefresh(t *testing.T) {
 	})
 	if got := counterValue(reg, "ext_authz_jwks_refreshes_total", testIssuer, "ok"); got < 2 {
 		t.Errorf("ok refreshes = %v, want >= 2", got)
+	}
+	if got := counterValue(reg, "ext_authz_jwks_last_success_timestamp_seconds", testIssuer); got < float64(start.Unix()) {
+		t.Errorf("last success timestamp = %v, want >= %d", got, start.Unix())
+	}
+	// Failures do not move it: it is what the JWKS-stale alert reads.
+	srv.set(http.StatusInternalServerError, nil)
+	last := counterValue(reg, "ext_authz_jwks_last_success_timestamp_seconds", testIssuer)
+	before := counterValue(reg, "ext_authz_jwks_refreshes_total", testIssuer, "error")
+	eventually(t, "a failed refresh", func() bool {
+		return counterValue(reg, "ext_authz_jwks_refreshes_total", testIssuer, "error") > before
+	})
+	time.Sleep(1100 * time.Millisecond) // the gauge has one-second resolution
+	eventually(t, "another failed refresh", func() bool {
+		return counterValue(reg, "ext_authz_jwks_refreshes_total", testIssuer, "error") > before+1
+	})
+	if got := counterValue(reg, "ext_authz_jwks_last_success_timestamp_seconds", testIssuer); got != last {
+		t.Errorf("last success timestamp moved on failure: %v → %v", last, got)
 	}
 }
 

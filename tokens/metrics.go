@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"errors"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -11,6 +12,7 @@ import (
 type metrics struct {
 	cache    *prometheus.CounterVec // kind, result=hit|miss
 	jwks     *prometheus.CounterVec // issuer, result=ok|error
+	jwksLast *prometheus.GaugeVec   // issuer: unix time of the last good fetch
 	sessions *prometheus.CounterVec // result
 }
 
@@ -30,6 +32,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ext_authz_jwks_refreshes_total",
 			Help: "JWKS fetches, by configured issuer and result (ok, error).",
 		}, []string{"issuer", "result"})),
+		jwksLast: register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ext_authz_jwks_last_success_timestamp_seconds",
+			Help: "Unix time of the last JWKS fetch that yielded a usable key set, by issuer; alert when it grows old.",
+		}, []string{"issuer"})),
 		sessions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_session_lookups_total",
 			Help: "UDB session store lookups (cache misses only), by result (found, missing, revoked, expired, invalid, error).",
@@ -37,11 +43,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
-func register(reg prometheus.Registerer, c *prometheus.CounterVec) *prometheus.CounterVec {
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	if err := reg.Register(c); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			if existing, ok := are.ExistingCollector.(C); ok {
 				return existing
 			}
 		}
@@ -74,13 +80,15 @@ func (c cacheCounters) observe(hit bool) {
 	}
 }
 
-func (m *metrics) jwksRefresh(issuer string, err error) {
+func (m *metrics) jwksRefresh(issuer string, err error, now time.Time) {
 	if m == nil {
 		return
 	}
 	result := "ok"
 	if err != nil {
 		result = "error"
+	} else {
+		m.jwksLast.WithLabelValues(issuer).Set(float64(now.Unix()))
 	}
 	m.jwks.WithLabelValues(issuer, result).Inc()
 }

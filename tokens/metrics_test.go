@@ -4,7 +4,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// counterValue returns the value of the counter name{labels...} in reg (label
+// counterValue returns the value of the counter or gauge name{labels...} in reg (label
 // values in declaration order), 0 when absent.
 func counterValue(reg prometheus.Gatherer, name string, values ...string) float64 {
 	mfs, err := reg.Gather()
@@ -29,6 +29,9 @@ func counterValue(reg prometheus.Gatherer, name string, values ...string) float6
 				if !want[l.GetValue()] {
 					continue next
 				}
+			}
+			if m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
 			}
 			return m.GetCounter().GetValue()
 		}
