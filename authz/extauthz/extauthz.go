@@ -235,12 +235,15 @@ func headerOptions(hs []authz.Header, action corev3.HeaderValueOption_HeaderAppe
 	if len(hs) == 0 {
 		return nil
 	}
+	// Three allocations for any number of headers rather than two per
+	// header: this runs on every Check.
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	vals := make([]corev3.HeaderValue, len(hs))
 	out := make([]*corev3.HeaderValueOption, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: safe(h.Value)},
-			AppendAction: action,
-		}
+		vals[i].Key, vals[i].Value = h.Name, safe(h.Value)
+		opts[i].Header, opts[i].AppendAction = &vals[i], action
+		out[i] = &opts[i]
 	}
 	return out
 }
@@ -259,21 +262,27 @@ func denyBody(d *authz.Decision, requestID string) string {
 // metadata is what access logs read from
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%.
 func metadata(d *authz.Decision) *structpb.Struct {
-	f := map[string]*structpb.Value{
-		"decision_id": structpb.NewStringValue(d.ID),
-		"result":      structpb.NewStringValue(d.Code.String()),
-	}
-	if d.Rule != "" {
-		f["rule"] = structpb.NewStringValue(d.Rule)
-	}
-	if d.Reason != "" {
-		f["reason"] = structpb.NewStringValue(d.Reason)
-	}
+	fields := [6][2]string{{"decision_id", d.ID}, {"result", d.Code.String()}, {"rule", d.Rule}, {"reason", d.Reason}}
+	n := 4
 	if d.Identity != nil {
-		f["subject"] = structpb.NewStringValue(safe(d.Identity.Subject))
-		f["authenticator"] = structpb.NewStringValue(d.Identity.Authenticator)
+		fields[4] = [2]string{"subject", safe(d.Identity.Subject)}
+		fields[5] = [2]string{"authenticator", d.Identity.Authenticator}
+		n = 6
 	}
-	return &structpb.Struct{Fields: f}
+	// One allocation for all values and one for all their kinds, rather
+	// than two per field as structpb.NewStringValue makes.
+	vals := make([]structpb.Value, n)
+	kinds := make([]structpb.Value_StringValue, n)
+	m := make(map[string]*structpb.Value, n)
+	for i, f := range fields[:n] {
+		if f[1] == "" && f[0] != "decision_id" {
+			continue
+		}
+		kinds[i].StringValue = f[1]
+		vals[i].Kind = &kinds[i]
+		m[f[0]] = &vals[i]
+	}
+	return &structpb.Struct{Fields: m}
 }
 
 // safe makes a string valid UTF-8: protobuf refuses to marshal anything
