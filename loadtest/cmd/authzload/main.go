@@ -165,7 +165,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			slices.Reverse(order)
 		}
 		for _, t := range order {
-			res, err := load.Run(ctx, t.call, c.opts)
+			res, err := measure(ctx, t, c.opts)
 			if err != nil {
 				return err
 			}
@@ -200,7 +200,45 @@ type target struct {
 	pid        int
 	conns      []*grpc.ClientConn
 	call       load.Call
-	results    []load.Result
+	results    []result
+}
+
+// result is one measured run with the CPU the server and this driver
+// spent on it.
+type result struct {
+	load.Result
+	// ServerCPU and DriverCPU are CPU time (user+system) per answered
+	// request; zero when unknown. Unlike throughput, they hardly depend on
+	// what else runs on a shared machine, so they show where a
+	// throughput ratio comes from.
+	ServerCPU, DriverCPU time.Duration
+}
+
+// measure warms up, then runs the measured part between two readings of
+// the server's and the driver's CPU time.
+func measure(ctx context.Context, t *target, opts load.Options) (result, error) {
+	if opts.Warmup > 0 {
+		w := opts
+		w.Duration, w.Warmup = opts.Warmup, 0
+		if _, err := load.Run(ctx, t.call, w); err != nil {
+			return result{}, err
+		}
+	}
+	opts.Warmup = 0
+	srv0, srvErr := processCPU(t.pid)
+	drv0 := selfCPU()
+	res, err := load.Run(ctx, t.call, opts)
+	if err != nil {
+		return result{}, err
+	}
+	out := result{Result: res}
+	if res.Requests > 0 {
+		out.DriverCPU = (selfCPU() - drv0) / time.Duration(res.Requests)
+		if srv1, err := processCPU(t.pid); srvErr == nil && err == nil {
+			out.ServerCPU = (srv1 - srv0) / time.Duration(res.Requests)
+		}
+	}
+	return out, nil
 }
 
 // dial opens n separate HTTP/2 connections (grpc.NewClient shares nothing
@@ -225,13 +263,21 @@ func closeAll(conns []*grpc.ClientConn) {
 	}
 }
 
-func formatResult(r load.Result) string {
+func formatResult(r result) string {
 	s := fmt.Sprintf("%9.0f req/s  p50 %s  p90 %s  p99 %s  p99.9 %s  max %s  n=%d  [%s]",
 		r.Throughput, ms(r.P50), ms(r.P90), ms(r.P99), ms(r.P999), ms(r.Max), r.Requests, r.MixString())
+	if r.ServerCPU > 0 {
+		s += fmt.Sprintf("  cpu/req server %s", us(r.ServerCPU))
+	}
+	s += fmt.Sprintf(" driver %s", us(r.DriverCPU))
 	if r.Late > 0 {
 		s += fmt.Sprintf("  late=%d", r.Late)
 	}
 	return s
+}
+
+func us(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64) + "µs"
 }
 
 func ms(d time.Duration) string {
@@ -250,6 +296,54 @@ func freePort(stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintln(stdout, port)
 	return err
+}
+
+// processCPU reads a process's user+system CPU time from /proc/PID/stat.
+func processCPU(pid int) (time.Duration, error) {
+	if pid <= 0 {
+		return 0, errors.New("no pid")
+	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(string(data))
+}
+
+// clockTicks is USER_HZ, which Linux fixes at 100 for /proc on every
+// architecture this runs on.
+const clockTicks = 100
+
+func parseStatCPU(stat string) (time.Duration, error) {
+	// The command name (field 2) may hold spaces and parentheses; the
+	// fields after its closing parenthesis are plain numbers. utime and
+	// stime are fields 14 and 15, so the 12th and 13th after it.
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(stat[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	var ticks int64
+	for _, s := range f[11:13] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc stat: %w", err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks, nil
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // peakRSS reads a process's peak resident set (VmHWM) from /proc.

@@ -8,8 +8,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
@@ -36,6 +38,29 @@ func TestParseVmHWM(t *testing.T) {
 				t.Errorf("parseVmHWM = %d, %v; want %d, error %v", got, err, tt.want, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestParseStatCPU(t *testing.T) {
+	// utime 250 and stime 50 ticks; the command name holds ") (".
+	stat := "4242 (ext) (authz) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 100 0 0"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 3*time.Second {
+		t.Errorf("parseStatCPU = %v, %v; want 3s", got, err)
+	}
+	for _, bad := range []string{"", "1 (x) S 1 2", "1 (x) S 1 2 3 4 5 6 7 8 9 10 x 2"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("parseStatCPU(%q): no error", bad)
+		}
+	}
+}
+
+func TestProcessCPUOfThisProcess(t *testing.T) {
+	if _, err := processCPU(os.Getpid()); err != nil {
+		t.Skipf("no /proc on this system: %v", err)
+	}
+	if _, err := processCPU(0); err == nil {
+		t.Error("processCPU(0): no error")
 	}
 }
 
@@ -208,7 +233,7 @@ func TestRunAgainstServers(t *testing.T) {
 	err := run(context.Background(), []string{
 		"-addr", target, "-baseline", baseline, "-scenario", "jwt", "-pool", pool,
 		"-workers", "4", "-conns", "2", "-duration", "150ms", "-warmup", "20ms", "-rounds", "2",
-		"-pid", "1", "-json", jsonOut, "-label", "jwt-test",
+		"-pid", strconv.Itoa(os.Getpid()), "-json", jsonOut, "-label", "jwt-test",
 	}, &stdout, io.Discard)
 	if err != nil {
 		t.Fatalf("run: %v\n%s", err, stdout.String())
@@ -225,6 +250,9 @@ func TestRunAgainstServers(t *testing.T) {
 	var sum summary
 	if err := json.Unmarshal(data, &sum); err != nil {
 		t.Fatal(err)
+	}
+	if sum.Target.PeakRSS <= 0 || sum.Target.DriverCPU <= 0 {
+		t.Errorf("summary lacks the target's peak RSS or CPU per request: %s", data)
 	}
 	if sum.Baseline == nil || sum.ThroughputRatio <= 0 || sum.P99Ratio <= 0 {
 		t.Errorf("summary lacks baseline ratios: %s", data)

@@ -28,6 +28,9 @@ type summary struct {
 	ThroughputRatio float64 `json:"throughput_ratio,omitempty"`
 	P50Ratio        float64 `json:"p50_ratio,omitempty"`
 	P99Ratio        float64 `json:"p99_ratio,omitempty"`
+	// ServerCPURatio is the server's CPU time per request, target over
+	// baseline.
+	ServerCPURatio float64 `json:"server_cpu_ratio,omitempty"`
 
 	Expect      string  `json:"expect,omitempty"`
 	ExpectShare float64 `json:"expect_share"`
@@ -47,6 +50,9 @@ type serverSummary struct {
 	Late       uint64            `json:"late,omitempty"`
 	PeakRSS    int64             `json:"peak_rss_bytes,omitempty"`
 	RSSError   string            `json:"peak_rss_error,omitempty"`
+	// ServerCPU and DriverCPU are medians of CPU time per request.
+	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
+	DriverCPU time.Duration `json:"driver_cpu_per_request_ns,omitempty"`
 }
 
 func summarise(c *config, targets []*target) *summary {
@@ -60,9 +66,10 @@ func summarise(c *config, targets []*target) *summary {
 		b := serverOf(targets[1])
 		s.Baseline = &b
 		tr, br := targets[0].results, targets[1].results
-		s.ThroughputRatio = medianRatio(tr, br, func(r load.Result) float64 { return r.Throughput })
-		s.P50Ratio = medianRatio(tr, br, func(r load.Result) float64 { return float64(r.P50) })
-		s.P99Ratio = medianRatio(tr, br, func(r load.Result) float64 { return float64(r.P99) })
+		s.ThroughputRatio = medianRatio(tr, br, func(r result) float64 { return r.Throughput })
+		s.P50Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P50) })
+		s.P99Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P99) })
+		s.ServerCPURatio = medianRatio(tr, br, func(r result) float64 { return float64(r.ServerCPU) })
 	}
 	if s.Target.Requests > 0 {
 		if c.expect == "" {
@@ -76,18 +83,20 @@ func summarise(c *config, targets []*target) *summary {
 
 func serverOf(t *target) serverSummary {
 	s := serverSummary{Addr: t.addr, Mix: map[string]uint64{}}
-	f := func(g func(load.Result) float64) float64 {
+	f := func(g func(result) float64) float64 {
 		v := make([]float64, len(t.results))
 		for i, r := range t.results {
 			v[i] = g(r)
 		}
 		return median(v)
 	}
-	s.Throughput = f(func(r load.Result) float64 { return r.Throughput })
-	s.P50 = time.Duration(f(func(r load.Result) float64 { return float64(r.P50) }))
-	s.P90 = time.Duration(f(func(r load.Result) float64 { return float64(r.P90) }))
-	s.P99 = time.Duration(f(func(r load.Result) float64 { return float64(r.P99) }))
-	s.P999 = time.Duration(f(func(r load.Result) float64 { return float64(r.P999) }))
+	s.Throughput = f(func(r result) float64 { return r.Throughput })
+	s.P50 = time.Duration(f(func(r result) float64 { return float64(r.P50) }))
+	s.P90 = time.Duration(f(func(r result) float64 { return float64(r.P90) }))
+	s.P99 = time.Duration(f(func(r result) float64 { return float64(r.P99) }))
+	s.P999 = time.Duration(f(func(r result) float64 { return float64(r.P999) }))
+	s.ServerCPU = time.Duration(f(func(r result) float64 { return float64(r.ServerCPU) }))
+	s.DriverCPU = time.Duration(f(func(r result) float64 { return float64(r.DriverCPU) }))
 	for _, r := range t.results {
 		s.Requests += r.Requests
 		s.Late += r.Late
@@ -106,7 +115,7 @@ func serverOf(t *target) serverSummary {
 }
 
 // medianRatio is the median over rounds of target/baseline.
-func medianRatio(target, baseline []load.Result, f func(load.Result) float64) float64 {
+func medianRatio(target, baseline []result, f func(result) float64) float64 {
 	var v []float64
 	for i := range min(len(target), len(baseline)) {
 		if b := f(baseline[i]); b > 0 {
@@ -133,6 +142,9 @@ func (s *summary) text() string {
 	line := func(name string, m *serverSummary) {
 		fmt.Fprintf(&b, "%-8s median %9.0f req/s  p50 %s  p90 %s  p99 %s  p99.9 %s  [%s]",
 			name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), ms(m.P999), load.Result{Mix: m.Mix}.MixString())
+		if m.ServerCPU > 0 {
+			fmt.Fprintf(&b, "  cpu/req server %s driver %s", us(m.ServerCPU), us(m.DriverCPU))
+		}
 		if m.PeakRSS > 0 {
 			fmt.Fprintf(&b, "  peak RSS %.1f MiB", float64(m.PeakRSS)/(1<<20))
 		}
@@ -144,8 +156,12 @@ func (s *summary) text() string {
 	line("target", &s.Target)
 	if s.Baseline != nil {
 		line("baseline", s.Baseline)
-		fmt.Fprintf(&b, "RESULT %s: throughput %.1f%% of baseline, p50 %.2fx, p99 %.2fx\n",
+		fmt.Fprintf(&b, "RESULT %s: throughput %.1f%% of baseline, p50 %.2fx, p99 %.2fx",
 			s.Label, 100*s.ThroughputRatio, s.P50Ratio, s.P99Ratio)
+		if s.ServerCPURatio > 0 {
+			fmt.Fprintf(&b, ", server CPU per request %.2fx", s.ServerCPURatio)
+		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
