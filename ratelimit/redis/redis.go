@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -41,8 +40,12 @@ type Store struct {
 	maxOps   int
 	workers  int
 	batching bool
-	running  atomic.Int32
-	calls    chan *call
+	// mu orders sends on calls against Run stopping: senders hold it for
+	// reading, so once Run has cleared running under the write lock no new
+	// call can be queued and Run can answer the queued ones.
+	mu      sync.RWMutex
+	running int
+	calls   chan *call
 }
 
 var _ ratelimit.Store = (*Store)(nil)
@@ -57,7 +60,7 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 	if s.workers <= 0 {
 		s.workers = 4
 	}
-	s.calls = make(chan *call, 4*s.workers)
+	s.calls = make(chan *call, 1024)
 	return s
 }
 
@@ -77,25 +80,24 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	if !s.batching || s.running.Load() == 0 {
-		c := &call{ctx: ctx, ops: ops, counts: make([]uint64, len(ops))}
-		s.exec(ctx, []*call{c})
-		if c.err == nil {
-			for i := range ops {
-				ops[i].Count = c.counts[i]
-			}
-		}
-		return c.err
-	}
 	c := callPool.Get().(*call)
 	c.ctx, c.ops, c.err = ctx, ops, nil
 	c.counts = slices.Grow(c.counts[:0], len(ops))[:len(ops)]
-	select {
-	case s.calls <- c:
-	case <-ctx.Done():
-		c.ctx, c.ops = nil, nil
-		callPool.Put(c)
-		return ctx.Err()
+	queued := false
+	if s.batching {
+		s.mu.RLock()
+		if s.running > 0 {
+			select {
+			case s.calls <- c:
+				queued = true
+			default: // queue full: do not wait, send alone
+			}
+		}
+		s.mu.RUnlock()
+	}
+	if !queued {
+		s.exec(ctx, []*call{c})
+		return s.finish(c, ops)
 	}
 	select {
 	case <-c.done:
@@ -104,6 +106,11 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 		// returned to the pool.
 		return ctx.Err()
 	}
+	return s.finish(c, ops)
+}
+
+// finish copies a completed call's counts into ops and recycles it.
+func (s *Store) finish(c *call, ops []ratelimit.Op) error {
 	err := c.err
 	if err == nil {
 		for i := range ops {
@@ -116,22 +123,36 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 }
 
 // Run batches concurrent Increment calls into shared pipelines until ctx
-// ends; it returns nil then. Calls queued when it stops fail with their own
-// deadline.
+// ends; it returns nil then. Calls queued when it stops are sent on their
+// own, as are later calls.
 func (s *Store) Run(ctx context.Context) error {
 	// Load the script up front (best effort) so the first checks do not
 	// pay the NOSCRIPT round trips.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	_ = script.Load(lctx, s.client).Err()
 	cancel()
-	s.running.Add(1)
-	defer s.running.Add(-1)
+	s.mu.Lock()
+	s.running++
+	s.mu.Unlock()
 	var wg sync.WaitGroup
 	for range s.workers {
 		wg.Go(func() { s.work(ctx) })
 	}
 	wg.Wait()
-	return nil
+	// New calls now send their own pipelines; answer the ones still queued
+	// the same way rather than leave them to their deadline.
+	s.mu.Lock()
+	s.running--
+	s.mu.Unlock()
+	for {
+		select {
+		case c := <-s.calls:
+			s.exec(c.ctx, []*call{c})
+			c.done <- struct{}{}
+		default:
+			return nil
+		}
+	}
 }
 
 func (s *Store) work(ctx context.Context) {

@@ -244,3 +244,47 @@ func TestStalledRedisTimesOut(t *testing.T) {
 	}
 	srv.Resume()
 }
+
+// TestBatcherStopFallsBack: calls made while or after the batcher stops
+// are still answered (each with its own pipeline), so a drain that stops
+// background work first does not fail in-flight checks.
+func TestBatcherStopFallsBack(t *testing.T) {
+	srv := redistest.Start(t)
+	s := rlredis.New(client(t, srv.Addr), rlredis.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 50 {
+		wg.Go(func() {
+			cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer ccancel()
+			if err := s.Increment(cctx, []ratelimit.Op{{Key: "stop:" + strconv.Itoa(i%5), Hits: 1, TTL: time.Minute}}); err != nil {
+				t.Error(err)
+				return
+			}
+			ok.Add(1)
+		})
+		if i == 25 {
+			cancel()
+		}
+	}
+	wg.Wait()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if ok.Load() != 50 {
+		t.Fatalf("%d of 50 calls succeeded", ok.Load())
+	}
+	var total int
+	for i := range 5 {
+		out, _ := srv.Do("GET", "stop:"+strconv.Itoa(i))
+		n, _ := strconv.Atoi(out)
+		total += n
+	}
+	if total != 50 {
+		t.Fatalf("counted %d hits, want 50", total)
+	}
+}
