@@ -174,7 +174,7 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 		if l.cache != nil && l.cache.overLimit(key, sec) {
 			st.LocalCache = true
 			l.overLimit(st, lm)
-			l.m.result("local_cache")
+			l.m.localCacheHit()
 			continue
 		}
 		ops = append(ops, Op{Key: key, Hits: d.Hits, TTL: lm.Unit.Duration()})

@@ -13,7 +13,8 @@ import (
 // descriptor value, which may be a user id or a credential.
 type metrics struct {
 	checks  *prometheus.CounterVec   // code=ok|over_limit|failed_open|failed_closed
-	results *prometheus.CounterVec   // result=ok|over_limit|shadow_over_limit|local_cache|unlimited
+	results *prometheus.CounterVec   // result=ok|over_limit|shadow_over_limit|unlimited
+	cached  prometheus.Counter       // over-limit answers from the local cache
 	store   *prometheus.HistogramVec // outcome=ok|error|timeout
 }
 
@@ -30,6 +31,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ext_authz_ratelimit_descriptors_total",
 			Help: "Descriptors that matched a limit, by result.",
 		}, []string{"result"}),
+		cached: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ext_authz_ratelimit_local_cache_hits_total",
+			Help: "Over-limit answers given from the local cache, without a store round trip.",
+		}),
 		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ext_authz_ratelimit_store_seconds",
 			Help:    "Latency of one store round trip for a check.",
@@ -38,6 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	m.checks = register(reg, m.checks)
 	m.results = register(reg, m.results)
+	m.cached = register(reg, m.cached)
 	m.store = register(reg, m.store)
 	return m
 }
@@ -66,6 +72,12 @@ func (m *metrics) check(code string) {
 func (m *metrics) result(r string) {
 	if m != nil {
 		m.results.WithLabelValues(r).Inc()
+	}
+}
+
+func (m *metrics) localCacheHit() {
+	if m != nil {
+		m.cached.Inc()
 	}
 }
 

@@ -37,11 +37,26 @@ func (s naiveStore) Increment(ctx context.Context, ops []ratelimit.Op) error {
 	return nil
 }
 
+// roundTrips counts what the client sends to Redis: one per pipeline or
+// single command.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (r *roundTrips) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return func(ctx context.Context, cmd goredis.Cmder) error { r.n.Add(1); return next(ctx, cmd) }
+}
+func (r *roundTrips) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error { r.n.Add(1); return next(ctx, cmds) }
+}
+
 // benchLimiter checks two descriptors per call (per user, per route+user)
 // from many goroutines; users rotate so most checks are under the limit
 // and every one reaches the store.
-func benchLimiter(b *testing.B, store ratelimit.Store) {
+func benchLimiter(b *testing.B, store ratelimit.Store, rt *roundTrips) {
 	l := ratelimit.New(store, ratelimittest.Rules(b), ratelimit.Options{Timeout: time.Second, LocalCacheSize: -1})
+	if rt != nil {
+		rt.n.Store(0)
+	}
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(8) // 16 goroutines on 2 cores: concurrent checks, as a gateway sends them
@@ -59,6 +74,9 @@ func benchLimiter(b *testing.B, store ratelimit.Store) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+	if rt != nil && rt.n.Load() > 0 {
+		b.ReportMetric(float64(b.N)/float64(rt.n.Load()), "checks/roundtrip")
+	}
 }
 
 // BenchmarkLimiter compares stores under the same concurrent load, in one
@@ -66,11 +84,14 @@ func benchLimiter(b *testing.B, store ratelimit.Store) {
 // the naive one-round-trip-per-descriptor baseline.
 func BenchmarkLimiter(b *testing.B) {
 	srv := redistest.Start(b)
-	c := client(b, srv.Addr)
-	b.Run("store=memory", func(b *testing.B) { benchLimiter(b, memory.New(memory.Options{})) })
-	b.Run("store=redis/batch=on", func(b *testing.B) { benchLimiter(b, running(b, c, rlredis.Options{})) })
-	b.Run("store=redis/batch=off", func(b *testing.B) { benchLimiter(b, rlredis.New(c, rlredis.Options{})) })
-	b.Run("store=redis/naive-per-descriptor", func(b *testing.B) { benchLimiter(b, naiveStore{c}) })
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	b.Cleanup(func() { _ = c.Close() })
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	b.Run("store=memory", func(b *testing.B) { benchLimiter(b, memory.New(memory.Options{}), nil) })
+	b.Run("store=redis/batch=on", func(b *testing.B) { benchLimiter(b, running(b, c, rlredis.Options{}), rt) })
+	b.Run("store=redis/batch=off", func(b *testing.B) { benchLimiter(b, rlredis.New(c, rlredis.Options{}), rt) })
+	b.Run("store=redis/naive-per-descriptor", func(b *testing.B) { benchLimiter(b, naiveStore{c}, rt) })
 }
 
 // BenchmarkLocalCache: a client hammering one key that is over its limit
