@@ -115,11 +115,20 @@ func TestEveryKeyHasTTL(t *testing.T) {
 // batcher, share one Redis; many concurrent clients; exactly N allowed.
 func TestExactAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
+	exactAcross(t, []string{srv.Addr})
+}
+
+func TestExactAcrossInstancesCluster(t *testing.T) {
+	cl := redistest.StartCluster(t, 3)
+	exactAcross(t, cl.Addrs())
+}
+
+func exactAcross(t *testing.T, addrs []string) {
 	rules := ratelimittest.Rules(t)
 	const n = 20 // "exact" limit in ratelimittest.Limits
 	var limiters []*ratelimit.Limiter
 	for range 2 {
-		s := running(t, client(t, srv.Addr), rlredis.Options{})
+		s := running(t, client(t, addrs...), rlredis.Options{})
 		limiters = append(limiters, ratelimit.New(s, rules, ratelimit.Options{Timeout: 5 * time.Second}))
 	}
 	var allowed, denied atomic.Int64
@@ -129,6 +138,7 @@ func TestExactAcrossInstances(t *testing.T) {
 		wg.Go(func() {
 			res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{
 				{Entries: []ratelimit.Entry{{Key: "exact", Value: "shared"}}, Hits: 1},
+				{Entries: []ratelimit.Entry{{Key: "user", Value: "u" + strconv.Itoa(i)}}, Hits: 1}, // another key, likely on another node
 			}})
 			switch {
 			case err != nil:
