@@ -30,10 +30,17 @@ lt_init() {
   trap 'exit 130' INT TERM
 }
 
-# lt_build builds the server, the no-op baseline and the driver.
+# lt_build builds the server, the no-op baseline, the driver and the
+# protoset. EXT_AUTHZ_BIN=path measures a given ext-authz binary instead
+# (another build, a release) against the same harness.
 lt_build() {
-  lt_log "building ext-authz, noopauthz, authzload, protoset into $LT_BIN"
-  go build -o "$LT_BIN/" ./cmd/ext-authz ./loadtest/cmd/noopauthz ./loadtest/cmd/authzload ./loadtest/cmd/protoset
+  lt_log "building noopauthz, authzload, protoset${EXT_AUTHZ_BIN:+ (ext-authz: $EXT_AUTHZ_BIN)} into $LT_BIN"
+  local pkgs=(./loadtest/cmd/noopauthz ./loadtest/cmd/authzload ./loadtest/cmd/protoset)
+  if [[ -z ${EXT_AUTHZ_BIN:-} ]]; then
+    pkgs+=(./cmd/ext-authz)
+  fi
+  go build -o "$LT_BIN/" "${pkgs[@]}"
+  AUTHZ_BIN=${EXT_AUTHZ_BIN:-$LT_BIN/ext-authz}
   "$LT_BIN/protoset" -o "$LT_OUT/envoy.protoset"
 }
 
@@ -56,7 +63,7 @@ lt_k6() {
 # Pools are never committed (.gitignore) and live two hours.
 lt_mint() {
   lt_log "minting token pools ($POOL_SIZE users) into $LT_POOL"
-  local mint=("$LT_BIN/ext-authz" token mint --ttl 2h)
+  local mint=("$AUTHZ_BIN" token mint --ttl 2h)
   local jwt=(--kind jwt --key-file examples/quickstart/keys/jwt-rs256.pem --kid dev-rs256-1
     --issuer https://issuer.quickstart.example --audience quickstart --app loadtest --scope "orders:read")
   "${mint[@]}" "${jwt[@]}" --count "$POOL_SIZE" >"$LT_POOL/jwt.txt"
@@ -107,7 +114,7 @@ lt_start_authz() {
   LOADTEST_GRPC_PORT=$(lt_free_port)
   LOADTEST_ADMIN_PORT=$(lt_free_port)
   export LOADTEST_GRPC_PORT LOADTEST_ADMIN_PORT
-  "$LT_BIN/ext-authz" serve --config "$1" >"$LT_OUT/ext-authz-$2.log" 2>&1 &
+  "$AUTHZ_BIN" serve --config "$1" >"$LT_OUT/ext-authz-$2.log" 2>&1 &
   AUTHZ_PID=$!
   LT_PIDS+=("$AUTHZ_PID")
   AUTHZ_ADDR=127.0.0.1:$LOADTEST_GRPC_PORT

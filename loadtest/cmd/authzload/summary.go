@@ -26,8 +26,12 @@ type summary struct {
 	// Ratios target/baseline, each the median of the rounds' ratios (a
 	// round drives both servers back to back, so its ratio is paired).
 	ThroughputRatio float64 `json:"throughput_ratio,omitempty"`
-	P50Ratio        float64 `json:"p50_ratio,omitempty"`
-	P99Ratio        float64 `json:"p99_ratio,omitempty"`
+	// ThroughputRatioMin and Max are the extremes over the rounds: the
+	// spread says how much to trust the median on a shared machine.
+	ThroughputRatioMin float64 `json:"throughput_ratio_min,omitempty"`
+	ThroughputRatioMax float64 `json:"throughput_ratio_max,omitempty"`
+	P50Ratio           float64 `json:"p50_ratio,omitempty"`
+	P99Ratio           float64 `json:"p99_ratio,omitempty"`
 	// ServerCPURatio is the server's CPU time per request, target over
 	// baseline.
 	ServerCPURatio float64 `json:"server_cpu_ratio,omitempty"`
@@ -66,7 +70,11 @@ func summarise(c *config, targets []*target) *summary {
 		b := serverOf(targets[1])
 		s.Baseline = &b
 		tr, br := targets[0].results, targets[1].results
-		s.ThroughputRatio = medianRatio(tr, br, func(r result) float64 { return r.Throughput })
+		tput := func(r result) float64 { return r.Throughput }
+		s.ThroughputRatio = medianRatio(tr, br, tput)
+		if rs := ratios(tr, br, tput); len(rs) > 0 {
+			s.ThroughputRatioMin, s.ThroughputRatioMax = slices.Min(rs), slices.Max(rs)
+		}
 		s.P50Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P50) })
 		s.P99Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P99) })
 		s.ServerCPURatio = medianRatio(tr, br, func(r result) float64 { return float64(r.ServerCPU) })
@@ -116,13 +124,18 @@ func serverOf(t *target) serverSummary {
 
 // medianRatio is the median over rounds of target/baseline.
 func medianRatio(target, baseline []result, f func(result) float64) float64 {
+	return median(ratios(target, baseline, f))
+}
+
+// ratios are the rounds' target/baseline ratios.
+func ratios(target, baseline []result, f func(result) float64) []float64 {
 	var v []float64
 	for i := range min(len(target), len(baseline)) {
 		if b := f(baseline[i]); b > 0 {
 			v = append(v, f(target[i])/b)
 		}
 	}
-	return median(v)
+	return v
 }
 
 func median(v []float64) float64 {
@@ -156,8 +169,8 @@ func (s *summary) text() string {
 	line("target", &s.Target)
 	if s.Baseline != nil {
 		line("baseline", s.Baseline)
-		fmt.Fprintf(&b, "RESULT %s: throughput %.1f%% of baseline, p50 %.2fx, p99 %.2fx",
-			s.Label, 100*s.ThroughputRatio, s.P50Ratio, s.P99Ratio)
+		fmt.Fprintf(&b, "RESULT %s: throughput %.1f%% of baseline (rounds %.1f..%.1f%%), p50 %.2fx, p99 %.2fx",
+			s.Label, 100*s.ThroughputRatio, 100*s.ThroughputRatioMin, 100*s.ThroughputRatioMax, s.P50Ratio, s.P99Ratio)
 		if s.ServerCPURatio > 0 {
 			fmt.Fprintf(&b, ", server CPU per request %.2fx", s.ServerCPURatio)
 		}
