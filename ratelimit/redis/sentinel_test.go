@@ -14,8 +14,8 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
-	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
+	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
 
 // startSentinel runs redis-server in sentinel mode watching master on a
