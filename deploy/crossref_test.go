@@ -281,6 +281,7 @@ func TestSelectorsAndPorts(t *testing.T) {
 					}
 				}
 			}
+			checkReferences(t, name, objs, ps)
 			for _, d := range find[*appsv1.Deployment](objs, "") {
 				sel, err := labelSelector(d.Spec.Selector)
 				if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
@@ -616,7 +617,123 @@ func TestRateLimitDescriptorsHaveLimits(t *testing.T) {
 					t.Errorf("descriptor %v in domain %q has no limit in the shipped files", d, domain)
 				}
 			}
+			checkContextExtensions(t, c, ov, rules)
 		})
+	}
+}
+
+// policyConfig is the part of the service config that reads the gateway's
+// context extensions.
+type policyConfig struct {
+	Policy struct {
+		Rules []struct {
+			Name       string `json:"name"`
+			RateLimits *struct {
+				Domain      string `json:"domain"`
+				Descriptors []struct {
+					Actions []map[string]map[string]any `json:"actions"`
+				} `json:"descriptors"`
+			} `json:"rate_limits"`
+		} `json:"rules"`
+	} `json:"policy"`
+}
+
+// checkContextExtensions: the context_extensions the EnvoyFilters set per
+// route are read by the policy's rate_limits, every key the policy reads is
+// set, and the descriptors built from them have limits.
+func checkContextExtensions(t *testing.T, c *corpus, ov string, rules *envoyconfig.Rules) {
+	t.Helper()
+	set := map[string]map[string]string{} // route name -> extensions
+	for name, ef := range envoyFilters(t, meshObjects(c)) {
+		for _, p := range ef.Patches {
+			r, ok := p.Value.(*routev3.Route)
+			if !ok {
+				continue
+			}
+			pf, ok := r.GetTypedPerFilterConfig()["envoy.filters.http.ext_authz"]
+			if !ok {
+				continue
+			}
+			m, err := pf.UnmarshalNew()
+			if err != nil {
+				t.Fatalf("EnvoyFilter %s: %v", name, err)
+			}
+			if ext := m.(*extauthzv3.ExtAuthzPerRoute).GetCheckSettings().GetContextExtensions(); len(ext) > 0 {
+				set[p.Match.GetRouteConfiguration().GetVhost().GetRoute().GetName()] = ext
+			}
+		}
+	}
+	if len(set) == 0 {
+		t.Fatal("no EnvoyFilter sets context_extensions on a route")
+	}
+	var cfgText string
+	for _, m := range find[*corev1.ConfigMap](c.Rendered[ov], "") {
+		if strings.HasPrefix(m.Name, "ext-authz-config") {
+			cfgText = m.Data["config.yaml"]
+		}
+	}
+	var pc policyConfig
+	if err := yaml.Unmarshal([]byte(cfgText), &pc); err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]bool{}
+	for _, rule := range pc.Policy.Rules {
+		if rule.RateLimits == nil {
+			continue
+		}
+		for di, d := range rule.RateLimits.Descriptors {
+			for route, ext := range set {
+				var entries []ratelimit.Entry
+				usesContext := false
+				for _, a := range d.Actions {
+					for kind, args := range a {
+						key, _ := args["descriptor_key"].(string)
+						switch kind {
+						case "context_extension":
+							usesContext = true
+							name, _ := args["key"].(string)
+							read[name] = true
+							v, ok := ext[name]
+							if !ok {
+								t.Errorf("policy rule %s descriptors[%d] reads context extension %q, which route %s does not set", rule.Name, di, name, route)
+							}
+							if key == "" {
+								key = name
+							}
+							entries = append(entries, ratelimit.Entry{Key: key, Value: v})
+						case "identity":
+							if key == "" {
+								key, _ = args["field"].(string)
+							}
+							entries = append(entries, ratelimit.Entry{Key: key, Value: "alice"})
+						case "generic_key":
+							if key == "" {
+								key = "generic_key"
+							}
+							v, _ := args["descriptor_value"].(string)
+							entries = append(entries, ratelimit.Entry{Key: key, Value: v})
+						case "remote_address":
+							entries = append(entries, ratelimit.Entry{Key: "remote_address", Value: "198.51.100.7"})
+						default:
+							usesContext = false // a descriptor this test cannot build
+						}
+					}
+				}
+				if !usesContext {
+					continue
+				}
+				if l := rules.Match(rule.RateLimits.Domain, &ratelimit.Descriptor{Entries: entries}); l == nil {
+					t.Errorf("policy rule %s on route %s: descriptor %v in domain %q has no limit", rule.Name, route, entries, rule.RateLimits.Domain)
+				}
+			}
+		}
+	}
+	for route, ext := range set {
+		for k := range ext {
+			if !read[k] {
+				t.Errorf("route %s sets context extension %q, which no policy rate limit reads", route, k)
+			}
+		}
 	}
 }
 
@@ -903,4 +1020,91 @@ func podEnv(t *testing.T, objs []*object, dev []*corev1.Secret, ctr *corev1.Cont
 		}
 	}
 	return env
+}
+
+// checkReferences: every ConfigMap and Secret a pod uses is in the set,
+// unless the reference is optional or the Secret is one prod expects to be
+// created out of band.
+func checkReferences(t *testing.T, set string, objs []*object, ps []pod) {
+	t.Helper()
+	has := func(kind, ns, name string) bool {
+		for _, o := range objs {
+			if o.GVK.Kind == kind && o.Namespace == ns && o.Name == name {
+				return true
+			}
+		}
+		return false
+	}
+	check := func(p pod, kind, name string, optional *bool) {
+		if has(kind, p.Namespace, name) || (optional != nil && *optional) {
+			return
+		}
+		if kind == "Secret" && set == "deploy/overlays/prod" && externalSecrets[name] {
+			return
+		}
+		t.Errorf("%s uses %s %s/%s, which is not in %s", p.Owner, kind, p.Namespace, name, set)
+	}
+	for _, p := range ps {
+		spec := &p.Template.Spec
+		for _, v := range spec.Volumes {
+			switch {
+			case v.ConfigMap != nil:
+				check(p, "ConfigMap", v.ConfigMap.Name, v.ConfigMap.Optional)
+			case v.Secret != nil:
+				check(p, "Secret", v.Secret.SecretName, v.Secret.Optional)
+			}
+		}
+		if spec.ServiceAccountName != "" && !has("ServiceAccount", p.Namespace, spec.ServiceAccountName) {
+			t.Errorf("%s uses ServiceAccount %s, which is not in %s", p.Owner, spec.ServiceAccountName, set)
+		}
+		for _, ctr := range spec.Containers {
+			for _, e := range ctr.Env {
+				switch {
+				case e.ValueFrom == nil:
+				case e.ValueFrom.SecretKeyRef != nil:
+					check(p, "Secret", e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Optional)
+				case e.ValueFrom.ConfigMapKeyRef != nil:
+					check(p, "ConfigMap", e.ValueFrom.ConfigMapKeyRef.Name, e.ValueFrom.ConfigMapKeyRef.Optional)
+				}
+			}
+		}
+	}
+}
+
+// TestDevKeysMatchQuickstart: the dev overlay's published keys are copies
+// of the quickstart's (kustomize cannot read files outside its directory),
+// so they must not drift.
+func TestDevKeysMatchQuickstart(t *testing.T) {
+	dir := filepath.Join(root, "deploy/overlays/dev/dev-only-keys")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	for _, e := range entries {
+		if e.Name() == "README.md" {
+			continue
+		}
+		n++
+		got, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []byte
+		for _, src := range []string{"examples/quickstart", "examples/quickstart/keys"} {
+			if b, err := os.ReadFile(filepath.Join(root, src, e.Name())); err == nil {
+				want = b
+			}
+		}
+		if want == nil {
+			t.Errorf("%s: no file of that name in examples/quickstart or examples/quickstart/keys", e.Name())
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the quickstart's copy; copy it again", e.Name())
+		}
+	}
+	if n == 0 {
+		t.Error("no dev keys")
+	}
 }
