@@ -7,7 +7,9 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
@@ -102,6 +104,8 @@ type buildEnv struct {
 	logger   *slog.Logger
 	registry prometheus.Registerer
 	redisCfg redisconf.Config
+	// tracerProvider, when set, gives every Redis call a span.
+	tracerProvider trace.TracerProvider
 
 	redisOnce sync.Once
 	redisCli  redis.UniversalClient
@@ -116,6 +120,16 @@ func (e *buildEnv) redis() (redis.UniversalClient, error) {
 			return
 		}
 		e.redisCli, e.redisErr = e.redisCfg.NewClient()
+		if e.redisErr != nil {
+			return
+		}
+		if e.registry != nil {
+			e.redisCli.AddHook(redisconf.NewMetricsHook(e.registry))
+		}
+		if e.tracerProvider != nil {
+			e.redisErr = redisotel.InstrumentTracing(e.redisCli, redisotel.WithTracerProvider(e.tracerProvider),
+				redisotel.WithDBStatement(false)) // statements hold keys: session ids
+		}
 	})
 	return e.redisCli, e.redisErr
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"runtime/debug"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -61,6 +63,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 		defer cancel()
 		_ = tel.shutdown(ctx) // flushes spans
 	}()
+	redis.SetLogger(redisLogger{tel.logger}) // go-redis has only a global logger
 	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {

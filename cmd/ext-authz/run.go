@@ -111,6 +111,9 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.env = &buildEnv{logger: logger, registry: s.registry, redisCfg: cfg.Redis}
+	if tel.tracing() {
+		s.env.tracerProvider = tel.tracerProvider
+	}
 	rl, err := s.buildRateLimiting(cfg)
 	if err != nil {
 		s.cancelBase()
@@ -167,7 +170,11 @@ func (s *service) buildPipeline(cfg *fileConfig, auths map[string]*runningAuth) 
 	for _, ac := range cfg.Authenticators {
 		list = append(list, auths[ac.Name].built.auth)
 	}
-	p, err := authz.NewPipeline(cfg.Policy, list, s.rl.pipelineOptions(authz.Options{}))
+	opts := authz.Options{}
+	if s.tel.tracing() {
+		opts.Tracer = s.tel.tracer
+	}
+	p, err := authz.NewPipeline(cfg.Policy, list, s.rl.pipelineOptions(opts))
 	return p, yamlfile.Wrap("policy", err)
 }
 

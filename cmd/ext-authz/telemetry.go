@@ -223,6 +223,14 @@ func (t *telemetry) tracing() bool {
 	return !isNoop
 }
 
+// redisLogger sends go-redis's own messages (pool and dial trouble) to the
+// process logger instead of its default plain-text stderr logger.
+type redisLogger struct{ logger *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.logger.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+}
+
 // decisionLog writes sampled decision lines, capped per second.
 type decisionLog struct {
 	logger       *slog.Logger
