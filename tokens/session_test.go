@@ -255,7 +255,7 @@ func TestREADMESessionExample(t *testing.T) {
 	var cfg SessionConfig
 	cfg.ApplyDefaults()
 	key := cfg.SessionKey("Zm9vYmFyLXNlc3Npb24tMDAwMQ")
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil || !strings.Contains(string(readme), "HSET "+key+" uid") {
 		t.Fatalf("README.md does not show key %s: %v", key, err)
 	}

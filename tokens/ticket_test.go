@@ -274,7 +274,7 @@ func TestREADMETicketVector(t *testing.T) {
 	if p.Subject != "u-42" || p.AppID != "shop" || p.Expiry.Unix() != 1795003600 || len(p.Scopes) != 1 || p.Scopes[0] != "orders:read" {
 		t.Fatalf("principal = %+v", p)
 	}
-	readme, err := os.ReadFile("README.md")
+	readme, err := os.ReadFile("../README.md")
 	if err != nil || !strings.Contains(string(readme), vector) {
 		t.Fatalf("README.md does not carry the vector: %v", err)
 	}
