@@ -163,7 +163,7 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 			}
 
 			// The extension provider for action CUSTOM.
-			iop := istioOperator1(t, c)
+			iop := theIstioOperator(t, c)
 			var found bool
 			for _, p := range iop.Mesh.GetExtensionProviders() {
 				g := p.GetEnvoyExtAuthzGrpc()
@@ -241,7 +241,7 @@ func checkLocality(t *testing.T, dr *networkingv1.DestinationRule) {
 	}
 }
 
-func istioOperator1(t *testing.T, c *corpus) *istioOperator {
+func theIstioOperator(t *testing.T, c *corpus) *istioOperator {
 	t.Helper()
 	objs := c.Files["deploy/mesh/istio-operator.yaml"]
 	if len(objs) != 1 {
@@ -488,7 +488,7 @@ func admits(np *k8snetworkingv1.NetworkPolicy, nsLabels, podLabels labels.Set, p
 	return false
 }
 
-// TestRouteNames: the routes the EnvoyFilters patch by name exist in the
+// TestRouteNamesAndFilterOrder: the routes the EnvoyFilters patch by name exist in the
 // VirtualServices, and the rate-limit filter is inserted relative to the
 // ext_authz filter only after that filter exists.
 func TestRouteNamesAndFilterOrder(t *testing.T) {
@@ -862,6 +862,12 @@ func TestDeploymentMatchesConfig(t *testing.T) {
 			}
 			if d := pc.GetTerminationDrainDuration().AsDuration(); d < preStop+drainDelay+drainTimeout || d >= grace {
 				t.Errorf("sidecar terminationDrainDuration %v must cover the app's drain (%v) within the grace period (%v)", d, preStop+drainDelay+drainTimeout, grace)
+			}
+
+			// STRICT mTLS and the probes: they keep working only while Istio
+			// rewrites them to go through the sidecar agent.
+			if dep.Spec.Template.Annotations["sidecar.istio.io/rewriteAppHTTPProbers"] == "false" {
+				t.Error("probe rewriting is off: the kubelet's probes would fail under STRICT mTLS")
 			}
 
 			// Non-root, read-only.
