@@ -12,7 +12,7 @@
 #   loadtest/throughput.sh [measurement...]      (default: all of them)
 #
 # Knobs: DURATION (per round and server, 10s), WARMUP (2s), ROUNDS (3),
-# WORKERS (64), CONNS (2), OPEN_RATE (5000), POOL_SIZE (1000). Results and
+# WORKERS (64), CONNS (2), OPEN_RATE (2500), POOL_SIZE (1000). Results and
 # JSON summaries go to loadtest/.out/. Peak RSS is each server's VmHWM at
 # the end of its measurement. With PROFILE=1, a 10s CPU profile of ext-authz
 # is taken during each measurement (loadtest/.out/cpu-NAME.pprof).
@@ -27,7 +27,7 @@ WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-64}
 CONNS=${CONNS:-2}
-OPEN_RATE=${OPEN_RATE:-5000}
+OPEN_RATE=${OPEN_RATE:-2500}
 
 measurements=("$@")
 if ((${#measurements[@]} == 0)); then
@@ -54,6 +54,9 @@ drive() {
     -rounds "$ROUNDS" -expect "$expect" -label "$name" -json "$LT_OUT/throughput-$name.json" "$@")
   if [[ -n $pool ]]; then
     args+=(-pool "$LT_POOL/$pool.txt")
+  fi
+  if [[ $config == redis ]]; then
+    args+=(-aux-pid "$REDIS_PID") # redis-server shares the cores: show its CPU per request
   fi
   local prof=
   if [[ ${PROFILE:-} == 1 ]]; then

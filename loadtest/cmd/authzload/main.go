@@ -36,6 +36,7 @@ func main() {
 type config struct {
 	addr, baseline   string
 	pid, baselinePID int
+	auxPID           int
 	scenario         scenarioOptions
 	pool             string
 	conns            int
@@ -56,6 +57,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.baseline, "baseline", "", "baseline gRPC address (noopauthz); empty: no baseline")
 	fs.IntVar(&c.pid, "pid", 0, "target server's PID, to report its peak RSS (VmHWM)")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline server's PID, to report its peak RSS")
+	fs.IntVar(&c.auxPID, "aux-pid", 0, "a process the target depends on (redis-server), to report its CPU per request too")
 	fs.StringVar(&c.scenario.Name, "scenario", "jwt", "what to send: "+scenarioNames())
 	fs.StringVar(&c.pool, "pool", "", "token pool file, one token per line (jwt, udb, jwt-ratelimit)")
 	fs.StringVar(&c.scenario.Host, "host", "example.com", "request host")
@@ -142,7 +144,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	targets := []*target{{name: "target", addr: c.addr, pid: c.pid}}
+	targets := []*target{{name: "target", addr: c.addr, pid: c.pid, auxPID: c.auxPID}}
 	if c.baseline != "" {
 		targets = append(targets, &target{name: "baseline", addr: c.baseline, pid: c.baselinePID})
 	}
@@ -198,6 +200,7 @@ func mode(o load.Options) string {
 type target struct {
 	name, addr string
 	pid        int
+	auxPID     int // a process the server depends on (redis-server)
 	conns      []*grpc.ClientConn
 	call       load.Call
 	results    []result
@@ -212,6 +215,9 @@ type result struct {
 	// what else runs on a shared machine, so they show where a
 	// throughput ratio comes from.
 	ServerCPU, DriverCPU time.Duration
+	// AuxCPU is the CPU per request of the process the server depends on
+	// (redis-server), which shares the machine's cores.
+	AuxCPU time.Duration
 }
 
 // measure warms up, then runs the measured part between two readings of
@@ -226,6 +232,7 @@ func measure(ctx context.Context, t *target, opts load.Options) (result, error) 
 	}
 	opts.Warmup = 0
 	srv0, srvErr := processCPU(t.pid)
+	aux0, auxErr := processCPU(t.auxPID)
 	drv0 := selfCPU()
 	res, err := load.Run(ctx, t.call, opts)
 	if err != nil {
@@ -236,6 +243,9 @@ func measure(ctx context.Context, t *target, opts load.Options) (result, error) 
 		out.DriverCPU = (selfCPU() - drv0) / time.Duration(res.Requests)
 		if srv1, err := processCPU(t.pid); srvErr == nil && err == nil {
 			out.ServerCPU = (srv1 - srv0) / time.Duration(res.Requests)
+		}
+		if aux1, err := processCPU(t.auxPID); auxErr == nil && err == nil {
+			out.AuxCPU = (aux1 - aux0) / time.Duration(res.Requests)
 		}
 	}
 	return out, nil
@@ -270,6 +280,9 @@ func formatResult(r result) string {
 		s += fmt.Sprintf("  cpu/req server %s", us(r.ServerCPU))
 	}
 	s += fmt.Sprintf(" driver %s", us(r.DriverCPU))
+	if r.AuxCPU > 0 {
+		s += fmt.Sprintf(" aux %s", us(r.AuxCPU))
+	}
 	if r.Late > 0 {
 		s += fmt.Sprintf("  late=%d", r.Late)
 	}

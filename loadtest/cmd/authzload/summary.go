@@ -57,6 +57,7 @@ type serverSummary struct {
 	// ServerCPU and DriverCPU are medians of CPU time per request.
 	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
 	DriverCPU time.Duration `json:"driver_cpu_per_request_ns,omitempty"`
+	AuxCPU    time.Duration `json:"aux_cpu_per_request_ns,omitempty"`
 }
 
 func summarise(c *config, targets []*target) *summary {
@@ -105,6 +106,7 @@ func serverOf(t *target) serverSummary {
 	s.P999 = time.Duration(f(func(r result) float64 { return float64(r.P999) }))
 	s.ServerCPU = time.Duration(f(func(r result) float64 { return float64(r.ServerCPU) }))
 	s.DriverCPU = time.Duration(f(func(r result) float64 { return float64(r.DriverCPU) }))
+	s.AuxCPU = time.Duration(f(func(r result) float64 { return float64(r.AuxCPU) }))
 	for _, r := range t.results {
 		s.Requests += r.Requests
 		s.Late += r.Late
@@ -157,6 +159,9 @@ func (s *summary) text() string {
 			name, m.Throughput, ms(m.P50), ms(m.P90), ms(m.P99), ms(m.P999), load.Result{Mix: m.Mix}.MixString())
 		if m.ServerCPU > 0 {
 			fmt.Fprintf(&b, "  cpu/req server %s driver %s", us(m.ServerCPU), us(m.DriverCPU))
+			if m.AuxCPU > 0 {
+				fmt.Fprintf(&b, " aux %s", us(m.AuxCPU))
+			}
 		}
 		if m.PeakRSS > 0 {
 			fmt.Fprintf(&b, "  peak RSS %.1f MiB", float64(m.PeakRSS)/(1<<20))
