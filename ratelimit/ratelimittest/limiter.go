@@ -37,6 +37,10 @@ descriptors:
     rate_limit: {name: vip, unit: minute, requests_per_unit: 100, replaces: [{name: per-user}]}
   - key: exact
     rate_limit: {unit: minute, requests_per_unit: 20}
+  - key: files
+    value: /shared/*
+    share_threshold: true
+    rate_limit: {unit: minute, requests_per_unit: 3}
 `
 
 // Clock is a settable clock for Options.Now.
@@ -191,6 +195,17 @@ func RunLimiterContract(t *testing.T, newStore NewStore) {
 		}
 		if res := check(t, l, d("tenant", "paid-1")); res.Statuses[0].Limit != nil {
 			t.Fatalf("paid-1 matched %+v", res.Statuses[0].Limit)
+		}
+	})
+	t.Run("share_threshold: values matching the wildcard share one counter", func(t *testing.T) {
+		l, _, _ := setup(t)
+		for _, v := range []string{"/shared/a", "/shared/b", "/shared/c"} {
+			if res := check(t, l, d("files", v)); res.Code != ratelimit.OK {
+				t.Fatalf("%s: %v", v, res.Code)
+			}
+		}
+		if res := check(t, l, d("files", "/shared/d")); res.Code != ratelimit.OverLimit {
+			t.Fatalf("4th value under one shared counter: %v", res.Code)
 		}
 	})
 	t.Run("unlimited", func(t *testing.T) {

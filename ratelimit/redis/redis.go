@@ -213,8 +213,9 @@ func batchContext(calls []*call) (context.Context, context.CancelFunc) {
 }
 
 // exec sends every op of calls in one pipeline and sets each call's counts
-// or err. Scripts missing on a node (after a restart or failover) are loaded
-// and the ops that failed with NOSCRIPT, which did not run, are sent again.
+// or err. Ops that failed with NOSCRIPT (the node restarted or failed over
+// and lost its script cache) did not run; they are sent again with the
+// script's body.
 func (s *Store) exec(ctx context.Context, calls []*call) {
 	total := 0
 	for _, c := range calls {
@@ -226,26 +227,22 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 		for _, c := range calls {
 			for i := range c.ops {
 				refs = append(refs, &c.ops[i])
-				cmds = append(cmds, evalOp(ctx, p, &c.ops[i]))
+				cmds = append(cmds, evalOp(ctx, p, &c.ops[i], true))
 			}
 		}
 		return nil
 	})
 	if hasNoScript(cmds) {
-		if err := script.Load(ctx, s.client).Err(); err == nil {
-			var retry []int
+		// EVAL with the body runs the script and caches it on that node:
+		// one more round trip, not two.
+		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, cmd := range cmds {
 				if isNoScript(cmd.Err()) {
-					retry = append(retry, i)
+					cmds[i] = evalOp(ctx, p, refs[i], false)
 				}
 			}
-			_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-				for _, i := range retry {
-					cmds[i] = evalOp(ctx, p, refs[i])
-				}
-				return nil
-			})
-		}
+			return nil
+		})
 	}
 	k := 0
 	for _, c := range calls {
@@ -263,12 +260,16 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 	}
 }
 
-func evalOp(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op) *goredis.Cmd {
+// evalOp queues the script for op: by its SHA, or with its body.
+func evalOp(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySHA bool) *goredis.Cmd {
 	ttl := op.TTL.Milliseconds()
 	if ttl < 1 {
 		ttl = 1
 	}
-	return p.EvalSha(ctx, script.Hash(), []string{op.Key}, op.Hits, ttl)
+	if bySHA {
+		return script.EvalSha(ctx, p, []string{op.Key}, op.Hits, ttl)
+	}
+	return script.Eval(ctx, p, []string{op.Key}, op.Hits, ttl)
 }
 
 func hasNoScript(cmds []*goredis.Cmd) bool {
