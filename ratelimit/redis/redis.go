@@ -52,6 +52,10 @@ var _ ratelimit.Store = (*Store)(nil)
 
 // New returns a Store over client. It starts no goroutine: Run batches
 // concurrent calls; without Run each call sends its own pipeline.
+//
+// The client must have ContextTimeoutEnabled (internal/redisconf sets it):
+// otherwise go-redis bounds network reads by its ReadTimeout, not by the
+// caller's deadline, and a stalled Redis would hold a check for seconds.
 func New(client goredis.UniversalClient, opts Options) *Store {
 	s := &Store{client: client, maxOps: opts.MaxBatchOps, workers: opts.Workers, batching: !opts.NoBatching}
 	if s.maxOps <= 0 {

@@ -21,9 +21,9 @@ func client(t testing.TB, addrs ...string) goredis.UniversalClient {
 	t.Helper()
 	var c goredis.UniversalClient
 	if len(addrs) > 1 {
-		c = goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, MaxRetries: -1})
+		c = goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: addrs, MaxRetries: -1, ContextTimeoutEnabled: true})
 	} else {
-		c = goredis.NewClient(&goredis.Options{Addr: addrs[0], MaxRetries: -1})
+		c = goredis.NewClient(&goredis.Options{Addr: addrs[0], MaxRetries: -1, ContextTimeoutEnabled: true})
 	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
@@ -162,7 +162,7 @@ func exactAcross(t *testing.T, addrs []string) {
 func TestFailureModes(t *testing.T) {
 	srv := redistest.Start(t)
 	rules := ratelimittest.Rules(t)
-	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond})
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	s := running(t, c, rlredis.Options{})
 	l := ratelimit.New(s, rules, ratelimit.Options{

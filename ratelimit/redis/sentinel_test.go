@@ -66,7 +66,7 @@ func startSentinel(t *testing.T, master *redistest.Server) string {
 func TestContractSentinel(t *testing.T) {
 	master := redistest.Start(t)
 	sentinel := startSentinel(t, master)
-	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{sentinel}, MasterName: "rl", MaxRetries: -1})
+	c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: []string{sentinel}, MasterName: "rl", MaxRetries: -1, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	newStore := func(t *testing.T) ratelimit.Store { return running(t, c, rlredis.Options{}) }
 	t.Run("store", func(t *testing.T) { ratelimittest.RunStoreContract(t, newStore) })
