@@ -103,9 +103,9 @@ func (rl *rateLimiting) prepareReload(cfg *fileConfig) (commit func(), warn bool
 }
 
 // rlsServer is the ShouldRateLimit service, or nil when not served.
-func (rl *rateLimiting) rlsServer(s *service) *rls.Server {
+func (rl *rateLimiting) rlsServer() *rls.Server {
 	if rl == nil || rl.cfg.Service.Disabled {
 		return nil
 	}
-	return rls.New(rl.limiter, rls.Options{ResponseHeaders: rl.cfg.Service.ResponseHeaders, Logger: s.logger})
+	return rls.New(rl.limiter, rls.Options{ResponseHeaders: rl.cfg.Service.ResponseHeaders})
 }

@@ -62,7 +62,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		opts.Tracer, opts.Propagator = s.tel.tracer, s.tel.propagator
 	}
 	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, opts))
-	if r := s.rl.rlsServer(s); r != nil {
+	if r := s.rl.rlsServer(); r != nil {
 		rlsv3.RegisterRateLimitServiceServer(srv, r)
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)

@@ -3,7 +3,6 @@ package rls
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"math"
 	"strconv"
 	"time"
@@ -30,8 +29,6 @@ type Options struct {
 	// RateLimit-Reset for the descriptor closest to its limit, as
 	// envoyproxy/ratelimit does with LIMIT_RESPONSE_HEADERS_ENABLED.
 	ResponseHeaders bool
-	// Logger receives store failures; default: discard.
-	Logger *slog.Logger
 }
 
 // Server implements pb.RateLimitServiceServer.
@@ -39,18 +36,13 @@ type Server struct {
 	pb.UnimplementedRateLimitServiceServer
 	limiter Checker
 	headers bool
-	log     *slog.Logger
 }
 
 var _ pb.RateLimitServiceServer = (*Server)(nil)
 
 // New returns a Server deciding with l.
 func New(l Checker, opts Options) *Server {
-	s := &Server{limiter: l, headers: opts.ResponseHeaders, log: opts.Logger}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	return s
+	return &Server{limiter: l, headers: opts.ResponseHeaders}
 }
 
 // Maximum sizes of a request, so one call cannot make unbounded work.
@@ -65,12 +57,12 @@ func (s *Server) ShouldRateLimit(ctx context.Context, in *pb.RateLimitRequest) (
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
-	res, err := s.limiter.Check(ctx, req)
-	if err != nil {
-		s.log.WarnContext(ctx, "rate limit store failed", "domain", req.Domain, "error", err, "failed_open", res.FailedOpen)
-		if res.Code == ratelimit.Unavailable {
-			return nil, status.Error(codes.Unavailable, "rate limit store unavailable")
-		}
+	// A store failure is counted in the limiter's metrics (not logged per
+	// call: an outage would flood the log); res is what the domain's
+	// failure policy says.
+	res, _ := s.limiter.Check(ctx, req)
+	if res.Code == ratelimit.Unavailable {
+		return nil, status.Error(codes.Unavailable, "rate limit store unavailable")
 	}
 	return s.toProto(res, len(req.Descriptors)), nil
 }
