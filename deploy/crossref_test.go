@@ -325,8 +325,14 @@ func TestSelectorsAndPorts(t *testing.T) {
 			}
 			for _, hpa := range find[*autoscalingv2.HorizontalPodAutoscaler](objs, "") {
 				ref := hpa.Spec.ScaleTargetRef
-				if ref.Kind != "Deployment" || len(find[*appsv1.Deployment](objs, ref.Name)) != 1 {
+				deps := find[*appsv1.Deployment](objs, ref.Name)
+				if ref.Kind != "Deployment" || len(deps) != 1 {
 					t.Errorf("HorizontalPodAutoscaler %s targets %s %s, which is not in the set", hpa.Name, ref.Kind, ref.Name)
+					continue
+				}
+				// An applied replicas field fights the HPA on every apply.
+				if deps[0].Spec.Replicas != nil {
+					t.Errorf("Deployment %s sets replicas, but HorizontalPodAutoscaler %s owns them", ref.Name, hpa.Name)
 				}
 			}
 		})
