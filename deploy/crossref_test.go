@@ -135,6 +135,7 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 			svc, port := grpcService(t, c.Rendered[ov])
 			want := fmt.Sprintf("outbound|%d||%s", port.Port, fqdn(svc))
 			var clusters int
+			var efAuthz *extauthzv3.ExtAuthz
 			for name, ef := range envoyFilters(t, mesh) {
 				for _, p := range ef.Patches {
 					if p.ApplyTo != networkingv1alpha3api.EnvoyFilter_HTTP_FILTER || p.Value == nil {
@@ -146,6 +147,7 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 					case *extauthzv3.ExtAuthz:
 						got = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
 						checkExtAuthz(t, name, cfg)
+						efAuthz = cfg
 					case *ratelimitv3.RateLimit:
 						got = cfg.GetRateLimitService().GetGrpcService().GetEnvoyGrpc().GetClusterName()
 					default:
@@ -182,6 +184,15 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 				}
 				if g.GetStatusOnError() == "" || g.GetStatusOnError() == "403" {
 					t.Errorf("extension provider %s: statusOnError %q must be set and differ from 403", p.GetName(), g.GetStatusOnError())
+				}
+				// Either way of wiring the gateway behaves the same.
+				if efAuthz != nil {
+					if a, b := efAuthz.GetGrpcService().GetTimeout().AsDuration(), g.GetTimeout().AsDuration(); a != b {
+						t.Errorf("EnvoyFilter timeout %v and extension provider timeout %v differ", a, b)
+					}
+					if a, b := strconv.Itoa(int(efAuthz.GetStatusOnError().GetCode())), g.GetStatusOnError(); a != b {
+						t.Errorf("EnvoyFilter status_on_error %s and extension provider statusOnError %s differ", a, b)
+					}
 				}
 			}
 			if !found {
