@@ -2,7 +2,13 @@
 # Installs what the test suite needs and is not on the machine yet:
 # redis-server and redis-cli (real Redis and Redis Cluster tests). As root
 # with apt-get it installs them; otherwise it says what to install.
+# kubectl (for `kubectl kustomize` in the manifest tests) must already be
+# there: Debian's kubernetes-client is too old for kustomize v5.
 set -euo pipefail
+if ! command -v kubectl >/dev/null 2>&1; then
+  echo "the manifest tests need kubectl 1.27 or newer (kustomize v5) on PATH" >&2
+  exit 1
+fi
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
