@@ -62,3 +62,4 @@ export function limitedUsers() { check(requests.limitedUsers); }
 export function hotUser() { check(requests.hotUser); }
 export function badTokens() { check(requests.badTokens); }
 export function publicPaths() { check(requests.publicPaths); }
+export function warmup() { check(requests.warmup); }

@@ -54,3 +54,4 @@ export function limitedUsers() { send(requests.limitedUsers); }
 export function hotUser() { send(requests.hotUser); }
 export function badTokens() { send(requests.badTokens); }
 export function publicPaths() { send(requests.publicPaths); }
+export function warmup() { send(requests.warmup); }

@@ -19,6 +19,8 @@
 //   public         public paths, no credential                → allowed
 //   ramp           JWT users ramping up after the steady part → allowed
 //
+// A warmup scenario (WARMUP, default 5s, not judged) runs first.
+//
 // Knobs (environment): DURATION (steady part, default 40s), RATE_SCALE
 // (multiplies every rate, default 1), RAMP_PEAK (default 300/s), RAMP_TIME
 // (default 20s), P99_MS (default 50), RAMP_P99_MS (default 150), POOL_DIR
@@ -28,6 +30,7 @@ import { Counter, Rate } from 'k6/metrics';
 
 export const env = {
   duration: __ENV.DURATION || '40s',
+  warmup: __ENV.WARMUP || '5s',
   scale: parseFloat(__ENV.RATE_SCALE || '1'),
   rampPeak: parseInt(__ENV.RAMP_PEAK || '300', 10),
   rampTime: __ENV.RAMP_TIME || '20s',
@@ -72,6 +75,7 @@ function steady(exec, perSecond, vus, fixed) {
   return {
     executor: 'constant-arrival-rate',
     exec,
+    startTime: env.warmup,
     rate: fixed ? perSecond : rate(perSecond),
     timeUnit: '1s',
     duration: env.duration,
@@ -81,6 +85,17 @@ function steady(exec, perSecond, vus, fixed) {
 }
 
 export const scenarios = {
+  // Not judged: connects the VUs and fills the verification caches, so
+  // that the judged scenarios measure the steady state, not start-up.
+  warmup: {
+    executor: 'constant-arrival-rate',
+    exec: 'warmup',
+    rate: 100,
+    timeUnit: '1s',
+    duration: env.warmup,
+    preAllocatedVUs: 10,
+    maxVUs: 20,
+  },
   jwt_users: steady('jwtUsers', 100, 8),
   udb_users: steady('udbUsers', 50, 4),
   limited_users: steady('limitedUsers', 40, 4),
@@ -91,7 +106,7 @@ export const scenarios = {
   ramp: {
     executor: 'ramping-arrival-rate',
     exec: 'jwtUsers',
-    startTime: `${seconds(env.duration) + 2}s`,
+    startTime: `${seconds(env.warmup) + seconds(env.duration) + 2}s`,
     startRate: rate(100),
     timeUnit: '1s',
     preAllocatedVUs: 20,
@@ -110,7 +125,7 @@ export function thresholds(latencyMetric) {
     transport_errors: ['rate<0.01'],
     dropped_iterations: ['count<200'],
   };
-  for (const name of Object.keys(scenarios)) {
+  for (const name of Object.keys(scenarios).filter((n) => n !== 'warmup')) {
     t[`${latencyMetric}{scenario:${name}}`] = [`p(99)<${name === 'ramp' ? env.rampP99 : env.p99}`];
     t[`decision_expected{scenario:${name}}`] = ['rate>0.99'];
   }
@@ -160,4 +175,7 @@ export const requests = {
     }
   },
   publicPaths: () => ({ path: '/public/index.html', headers: {}, want: ['ok'] }),
+  warmup: () => (Math.random() < 0.5
+    ? { path: '/api/orders', headers: { authorization: `Bearer ${pick(pools.jwt)}` }, want: ['ok'] }
+    : { path: '/app/profile', headers: { 'x-udb-token': pick(pools.udb) }, want: ['ok'] }),
 };
