@@ -33,6 +33,9 @@ status=0
   -e GRPC_ADDR="$AUTHZ_ADDR" -e POOL_DIR="$PWD/$LT_POOL" -e PROTOSET="$PWD/$LT_OUT/envoy.protoset" \
   --summary-export "$LT_OUT/k6-$variant-summary.json" \
   loadtest/k6/check.js || status=$?
+# The server's own view (Check latency histograms, decisions, store
+# errors), to tell server time from load-generator time.
+curl -fsS -o "$LT_OUT/metrics-$variant.txt" "http://$AUTHZ_ADMIN/metrics" || true
 if [[ -r /proc/$AUTHZ_PID/status ]]; then
   lt_log "ext-authz peak RSS: $(awk '/VmHWM/ {printf "%.1f MiB", $2/1024}' "/proc/$AUTHZ_PID/status")"
 fi
