@@ -29,6 +29,36 @@ type File struct {
 type Rules struct {
 	cfg     rlconfig.RateLimitConfig
 	domains []string
+	cache   matchCache
+}
+
+// matchCache remembers Match results: GetLimit is a pure function of the
+// domain and the descriptor's entries, and costs a dozen allocations, while
+// gateways see the same descriptors again and again. It is bounded: when
+// full it starts over.
+type matchCache struct {
+	mu  sync.RWMutex
+	m   map[string]*ratelimit.Limit
+	max int
+}
+
+// noLimit caches "no limit applies".
+var noLimit = &ratelimit.Limit{}
+
+func (c *matchCache) get(key []byte) (*ratelimit.Limit, bool) {
+	c.mu.RLock()
+	l, ok := c.m[string(key)]
+	c.mu.RUnlock()
+	return l, ok
+}
+
+func (c *matchCache) put(key []byte, l *ratelimit.Limit) {
+	c.mu.Lock()
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[string(key)] = l
+	c.mu.Unlock()
 }
 
 var _ ratelimit.Matcher = (*Rules)(nil)
@@ -110,7 +140,7 @@ func Parse(files []File) (*Rules, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rate limit config: %w", err)
 	}
-	r := &Rules{cfg: cfg}
+	r := &Rules{cfg: cfg, cache: matchCache{m: map[string]*ratelimit.Limit{}, max: 10000}}
 	for d := range domains {
 		r.domains = append(r.domains, d)
 	}
@@ -171,11 +201,31 @@ type pbDescriptor struct {
 }
 
 // Match returns the limit envoyproxy/ratelimit's GetLimit finds for d in
-// domain, or nil.
+// domain, or nil. The Limit may be shared with other calls: do not modify
+// it.
 func (r *Rules) Match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
 	if len(d.Entries) == 0 {
 		return nil
 	}
+	var buf [256]byte
+	key := ratelimit.AppendKey(buf[:0], "", domain, d.Entries, nil, ratelimit.UnitUnknown, 0)
+	if l, ok := r.cache.get(key); ok {
+		if l == noLimit {
+			return nil
+		}
+		return l
+	}
+	l := r.match(domain, d)
+	if l == nil {
+		r.cache.put(key, noLimit)
+	} else {
+		r.cache.put(key, l)
+	}
+	return l
+}
+
+// match asks the library.
+func (r *Rules) match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
 	p := entryPool.Get().(*pbDescriptor)
 	defer entryPool.Put(p)
 	p.entries = slices.Grow(p.entries[:0], len(d.Entries))[:len(d.Entries)]

@@ -3,6 +3,7 @@ package envoyconfig
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -59,6 +60,9 @@ func TestMatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := r.Match(tt.domain, tt.give)
+			if again := r.Match(tt.domain, tt.give); again != got {
+				t.Fatalf("second (cached) Match = %+v, first %+v", again, got)
+			}
 			if (got == nil) != (tt.want == nil) {
 				t.Fatalf("Match = %+v, want %+v", got, tt.want)
 			}
@@ -231,5 +235,27 @@ func TestExampleFiles(t *testing.T) {
 		case got != nil && tt.want != "unlimited" && got.Policy != tt.want:
 			t.Errorf("%v: policy %q, want %q", tt.give.Entries, got.Policy, tt.want)
 		}
+	}
+}
+
+func TestMatchCacheBounded(t *testing.T) {
+	r := load(t)
+	for i := range 25000 {
+		if l := r.Match("gateway", desc("user", "u"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+strconv.Itoa(i))); l == nil || l.Name != "per-user" {
+			t.Fatalf("user %d: %+v", i, l)
+		}
+	}
+	r.cache.mu.RLock()
+	n := len(r.cache.m)
+	r.cache.mu.RUnlock()
+	if n > r.cache.max {
+		t.Fatalf("cache holds %d entries, bound %d", n, r.cache.max)
+	}
+	// Values that look alike never share an entry.
+	if l := r.Match("gateway", desc("route", "search", "user", "x")); l == nil || l.Name != "search-per-user" {
+		t.Fatalf("%+v", l)
+	}
+	if l := r.Match("gateway", desc("route", "search_user", "x", "")); l != nil {
+		t.Fatalf("%+v", l)
 	}
 }
