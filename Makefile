@@ -18,10 +18,10 @@ build:
 run:
 	$(GO) run ./cmd/ext-authz serve --config examples/quickstart/config.yaml
 
-# Everything CI checks: formatting, vet, the race-enabled suite (with real
-# redis-server processes), a short run of every fuzz target, and istioctl
-# over the manifests.
-test: deps fmt-check vet test-go fuzz-smoke manifests
+# Everything CI checks: formatting, vet and golangci-lint, the race-enabled
+# suite (with real redis-server processes), a short run of every fuzz
+# target, and istioctl over the manifests.
+test: deps fmt-check lint test-go fuzz-smoke manifests
 
 # Installs redis-server when missing (as root with apt-get), else says how.
 deps:

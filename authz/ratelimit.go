@@ -177,10 +177,10 @@ type action struct {
 }
 
 type headerMatch struct {
-	name                                   string
-	exact, prefix, suffix, contains        string
-	re                                     *regexp.Regexp
-	presentOnly, mustBeAbsent, invert, set bool
+	name                              string
+	exact, prefix, suffix, contains   string
+	re                                *regexp.Regexp
+	presentOnly, mustBeAbsent, invert bool
 }
 
 func orDefault(s, def string) string {

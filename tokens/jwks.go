@@ -278,7 +278,7 @@ func (r *remoteKeySet) fetchOnce() error {
 	if err != nil {
 		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("jwks fetch %s: HTTP status %d", r.logURL, resp.StatusCode)
 	}

@@ -224,13 +224,13 @@ func (v *SessionVerifier) lookup(credential string, key cacheKey) (any, error) {
 	switch {
 	case verr == nil:
 		e = cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
-	case v.cfg.NegativeCacheTTL > 0 && (verr == ErrUnknownCredential || verr == ErrRevoked || verr == ErrExpired):
+	case v.cfg.NegativeCacheTTL > 0 && (errors.Is(verr, ErrUnknownCredential) || errors.Is(verr, ErrRevoked) || errors.Is(verr, ErrExpired)):
 		e = cacheEntry{err: verr, until: now.Add(v.cfg.NegativeCacheTTL)}
 	default:
 		e = cacheEntry{err: verr}
 	}
 	v.cache.put(&key, e, now)
-	if verr == ErrMalformed {
+	if errors.Is(verr, ErrMalformed) {
 		v.log.Warn("udb session record is malformed", "session", Fingerprint(credential))
 	}
 	return e, nil

@@ -59,7 +59,7 @@ func TestSpanJoinsGatewayTrace(t *testing.T) {
 			}
 			attrs := map[string]string{}
 			for _, a := range s.Attributes {
-				attrs[string(a.Key)] = a.Value.Emit()
+				attrs[string(a.Key)] = a.Value.String()
 			}
 			if attrs["ext_authz.result"] != "ok" || attrs["ext_authz.rule"] != "api" {
 				t.Errorf("attributes = %v", attrs)

@@ -54,7 +54,7 @@ func checkCommand(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	req := extauthz.BuildCheckRequest(extauthz.HTTPRequest{

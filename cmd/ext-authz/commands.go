@@ -69,7 +69,11 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	if err != nil {
 		return cfg.annotate(err)
 	}
-	defer svc.close()
+	defer func() {
+		if err := svc.close(); err != nil {
+			tel.logger.Warn("closing", "error", err)
+		}
+	}()
 	if err := svc.listen(); err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -43,7 +44,8 @@ type usageError struct{ msg string }
 func (e *usageError) Error() string { return e.msg + "\n" + usage }
 
 func exitCode(err error) int {
-	if _, ok := err.(*usageError); ok {
+	var ue *usageError
+	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1

@@ -78,7 +78,7 @@ func (s *Server) start() {
 	if err != nil {
 		s.t.Fatalf("redis log: %v", err)
 	}
-	defer logFile.Close()
+	defer func() { _ = logFile.Close() }()
 	s.cmd.Stdout, s.cmd.Stderr = logFile, logFile
 	if !s.logShown {
 		s.logShown = true
@@ -231,7 +231,7 @@ func waitPing(addr string, limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("no PONG within %s: %v", limit, err)
+			return fmt.Errorf("no PONG within %s: %w", limit, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -244,7 +244,7 @@ func do(addr string, args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
