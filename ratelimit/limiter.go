@@ -213,8 +213,18 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 			res.Code = OverLimit
 		}
 	}
-	l.m.check(res.Code.String())
+	l.m.check(l.domainLabel(req.Domain), res.Code.String())
 	return res, nil
+}
+
+// domainLabel is the metric label for a domain: itself when the loaded rules
+// define it, "other" otherwise, so a caller of ShouldRateLimit cannot grow
+// the series without bound.
+func (l *Limiter) domainLabel(domain string) string {
+	if hd, ok := l.matcher.Load().m.(interface{ HasDomain(string) bool }); ok && hd.HasDomain(domain) {
+		return domain
+	}
+	return "other"
 }
 
 func (l *Limiter) overLimit(st *Status, lm *Limit) {
@@ -259,13 +269,13 @@ func (l *Limiter) fail(domain string, err error) (Result, error) {
 	case p.Mode == FailOpen:
 		res.Code = OK
 		res.FailedOpen = true
-		l.m.check("failed_open")
+		l.m.check(l.domainLabel(domain), "failed_open")
 	case p.DenyStatus == 429:
 		res.Code = OverLimit
-		l.m.check("failed_closed")
+		l.m.check(l.domainLabel(domain), "failed_closed")
 	default:
 		res.Code = Unavailable
-		l.m.check("failed_closed")
+		l.m.check(l.domainLabel(domain), "failed_closed")
 	}
 	return res, fmt.Errorf("%w: domain %s: %w", ErrStore, domain, err)
 }

@@ -25,8 +25,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		checks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_ratelimit_checks_total",
-			Help: "Rate-limit checks by outcome; failed_open and failed_closed are store failures.",
-		}, []string{"code"}),
+			Help: "Rate-limit checks by domain (configured domains; any other is \"other\") and outcome; failed_open and failed_closed are store failures.",
+		}, []string{"domain", "code"}),
 		results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_ratelimit_descriptors_total",
 			Help: "Descriptors that matched a limit, by result.",
@@ -63,9 +63,9 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	return c
 }
 
-func (m *metrics) check(code string) {
+func (m *metrics) check(domain, code string) {
 	if m != nil {
-		m.checks.WithLabelValues(code).Inc()
+		m.checks.WithLabelValues(domain, code).Inc()
 	}
 }
 

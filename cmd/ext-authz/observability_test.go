@@ -191,7 +191,7 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"ext_authz_session_lookups_total", map[string]string{"result": "found"}},
 		{"ext_authz_session_lookups_total", map[string]string{"result": "missing"}},
 		{"ext_authz_ratelimit_checks_total", map[string]string{"code": "ok"}},
-		{"ext_authz_ratelimit_checks_total", map[string]string{"code": "over_limit"}},
+		{"ext_authz_ratelimit_checks_total", map[string]string{"domain": "e2e", "code": "over_limit"}},
 		{"ext_authz_ratelimit_checks_total", map[string]string{"code": "failed_closed"}},
 		{"ext_authz_redis_call_duration_seconds", nil},
 		{"ext_authz_redis_errors_total", nil},
