@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -215,4 +217,35 @@ func TestRateLimitReload(t *testing.T) {
 	if c := check(); c != codes.OK {
 		t.Fatalf("old limits stopped applying after a rejected reload: %v", c)
 	}
+}
+
+// TestRedisRequiredForReadiness: with redis.required_for_readiness, a Redis
+// that stops answering makes /readyz and gRPC health fail, and its return
+// makes them pass again, without a restart.
+func TestRedisRequiredForReadiness(t *testing.T) {
+	rs := redistest.Start(t)
+	cfg := baseConfig(keysFile(t, t.TempDir()), "") + "redis:\n  addrs: [\"" + rs.Addr + "\"]\n  required_for_readiness: true\n" +
+		rateLimitSection(limitsFile(t, 5), "redis", "")
+	h := start(t, cfg)
+	readyz := func() int {
+		resp, err := http.Get(h.admin + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := readyz(); c != 200 {
+		t.Fatalf("readyz with Redis up = %d", c)
+	}
+	rs.Stop()
+	waitFor(t, func() bool { return readyz() == 503 }, "readyz 503 with Redis down")
+	hc := healthgrpc.NewHealthClient(h.conn)
+	waitFor(t, func() bool {
+		r, err := hc.Check(context.Background(), &healthgrpc.HealthCheckRequest{})
+		return err == nil && r.GetStatus() == healthgrpc.HealthCheckResponse_NOT_SERVING
+	}, "gRPC health NOT_SERVING")
+	rs.Restart()
+	waitFor(t, func() bool { return readyz() == 200 }, "readyz 200 after Redis is back")
+	h.waitServing(t)
 }

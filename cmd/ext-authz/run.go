@@ -49,6 +49,9 @@ type service struct {
 
 	grpcLis, adminLis net.Listener
 
+	// redisDown holds the last Redis PING failure (nil when it answered).
+	redisDown atomic.Pointer[error]
+
 	mu    sync.Mutex // serialises reloads; guards cfg, auths, fileSum
 	cfg   *fileConfig
 	auths map[string]*runningAuth
@@ -215,6 +218,9 @@ func (s *service) serve(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { s.watchReadiness(gctx); return nil })
+	if s.cfg.Redis.RequiredForReadiness {
+		g.Go(func() error { s.watchRedis(gctx); return nil })
+	}
 	g.Go(func() error { s.watchConfig(gctx); return nil })
 	if s.rl != nil {
 		g.Go(func() error { return s.rl.run(gctx) })
@@ -279,6 +285,9 @@ func (s *service) ready() error {
 	if s.draining.Load() {
 		return errors.New("draining")
 	}
+	if p := s.redisDown.Load(); p != nil && *p != nil {
+		return fmt.Errorf("redis: %w", *p)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
@@ -286,6 +295,32 @@ func (s *service) ready() error {
 		errs = append(errs, a.ready())
 	}
 	return errors.Join(errs...)
+}
+
+// watchRedis pings Redis every second for readiness (only with
+// redis.required_for_readiness).
+func (s *service) watchRedis(ctx context.Context) {
+	cli, err := s.env.redis()
+	if err != nil {
+		s.redisDown.Store(&err)
+		return
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := cli.Ping(pctx).Err()
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.redisDown.Store(&err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // healthServices are the names grpc.health.v1 answers for.

@@ -55,6 +55,11 @@ type Config struct {
 	// MaxRetries is go-redis's retry count for a failed command; default 0
 	// here, because an authorizer would rather answer than retry.
 	MaxRetries int `yaml:"max_retries"`
+	// RequiredForReadiness makes /readyz and gRPC health fail while Redis
+	// does not answer PING. Off by default: with every replica unready the
+	// gateway fails all requests, public ones too, where the per-domain
+	// failure modes would have failed only the limited ones.
+	RequiredForReadiness bool `yaml:"required_for_readiness"`
 }
 
 // TLS configures TLS to Redis.
