@@ -73,20 +73,21 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) {
 	}
 }
 
-// strip returns the header changes that remove this credential from the
-// request sent upstream.
-func (s *CredentialSource) strip(r *Request) (set []Header, remove []string) {
+// strip returns the header change that removes this credential from the
+// request sent upstream: a header to remove, or (for a cookie among others)
+// the cookie header to set instead.
+func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	switch {
 	case s.Header != "":
-		return nil, []string{strings.ToLower(s.Header)}
+		return nil, strings.ToLower(s.Header)
 	case s.Authorization != "":
-		return nil, []string{"authorization"}
+		return nil, "authorization"
 	}
 	rest := withoutCookie(r.Headers["cookie"], s.Cookie)
 	if rest == "" {
-		return nil, []string{"cookie"}
+		return nil, "cookie"
 	}
-	return []Header{{Name: "cookie", Value: rest}}, nil
+	return &Header{Name: "cookie", Value: rest}, ""
 }
 
 // cookieValue finds name in a Cookie header ("a=1; b=2"; Envoy joins several

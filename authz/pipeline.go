@@ -192,9 +192,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	p.identity.render(&d, id)
 	if a.StripCredential {
-		set, remove := a.Source.strip(r)
-		d.UpstreamHeaders = append(d.UpstreamHeaders, set...)
-		d.RemoveHeaders = append(d.RemoveHeaders, remove...)
+		if set, remove := a.Source.strip(r); set != nil {
+			d.UpstreamHeaders = append(d.UpstreamHeaders, *set)
+		} else {
+			d.RemoveHeaders = append(d.RemoveHeaders, remove)
+		}
 	}
 	return d
 }
@@ -384,7 +386,7 @@ func claimString(v any) (string, bool) {
 // forge one. (Envoy applies headers before removals, so a header must not be
 // both set and removed.)
 func (h *identityHeaders) render(d *Decision, id *Identity) {
-	set := make([]Header, 0, 5+len(h.claims))
+	set := make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
 	add := func(name, value string) {
 		if name != "" && value != "" && validHeaderValue(value) {
 			set = append(set, Header{Name: name, Value: value})
@@ -400,7 +402,7 @@ func (h *identityHeaders) render(d *Decision, id *Identity) {
 			add(c.header, v)
 		}
 	}
-	remove := make([]string, 0, len(h.all))
+	remove := make([]string, 0, len(h.all)+1) // +1: the credential header, when stripped
 	for _, n := range h.all {
 		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == n }) {
 			remove = append(remove, n)
