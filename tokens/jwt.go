@@ -152,15 +152,11 @@ type JWTOptions struct {
 // audiences, algorithms and leeway. It checks the signature and iss, aud,
 // exp, nbf and iat itself. Verified tokens are cached until they expire.
 type JWTVerifier struct {
-	issuers  map[string]*issuer
-	order    []*issuer
-	parser   *jwt.Parser
-	maxBytes int
-	maxTTL   time.Duration
-	cache    *verifiedCache
-	counters cacheCounters
-	log      *slog.Logger
-	now      func() time.Time
+	issuers map[string]*issuer
+	order   []*issuer
+	parser  *jwt.Parser
+	log     *slog.Logger
+	front
 }
 
 type issuer struct {
@@ -187,13 +183,15 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 	}
 	m := newMetrics(opts.Registerer)
 	v := &JWTVerifier{
-		issuers:  make(map[string]*issuer, len(cfg.Issuers)),
-		maxBytes: cfg.MaxTokenBytes,
-		maxTTL:   cfg.Cache.MaxTTL,
-		cache:    newVerifiedCache(cfg.Cache.Size),
-		counters: m.cacheCounters(MethodJWT),
-		log:      opts.Logger,
-		now:      opts.Now,
+		issuers: make(map[string]*issuer, len(cfg.Issuers)),
+		front: front{
+			maxBytes: cfg.MaxTokenBytes,
+			maxTTL:   cfg.Cache.MaxTTL,
+			cache:    newVerifiedCache(cfg.Cache.Size),
+			counters: m.cacheCounters(MethodJWT),
+			now:      opts.Now,
+		},
+		log: opts.Logger,
 		// Claims are validated per issuer in check; the parser only
 		// decodes and verifies the signature.
 		parser: jwt.NewParser(jwt.WithoutClaimsValidation()),
@@ -292,24 +290,14 @@ func (v *JWTVerifier) Ready() error {
 // authz for the error contract. The returned Principal's slices and map are
 // shared with the cache and must not be modified.
 func (v *JWTVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
-	switch {
-	case credential == "":
-		return Principal{}, ErrMissing
-	case len(credential) > v.maxBytes:
-		return Principal{}, ErrTooLarge
+	p, key, now, hit, err := v.lookup(credential)
+	if hit || err != nil {
+		return p, err
 	}
-	now := v.now()
-	key := keyOf(credential)
-	if e, ok := v.cache.get(&key, now); ok {
-		v.counters.observe(true)
-		return e.principal, nil
-	}
-	v.counters.observe(false)
-	p, err := v.verify(ctx, credential, now)
-	if err != nil {
+	if p, err = v.verify(ctx, credential, now); err != nil {
 		return Principal{}, err
 	}
-	v.cache.put(&key, cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.maxTTL)}, now)
+	v.remember(&key, p, now)
 	return p, nil
 }
 

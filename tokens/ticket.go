@@ -152,14 +152,10 @@ func (o *Options) applyDefaults() {
 
 // TicketVerifier verifies signed UDB tickets locally, without a store.
 type TicketVerifier struct {
-	issuer   string
-	leeway   time.Duration
-	maxBytes int
-	maxTTL   time.Duration
-	keys     map[string]*ticketKey
-	cache    *verifiedCache
-	counters cacheCounters
-	now      func() time.Time
+	issuer string
+	leeway time.Duration
+	keys   map[string]*ticketKey
+	front
 }
 
 type ticketKey struct {
@@ -178,14 +174,16 @@ func NewTicketVerifier(cfg TicketConfig, opts Options) (*TicketVerifier, error) 
 	}
 	opts.applyDefaults()
 	v := &TicketVerifier{
-		issuer:   cfg.Issuer,
-		leeway:   cfg.Leeway,
-		maxBytes: cfg.MaxTokenBytes,
-		maxTTL:   cfg.Cache.MaxTTL,
-		keys:     make(map[string]*ticketKey, len(cfg.Keys)),
-		cache:    newVerifiedCache(cfg.Cache.Size),
-		counters: newMetrics(opts.Registerer).cacheCounters(MethodUDBTicket),
-		now:      opts.Now,
+		issuer: cfg.Issuer,
+		leeway: cfg.Leeway,
+		keys:   make(map[string]*ticketKey, len(cfg.Keys)),
+		front: front{
+			maxBytes: cfg.MaxTokenBytes,
+			maxTTL:   cfg.Cache.MaxTTL,
+			cache:    newVerifiedCache(cfg.Cache.Size),
+			counters: newMetrics(opts.Registerer).cacheCounters(MethodUDBTicket),
+			now:      opts.Now,
+		},
 	}
 	var errs []error
 	for i, kc := range cfg.Keys {
@@ -215,24 +213,14 @@ func NewTicketVerifier(cfg TicketConfig, opts Options) (*TicketVerifier, error) 
 // authz for the error contract. The returned Principal's slices and map are
 // shared with the cache and must not be modified.
 func (v *TicketVerifier) Verify(_ context.Context, credential string) (Principal, error) {
-	switch {
-	case credential == "":
-		return Principal{}, ErrMissing
-	case len(credential) > v.maxBytes:
-		return Principal{}, ErrTooLarge
+	p, key, now, hit, err := v.lookup(credential)
+	if hit || err != nil {
+		return p, err
 	}
-	now := v.now()
-	key := keyOf(credential)
-	if e, ok := v.cache.get(&key, now); ok {
-		v.counters.observe(true)
-		return e.principal, nil
-	}
-	v.counters.observe(false)
-	p, err := v.verify(credential, now)
-	if err != nil {
+	if p, err = v.verify(credential, now); err != nil {
 		return Principal{}, err
 	}
-	v.cache.put(&key, cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.maxTTL)}, now)
+	v.remember(&key, p, now)
 	return p, nil
 }
 
