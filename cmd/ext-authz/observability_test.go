@@ -73,6 +73,19 @@ rate_limit:
 `
 }
 
+// quickstartJWKSServer serves the quickstart's dev JWKS over HTTP, as an
+// issuer's JWKS endpoint would.
+func quickstartJWKSServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	jwks, err := os.ReadFile(quickstartKeys + "jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwks) }))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
 	resp, err := http.Get(url + "/metrics")
@@ -125,12 +138,7 @@ next:
 // reads /metrics over HTTP: every series the service promises moves.
 func TestMetricsEndToEnd(t *testing.T) {
 	rs := redistest.Start(t)
-	jwks, err := os.ReadFile(quickstartKeys + "jwks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwks) }))
-	defer jwksSrv.Close()
+	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 1)))
 
 	jwt := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1",
@@ -267,12 +275,7 @@ func checkDashboardMetrics(t *testing.T, fams map[string]*dto.MetricFamily) {
 // log.
 func TestAttackTokensNeverLogged(t *testing.T) {
 	rs := redistest.Start(t)
-	jwks, err := os.ReadFile(quickstartKeys + "jwks.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwks) }))
-	defer jwksSrv.Close()
+	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 100)))
 
 	good := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1",
