@@ -52,6 +52,18 @@ type cacheEntry struct {
 	principal Principal
 	err       error // a *CredentialError, or nil
 	until     time.Time
+	// staleUntil, when after until, keeps an accepted entry past until so
+	// that it can be served while the store fails (see stale); get never
+	// returns it after until.
+	staleUntil time.Time
+}
+
+// keepUntil is when the cache may drop the entry.
+func (e *cacheEntry) keepUntil() time.Time {
+	if e.staleUntil.After(e.until) {
+		return e.staleUntil
+	}
+	return e.until
 }
 
 // verifiedCache is a bounded, sharded map from credential hash to outcome.
@@ -101,8 +113,11 @@ func (c *verifiedCache) get(k *cacheKey, now time.Time) (cacheEntry, bool) {
 		return cacheEntry{}, false
 	}
 	if !now.Before(e.until) {
+		if now.Before(e.keepUntil()) {
+			return cacheEntry{}, false // kept for stale, not fresh
+		}
 		s.mu.Lock()
-		if cur, ok := s.m[*k]; ok && !now.Before(cur.until) {
+		if cur, ok := s.m[*k]; ok && !now.Before(cur.keepUntil()) {
 			delete(s.m, *k)
 		}
 		s.mu.Unlock()
@@ -111,12 +126,36 @@ func (c *verifiedCache) get(k *cacheKey, now time.Time) (cacheEntry, bool) {
 	return e, true
 }
 
-// put stores e under k unless it is already expired.
+// stale returns the entry for k, fresh or kept past its time for serving
+// while the store fails, as long as now is before its staleUntil.
+func (c *verifiedCache) stale(k *cacheKey, now time.Time) (cacheEntry, bool) {
+	if c == nil {
+		return cacheEntry{}, false
+	}
+	s := c.shard(k)
+	s.mu.RLock()
+	e, ok := s.m[*k]
+	s.mu.RUnlock()
+	if !ok || !now.Before(e.staleUntil) {
+		return cacheEntry{}, false
+	}
+	return e, true
+}
+
+// put stores e under k. An entry that is already expired is not stored,
+// and it removes what k held: a newer outcome (a revocation that is not
+// negatively cached) must not leave an older acceptance to be served stale.
 func (c *verifiedCache) put(k *cacheKey, e cacheEntry, now time.Time) {
-	if c == nil || !now.Before(e.until) {
+	if c == nil {
 		return
 	}
 	s := c.shard(k)
+	if !now.Before(e.keepUntil()) {
+		s.mu.Lock()
+		delete(s.m, *k)
+		s.mu.Unlock()
+		return
+	}
 	s.mu.Lock()
 	if _, ok := s.m[*k]; !ok && len(s.m) >= c.perShard {
 		s.evict(now, c.perShard)
@@ -133,7 +172,7 @@ func (s *cacheShard) evict(now time.Time, limit int) {
 	var victim *cacheKey
 	n := 0
 	for k, e := range s.m {
-		if !now.Before(e.until) {
+		if !now.Before(e.keepUntil()) {
 			delete(s.m, k)
 		} else if victim == nil {
 			victim = &k

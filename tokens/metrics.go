@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"issuer"})),
 		sessions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_session_lookups_total",
-			Help: "UDB session store lookups (cache misses only), by result (found, missing, revoked, expired, invalid, error).",
+			Help: "UDB session store lookups (cache misses only), by result (found, missing, revoked, expired, invalid, error); stale counts answers served by stale_if_error while the store failed.",
 		}, []string{"result"})),
 	}
 }

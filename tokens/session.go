@@ -56,6 +56,13 @@ type SessionConfig struct {
 	// CacheTTL is how long a found session is served from memory; default
 	// 5s. It is also the longest a revocation (DEL) can go unnoticed.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
+	// StaleIfError serves a session's last successful lookup for up to this
+	// long past its cache_ttl, but only while the store fails (error or
+	// timeout); default 0: off. Never past the session's own exp; a session
+	// last seen missing, revoked or expired is never served stale. It
+	// trades revocation latency (a DEL goes unnoticed for up to cache_ttl
+	// + stale_if_error while Redis is down) for availability.
+	StaleIfError time.Duration `yaml:"stale_if_error"`
 	// NegativeCacheTTL is how long a missing or revoked session is
 	// remembered; default 2s. Negative values turn negative caching off.
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
@@ -108,6 +115,12 @@ func (c *SessionConfig) Validate() error {
 	}
 	if c.CacheTTL < 0 {
 		errs = append(errs, errorf("cache_ttl", "must not be negative"))
+	}
+	switch {
+	case c.StaleIfError < 0:
+		errs = append(errs, errorf("stale_if_error", "must not be negative"))
+	case c.StaleIfError > 0 && c.CacheSize < 0:
+		errs = append(errs, errorf("stale_if_error", "needs the cache (cache_size is negative)"))
 	}
 	errs = append(errs, checkMaxBytes(c.MaxTokenBytes))
 	return errors.Join(errs...)
@@ -188,21 +201,42 @@ func (v *SessionVerifier) load(ctx context.Context, credential string, key cache
 	// The flight runs on a context detached from this caller, so one
 	// caller giving up does not fail the others; each caller still waits
 	// no longer than its own context and the timeout allow.
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, v.cfg.Timeout)
 	defer cancel()
 	ch := v.flights.DoChan(string(key[:]), func() (any, error) {
 		return v.lookup(credential, key)
 	})
+	var err error
 	select {
 	case r := <-ch:
-		if r.Err != nil {
-			return Principal{}, r.Err
+		if r.Err == nil {
+			e := r.Val.(cacheEntry)
+			return e.principal, e.err
 		}
-		e := r.Val.(cacheEntry)
-		return e.principal, e.err
+		err = r.Err
 	case <-ctx.Done():
-		return Principal{}, fmt.Errorf("udb session lookup: %w", ctx.Err())
+		err = fmt.Errorf("udb session lookup: %w", ctx.Err())
 	}
+	if p, ok := v.serveStale(parent, &key); ok {
+		return p, nil
+	}
+	return Principal{}, err
+}
+
+// serveStale returns the last good lookup of key when stale_if_error allows
+// it. The store failed or timed out; a caller that gave up itself gets no
+// stale answer (nobody is waiting for it).
+func (v *SessionVerifier) serveStale(parent context.Context, key *cacheKey) (Principal, bool) {
+	if v.cfg.StaleIfError <= 0 || parent.Err() != nil {
+		return Principal{}, false
+	}
+	e, ok := v.cache.stale(key, v.now())
+	if !ok || e.err != nil {
+		return Principal{}, false
+	}
+	v.metrics.session("stale")
+	return e.principal, true
 }
 
 // lookup reads one session from the store and caches the outcome.
@@ -224,6 +258,9 @@ func (v *SessionVerifier) lookup(credential string, key cacheKey) (any, error) {
 	switch {
 	case verr == nil:
 		e = cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
+		if v.cfg.StaleIfError > 0 {
+			e.staleUntil = cacheUntil(now, p.Expiry, v.cfg.CacheTTL+v.cfg.StaleIfError)
+		}
 	case v.cfg.NegativeCacheTTL > 0 && (errors.Is(verr, ErrUnknownCredential) || errors.Is(verr, ErrRevoked) || errors.Is(verr, ErrExpired)):
 		e = cacheEntry{err: verr, until: now.Add(v.cfg.NegativeCacheTTL)}
 	default:
