@@ -209,7 +209,7 @@ func (r *remoteKeySet) lookup(ctx context.Context, kid string) (*verificationKey
 	if k := r.current.Load().find(kid); k != nil {
 		return k, nil
 	}
-	err := r.refresh(ctx, false)
+	err := r.refresh(ctx)
 	if k := r.current.Load().find(kid); k != nil {
 		return k, nil
 	}
@@ -223,19 +223,24 @@ func (r *remoteKeySet) lookup(ctx context.Context, kid string) (*verificationKey
 		// The caller gave up while the refetch ran: undecided, not unknown.
 		return nil, fmt.Errorf("issuer %s: %w", r.issuer, ctx.Err())
 	}
+	if errors.Is(err, context.Canceled) {
+		// The refetch this call joined was Run's, stopped by a reload or
+		// shutdown: undecided, not unknown.
+		return nil, fmt.Errorf("issuer %s: %w", r.issuer, err)
+	}
 	return nil, ErrUnknownKey
 }
 
 // refresh fetches the set unless another fetch is in flight (then it waits
-// for that one) or, when not forced, a fetch was attempted within
-// minInterval. It waits no longer than ctx allows; the fetch itself is
-// bounded by the fetch timeout.
-func (r *remoteKeySet) refresh(ctx context.Context, force bool) error {
+// for that one) or a fetch was attempted within minInterval. It waits no
+// longer than ctx allows; the fetch itself is detached from ctx, so other
+// callers can share it, and bounded by the fetch timeout.
+func (r *remoteKeySet) refresh(ctx context.Context) error {
 	ch := r.flights.DoChan("fetch", func() (any, error) {
-		if !r.startAttempt(force) {
+		if !r.startAttempt(false) {
 			return nil, errRateLimited
 		}
-		return nil, r.fetch()
+		return nil, r.fetch(context.Background())
 	})
 	select {
 	case res := <-ch:
@@ -243,6 +248,19 @@ func (r *remoteKeySet) refresh(ctx context.Context, force bool) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// refreshOwned is Run's fetch. It runs in the calling goroutine and ends
+// when ctx does, so run leaves no fetch behind when it returns: a JWKS
+// fetch that outlived Run would hold a goroutine and a connection for up
+// to fetch_timeout after a reload or shutdown. When a lookup's fetch is
+// already in flight it waits for that one (bounded by fetch_timeout).
+func (r *remoteKeySet) refreshOwned(ctx context.Context) error {
+	_, err, _ := r.flights.Do("fetch", func() (any, error) {
+		r.startAttempt(true)
+		return nil, r.fetch(ctx)
+	})
+	return err
 }
 
 func (r *remoteKeySet) startAttempt(force bool) bool {
@@ -256,8 +274,11 @@ func (r *remoteKeySet) startAttempt(force bool) bool {
 	return true
 }
 
-func (r *remoteKeySet) fetch() error {
-	err := r.fetchOnce()
+func (r *remoteKeySet) fetch(ctx context.Context) error {
+	err := r.fetchOnce(ctx)
+	if err != nil && ctx.Err() != nil {
+		return err // Run stopped: not a failure of the endpoint
+	}
 	r.metrics.jwksRefresh(r.issuer, err, r.now())
 	if err != nil {
 		r.log.Warn("jwks fetch failed; keeping the last good key set",
@@ -266,8 +287,8 @@ func (r *remoteKeySet) fetch() error {
 	return err
 }
 
-func (r *remoteKeySet) fetchOnce() error {
-	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+func (r *remoteKeySet) fetchOnce(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
@@ -306,7 +327,7 @@ func (r *remoteKeySet) fetchOnce() error {
 func (r *remoteKeySet) run(ctx context.Context) error {
 	var err error
 	if r.current.Load().size() == 0 {
-		err = r.refresh(ctx, true)
+		err = r.refreshOwned(ctx)
 	}
 	for {
 		wait := r.interval
@@ -320,6 +341,6 @@ func (r *remoteKeySet) run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		err = r.refresh(ctx, true)
+		err = r.refreshOwned(ctx)
 	}
 }
