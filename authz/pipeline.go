@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -217,6 +218,9 @@ func (p *Pipeline) normalise(r *Request) string {
 		return "missing_request_attributes"
 	}
 	r.Method = strings.ToUpper(r.Method)
+	if !validHost(r.Host) {
+		return "invalid_host"
+	}
 	r.Host = hostWithoutPort(r.Host)
 	path, ok := canonicalPath(r.Path, p.allowEncoded)
 	if !ok {
@@ -426,19 +430,41 @@ func validHeaderValue(v string) bool {
 	return true
 }
 
+// validHost reports whether an :authority can be matched safely: no
+// control characters or spaces, and valid UTF-8. Lower-casing invalid UTF-8
+// would turn its bytes into U+FFFD, so the host the rules see would not be
+// the host the upstream sees.
+func validHost(h string) bool {
+	ascii := true
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if c <= ' ' || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	return ascii || utf8.ValidString(h)
+}
+
 // canonicalPath resolves dot segments and merges slashes so rules match the
 // path an upstream will resolve. It rejects paths that do not start with /,
-// that hold control characters, and (unless allowEncoded) encoded slashes
-// or backslashes.
+// that hold control characters or invalid UTF-8 (an overlong "\xc0\xaf" is
+// a "/" to a lenient decoder upstream), and (unless allowEncoded) encoded
+// slashes or backslashes.
 func canonicalPath(p string, allowEncoded bool) (string, bool) {
 	if !strings.HasPrefix(p, "/") {
 		return "", false
 	}
-	clean := true
+	clean, ascii := true, true
 	for i := 0; i < len(p); i++ {
 		c := p[i]
 		if c < 0x20 || c == 0x7f {
 			return "", false
+		}
+		if c >= 0x80 {
+			ascii = false
 		}
 		if c == '%' {
 			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
@@ -456,6 +482,9 @@ func canonicalPath(p string, allowEncoded bool) (string, bool) {
 		if c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
 			clean = false
 		}
+	}
+	if !ascii && !utf8.ValidString(p) {
+		return "", false
 	}
 	if clean {
 		return p, true

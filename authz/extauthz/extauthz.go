@@ -11,6 +11,7 @@ package extauthz
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -123,7 +124,7 @@ func endSpan(span trace.Span, r *authz.Request, d *authz.Decision) {
 func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
-	headers := h.GetHeaders()
+	headers := lowerHeaders(h.GetHeaders())
 	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
 		headers = joinHeaderMap(h.GetHeaderMap().GetHeaders())
 	}
@@ -155,25 +156,105 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 }
 
 // joinHeaderMap builds the lower-case, comma-joined map from the
-// header_map form (sent when encode_raw_headers is on).
+// header_map form (sent when encode_raw_headers is on). Repeated names are
+// joined in one builder each: appending to the joined string instead copies
+// it once per repeat, and a 1 MiB message of one repeated header then costs
+// gigabytes of copying.
 func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
 	m := make(map[string]string, len(hs))
+	var repeated map[string]*strings.Builder
 	for _, hv := range hs {
-		k := strings.ToLower(hv.GetKey())
+		k := asciiLower(hv.GetKey())
 		v := hv.GetValue()
 		if v == "" && len(hv.GetRawValue()) > 0 {
 			v = string(hv.GetRawValue())
 		}
-		if prev, ok := m[k]; ok {
-			sep := ","
-			if k == "cookie" {
-				sep = "; "
-			}
-			v = prev + sep + v
+		prev, ok := m[k]
+		if !ok {
+			m[k] = v
+			continue
 		}
-		m[k] = v
+		if repeated == nil {
+			repeated = map[string]*strings.Builder{}
+		}
+		b := repeated[k]
+		if b == nil {
+			b = &strings.Builder{}
+			b.WriteString(prev)
+			repeated[k] = b
+		}
+		b.WriteString(joinSeparator(k))
+		b.WriteString(v)
+	}
+	for k, b := range repeated {
+		m[k] = b.String()
 	}
 	return m
+}
+
+// lowerHeaders returns the headers map with lower-case names, as
+// authz.Request promises. Envoy sends lower-case names, so this is
+// normally the map itself; names that differ only in case are joined like
+// repeated headers, in sorted order so the result does not depend on map
+// iteration.
+func lowerHeaders(h map[string]string) map[string]string {
+	upper := false
+	for k := range h {
+		if hasUpperASCII(k) {
+			upper = true
+			break
+		}
+	}
+	if !upper {
+		return h
+	}
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	m := make(map[string]string, len(h))
+	for _, k := range keys {
+		lk := asciiLower(k)
+		if prev, ok := m[lk]; ok {
+			m[lk] = prev + joinSeparator(lk) + h[k]
+			continue
+		}
+		m[lk] = h[k]
+	}
+	return m
+}
+
+func joinSeparator(name string) string {
+	if name == "cookie" {
+		return "; "
+	}
+	return ","
+}
+
+// asciiLower lower-cases ASCII letters only, as Envoy's LowerCaseString
+// does: strings.ToLower would also fold "K" (U+212A KELVIN SIGN) to "k" and
+// so read a header Envoy treats as a different one.
+func asciiLower(s string) string {
+	if !hasUpperASCII(s) {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+func hasUpperASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
 }
 
 // status is the one table from decision codes to HTTP and gRPC statuses.
