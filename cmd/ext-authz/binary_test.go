@@ -61,10 +61,11 @@ func binary(t *testing.T) string {
 
 // proc is the real binary serving a config.
 type proc struct {
-	cmd      *exec.Cmd
-	grpcAddr string
-	lines    chan map[string]any
-	done     chan error
+	cmd       *exec.Cmd
+	grpcAddr  string
+	adminAddr string
+	lines     chan map[string]any
+	done      chan error
 }
 
 // startBinary runs `ext-authz serve` and waits for its "serving" line,
@@ -102,6 +103,7 @@ func startBinary(t *testing.T, cfgPath string) *proc {
 	})
 	if m := p.waitLine(t, "serving"); m != nil {
 		p.grpcAddr, _ = m["grpc_address"].(string)
+		p.adminAddr, _ = m["admin_address"].(string)
 	}
 	return p
 }

@@ -52,6 +52,8 @@ type serverConfig struct {
 	// ReloadInterval is how often the config file is checked for changes
 	// (SIGHUP reloads at once). Default 2s; negative disables polling.
 	ReloadInterval time.Duration `yaml:"reload_interval"`
+	// Overload bounds the calls decided and waiting at once.
+	Overload overloadConfig `yaml:"overload"`
 }
 
 type keepaliveConfig struct {
@@ -83,6 +85,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainDelay, 5*time.Second)
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
+	s.Overload.applyDefaults()
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -126,7 +129,7 @@ func (c *fileConfig) validate() error {
 }
 
 func (s *serverConfig) validate() error {
-	errs := []error{validateAddress("grpc_address", s.GRPCAddress)}
+	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.validate())}
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}

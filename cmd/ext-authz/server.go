@@ -39,7 +39,9 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.Keepalive.MinTime, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(c.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
-		grpc.ChainUnaryInterceptor(recoverUnary(s.logger)),
+		// Admission runs inside recovery: a refused call never reaches the
+		// handler, and a panic still releases its turn.
+		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), newAdmission(c.Overload, s.registry).admitUnary()),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger)),
 	}
 	// The stats handler copies every call's metadata even when nothing is
