@@ -1,8 +1,10 @@
 package redistest
 
 import (
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStandaloneRestart(t *testing.T) {
@@ -32,5 +34,61 @@ func TestCluster(t *testing.T) {
 	info, err := c.Servers[0].Do("CLUSTER", "INFO")
 	if err != nil || !strings.Contains(info, "cluster_known_nodes:3") {
 		t.Fatalf("CLUSTER INFO = %q, %v", info, err)
+	}
+}
+
+func TestKeySlot(t *testing.T) {
+	tests := []struct {
+		give string
+		want int
+	}{
+		// Values from the Redis Cluster specification and CLUSTER KEYSLOT.
+		{"123456789", 12739},
+		{"foo", 12182},
+		{"{user1000}.following", KeySlot("user1000")},
+		{"{}foo", KeySlot("{}foo")}, // an empty tag hashes the whole key
+		{"foo{}{bar}", 8363},
+	}
+	for _, tt := range tests {
+		if got := KeySlot(tt.give); got != tt.want {
+			t.Errorf("KeySlot(%q) = %d, want %d", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestClusterFailover: a cluster with replicas; killing the master of a
+// key's slot promotes its replica, which then serves the key.
+func TestClusterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster start and failover take a few seconds")
+	}
+	c := StartClusterReplicas(t, 3, 1, time.Second)
+	if len(c.Servers) != 6 {
+		t.Fatalf("%d servers, want 6", len(c.Servers))
+	}
+	const key = "{failover}:k"
+	owner := c.Owner(t, key)
+	got, err := owner.Do("CLUSTER", "KEYSLOT", key)
+	if err != nil || got != strconv.Itoa(KeySlot(key)) {
+		t.Fatalf("CLUSTER KEYSLOT = %q, %v; KeySlot = %d", got, err, KeySlot(key))
+	}
+	if _, err := owner.Do("SET", key, "v"); err != nil {
+		t.Fatal(err)
+	}
+	// Let the write reach the replica before the master dies.
+	if n, err := owner.Do("WAIT", "1", "2000"); err != nil || n != "1" {
+		t.Fatalf("WAIT 1 = %q, %v", n, err)
+	}
+	killed := time.Now()
+	promoted, at := c.KillMaster(t, owner, 20*time.Second)
+	t.Logf("failover took %v", at.Sub(killed).Round(time.Millisecond))
+	if promoted == owner {
+		t.Fatal("the killed master was returned as promoted")
+	}
+	if now := c.Owner(t, key); now != promoted {
+		t.Fatalf("owner after failover = %s, promoted = %s", now.Addr, promoted.Addr)
+	}
+	if got, err := promoted.Do("GET", key); err != nil || got != "v" {
+		t.Fatalf("GET on the promoted replica = %q, %v", got, err)
 	}
 }
