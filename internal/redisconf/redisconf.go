@@ -26,6 +26,11 @@ const (
 	Cluster    = "cluster"
 )
 
+// DefaultClusterReloadInterval is the default of
+// Config.ClusterReloadInterval: a failed-over master's slots are found on
+// the promoted replica within about this long.
+const DefaultClusterReloadInterval = 500 * time.Millisecond
+
 // Config says how to reach Redis. The zero value means "no Redis
 // configured" (Enabled reports false).
 type Config struct {
@@ -55,6 +60,12 @@ type Config struct {
 	// MaxRetries is go-redis's retry count for a failed command; default 0
 	// here, because an authorizer would rather answer than retry.
 	MaxRetries int `yaml:"max_retries"`
+	// ClusterReloadInterval is how often, under traffic, a cluster client
+	// re-reads the slot map; default 500ms. go-redis re-reads it on its own
+	// only after a MOVED/ASK reply, and a dead master gives none: after a
+	// failover the client would keep sending the dead master's slots to its
+	// address (connection refused) until its 60s default interval ran out.
+	ClusterReloadInterval time.Duration `yaml:"cluster_reload_interval"`
 	// RequiredForReadiness makes /readyz and gRPC health fail while Redis
 	// does not answer PING. Off by default: with every replica unready the
 	// gateway fails all requests, public ones too, where the per-domain
@@ -113,7 +124,7 @@ func (c *Config) Validate() error {
 	for _, d := range []struct {
 		path string
 		v    time.Duration
-	}{{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}} {
+	}{{"dial_timeout", c.DialTimeout}, {"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"cluster_reload_interval", c.ClusterReloadInterval}} {
 		if d.v < 0 {
 			errs = append(errs, yamlfile.Errorf(d.path, "must not be negative"))
 		}
@@ -168,8 +179,13 @@ func (c *Config) NewClient() (redis.UniversalClient, error) {
 		}
 		opts.TLSConfig = tc
 	}
-	if c.Mode == Sentinel {
+	switch c.Mode {
+	case Sentinel:
 		return redis.NewFailoverClient(opts.Failover()), nil
+	case Cluster:
+		co := opts.Cluster()
+		co.ClusterStateReloadInterval = orDefault(c.ClusterReloadInterval, DefaultClusterReloadInterval)
+		return redis.NewClusterClient(co), nil
 	}
 	return redis.NewUniversalClient(opts), nil
 }

@@ -29,6 +29,7 @@ func TestValidate(t *testing.T) {
 		{"cluster db", Config{Mode: Cluster, Addrs: []string{"a:1"}, DB: 2}, "db: Redis Cluster"},
 		{"cert without key", Config{Addrs: []string{"a:1"}, TLS: TLS{Enabled: true, CertFile: "c"}}, "cert_file and key_file"},
 		{"ca without tls", Config{Addrs: []string{"a:1"}, TLS: TLS{CAFile: "ca"}}, "tls.enabled"},
+		{"negative cluster reload", Config{Mode: Cluster, Addrs: []string{"a:1"}, ClusterReloadInterval: -1}, "cluster_reload_interval: must not be negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -72,6 +73,11 @@ func TestClusterClientTalksToRealCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// A short slot-map refresh, so that a failover is noticed (see
+	// TestRedisResClusterFailover in cmd/ext-authz).
+	if cc, ok := c.(*redis.ClusterClient); !ok || cc.Options().ClusterStateReloadInterval != DefaultClusterReloadInterval {
+		t.Fatalf("client %T does not reload the cluster state every %v", c, DefaultClusterReloadInterval)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, k := range []string{"a", "b", "c", "d", "e"} { // spread over slots
