@@ -7,7 +7,7 @@ FUZZTIME ?= 10s
 BENCHCOUNT ?= 6
 BENCH ?= .
 
-.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput
+.PHONY: all build run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput resilience soak
 
 all: build
 
@@ -47,6 +47,18 @@ fuzz-smoke:
 	      $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$dir; exit 1; }; \
 	  done; \
 	done
+
+# The resilience tests alone (RESILIENCE.md); they also run in test-go.
+RESILIENCE_TESTS := TestRedisRes|TestJWKSRes|TestAttackRes|TestOverload|TestAdmission|TestShutdownUnderLoad|TestReloadUnderLoad
+resilience: deps
+	$(GO) test -race -count=1 -timeout 30m -run '$(RESILIENCE_TESTS)' -v ./cmd/ext-authz/
+
+# The long variants: every sustained-load phase of the resilience tests
+# lasts SOAK instead of a few seconds, and the overload test also runs with
+# admission control off for comparison. Not part of test.
+SOAK ?= 10m
+soak: deps
+	$(GO) test -race -count=1 -timeout 0 -run '$(RESILIENCE_TESTS)' -v ./cmd/ext-authz/ -soak=$(SOAK)
 
 # Benchmarks, BENCHCOUNT runs each, for benchstat.
 bench:
