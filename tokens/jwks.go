@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"net/url"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -297,6 +298,12 @@ func (r *remoteKeySet) fetchOnce(ctx context.Context) error {
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := r.client.Do(req)
 	if err != nil {
+		// A *url.Error repeats the URL, query and all (net/http hides
+		// only a userinfo password): say it once, redacted.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
 		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
 	}
 	defer func() { _ = resp.Body.Close() }()

@@ -487,11 +487,20 @@ func scopesOf(c jwt.MapClaims) ([]string, bool) {
 	return nil, false
 }
 
-// redactURL hides a password in the URL's userinfo, should there be one.
+// redactURL hides a password in the URL's userinfo and the values of its
+// query parameters (an access token or API key is sometimes passed there),
+// keeping their names.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "<unparsable url>"
+	}
+	if u.RawQuery != "" {
+		q := u.Query()
+		for k := range q {
+			q[k] = []string{"xxxxx"}
+		}
+		u.RawQuery = q.Encode()
 	}
 	return u.Redacted()
 }
