@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 )
@@ -79,4 +80,46 @@ func TestRequestFromProtoRepeatedHeaderIsLinear(t *testing.T) {
 	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 16<<20 {
 		t.Errorf("joining %d repeats allocated %d MiB", n, alloc>>20)
 	}
+}
+
+// BenchmarkRequestFromProto: the lower-case check costs one scan of the
+// names on Envoy's (already lower-case) requests; mixed case copies.
+func BenchmarkRequestFromProto(b *testing.B) {
+	envoy := extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "shop.example.com", Path: "/api/orders?page=1",
+		Headers: [][2]string{{"x-api-key", "k"}, {"user-agent", "k6"}, {"accept", "*/*"}, {"x-forwarded-for", "10.0.0.1"}, {"x-forwarded-proto", "https"}, {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+		RequestID: "rid"})
+	mixed := proto.Clone(envoy).(*authv3.CheckRequest)
+	mixed.Attributes.Request.Http.Headers["X-Api-Key"] = "k"
+	delete(mixed.Attributes.Request.Http.Headers, "x-api-key")
+	for _, bc := range []struct {
+		name string
+		req  *authv3.CheckRequest
+	}{{"names=lower", envoy}, {"names=mixed", mixed}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := extauthz.RequestFromProto(bc.req); r.Headers["x-api-key"] != "k" {
+					b.Fatal("credential header lost")
+				}
+			}
+		})
+	}
+	// What the lower-case check adds on Envoy's requests: the same scan,
+	// alone.
+	b.Run("names=lower/scan-only", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			upper := false
+			for k := range envoy.GetAttributes().GetRequest().GetHttp().GetHeaders() {
+				for i := 0; i < len(k); i++ {
+					if 'A' <= k[i] && k[i] <= 'Z' {
+						upper = true
+					}
+				}
+			}
+			if upper {
+				b.Fatal("upper case in Envoy's names")
+			}
+		}
+	})
 }
