@@ -86,7 +86,7 @@ func TestRequestFromProtoRepeatedHeaderIsLinear(t *testing.T) {
 // names on Envoy's (already lower-case) requests; mixed case copies.
 func BenchmarkRequestFromProto(b *testing.B) {
 	envoy := extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "shop.example.com", Path: "/api/orders?page=1",
-		Headers: [][2]string{{"x-api-key", "k"}, {"user-agent", "k6"}, {"accept", "*/*"}, {"x-forwarded-for", "10.0.0.1"}, {"x-forwarded-proto", "https"}, {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+		Headers:   [][2]string{{"x-api-key", "k"}, {"user-agent", "k6"}, {"accept", "*/*"}, {"x-forwarded-for", "10.0.0.1"}, {"x-forwarded-proto", "https"}, {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
 		RequestID: "rid"})
 	mixed := proto.Clone(envoy).(*authv3.CheckRequest)
 	mixed.Attributes.Request.Http.Headers["X-Api-Key"] = "k"
