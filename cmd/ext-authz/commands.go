@@ -63,7 +63,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 		defer cancel()
 		_ = tel.shutdown(ctx) // flushes spans
 	}()
-	redis.SetLogger(redisLogger{tel.logger}) // go-redis has only a global logger
+	redis.SetLogger(newRedisLogger(tel.logger)) // go-redis has only a global logger
 	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {

@@ -225,10 +225,46 @@ func (t *telemetry) tracing() bool {
 
 // redisLogger sends go-redis's own messages (pool and dial trouble) to the
 // process logger instead of its default plain-text stderr logger.
-type redisLogger struct{ logger *slog.Logger }
+// redisLogger sends go-redis's own log lines to our logger, at most one
+// per format string every redisLogEvery: while Redis is down go-redis logs
+// every failed dial, hundreds of lines a second, and the redis metrics
+// already count each failure.
+type redisLogger struct {
+	logger *slog.Logger
+	every  time.Duration
 
-func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	l.logger.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...))
+	mu   sync.Mutex
+	last map[string]*redisLogState // keyed by format: go-redis has a few dozen
+}
+
+type redisLogState struct {
+	at         time.Time
+	suppressed int
+}
+
+const redisLogEvery = 10 * time.Second
+
+func newRedisLogger(logger *slog.Logger) *redisLogger {
+	return &redisLogger{logger: logger, every: redisLogEvery, last: map[string]*redisLogState{}}
+}
+
+func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	now := time.Now()
+	l.mu.Lock()
+	st := l.last[format]
+	if st == nil {
+		st = &redisLogState{}
+		l.last[format] = st
+	}
+	if !st.at.IsZero() && now.Sub(st.at) < l.every {
+		st.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := st.suppressed
+	st.at, st.suppressed = now, 0
+	l.mu.Unlock()
+	l.logger.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...), "suppressed", suppressed)
 }
 
 // decisionLog writes sampled decision lines, capped per second.
