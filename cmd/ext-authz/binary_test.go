@@ -5,7 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -30,10 +34,22 @@ var buildOnce struct {
 	err  error
 }
 
+// TestMain removes the built binary and fails the run if any test left a
+// goroutine behind: every server, load run and Redis client a test starts
+// must be stopped by it.
 func TestMain(m *testing.M) {
+	// go-redis logs every failed dial through a global logger; the Redis
+	// outage tests cause thousands. The binary throttles them the same way.
+	redis.SetLogger(newRedisLogger(slog.New(slog.DiscardHandler)))
 	code := m.Run()
 	if buildOnce.path != "" {
 		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests:\n%v\n", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

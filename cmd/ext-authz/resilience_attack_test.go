@@ -563,8 +563,10 @@ func attackResEnvoyApply(orig []attackResHeader, resp *authv3.CheckResponse) (up
 	set := func(name, v string) { remove(name); hs = append(hs, attackResHeader{name, v}) }
 	for _, opt := range resp.GetOkResponse().GetHeaders() {
 		name, v := strings.ToLower(opt.GetHeader().GetKey()), opt.GetHeader().GetValue()
-		if opt.GetAppend() != nil {
-			if !opt.GetAppend().GetValue() {
+		// Envoy still honours the deprecated append field before
+		// append_action, so the model must too.
+		if app := opt.GetAppend(); app != nil { //nolint:staticcheck // see above
+			if !app.GetValue() {
 				set(name, v)
 				continue
 			}
