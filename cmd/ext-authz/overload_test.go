@@ -351,10 +351,12 @@ func runOverload(t *testing.T, jwks, token, overload string, admission bool) {
 		t.Errorf("no call was served under overload (%v)", st)
 	}
 
-	// Bounded: a goroutine per caller's stream plus the server's own per
-	// connection (grpc-go's reader, writer and keepalive loops), never
-	// growing with the number of calls; memory stays near the idle footprint.
-	if peak.goroutines > base.goroutines+workers+128 {
+	// Bounded: a goroutine per caller's stream, plus the streams of callers
+	// that already gave up whose goroutines the saturated scheduler has
+	// not yet run to refuse them (grpc-go starts one per stream before any
+	// interceptor sees it): about 2.5 per caller at worst on this machine,
+	// whatever the number of calls. Memory stays near the idle footprint.
+	if peak.goroutines > base.goroutines+4*workers {
 		t.Errorf("goroutines peaked at %.0f (idle %.0f) with %d callers", peak.goroutines, base.goroutines, workers)
 	}
 	if peak.rssMiB > base.rssMiB+128 {
