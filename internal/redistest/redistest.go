@@ -393,12 +393,58 @@ func (c *Cluster) KillMaster(t testing.TB, master *Server, limit time.Duration) 
 			id = n.ID
 		}
 	}
+	if err := waitReplicasCaughtUp(master, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	master.Stop()
 	promoted, at, err := c.WaitFailover(id, master, limit)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return promoted, at
+}
+
+// waitReplicasCaughtUp waits until every replica of master is online and
+// has acknowledged the master's whole replication stream, so what was
+// written before a kill survives the failover. (WAIT alone was seen to
+// return while the only replica was still in its SYNC handshake.)
+func waitReplicasCaughtUp(master *Server, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		info, err := master.Do("INFO", "replication")
+		if err == nil && replicasCaughtUp(info) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("replicas of %s not caught up within %s: %v\n%s", master.Addr, limit, err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replicasCaughtUp reads INFO replication of a master: at least one
+// replica, each "state=online" at offset master_repl_offset.
+func replicasCaughtUp(info string) bool {
+	var offset string
+	var replicas []string
+	for _, line := range strings.Split(info, "\n") {
+		line = strings.TrimSpace(line)
+		if v, ok := strings.CutPrefix(line, "master_repl_offset:"); ok {
+			offset = v
+		}
+		if strings.HasPrefix(line, "slave") && strings.Contains(line, ":ip=") {
+			replicas = append(replicas, line)
+		}
+	}
+	if offset == "" || len(replicas) == 0 {
+		return false
+	}
+	for _, r := range replicas {
+		if !strings.Contains(r, ",state=online,") || !strings.Contains(r, ",offset="+offset+",") {
+			return false
+		}
+	}
+	return true
 }
 
 // WaitFailover waits until a former replica of the master with id oldID

@@ -92,3 +92,21 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("GET on the promoted replica = %q, %v", got, err)
 	}
 }
+
+func TestReplicasCaughtUp(t *testing.T) {
+	const head = "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
+	tests := []struct {
+		give string
+		want bool
+	}{
+		{head + "slave0:ip=127.0.0.1,port=7001,state=online,offset=140,lag=0\r\nmaster_repl_offset:140\r\n", true},
+		{head + "slave0:ip=127.0.0.1,port=7001,state=online,offset=126,lag=0\r\nmaster_repl_offset:140\r\n", false},
+		{head + "slave0:ip=127.0.0.1,port=7001,state=wait_bgsave,offset=0,lag=0\r\nmaster_repl_offset:140\r\n", false},
+		{"# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:140\r\n", false},
+	}
+	for _, tt := range tests {
+		if got := replicasCaughtUp(tt.give); got != tt.want {
+			t.Errorf("replicasCaughtUp(%q) = %v, want %v", tt.give, got, tt.want)
+		}
+	}
+}
