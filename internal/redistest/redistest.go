@@ -416,7 +416,10 @@ func waitReplicasCaughtUp(master *Server, limit time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("replicas of %s not caught up within %s: %v\n%s", master.Addr, limit, err, info)
+			if err != nil {
+				return fmt.Errorf("replicas of %s not caught up within %s: %w", master.Addr, limit, err)
+			}
+			return fmt.Errorf("replicas of %s not caught up within %s:\n%s", master.Addr, limit, info)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
