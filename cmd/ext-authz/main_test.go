@@ -116,9 +116,18 @@ type harness struct {
 	done   chan error
 }
 
-// start runs the real service from a config file, on free ports, and
-// connects the generated client to it as Envoy would.
+// start runs the real service from a config file, on free ports, connects
+// the generated client to it as Envoy would, and waits until it is SERVING.
 func start(t *testing.T, cfgText string) *harness {
+	t.Helper()
+	h := startUnready(t, cfgText)
+	h.waitServing(t)
+	return h
+}
+
+// startUnready is start without waiting for SERVING, for tests of a
+// service that is not ready yet.
+func startUnready(t *testing.T, cfgText string) *harness {
 	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "config.yaml")
@@ -158,7 +167,6 @@ func start(t *testing.T, cfgText string) *harness {
 			}
 		}
 	})
-	h.waitServing(t)
 	return h
 }
 

@@ -19,7 +19,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -31,9 +30,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/golang-jwt/jwt/v5"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	grpcstatus "google.golang.org/grpc/status"
 
@@ -307,47 +304,6 @@ func jwksResCheck(t *testing.T, h *harness, tok string) *authv3.CheckResponse {
 	return resp
 }
 
-// jwksResStartUnready is start without waiting for SERVING: the service
-// may be, and in these tests must be, not ready yet.
-func jwksResStartUnready(t *testing.T, cfgText string) *harness {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "config.yaml")
-	writeFile(t, path, cfgText)
-	cfg, err := loadConfig(path, os.Getenv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	tel, err := newTelemetry(cfg, logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc, err := newService(path, cfg, os.Getenv, tel)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := svc.listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{svc: svc, admin: "http://" + svc.adminLis.Addr().String(), path: path, logs: logs, cancel: cancel, done: make(chan error, 1)}
-	go func() { h.done <- svc.serve(ctx) }()
-	h.conn, err = grpc.NewClient(svc.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.client = authv3.NewAuthorizationClient(h.conn)
-	t.Cleanup(func() {
-		h.stop(t)
-		_ = svc.close()
-		if strings.Contains(logs.String(), keyAlice) {
-			t.Errorf("a credential appears in the logs:\n%s", logs.String())
-		}
-	})
-	return h
-}
-
 // jwksResReadiness is what the two readiness signals say: the /readyz
 // status (and body) and the grpc.health.v1 status of the Authorization
 // service.
@@ -462,7 +418,7 @@ func TestJWKSResDownAtStartup(t *testing.T) {
 	k1 := jwksResNewKey(t, "k1")
 	ep := jwksResNewEndpoint(t) // down
 	ep.serve(http.StatusOK, jwksResSet(k1))
-	h := jwksResStartUnready(t, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url()}))
+	h := startUnready(t, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url()}))
 
 	const jwtWorkers, workers = 6, 8
 	t0 := time.Now()
