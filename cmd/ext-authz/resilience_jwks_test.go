@@ -971,3 +971,49 @@ func TestJWKSResHangingUnknownKid(t *testing.T) {
 			mostFetching, mostWaiting, burstWorkers+knownWorkers)
 	}
 }
+
+// A reload that adds an issuer waits (reloadWait) for its keys while it
+// holds the reload lock. Readiness must keep answering from the config
+// that is serving: a kubelet probe with a 1 s timeout that hung here would
+// take every replica out of the Service during one slow reload.
+func TestJWKSResSlowReloadKeepsReadiness(t *testing.T) {
+	ep := jwksResNewEndpoint(t)
+	ep.hangUp()
+	ep.up(t)
+	keys := keysFile(t, t.TempDir())
+	h := start(t, baseConfig(keys, ""))
+	h.svc.mu.Lock()
+	h.svc.reloadWait = 3 * time.Second
+	h.svc.mu.Unlock()
+
+	// The file watcher (reload_interval 50ms) picks the new file up; its
+	// JWKS endpoint holds every fetch, so the reload waits out reloadWait.
+	writeFile(t, h.path, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url(), FetchTimeout: "1s"}))
+	waitFor(t, func() bool { return ep.hits.Load() > 0 }, "the reload's first JWKS fetch")
+
+	probe := &http.Client{Timeout: time.Second}
+	for i := range 3 {
+		if strings.Contains(h.logs.String(), "config reload rejected") {
+			t.Fatalf("probe %d: the reload ended before the probes ran; the test proves nothing", i)
+		}
+		resp, err := probe.Get(h.admin + "/readyz")
+		if err != nil {
+			t.Fatalf("probe %d during a slow reload: %v", i, err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("probe %d during a slow reload: /readyz %d, want 200", i, resp.StatusCode)
+		}
+		if c := h.check(t, "GET", "a.example.com", "/api/x", [2]string{"x-api-key", keyAlice}).GetStatus().GetCode(); c != 0 {
+			t.Fatalf("Check during a slow reload: code %d, want OK", c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	waitFor(t, func() bool { return strings.Contains(h.logs.String(), "config reload rejected") }, "the reload to give up")
+	if !strings.Contains(h.logs.String(), "authenticator jwt") {
+		t.Errorf("the rejection does not name the authenticator that was not ready:\n%s", h.logs.String())
+	}
+	if readyz, body, serving := jwksResReadiness(t, h); readyz != http.StatusOK || !serving {
+		t.Errorf("after the rejected reload: /readyz %d %q, SERVING %v", readyz, body, serving)
+	}
+}

@@ -56,6 +56,12 @@ type service struct {
 	cfg   *fileConfig
 	auths map[string]*runningAuth
 	sum   [sha256.Size]byte
+
+	// serving is auths as last swapped in, for ready(): a reload holds mu
+	// while it waits (up to reloadWait) for new authenticators, and a
+	// readiness probe must not wait with it.
+	serving    atomic.Pointer[map[string]*runningAuth]
+	reloadWait time.Duration
 }
 
 // runningAuth is a built authenticator with its own background work, so
@@ -135,6 +141,8 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 		return nil, err
 	}
 	s.auths = auths
+	s.serving.Store(&auths)
+	s.reloadWait = 10 * time.Second
 	s.live = authz.NewLive(p)
 	s.sum, _ = fileSum(path)
 	s.grpc = s.newGRPCServer(&cfg.Server)
@@ -201,6 +209,9 @@ func (s *service) serve(ctx context.Context) error {
 	for _, a := range s.auths {
 		a.start(s.base, s.logger)
 	}
+	// A reload may swap s.cfg at any time; the sections read here are the
+	// restart-only ones, so one read at start is the truth for this run.
+	watchRedis := s.cfg.Redis.RequiredForReadiness
 	s.mu.Unlock()
 	s.logger.Info("serving", "grpc_address", s.grpcLis.Addr().String(), "admin_address", s.adminLis.Addr().String())
 
@@ -218,7 +229,7 @@ func (s *service) serve(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { s.watchReadiness(gctx); return nil })
-	if s.cfg.Redis.RequiredForReadiness {
+	if watchRedis {
 		g.Go(func() error { s.watchRedis(gctx); return nil })
 	}
 	g.Go(func() error { s.watchConfig(gctx); return nil })
@@ -288,10 +299,8 @@ func (s *service) ready() error {
 	if p := s.redisDown.Load(); p != nil && *p != nil {
 		return fmt.Errorf("redis: %w", *p)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var errs []error
-	for _, a := range s.auths {
+	for _, a := range *s.serving.Load() {
 		errs = append(errs, a.ready())
 	}
 	return errors.Join(errs...)
@@ -475,7 +484,7 @@ func (s *service) startAndAwait(auths map[string]*runningAuth) error {
 			a.start(s.base, s.logger)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(s.reloadWait)
 	for {
 		var errs []error
 		for _, a := range auths {
@@ -492,6 +501,7 @@ func (s *service) startAndAwait(auths map[string]*runningAuth) error {
 func (s *service) swap(cfg *fileConfig, auths map[string]*runningAuth, p *authz.Pipeline) {
 	old := s.auths
 	s.cfg, s.auths = cfg, auths
+	s.serving.Store(&auths)
 	s.live.Store(p)
 	for name, a := range old {
 		if auths[name] != a {
