@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -331,6 +332,55 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 			if strings.Contains(logs, v[i:i+24]) {
 				t.Fatalf("%s: a piece of the token is in the logs", c.name)
 			}
+		}
+	}
+}
+
+// A client chooses the path's length, up to the 1 MiB message limit. Its
+// denial must still make one short decision line that says how long the
+// path was.
+func TestDecisionLogClipsLongFields(t *testing.T) {
+	h := start(t, baseConfig(keysFile(t, t.TempDir()), ""))
+	path := "/api/" + strings.Repeat("é", 100_000) // 200 kB, two bytes a rune
+	resp := h.check(t, strings.Repeat("M", 1000), strings.Repeat("h", 1000)+".example.com", path)
+	if resp.GetDeniedResponse().GetStatus().GetCode() == 0 {
+		t.Fatalf("the long request was not denied: %v", resp)
+	}
+	var line string
+	waitFor(t, func() bool {
+		for l := range strings.Lines(h.logs.String()) {
+			if strings.Contains(l, `"msg":"decision"`) {
+				line = l
+				return true
+			}
+		}
+		return false
+	}, "the decision line")
+	if len(line) > 2048 {
+		t.Fatalf("decision line is %d bytes, want at most 2048", len(line))
+	}
+	if !strings.Contains(line, fmt.Sprintf(`"path_bytes":%d`, len(path))) {
+		t.Errorf("the line does not give the path's length %d: %s", len(path), line)
+	}
+	if !strings.Contains(line, `"path":"/api/éé`) || !strings.Contains(line, `..."`) {
+		t.Errorf("the line does not keep the path's start, marked as cut: %s", line)
+	}
+}
+
+func TestClip(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short", 8, "short"},
+		{"exactly8", 8, "exactly8"},
+		{"ninechars", 8, "ninec..."},
+		{"ééééé", 8, "éé..."}, // 10 bytes; cut at 5 would split the third é
+		{"aéééé", 8, "aéé..."},
+	} {
+		if got := clip(c.in, c.n); got != c.want || len(got) > c.n {
+			t.Errorf("clip(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -303,15 +304,18 @@ func (d *decisionLog) observe(ctx context.Context, r *authz.Request, dec *authz.
 	}
 	attrs := []slog.Attr{
 		slog.String("decision_id", dec.ID),
-		slog.String("request_id", r.RequestID),
+		slog.String("request_id", clip(r.RequestID, maxLoggedRequestID)),
 		slog.String("result", dec.Code.String()),
 		slog.String("reason", dec.Reason),
 		slog.String("rule", dec.Rule),
-		slog.String("method", r.Method),
-		slog.String("host", r.Host),
+		slog.String("method", clip(r.Method, maxLoggedMethod)),
+		slog.String("host", clip(r.Host, maxLoggedHost)),
 		// The path without its query: a query string may carry tokens.
-		slog.String("path", r.Path),
+		slog.String("path", clip(r.Path, maxLoggedPath)),
 		slog.Int64("latency_us", elapsed.Microseconds()),
+	}
+	if len(r.Path) > maxLoggedPath {
+		attrs = append(attrs, slog.Int("path_bytes", len(r.Path)))
 	}
 	if dec.Identity != nil {
 		attrs = append(attrs, slog.String("subject_hash", subjectHash(dec.Identity.Subject)),
@@ -321,6 +325,29 @@ func (d *decisionLog) observe(ctx context.Context, r *authz.Request, dec *authz.
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 	}
 	d.logger.LogAttrs(ctx, slog.LevelInfo, "decision", attrs...)
+}
+
+// The client chooses these fields' lengths (a path may be near the 1 MiB
+// message limit), so a decision line keeps only their start: enough to
+// find the route, never a megabyte log line.
+const (
+	maxLoggedPath      = 1024
+	maxLoggedHost      = 256
+	maxLoggedMethod    = 32
+	maxLoggedRequestID = 128
+)
+
+// clip cuts s to at most n bytes, at a UTF-8 boundary, marking a cut with
+// "...".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("...")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
 }
 
 func (d *decisionLog) sampled(dec *authz.Decision) bool {
