@@ -369,7 +369,7 @@ func TestDecisionLogClipsLongFields(t *testing.T) {
 
 func TestClip(t *testing.T) {
 	for _, c := range []struct {
-		in   string
+		give string
 		n    int
 		want string
 	}{
@@ -379,8 +379,8 @@ func TestClip(t *testing.T) {
 		{"ééééé", 8, "éé..."}, // 10 bytes; cut at 5 would split the third é
 		{"aéééé", 8, "aéé..."},
 	} {
-		if got := clip(c.in, c.n); got != c.want || len(got) > c.n {
-			t.Errorf("clip(%q, %d) = %q, want %q", c.in, c.n, got, c.want)
+		if got := clip(c.give, c.n); got != c.want || len(got) > c.n {
+			t.Errorf("clip(%q, %d) = %q, want %q", c.give, c.n, got, c.want)
 		}
 	}
 }
