@@ -52,16 +52,24 @@ type service struct {
 	// redisDown holds the last Redis PING failure (nil when it answered).
 	redisDown atomic.Pointer[error]
 
-	mu    sync.Mutex // serialises reloads; guards cfg, auths, fileSum
-	cfg   *fileConfig
-	auths map[string]*runningAuth
-	sum   [sha256.Size]byte
-
-	// serving is auths as last swapped in, for ready(): a reload holds mu
+	mu  sync.Mutex // serialises reloads; guards cfg, fileSum
+	cfg *fileConfig
+	sum [sha256.Size]byte
+	// auths are the authenticators serving now. Only a holder of mu
+	// replaces them, but ready() reads them without it: a reload holds mu
 	// while it waits (up to reloadWait) for new authenticators, and a
 	// readiness probe must not wait with it.
-	serving    atomic.Pointer[map[string]*runningAuth]
+	auths      atomic.Pointer[map[string]*runningAuth]
 	reloadWait time.Duration
+}
+
+// running returns the authenticators serving now (none before newService
+// stored the first set).
+func (s *service) running() map[string]*runningAuth {
+	if p := s.auths.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // runningAuth is a built authenticator with its own background work, so
@@ -115,7 +123,6 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 		logger:   logger,
 		registry: tel.registry,
 		health:   health.NewServer(),
-		auths:    map[string]*runningAuth{},
 		cfg:      cfg,
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
@@ -140,8 +147,7 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 		s.cancelBase()
 		return nil, err
 	}
-	s.auths = auths
-	s.serving.Store(&auths)
+	s.auths.Store(&auths)
 	s.reloadWait = 10 * time.Second
 	s.live = authz.NewLive(p)
 	s.sum, _ = fileSum(path)
@@ -161,7 +167,7 @@ func (s *service) buildAuthenticators(cfg *fileConfig) (map[string]*runningAuth,
 	var errs []error
 	for i := range cfg.Authenticators {
 		ac := cfg.Authenticators[i]
-		if old := s.auths[ac.Name]; old != nil && old.built.run != nil && reflect.DeepEqual(old.cfg, ac) {
+		if old := s.running()[ac.Name]; old != nil && old.built.run != nil && reflect.DeepEqual(old.cfg, ac) {
 			out[ac.Name] = old
 			continue
 		}
@@ -206,7 +212,7 @@ func (s *service) listen() error {
 // drain.
 func (s *service) serve(ctx context.Context) error {
 	s.mu.Lock()
-	for _, a := range s.auths {
+	for _, a := range s.running() {
 		a.start(s.base, s.logger)
 	}
 	// A reload may swap s.cfg at any time; the sections read here are the
@@ -278,7 +284,7 @@ func (s *service) drain() {
 func (s *service) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range s.auths {
+	for _, a := range s.running() {
 		a.stop()
 	}
 	s.cancelBase()
@@ -300,7 +306,7 @@ func (s *service) ready() error {
 		return fmt.Errorf("redis: %w", *p)
 	}
 	var errs []error
-	for _, a := range *s.serving.Load() {
+	for _, a := range s.running() {
 		errs = append(errs, a.ready())
 	}
 	return errors.Join(errs...)
@@ -465,7 +471,7 @@ func (s *service) reload(why string) error {
 		}
 	}
 	for name, a := range auths {
-		if s.auths[name] != a {
+		if s.running()[name] != a {
 			a.stop()
 		}
 	}
@@ -480,7 +486,7 @@ func (s *service) reload(why string) error {
 // verify (a JWKS issuer without keys yet).
 func (s *service) startAndAwait(auths map[string]*runningAuth) error {
 	for name, a := range auths {
-		if s.auths[name] != a {
+		if s.running()[name] != a {
 			a.start(s.base, s.logger)
 		}
 	}
@@ -499,9 +505,9 @@ func (s *service) startAndAwait(auths map[string]*runningAuth) error {
 }
 
 func (s *service) swap(cfg *fileConfig, auths map[string]*runningAuth, p *authz.Pipeline) {
-	old := s.auths
-	s.cfg, s.auths = cfg, auths
-	s.serving.Store(&auths)
+	old := s.running()
+	s.cfg = cfg
+	s.auths.Store(&auths)
 	s.live.Store(p)
 	for name, a := range old {
 		if auths[name] != a {
