@@ -401,6 +401,26 @@ func jwksResKeyGoroutines() (fetching, waiting int) {
 	return fetching, waiting
 }
 
+// jwksResBringUp starts the endpoint under load l, waits until a token of
+// key is accepted, keeps the load on for a second more and stops it. It
+// returns when the endpoint came up, when the first token was accepted,
+// every call, and when the load stopped.
+func jwksResBringUp(t *testing.T, h *harness, ep *jwksResEndpoint, l *loadRun, key *jwksResKey, what string) (upAt, firstOK time.Time, rs []callResult, end time.Time) {
+	t.Helper()
+	upAt = time.Now()
+	ep.up(t)
+	waitFor(t, func() bool {
+		if resp := jwksResCheck(t, h, key.token("")); resp.GetStatus().GetCode() == 0 {
+			firstOK = time.Now()
+			return true
+		}
+		return false
+	}, what)
+	time.Sleep(phase(time.Second))
+	rs = l.Stop()
+	return upAt, firstOK, rs, time.Now()
+}
+
 // jwksResWaitQuiet waits until the endpoint has had no request for d, so
 // that min_refresh_interval allows the next unknown-kid fetch.
 func jwksResWaitQuiet(e *jwksResEndpoint, d time.Duration) {
@@ -506,19 +526,7 @@ func TestJWKSResStartWithoutKeys(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	upAt := time.Now()
-	ep.up(t)
-	var firstOK time.Time
-	waitFor(t, func() bool {
-		if resp := jwksResCheck(t, h, k1.token("")); resp.GetStatus().GetCode() == 0 {
-			firstOK = time.Now()
-			return true
-		}
-		return false
-	}, "a JWT accepted after the endpoint came up")
-	time.Sleep(phase(time.Second))
-	rs := l.Stop()
-	end := time.Now()
+	upAt, firstOK, rs, end := jwksResBringUp(t, h, ep, l, k1, "a JWT accepted after the endpoint came up")
 
 	t.Logf("first JWT accepted %v after the endpoint came up", firstOK.Sub(upAt).Round(time.Millisecond))
 	jwksResAll(t, "jwt while the endpoint was down", jwksResOfWorkers(jwksResEndedBefore(rs, upAt), 0, jwtWorkers), "http 503")
@@ -544,19 +552,7 @@ func TestJWKSResFileFallback(t *testing.T) {
 		return jwksResJWTRequest(k2.token(""))
 	})
 	time.Sleep(phase(1500 * time.Millisecond))
-	upAt := time.Now()
-	ep.up(t)
-	var firstOK time.Time
-	waitFor(t, func() bool {
-		if resp := jwksResCheck(t, h, k2.token("")); resp.GetStatus().GetCode() == 0 {
-			firstOK = time.Now()
-			return true
-		}
-		return false
-	}, "a token of the URL's key accepted after it came up")
-	time.Sleep(phase(time.Second))
-	rs := l.Stop()
-	end := time.Now()
+	upAt, firstOK, rs, end := jwksResBringUp(t, h, ep, l, k2, "a token of the URL's key accepted after it came up")
 
 	var fileKey, urlKey []callResult
 	for _, r := range rs {
