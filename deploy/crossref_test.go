@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,10 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	ratelimitv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ratelimit/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networkingv1alpha3api "istio.io/api/networking/v1alpha3"
+	securityv1beta1api "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	networkingv1alpha3 "istio.io/client-go/pkg/apis/networking/v1alpha3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -27,6 +31,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ext-authz/ext-authz/ratelimit"
@@ -40,6 +45,9 @@ const (
 	grpcPortName     = "grpc"
 	healthService    = "envoy.service.auth.v3.Authorization"
 	gatewayNamespace = "istio-ingress"
+	// gatewayNameLabel marks the pods of a Gateway API Gateway; Istio
+	// attaches targetRefs policies by it.
+	gatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
 	providerName     = "ext-authz-grpc"
 )
 
@@ -50,15 +58,40 @@ var overlays = []string{"deploy/overlays/dev", "deploy/overlays/prod"}
 // (deploy/README.md, "Secrets"); dev generates them.
 var externalSecrets = map[string]bool{"ext-authz-keys": true, "ext-authz-redis": true}
 
-// meshObjects is the mesh install: gateway, ext-authz mesh settings, the
-// sample, the EnvoyFilters, the CUSTOM alternative and the IstioOperator.
-func meshObjects(c *corpus) []*object {
+// meshSets are the mesh installs an operator chooses between: the Istio
+// Gateway with ext-authz attached by the CUSTOM AuthorizationPolicy (the
+// default) or by the EnvoyFilter, and the Gateway API variant of the
+// ingress. They are alternatives, so each is checked on its own: objects of
+// one would hide a piece missing from another.
+var meshSets = map[string][]string{
+	"custom":      {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters"},
+	"envoyfilter": {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters/envoyfilter-ext-authz"},
+	"gateway-api": {"deploy/mesh/gateway-api", "deploy/mesh/ext-authz", "deploy/mesh/sample-gateway-api", "deploy/mesh/addons", "envoyfilters/gateway-api"},
+}
+
+const istioOperatorFile = "deploy/mesh/istio-operator.yaml"
+
+// meshObjects is one mesh install: gateway, ext-authz mesh settings, the
+// sample, how ext-authz is attached, and the IstioOperator.
+func meshObjects(c *corpus, set string) []*object {
+	dirs, ok := meshSets[set]
+	if !ok {
+		panic("no mesh set " + set) // a typo in a test
+	}
 	var out []*object
-	for _, d := range []string{"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters", "envoyfilters/alternative"} {
+	for _, d := range dirs {
 		out = append(out, c.Rendered[d]...)
 	}
-	out = append(out, c.Files["deploy/mesh/istio-operator.yaml"]...)
+	out = append(out, c.Files[istioOperatorFile]...)
 	return out
+}
+
+// eachMeshSet runs f as a subtest for every mesh install.
+func eachMeshSet(t *testing.T, c *corpus, f func(t *testing.T, set string, mesh []*object)) {
+	t.Helper()
+	for _, set := range slices.Sorted(maps.Keys(meshSets)) {
+		t.Run(set, func(t *testing.T) { f(t, set, meshObjects(c, set)) })
+	}
 }
 
 func mustCorpus(t *testing.T) *corpus {
@@ -129,95 +162,120 @@ func httpFilter(t *testing.T, p envoyPatch) (string, any) {
 
 func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 	c := mustCorpus(t)
-	mesh := meshObjects(c)
+	iop := theIstioOperator(t, c)
 	for _, ov := range overlays {
 		t.Run(filepath.Base(ov), func(t *testing.T) {
 			svc, port := grpcService(t, c.Rendered[ov])
 			want := fmt.Sprintf("outbound|%d||%s", port.Port, fqdn(svc))
-			var clusters int
-			var efAuthz *extauthzv3.ExtAuthz
-			for name, ef := range envoyFilters(t, mesh) {
-				for _, p := range ef.Patches {
-					if p.ApplyTo != networkingv1alpha3api.EnvoyFilter_HTTP_FILTER || p.Value == nil {
-						continue
-					}
-					fname, cfg := httpFilter(t, p)
-					var got string
-					switch cfg := cfg.(type) {
-					case *extauthzv3.ExtAuthz:
-						got = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
-						checkExtAuthz(t, name, cfg)
-						efAuthz = cfg
-					case *ratelimitv3.RateLimit:
-						got = cfg.GetRateLimitService().GetGrpcService().GetEnvoyGrpc().GetClusterName()
-					default:
-						continue
-					}
-					clusters++
-					if got != want {
-						t.Errorf("EnvoyFilter %s filter %s: cluster_name %q, want %q (Service %s/%s port %s)",
-							name, fname, got, want, svc.Namespace, svc.Name, port.Name)
+			provider := checkProvider(t, iop, svc, port)
+			eachMeshSet(t, c, func(t *testing.T, set string, mesh []*object) {
+				var efAuthz *extauthzv3.ExtAuthz
+				var rateLimits int
+				for name, ef := range envoyFilters(t, mesh) {
+					for _, p := range ef.Patches {
+						if p.ApplyTo != networkingv1alpha3api.EnvoyFilter_HTTP_FILTER || p.Value == nil {
+							continue
+						}
+						fname, cfg := httpFilter(t, p)
+						var got string
+						switch cfg := cfg.(type) {
+						case *extauthzv3.ExtAuthz:
+							got = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+							checkExtAuthz(t, name, cfg)
+							efAuthz = cfg
+						case *ratelimitv3.RateLimit:
+							got = cfg.GetRateLimitService().GetGrpcService().GetEnvoyGrpc().GetClusterName()
+							rateLimits++
+						default:
+							continue
+						}
+						if got != want {
+							t.Errorf("EnvoyFilter %s filter %s: cluster_name %q, want %q (Service %s/%s port %s)",
+								name, fname, got, want, svc.Namespace, svc.Name, port.Name)
+						}
 					}
 				}
-			}
-			if clusters != 2 {
-				t.Errorf("found %d ext_authz/ratelimit filters pointing at a cluster, want 2", clusters)
-			}
+				if rateLimits != 1 {
+					t.Errorf("found %d rate-limit filters, want the gateway's one", rateLimits)
+				}
 
-			// The extension provider for action CUSTOM.
-			iop := theIstioOperator(t, c)
-			var found bool
-			for _, p := range iop.Mesh.GetExtensionProviders() {
-				g := p.GetEnvoyExtAuthzGrpc()
-				if p.GetName() != providerName || g == nil {
-					continue
+				// ext-authz is attached exactly one way.
+				custom := customPolicies(mesh)
+				for _, ap := range custom {
+					if ap.Spec.GetProvider().GetName() != providerName {
+						t.Errorf("AuthorizationPolicy %s uses provider %q, want %q (meshConfig.extensionProviders)", ap.Name, ap.Spec.GetProvider().GetName(), providerName)
+					}
 				}
-				found = true
-				if g.GetService() != fqdn(svc) || g.GetPort() != uint32(port.Port) {
-					t.Errorf("extension provider %s: %s:%d, want %s:%d", p.GetName(), g.GetService(), g.GetPort(), fqdn(svc), port.Port)
-				}
-				if g.GetFailOpen() {
-					t.Errorf("extension provider %s: failOpen must be false", p.GetName())
-				}
-				if d := g.GetTimeout().AsDuration(); d <= 0 || d > time.Second {
-					t.Errorf("extension provider %s: timeout %v; set it explicitly, under a second (Istio's default is 600s)", p.GetName(), d)
-				}
-				if g.GetStatusOnError() == "" || g.GetStatusOnError() == "403" {
-					t.Errorf("extension provider %s: statusOnError %q must be set and differ from 403", p.GetName(), g.GetStatusOnError())
-				}
-				// Either way of wiring the gateway behaves the same.
-				if efAuthz != nil {
-					if a, b := efAuthz.GetGrpcService().GetTimeout().AsDuration(), g.GetTimeout().AsDuration(); a != b {
+				switch {
+				case efAuthz != nil && len(custom) > 0:
+					t.Error("both an ext_authz EnvoyFilter and a CUSTOM AuthorizationPolicy: every request would be checked twice")
+				case efAuthz == nil && len(custom) == 0:
+					t.Error("neither an ext_authz EnvoyFilter nor a CUSTOM AuthorizationPolicy: nothing checks requests")
+				case efAuthz != nil:
+					// Either way of wiring the gateway behaves the same.
+					if a, b := efAuthz.GetGrpcService().GetTimeout().AsDuration(), provider.GetTimeout().AsDuration(); a != b {
 						t.Errorf("EnvoyFilter timeout %v and extension provider timeout %v differ", a, b)
 					}
-					if a, b := strconv.Itoa(int(efAuthz.GetStatusOnError().GetCode())), g.GetStatusOnError(); a != b {
+					if a, b := strconv.Itoa(int(efAuthz.GetStatusOnError().GetCode())), provider.GetStatusOnError(); a != b {
 						t.Errorf("EnvoyFilter status_on_error %s and extension provider statusOnError %s differ", a, b)
 					}
 				}
-			}
-			if !found {
-				t.Errorf("meshConfig.extensionProviders has no envoyExtAuthzGrpc named %s", providerName)
-			}
-			for _, ap := range find[*securityv1.AuthorizationPolicy](mesh, "") {
-				if ap.Spec.GetProvider().GetName() != providerName {
-					t.Errorf("AuthorizationPolicy %s uses provider %q, want %q", ap.Name, ap.Spec.GetProvider().GetName(), providerName)
+				if set != "envoyfilter" && len(custom) == 0 {
+					t.Errorf("mesh set %s: the CUSTOM AuthorizationPolicy is the default way to attach ext-authz", set)
 				}
-			}
 
-			// DestinationRule for the locality-aware calls to ext-authz.
-			drs := find[*networkingv1.DestinationRule](mesh, "")
-			var dr *networkingv1.DestinationRule
-			for _, d := range drs {
-				if d.Spec.GetHost() == fqdn(svc) {
-					dr = d
+				// DestinationRule for the locality-aware calls to ext-authz.
+				var dr *networkingv1.DestinationRule
+				for _, d := range find[*networkingv1.DestinationRule](mesh, "") {
+					if d.Spec.GetHost() == fqdn(svc) {
+						dr = d
+					}
 				}
-			}
-			if dr == nil {
-				t.Fatalf("no DestinationRule for host %s", fqdn(svc))
-			}
-			checkLocality(t, dr)
+				if dr == nil {
+					t.Fatalf("no DestinationRule for host %s", fqdn(svc))
+				}
+				checkLocality(t, dr)
+			})
 		})
 	}
+}
+
+// checkProvider checks the extension provider the CUSTOM policies name and
+// returns it.
+func checkProvider(t *testing.T, iop *istioOperator, svc *corev1.Service, port corev1.ServicePort) *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationGrpcProvider {
+	t.Helper()
+	for _, p := range iop.Mesh.GetExtensionProviders() {
+		g := p.GetEnvoyExtAuthzGrpc()
+		if p.GetName() != providerName || g == nil {
+			continue
+		}
+		if g.GetService() != fqdn(svc) || g.GetPort() != uint32(port.Port) {
+			t.Errorf("extension provider %s: %s:%d, want %s:%d", p.GetName(), g.GetService(), g.GetPort(), fqdn(svc), port.Port)
+		}
+		if g.GetFailOpen() {
+			t.Errorf("extension provider %s: failOpen must be false", p.GetName())
+		}
+		if d := g.GetTimeout().AsDuration(); d <= 0 || d > time.Second {
+			t.Errorf("extension provider %s: timeout %v; set it explicitly, under a second (Istio's default is 600s)", p.GetName(), d)
+		}
+		if g.GetStatusOnError() == "" || g.GetStatusOnError() == "403" {
+			t.Errorf("extension provider %s: statusOnError %q must be set and differ from 403", p.GetName(), g.GetStatusOnError())
+		}
+		return g
+	}
+	t.Fatalf("meshConfig.extensionProviders has no envoyExtAuthzGrpc named %s", providerName)
+	return nil
+}
+
+// customPolicies returns the AuthorizationPolicies with action CUSTOM.
+func customPolicies(objs []*object) []*securityv1.AuthorizationPolicy {
+	var out []*securityv1.AuthorizationPolicy
+	for _, ap := range find[*securityv1.AuthorizationPolicy](objs, "") {
+		if ap.Spec.GetAction() == securityv1beta1api.AuthorizationPolicy_CUSTOM {
+			out = append(out, ap)
+		}
+	}
+	return out
 }
 
 func checkExtAuthz(t *testing.T, ef string, cfg *extauthzv3.ExtAuthz) {
@@ -274,7 +332,9 @@ func TestSelectorsAndPorts(t *testing.T) {
 	for _, ov := range overlays {
 		sets[ov] = c.Rendered[ov]
 	}
-	sets["mesh"] = meshObjects(c)
+	for set := range meshSets {
+		sets["mesh-"+set] = meshObjects(c, set)
+	}
 	for name, objs := range sets {
 		t.Run(filepath.Base(name), func(t *testing.T) {
 			ps := pods(objs)
@@ -354,7 +414,11 @@ func TestSelectorsAndPorts(t *testing.T) {
 // the NetworkPolicy all select the gateway pods that the DaemonSet runs.
 func TestGatewayWiring(t *testing.T) {
 	c := mustCorpus(t)
-	mesh := meshObjects(c)
+	eachMeshSet(t, c, func(t *testing.T, _ string, mesh []*object) { checkGatewayWiring(t, c, mesh) })
+}
+
+func checkGatewayWiring(t *testing.T, c *corpus, mesh []*object) {
+	t.Helper()
 	ds, err := one[*appsv1.DaemonSet](mesh, "istio-ingressgateway")
 	if err != nil {
 		t.Fatal(err)
@@ -406,12 +470,57 @@ func TestGatewayWiring(t *testing.T) {
 			t.Errorf("%s selects %v, which does not match the gateway pods %v", what, sel, podLabels)
 		}
 	}
+	// A policy reaches the gateway by a selector, or, when the pods belong to
+	// a Gateway API Gateway, by targetRefs to that Gateway (Istio ignores
+	// the selector of a policy that has targetRefs, and on a Gateway API
+	// gateway honours selectors only while ENABLE_SELECTOR_BASED_K8S_GATEWAY_POLICY
+	// is on).
+	gwName := podLabels[gatewayNameLabel]
+	attached := func(what, ns string, sel map[string]string, refs []*typev1beta1.PolicyTargetReference) {
+		t.Helper()
+		switch {
+		case len(refs) > 0 && len(sel) > 0:
+			t.Errorf("%s has both a selector and targetRefs", what)
+		case len(refs) > 0:
+			if gwName == "" {
+				t.Errorf("%s uses targetRefs, but the gateway pods carry no %s label", what, gatewayNameLabel)
+			}
+			if ns != ds.Namespace {
+				t.Errorf("%s in namespace %s: targetRefs reach only workloads in the policy's own namespace (%s)", what, ns, ds.Namespace)
+			}
+			for _, r := range refs {
+				if r.GetGroup() != gatewayv1.GroupName || r.GetKind() != "Gateway" || r.GetName() != gwName || (r.GetNamespace() != "" && r.GetNamespace() != ns) {
+					t.Errorf("%s targets %s/%s %s/%s, want the gateway pods' Gateway %s", what, r.GetGroup(), r.GetKind(), r.GetNamespace(), r.GetName(), gwName)
+				}
+			}
+		default:
+			if gwName != "" {
+				t.Errorf("%s selects by labels; the gateway belongs to Gateway %s: attach it with targetRefs", what, gwName)
+			}
+			within(what, sel)
+		}
+	}
+	if gwName != "" {
+		var found bool
+		for _, g := range find[*gatewayv1.Gateway](mesh, gwName) {
+			found = found || g.Namespace == ds.Namespace
+		}
+		if !found {
+			t.Errorf("the gateway pods belong to Gateway %s/%s, which is not in the set", ds.Namespace, gwName)
+		}
+	}
 	efs := envoyFilters(t, mesh)
 	if len(efs) == 0 {
 		t.Fatal("no EnvoyFilters")
 	}
+	for _, o := range mesh {
+		ef, ok := o.Obj.(*networkingv1alpha3.EnvoyFilter)
+		if !ok {
+			continue
+		}
+		attached("EnvoyFilter "+ef.Name, ef.Namespace, ef.Spec.GetWorkloadSelector().GetLabels(), ef.Spec.GetTargetRefs())
+	}
 	for name, ef := range efs {
-		within("EnvoyFilter "+name, ef.Spec.GetWorkloadSelector().GetLabels())
 		for i, p := range ef.Patches {
 			if p.Match.GetContext() != networkingv1alpha3api.EnvoyFilter_GATEWAY {
 				t.Errorf("EnvoyFilter %s configPatches[%d]: context %s, want GATEWAY", name, i, p.Match.GetContext())
@@ -434,9 +543,9 @@ func TestGatewayWiring(t *testing.T) {
 		}
 	}
 	for _, ap := range find[*securityv1.AuthorizationPolicy](mesh, "") {
-		within("AuthorizationPolicy "+ap.Name, ap.Spec.GetSelector().GetMatchLabels())
+		attached("AuthorizationPolicy "+ap.Name, ap.Namespace, ap.Spec.GetSelector().GetMatchLabels(), ap.Spec.GetTargetRefs())
 		if ap.Namespace != gatewayNamespace {
-			t.Errorf("AuthorizationPolicy %s in %q: a selector only applies in its own namespace (%s)", ap.Name, ap.Namespace, gatewayNamespace)
+			t.Errorf("AuthorizationPolicy %s in %q: a policy only applies in its own namespace (%s)", ap.Name, ap.Namespace, gatewayNamespace)
 		}
 	}
 
@@ -510,8 +619,21 @@ func admits(np *k8snetworkingv1.NetworkPolicy, nsLabels, podLabels labels.Set, p
 // ext_authz filter only after that filter exists.
 func TestRouteNamesAndFilterOrder(t *testing.T) {
 	c := mustCorpus(t)
-	mesh := meshObjects(c)
+	eachMeshSet(t, c, func(t *testing.T, _ string, mesh []*object) { checkRouteNamesAndFilterOrder(t, mesh) })
+}
+
+func checkRouteNamesAndFilterOrder(t *testing.T, mesh []*object) {
+	t.Helper()
 	routes := map[string]bool{}
+	// Istio names the route it builds from an HTTPRoute rule after the
+	// rule's name.
+	for _, hr := range find[*gatewayv1.HTTPRoute](mesh, "") {
+		for _, r := range hr.Spec.Rules {
+			if r.Name != nil {
+				routes[string(*r.Name)] = true
+			}
+		}
+	}
 	for _, vs := range find[*networkingv1.VirtualService](mesh, "") {
 		for _, h := range vs.Spec.GetHttp() {
 			routes[h.GetName()] = true
@@ -548,7 +670,7 @@ func TestRouteNamesAndFilterOrder(t *testing.T) {
 			if r := p.Match.GetRouteConfiguration().GetVhost().GetRoute().GetName(); r != "" {
 				named++
 				if !routes[r] {
-					t.Errorf("EnvoyFilter %s configPatches[%d]: no VirtualService http route named %q", name, i, r)
+					t.Errorf("EnvoyFilter %s configPatches[%d]: no VirtualService http route or HTTPRoute rule named %q", name, i, r)
 				}
 			}
 			sub := p.Match.GetListener().GetFilterChain().GetFilter().GetSubFilter().GetName()
@@ -561,7 +683,12 @@ func TestRouteNamesAndFilterOrder(t *testing.T) {
 	if named == 0 {
 		t.Error("no per-route patches found (health-check exemption, context_extensions)")
 	}
-	// The health route is exempt from ext_authz, and has no rate limit.
+	// The health route, where there is one, is exempt from ext_authz: by
+	// ExtAuthzPerRoute (the EnvoyFilter way) or by a notPaths condition of
+	// every CUSTOM policy's rules.
+	if !routes["healthz"] {
+		return
+	}
 	var exempt bool
 	for _, ef := range efs {
 		for _, p := range ef.Patches {
@@ -580,8 +707,20 @@ func TestRouteNamesAndFilterOrder(t *testing.T) {
 			exempt = exempt || m.(*extauthzv3.ExtAuthzPerRoute).GetDisabled()
 		}
 	}
+	for _, ap := range customPolicies(mesh) {
+		rules := ap.Spec.GetRules()
+		all := len(rules) > 0
+		for _, r := range rules {
+			var excludes bool
+			for _, to := range r.GetTo() {
+				excludes = excludes || slices.Contains(to.GetOperation().GetNotPaths(), "/healthz")
+			}
+			all = all && excludes
+		}
+		exempt = exempt || all
+	}
 	if !exempt {
-		t.Error("no ExtAuthzPerRoute with disabled: true on the healthz route")
+		t.Error("the healthz route is not exempt from ext_authz (ExtAuthzPerRoute disabled, or notPaths /healthz in every rule of the CUSTOM policy)")
 	}
 }
 
@@ -589,7 +728,11 @@ func TestRouteNamesAndFilterOrder(t *testing.T) {
 // emit, in the filter's domain, has a limit in the shipped rate-limit files.
 func TestRateLimitDescriptorsHaveLimits(t *testing.T) {
 	c := mustCorpus(t)
-	mesh := meshObjects(c)
+	eachMeshSet(t, c, func(t *testing.T, _ string, mesh []*object) { checkRateLimitDescriptors(t, c, mesh) })
+}
+
+func checkRateLimitDescriptors(t *testing.T, c *corpus, mesh []*object) {
+	t.Helper()
 	var domain string
 	var descriptors [][]ratelimit.Entry
 	for _, ef := range envoyFilters(t, mesh) {
@@ -634,7 +777,7 @@ func TestRateLimitDescriptorsHaveLimits(t *testing.T) {
 					t.Errorf("descriptor %v in domain %q has no limit in the shipped files", d, domain)
 				}
 			}
-			checkContextExtensions(t, c, ov, rules)
+			checkContextExtensions(t, c, mesh, ov, rules)
 		})
 	}
 }
@@ -658,10 +801,10 @@ type policyConfig struct {
 // checkContextExtensions: the context_extensions the EnvoyFilters set per
 // route are read by the policy's rate_limits, every key the policy reads is
 // set, and the descriptors built from them have limits.
-func checkContextExtensions(t *testing.T, c *corpus, ov string, rules *envoyconfig.Rules) {
+func checkContextExtensions(t *testing.T, c *corpus, mesh []*object, ov string, rules *envoyconfig.Rules) {
 	t.Helper()
 	set := map[string]map[string]string{} // route name -> extensions
-	for name, ef := range envoyFilters(t, meshObjects(c)) {
+	for name, ef := range envoyFilters(t, mesh) {
 		for _, p := range ef.Patches {
 			r, ok := p.Value.(*routev3.Route)
 			if !ok {

@@ -23,6 +23,7 @@ import (
 	k8sjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	k8sscheme "k8s.io/client-go/kubernetes/scheme"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -45,12 +46,12 @@ func (o *object) String() string {
 	return fmt.Sprintf("%s %s %s/%s", o.Source, o.GVK.Kind, o.Namespace, o.Name)
 }
 
-// strictCodec decodes Kubernetes and Istio kinds, and the Prometheus
-// Operator's (deploy/observability), failing on unknown and duplicate
-// fields.
+// strictCodec decodes Kubernetes and Istio kinds, the Gateway API's
+// (deploy/mesh/gateway-api) and the Prometheus Operator's
+// (deploy/observability), failing on unknown and duplicate fields.
 var strictCodec = func() runtime.Decoder {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{k8sscheme.AddToScheme, istioscheme.AddToScheme, monitoringv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{k8sscheme.AddToScheme, istioscheme.AddToScheme, gatewayv1.Install, monitoringv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err) // a broken scheme registration is a bug in the libraries
 		}

@@ -133,10 +133,12 @@ type allValidator interface{ ValidateAll() error }
 // ValidateAll) on a patch value. A whole value (ADD, INSERT_*, REPLACE) is
 // validated as a complete message. A MERGE value is a fragment merged into
 // what Istio generated, so its own required fields may be absent; what a
-// merge brings in whole is validated: elements of repeated fields (appended),
-// map values (replaced), and Any payloads. Any payloads are unpacked with
-// the registered types and validated everywhere: ValidateAll does not look
-// inside an Any.
+// merge brings in whole is validated: elements of repeated fields (appended)
+// and map values (replaced). Any payloads are unpacked with the registered
+// types and validated everywhere (ValidateAll does not look inside an Any):
+// as a whole message, unless the Any itself is part of a fragment (a
+// typed_config merged into the one Istio generated, as when a MERGE patches
+// the HTTP connection manager), where its payload is a fragment too.
 func validateEnvoy(m protoreflect.Message, whole bool) error {
 	if whole {
 		return validateTree(m, validateWhole)
@@ -159,7 +161,11 @@ func validateTree(m protoreflect.Message, mode validateMode) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", a.GetTypeUrl(), err)
 		}
-		if err := validateTree(inner.ProtoReflect(), validateWhole); err != nil {
+		innerMode := validateWhole
+		if mode == validateFragment {
+			innerMode = validateFragment
+		}
+		if err := validateTree(inner.ProtoReflect(), innerMode); err != nil {
 			return fmt.Errorf("%s: %w", a.GetTypeUrl(), err)
 		}
 		return nil

@@ -170,14 +170,15 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	// nothing.
 	for _, dir := range []string{
 		"deploy/base", "deploy/redis", "deploy/overlays/dev", "deploy/overlays/prod",
-		"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons",
-		"envoyfilters", "envoyfilters/alternative",
+		"deploy/mesh/gateway", "deploy/mesh/gateway-api", "deploy/mesh/ext-authz", "deploy/mesh/sample",
+		"deploy/mesh/sample-gateway-api", "deploy/mesh/addons",
+		"envoyfilters", "envoyfilters/envoyfilter-ext-authz", "envoyfilters/gateway-api",
 	} {
 		if len(c.Rendered[dir]) == 0 {
 			t.Errorf("kustomization %s rendered nothing", dir)
 		}
 	}
-	for _, f := range []string{"deploy/mesh/istio-operator.yaml", "envoyfilters/ext-authz.yaml", "envoyfilters/ratelimit.yaml"} {
+	for _, f := range []string{"deploy/mesh/istio-operator.yaml", "envoyfilters/envoyfilter-ext-authz/ext-authz.yaml", "envoyfilters/ratelimit/ratelimit.yaml"} {
 		if len(c.Files[f]) == 0 {
 			t.Errorf("%s: no documents", f)
 		}
