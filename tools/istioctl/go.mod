@@ -1,8 +1,18 @@
 // Builds istioctl for `make manifests` (tools/bin/istioctl). A separate
 // module so Istio's dependency graph never enters the service's go.mod.
 //
-// istio.io/istio has no semver tags (its tags are "1.31.1"), so it is a
-// pseudo-version (a 1.31 commit: its VERSION file reads 1.31). `go install`
+// istio.io/istio has no semver tags (its tags are "1.31.1"), and the module
+// proxy refuses tag and branch names for it, so it is a pseudo-version.
+// NOT the 1.31.1 release: eed52ebb66ad is a release-1.31 commit of
+// 2026-08-27, after 1.31.0 (2026-08-20) and before 1.31.1 (2026-09-21); its
+// go.mod asks for istio.io/api v1.31.0-rc.0.0.20260824154656-b943409680a7.
+// The 1.31.1 tag's commit could not be found from here (no tag names
+// through the proxy, and no source snapshot after 2026-08-22), so the pin
+// stays until someone with the release's commit id checks that the proxy
+// serves it (go list -m -json istio.io/istio@v0.0.0-<time>-<commit>). The
+// images run 1.31.1 (deploy/mesh/istio-operator.yaml); this istioctl only
+// validates and analyzes, against the istio.io/api v1.31.1 schemas pinned
+// below. `go install`
 // fails because the module proxy refuses some of the pseudo-versions that
 // istio's go.mod asks for; the pins below are versions the proxy serves:
 // istio.io/api and istio.io/client-go v1.31.1, go-control-plane/envoy
