@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -413,4 +414,41 @@ func admitsRoute(l *gatewayv1.Listener, gwNS string, routeNSLabels labels.Set, r
 		return err == nil && s.Matches(routeNSLabels)
 	}
 	return false
+}
+
+// TestMeshSetsCoverEveryKustomization: every kustomization under
+// deploy/mesh and envoyfilters is part of a mesh install the tests check,
+// directly or through one that includes it, so a new variant cannot ship
+// unchecked.
+func TestMeshSetsCoverEveryKustomization(t *testing.T) {
+	c := mustCorpus(t)
+	type key struct{ kind, ns, name string }
+	covered := map[key]bool{}
+	listed := map[string]bool{}
+	for set, dirs := range meshSets {
+		for _, d := range dirs {
+			listed[d] = true
+		}
+		for _, o := range meshObjects(c, set) {
+			covered[key{o.GVK.Kind, o.Namespace, o.Name}] = true
+		}
+	}
+	var dirs int
+	for dir, objs := range c.Rendered {
+		if !strings.HasPrefix(dir, "deploy/mesh/") && dir != "envoyfilters" && !strings.HasPrefix(dir, "envoyfilters/") {
+			continue
+		}
+		dirs++
+		if listed[dir] {
+			continue
+		}
+		for _, o := range objs {
+			if !covered[key{o.GVK.Kind, o.Namespace, o.Name}] {
+				t.Errorf("kustomization %s: %s %s/%s is in no mesh set (crossref_test.go meshSets)", dir, o.GVK.Kind, o.Namespace, o.Name)
+			}
+		}
+	}
+	if dirs < len(listed) {
+		t.Errorf("found %d mesh kustomizations, fewer than the %d the mesh sets list", dirs, len(listed))
+	}
 }
