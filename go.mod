@@ -40,6 +40,8 @@ require (
 	go.opentelemetry.io/otel/sdk v1.47.0
 	go.opentelemetry.io/otel/trace v1.47.0
 	go.uber.org/goleak v1.3.0
+	// Gateway API types, only for the deploy tests' strict decoding of
+	// deploy/mesh/gateway-api; the version Istio 1.31 itself requires.
 	sigs.k8s.io/gateway-api v1.6.0
 )
 
