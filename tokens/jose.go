@@ -259,8 +259,10 @@ func (f *jsonFrame) add(name string) bool {
 // from member ends the walk. Time and memory are linear in len(data).
 func walkJSON(data []byte, member func(name string, raw []byte) error) error {
 	// encoding/json would silently turn invalid UTF-8 into U+FFFD, so
-	// the signed bytes and the value we act on would differ.
-	if !utf8.Valid(data) {
+	// the signed bytes and the value we act on would differ. Checking the
+	// syntax of the whole text first makes a broken document malformed
+	// even where a duplicate or a bad date comes before the break.
+	if !utf8.Valid(data) || !json.Valid(data) {
 		return ErrMalformed
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
