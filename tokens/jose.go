@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -133,8 +132,8 @@ func checkJWS(tok string) (jwsTimes, error) {
 // without crit listing it is malformed by §6.
 func checkJOSEHeader(data []byte) error {
 	ext := false
-	err := walkJSON(data, func(name string, _ []byte) error {
-		if name == "crit" || name == "b64" {
+	err := walkJSON(data, func(name, _ []byte) error {
+		if string(name) == "crit" || string(name) == "b64" {
 			ext = true
 		}
 		return nil
@@ -154,9 +153,9 @@ func checkJOSEHeader(data []byte) error {
 // are truncated to the second as github.com/golang-jwt/jwt/v5 does.
 func checkClaims(data []byte, integral bool) (jwsTimes, error) {
 	var t jwsTimes
-	err := walkJSON(data, func(name string, raw []byte) error {
+	err := walkJSON(data, func(name, raw []byte) error {
 		var dst *time.Time
-		switch name {
+		switch string(name) {
 		case "exp":
 			dst, t.hasExp = &t.exp, true
 		case "nbf":
@@ -216,35 +215,33 @@ func numericDate(raw []byte, integral bool) (time.Time, bool) {
 	return time.Unix(int64(f), 0), true // 0 <= f < 2^38: no wrap
 }
 
-// jsonFrame is one open array or object in walkJSON.
-type jsonFrame struct {
-	object   bool
-	wantName bool                // object: the next token is a name or '}'
-	names    []string            // member names so far, while few
-	set      map[string]struct{} // member names, once there are many
+// nameSet holds the member names of one object, compared after unescaping.
+type nameSet struct {
+	names [][]byte            // while few
+	set   map[string]struct{} // once there are many
 }
 
 // add records a member name and reports whether it is new.
-func (f *jsonFrame) add(name string) bool {
-	if f.set != nil {
-		if _, dup := f.set[name]; dup {
+func (n *nameSet) add(name []byte) bool {
+	if n.set != nil {
+		if _, dup := n.set[string(name)]; dup {
 			return false
 		}
-		f.set[name] = struct{}{}
+		n.set[string(name)] = struct{}{}
 		return true
 	}
-	for _, n := range f.names {
-		if n == name {
+	for _, m := range n.names {
+		if bytes.Equal(m, name) {
 			return false
 		}
 	}
-	f.names = append(f.names, name)
-	if len(f.names) > linearNames {
-		f.set = make(map[string]struct{}, 2*len(f.names))
-		for _, n := range f.names {
-			f.set[n] = struct{}{}
+	n.names = append(n.names, name)
+	if len(n.names) > linearNames {
+		n.set = make(map[string]struct{}, 2*len(n.names))
+		for _, m := range n.names {
+			n.set[string(m)] = struct{}{}
 		}
-		f.names = nil
+		n.names = nil
 	}
 	return true
 }
@@ -255,78 +252,146 @@ func (f *jsonFrame) add(name string) bool {
 // unescaping (else ErrDuplicateMember). Nested objects count too: they reach
 // Principal.Claims and upstream headers, and an upstream that re-parses the
 // token must not read another value than we did. For each top-level member it
-// calls member with the name and the raw JSON text of the value; an error
-// from member ends the walk. Time and memory are linear in len(data).
-func walkJSON(data []byte, member func(name string, raw []byte) error) error {
+// calls member with the unescaped name and the raw JSON text of the value;
+// an error from member ends the walk. Time and memory are linear in
+// len(data). member must not keep name or raw.
+func walkJSON(data []byte, member func(name, raw []byte) error) error {
 	// encoding/json would silently turn invalid UTF-8 into U+FFFD, so
 	// the signed bytes and the value we act on would differ. Checking the
 	// syntax of the whole text first makes a broken document malformed
-	// even where a duplicate or a bad date comes before the break.
+	// even where a duplicate or a bad date comes before the break, and
+	// lets the walk below trust the syntax.
 	if !utf8.Valid(data) || !json.Valid(data) {
 		return ErrMalformed
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber() // numbers stay text: no float conversion here
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	w := jsonWalk{data: data}
+	w.space()
+	if w.i >= len(data) || data[w.i] != '{' {
 		return ErrMalformed
 	}
-	var stack [maxJSONDepth]jsonFrame
-	stack[0] = jsonFrame{object: true, wantName: true}
-	depth := 1
-	var topName string
-	var topStart int64
-	for depth > 0 {
-		tok, err := dec.Token()
-		if err != nil {
+	return w.object(1, member)
+}
+
+// jsonWalk walks text that json.Valid accepted, so it only needs to find
+// where each token ends.
+type jsonWalk struct {
+	data []byte
+	i    int
+}
+
+func (w *jsonWalk) space() {
+	for w.i < len(w.data) {
+		switch w.data[w.i] {
+		case ' ', '\t', '\r', '\n':
+			w.i++
+		default:
+			return
+		}
+	}
+}
+
+// value walks the value at w.i, inside depth open containers.
+func (w *jsonWalk) value(depth int) error {
+	switch w.data[w.i] {
+	case '{':
+		return w.object(depth+1, nil)
+	case '[':
+		if depth+1 > maxJSONDepth {
 			return ErrMalformed
 		}
-		f := &stack[depth-1]
-		if f.object && f.wantName {
-			if tok == json.Delim('}') {
-				depth--
-			} else {
-				name, ok := tok.(string)
-				if !ok {
-					return ErrMalformed
-				}
-				if !f.add(name) {
-					return ErrDuplicateMember
-				}
-				f.wantName = false
-				if depth == 1 {
-					topName, topStart = name, dec.InputOffset()
-				}
-				continue
+		w.i++
+		w.space()
+		if w.data[w.i] == ']' {
+			w.i++
+			return nil
+		}
+		for {
+			w.space()
+			if err := w.value(depth + 1); err != nil {
+				return err
 			}
-		} else {
-			switch tok {
-			case json.Delim('{'), json.Delim('['):
-				if depth == maxJSONDepth {
-					return ErrMalformed
-				}
-				stack[depth] = jsonFrame{object: tok == json.Delim('{'), wantName: true}
-				depth++
-				continue
-			case json.Delim(']'):
-				depth--
+			w.space()
+			c := w.data[w.i]
+			w.i++ // ',' or ']'
+			if c == ']' {
+				return nil
 			}
 		}
-		// A value (scalar or closed container) is complete.
-		if depth == 0 {
-			break
-		}
-		if p := &stack[depth-1]; p.object {
-			p.wantName = true
-			if depth == 1 {
-				raw := bytes.TrimLeft(data[topStart:dec.InputOffset()], " \t\r\n:")
-				if err := member(topName, raw); err != nil {
-					return err
-				}
+	case '"':
+		w.str()
+	default: // number, true, false, null
+		for w.i < len(w.data) {
+			switch w.data[w.i] {
+			case ',', ']', '}', ' ', '\t', '\r', '\n':
+				return nil
 			}
+			w.i++
 		}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return ErrMalformed
 	}
 	return nil
+}
+
+// str skips the string at w.i and returns its text with the quotes.
+func (w *jsonWalk) str() []byte {
+	start := w.i
+	w.i++
+	for {
+		switch w.data[w.i] {
+		case '\\':
+			w.i += 2
+		case '"':
+			w.i++
+			return w.data[start:w.i]
+		default:
+			w.i++
+		}
+	}
+}
+
+// object walks the object at w.i, which is the depth-th open container.
+func (w *jsonWalk) object(depth int, member func(name, raw []byte) error) error {
+	if depth > maxJSONDepth {
+		return ErrMalformed
+	}
+	w.i++
+	w.space()
+	if w.data[w.i] == '}' {
+		w.i++
+		return nil
+	}
+	var names nameSet
+	for {
+		w.space()
+		name := w.str()
+		if bytes.IndexByte(name, '\\') < 0 {
+			name = name[1 : len(name)-1]
+		} else {
+			var s string
+			if json.Unmarshal(name, &s) != nil {
+				return ErrMalformed
+			}
+			name = []byte(s)
+		}
+		if !names.add(name) {
+			return ErrDuplicateMember
+		}
+		w.space()
+		w.i++ // ':'
+		w.space()
+		start := w.i
+		if err := w.value(depth); err != nil {
+			return err
+		}
+		if member != nil {
+			if err := member(name, w.data[start:w.i]); err != nil {
+				return err
+			}
+		}
+		w.space()
+		c := w.data[w.i]
+		w.i++ // ',' or '}'
+		if c == '}' {
+			return nil
+		}
+	}
 }

@@ -61,8 +61,8 @@ func FuzzJOSEJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		members := map[string][]byte{}
-		err := walkJSON(data, func(name string, raw []byte) error {
-			members[name] = raw
+		err := walkJSON(data, func(name, raw []byte) error {
+			members[string(name)] = bytes.Clone(raw)
 			return nil
 		})
 		if err != nil && !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrDuplicateMember) {
