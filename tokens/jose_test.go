@@ -1,12 +1,15 @@
 package tokens
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -354,4 +357,26 @@ func TestTicketStrict(t *testing.T) {
 		}
 	}
 	runJOSECases(t, f.v, cases)
+}
+
+// TestREADMEListsEveryReason keeps the reason list of README.md complete:
+// every CredentialError reason declared in errors.go appears there.
+func TestREADMEListsEveryReason(t *testing.T) {
+	src, err := os.ReadFile("errors.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := regexp.MustCompile(`Reason: "([a-z_]+)"`).FindAllSubmatch(src, -1)
+	if len(found) < 18 {
+		t.Fatalf("found only %d reasons in errors.go", len(found))
+	}
+	for _, m := range found {
+		if !bytes.Contains(readme, []byte("`"+string(m[1])+"`")) {
+			t.Errorf("README.md does not list reason %s", m[1])
+		}
+	}
 }
