@@ -128,8 +128,9 @@ func checkJWS(tok string) (jwsTimes, error) {
 // well-formed one names something we do not understand, and a malformed one
 // (not an array of strings, empty, naming a registered or absent parameter)
 // is invalid by RFC 7515 §4.1.11 itself. "b64" is refused whatever its value
-// and with or without crit: RFC 7797 §7 forbids b64:false in a JWT, and b64
-// without crit listing it is malformed by §6.
+// and with or without crit: a JWT's payload is always the base64url-encoded
+// claims set (RFC 7519 §7.2), so b64:false cannot be a JWT, and RFC 7797 §6
+// requires b64 to be listed in crit, which we refuse anyway.
 func checkJOSEHeader(data []byte) error {
 	ext := false
 	err := walkJSON(data, func(name, _ []byte) error {
@@ -207,8 +208,8 @@ func numericDate(raw []byte, integral bool) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	f, err := strconv.ParseFloat(string(raw), 64)
-	// The comparison also refuses NaN; ParseFloat reports ±Inf and
-	// underflow as errors.
+	// ParseFloat reports overflow (±Inf) as an error and reads underflow
+	// as 0; the comparison would also refuse NaN, which JSON cannot spell.
 	if err != nil || !(f >= 0 && f <= maxNumericDate) {
 		return time.Time{}, false
 	}

@@ -155,7 +155,7 @@ func runJOSECases(t *testing.T, v verifier, cases []joseCase) {
 				}
 				return
 			}
-			if !errors.Is(err, tt.want) || Reason(err) != Reason(tt.want) {
+			if !errors.Is(err, tt.want) || !errors.Is(err, ErrInvalid) || Reason(err) != Reason(tt.want) {
 				t.Fatalf("Verify = %v, want %v", err, tt.want)
 			}
 			if len(tt.give) > 8 && strings.Contains(err.Error(), tt.give) {
