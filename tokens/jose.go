@@ -33,7 +33,12 @@ import (
 const (
 	// maxJSONDepth bounds the nesting of arrays and objects in a JOSE
 	// header, a claims set or a ticket payload; deeper is ErrMalformed.
-	maxJSONDepth = 32
+	// It is encoding/json's own limit, so we refuse for depth exactly what
+	// golang-jwt (and json.Valid) would; max_token_bytes keeps real
+	// tokens far below it (8 KiB holds ~3,000 levels). Depth is not a
+	// parser differential that matters: an upstream with a lower limit
+	// refuses the token, it does not read it differently.
+	maxJSONDepth = 10000
 	// maxNumericDate is 9999-12-31T23:59:59Z, the last second with a
 	// four-digit year; later NumericDates are ErrBadNumericDate.
 	maxNumericDate = 253402300799

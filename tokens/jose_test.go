@@ -6,6 +6,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -304,7 +305,7 @@ func TestJOSEDuplicates(t *testing.T) {
 		{"duplicate in an object in an array", jwsJSON(t, defaultHeader, claimsText("groups", `[{"n":"a"},{"n":"b","n":"c"}]`)), ErrDuplicateMember},
 		{"duplicate after 20 members (map path)", jwsJSON(t, defaultHeader, withRaw(many, `"m17":0`)), ErrDuplicateMember},
 		// structure
-		{"nesting deeper than the bound", jwsJSON(t, defaultHeader, claimsText("deep", strings.Repeat("[", maxJSONDepth)+strings.Repeat("]", maxJSONDepth))), ErrMalformed},
+		{"deep nesting within max_token_bytes", jwsJSON(t, defaultHeader, claimsText("deep", strings.Repeat("[", 2000)+strings.Repeat("]", 2000))), nil},
 		{"invalid UTF-8 in a claim", jwsJSON(t, defaultHeader, claimsText("name", "\"\xff\xfe\"")), ErrMalformed},
 		{"trailing object after the claims", jwsJSON(t, defaultHeader, c+`{"sub":"admin"}`), ErrMalformed},
 		{"header not an object", jwsJSON(t, `["RS256"]`, c), ErrMalformed},
@@ -357,6 +358,31 @@ func TestTicketStrict(t *testing.T) {
 		}
 	}
 	runJOSECases(t, f.v, cases)
+}
+
+// TestJOSEDepthBound: nesting up to maxJSONDepth passes the checks, one
+// more is malformed, and encoding/json (which golang-jwt uses) draws the
+// line at the same depth. checkJWS is called directly: such tokens are far
+// over max_token_bytes.
+func TestJOSEDepthBound(t *testing.T) {
+	for _, tt := range []struct {
+		depth int // of the claims set, which counts as 1
+		want  error
+	}{
+		{maxJSONDepth, nil},
+		{maxJSONDepth + 1, ErrMalformed},
+	} {
+		n := tt.depth - 1
+		claims := claimsText("deep", strings.Repeat("[", n)+strings.Repeat("]", n))
+		_, err := checkJWS(jwsJSON(t, defaultHeader, claims))
+		if !errors.Is(err, tt.want) && err != tt.want {
+			t.Errorf("depth %d: checkJWS = %v, want %v", tt.depth, err, tt.want)
+		}
+		var m map[string]any
+		if stdErr := json.Unmarshal([]byte(claims), &m); (stdErr == nil) != (tt.want == nil) {
+			t.Errorf("depth %d: encoding/json says %v, we say %v", tt.depth, stdErr, err)
+		}
+	}
 }
 
 // TestREADMEListsEveryReason keeps the reason list of README.md complete:
