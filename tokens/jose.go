@@ -221,34 +221,37 @@ func numericDate(raw []byte, integral bool) (time.Time, bool) {
 	return time.Unix(int64(f), 0), true // 0 <= f < 2^38: no wrap
 }
 
-// nameSet holds the member names of one object, compared after unescaping.
+// nameSet holds the member names of one object, compared after unescaping:
+// the first linearNames in an array on the walker's stack (no allocation
+// for the usual small object), then in a map.
 type nameSet struct {
-	names [][]byte            // while few
-	set   map[string]struct{} // once there are many
+	buf [linearNames][]byte
+	n   int
+	set map[string]struct{}
 }
 
 // add records a member name and reports whether it is new.
-func (n *nameSet) add(name []byte) bool {
-	if n.set != nil {
-		if _, dup := n.set[string(name)]; dup {
-			return false
+func (s *nameSet) add(name []byte) bool {
+	if s.set == nil {
+		for _, m := range s.buf[:s.n] {
+			if bytes.Equal(m, name) {
+				return false
+			}
 		}
-		n.set[string(name)] = struct{}{}
-		return true
-	}
-	for _, m := range n.names {
-		if bytes.Equal(m, name) {
-			return false
+		if s.n < linearNames {
+			s.buf[s.n] = name
+			s.n++
+			return true
+		}
+		s.set = make(map[string]struct{}, 2*linearNames)
+		for _, m := range s.buf[:s.n] {
+			s.set[string(m)] = struct{}{}
 		}
 	}
-	n.names = append(n.names, name)
-	if len(n.names) > linearNames {
-		n.set = make(map[string]struct{}, 2*len(n.names))
-		for _, m := range n.names {
-			n.set[string(m)] = struct{}{}
-		}
-		n.names = nil
+	if _, dup := s.set[string(name)]; dup {
+		return false
 	}
+	s.set[string(name)] = struct{}{}
 	return true
 }
 
