@@ -10,6 +10,9 @@ require (
 	// the same here; its deps resolve next to our go-control-plane/envoy under MVS. Pinned so an
 	// upstream change to matching semantics arrives only by a deliberate bump.
 	github.com/envoyproxy/ratelimit v1.4.1-0.20260122083618-3fb702589d36
+	// Test only: its JSON fork refuses duplicate member names, the independent oracle of
+	// tokens/jose_fuzz_test.go for our duplicate check (tokens never use it at run time).
+	github.com/go-jose/go-jose/v4 v4.1.4
 	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/lyft/gostats v0.4.14
 	github.com/prometheus/client_golang v1.25.0

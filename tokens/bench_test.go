@@ -92,3 +92,65 @@ func BenchmarkCacheParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkStrictJOSE puts the cost of the strict checks of jose.go
+// (op=checks: checkJWS alone, or the ticket payload checks) next to a whole
+// Verify of the same token without a cache (op=verify/cache=miss, which
+// includes the checks) and with one (op=verify/cache=hit, which skips them:
+// a cached token passed them when it was first verified).
+func BenchmarkStrictJOSE(b *testing.B) {
+	k := getKeys(b)
+	for _, c := range []struct {
+		alg, kid, iss string
+		key           any
+	}{
+		{"RS256", "rsa", testIssuer, k.rsa},
+		{"ES256", "ec", testIssuer, k.ec},
+		{"HS256", "hs", "hs", k.hmac},
+	} {
+		claims := claimsAt(c.iss)
+		if c.iss == "hs" {
+			delete(claims, "aud")
+		}
+		tok := mint(b, c.alg, c.kid, c.key, claims)
+		b.Run("alg="+c.alg+"/op=checks", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if t, err := checkJWS(tok); err != nil || !t.hasExp {
+					b.Fatal(err)
+				}
+			}
+		})
+		for _, cache := range []string{"miss", "hit"} {
+			b.Run("alg="+c.alg+"/op=verify/cache="+cache, func(b *testing.B) {
+				f := newJWTFixture(b, func(cfg *JWTConfig) {
+					if cache == "miss" {
+						cfg.Cache.Size = -1
+					}
+				})
+				benchVerify(b, f.v, tok)
+			})
+		}
+	}
+	f := newTicketFixture(b, func(cfg *TicketConfig) { cfg.Cache.Size = -1 })
+	ticket := f.sign(b, "k1", validTicket())
+	b.Run("mode=ticket/alg=HS256/op=checks", func(b *testing.B) {
+		_, payload, _, _, err := splitTicket(ticket)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			raw, err := decodeSegment(payload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if t, err := checkClaims(raw, true); err != nil || !t.hasExp {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("mode=ticket/alg=HS256/op=verify/cache=miss", func(b *testing.B) {
+		benchVerify(b, f.v, ticket)
+	})
+}

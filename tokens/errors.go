@@ -39,6 +39,16 @@ var (
 	ErrWrongAudience     = &CredentialError{Reason: "wrong_audience"}
 	ErrRevoked           = &CredentialError{Reason: "revoked"}
 	ErrUnknownCredential = &CredentialError{Reason: "unknown_credential"}
+
+	// The strict JOSE checks of jose.go (also applied to UDB tickets where
+	// they fit): a segment that is not canonical base64url, a duplicate
+	// member name in a header, claims set or payload, a JOSE "crit" or
+	// "b64" header, and an exp, nbf or iat that is not a NumericDate in
+	// range.
+	ErrNonCanonicalEncoding = &CredentialError{Reason: "non_canonical_encoding"}
+	ErrDuplicateMember      = &CredentialError{Reason: "duplicate_member"}
+	ErrUnsupportedExtension = &CredentialError{Reason: "unsupported_extension"}
+	ErrBadNumericDate       = &CredentialError{Reason: "bad_numeric_date"}
 )
 
 // Reason returns the machine-readable reason of a rejected credential, or ""

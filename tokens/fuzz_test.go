@@ -22,6 +22,10 @@ func FuzzTicket(f *testing.F) {
 		good, ed, "", TicketPrefix, TicketPrefix + "...", TicketPrefix + ".k1..", good + ".", good[:len(good)-1],
 		strings.Replace(good, ".k1.", ".old.", 1), strings.Replace(good, ".k1.", ".zz.", 1),
 		TicketPrefix + ".k1.e30.AAAA", "eyJhbGciOiJub25lIn0.e30.", "udbt1.k1.\x00.\xff",
+		// the strict classes of jose.go, validly signed
+		resignRaw(fx, b64([]byte(`{"uid":"u","uid":"admin","iat":1795000000,"exp":1795003600}`))),
+		resignRaw(fx, b64([]byte(`{"uid":"u","iat":1795000000,"exp":1795003600,"nbf":1e19}`))),
+		resignRaw(fx, "eyJ1aWQiOiJ1IiwiaWF0IjoxNzk1MDAwMDAwLCJleHAiOjE3OTUwMDM2MDB\n9"),
 	} {
 		f.Add(s)
 	}
@@ -49,6 +53,11 @@ func FuzzJWT(f *testing.F) {
 		mint(f, "HS256", "hs", k.hmac, claimsAt("hs")),
 		noneToken(claimsAt(testIssuer)),
 		"", ".", "..", "a.b.c", "eyJ9.eyJ9.", "eyJhbGciOiJIUzI1NiJ9..", "eyJhbGciOiJub25lIiwia2lkIjoicnNhIn0.e30.",
+		// the strict classes of jose.go, validly signed
+		jwsJSON(f, withRaw(defaultHeader, `"crit":["b64"],"b64":false`), claimsText()),
+		jwsJSON(f, defaultHeader, claimsText("nbf", "1e19")),
+		jwsJSON(f, defaultHeader, withRaw(claimsText(), `"sub":"admin"`)),
+		jws(f, b64([]byte(defaultHeader))+"==", b64([]byte(claimsText()))),
 	}
 	for _, s := range seeds {
 		f.Add(s)

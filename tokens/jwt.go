@@ -193,8 +193,10 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 		},
 		log: opts.Logger,
 		// Claims are validated per issuer in check; the parser only
-		// decodes and verifies the signature.
-		parser: jwt.NewParser(jwt.WithoutClaimsValidation()),
+		// decodes and verifies the signature. checkJWS has already
+		// refused non-canonical base64url; strict decoding is a second
+		// line.
+		parser: jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding()),
 	}
 	var errs []error
 	for i, ic := range cfg.Issuers {
@@ -309,9 +311,15 @@ func (u *undecided) Error() string { return u.err.Error() }
 func (u *undecided) Unwrap() error { return u.err }
 
 func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Principal, error) {
+	// The strict checks come first: they are cheap next to a signature
+	// check, and the library must not see what they refuse.
+	times, err := checkJWS(tok)
+	if err != nil {
+		return Principal{}, err
+	}
 	claims := jwt.MapClaims{}
 	var is *issuer
-	_, err := v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
+	_, err = v.parser.ParseWithClaims(tok, claims, func(t *jwt.Token) (any, error) {
 		iss, _ := claims["iss"].(string)
 		is = v.issuers[iss]
 		if is == nil {
@@ -334,7 +342,7 @@ func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Pr
 	if err != nil {
 		return Principal{}, classify(err)
 	}
-	return is.check(claims, now)
+	return is.check(claims, times, now)
 }
 
 // classify maps a jwt parse error to a CredentialError, or passes a key
@@ -405,22 +413,13 @@ func keyFits(k *verificationKey, alg string) bool {
 var principalClaims = []string{"iss", "sub", "exp", "nbf", "iat", "scope", "scp"}
 
 // check validates the time and audience claims for this issuer and builds
-// the principal.
-func (is *issuer) check(c jwt.MapClaims, now time.Time) (Principal, error) {
-	exp, err1 := c.GetExpirationTime()
-	nbf, err2 := c.GetNotBefore()
-	iat, err3 := c.GetIssuedAt()
-	if err1 != nil || err2 != nil || err3 != nil || exp == nil {
+// the principal. The times come from checkJWS, never from the library's
+// NumericDate conversion (see jose.go).
+func (is *issuer) check(c jwt.MapClaims, t jwsTimes, now time.Time) (Principal, error) {
+	if !t.hasExp {
 		return Principal{}, ErrMalformed
 	}
-	var nbfT, iatT time.Time
-	if nbf != nil {
-		nbfT = nbf.Time
-	}
-	if iat != nil {
-		iatT = iat.Time
-	}
-	if err := checkTimes(now, is.leeway, exp.Time, nbfT, iatT); err != nil {
+	if err := checkTimes(now, is.leeway, t.exp, t.nbf, t.iat); err != nil {
 		return Principal{}, err
 	}
 	if len(is.audiences) > 0 {
@@ -445,7 +444,7 @@ func (is *issuer) check(c jwt.MapClaims, now time.Time) (Principal, error) {
 		Issuer:  is.name,
 		Method:  MethodJWT,
 		Scopes:  scopes,
-		Expiry:  exp.Time,
+		Expiry:  t.exp,
 	}
 	if s, ok := c["azp"].(string); ok {
 		p.AppID = s

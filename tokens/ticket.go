@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"math"
 	"strings"
 	"sync"
 	"time"
@@ -272,9 +271,11 @@ func splitTicket(tok string) (kid, payload string, sig []byte, signed string, er
 	if !ok || payload == "" || strings.IndexByte(sigText, '.') >= 0 {
 		return "", "", nil, "", ErrMalformed
 	}
-	sig, err = base64.RawURLEncoding.Strict().DecodeString(sigText)
-	if err != nil {
-		return "", "", nil, "", ErrMalformed
+	if !canonicalBase64URL(payload) {
+		return "", "", nil, "", ErrNonCanonicalEncoding
+	}
+	if sig, err = decodeSegment(sigText); err != nil {
+		return "", "", nil, "", err
 	}
 	return kid, payload, sig, tok[:len(tok)-len(sigText)-1], nil
 }
@@ -315,34 +316,32 @@ type ticketClaims struct {
 
 // decodeTicketPayload decodes the base64url JSON payload. uid, iat and exp
 // are required; app, nbf and scope are optional; other members become
-// Principal.Claims.
+// Principal.Claims. The strict checks of jose.go apply: canonical base64url,
+// no duplicate member names, and times that are NumericDates in range,
+// written as JSON integers.
 func decodeTicketPayload(payload string) (ticketClaims, error) {
-	raw, err := base64.RawURLEncoding.Strict().DecodeString(payload)
+	raw, err := decodeSegment(payload)
 	if err != nil {
+		return ticketClaims{}, err
+	}
+	times, err := checkClaims(raw, true)
+	if err != nil {
+		return ticketClaims{}, err
+	}
+	if !times.hasIat || !times.hasExp {
 		return ticketClaims{}, ErrMalformed
 	}
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return ticketClaims{}, ErrMalformed
 	}
-	var c ticketClaims
+	c := ticketClaims{iat: times.iat, exp: times.exp, nbf: times.nbf}
 	var ok bool
 	if c.uid, ok = m["uid"].(string); !ok || c.uid == "" {
 		return ticketClaims{}, ErrMalformed
 	}
 	if v, present := m["app"]; present {
 		if c.app, ok = v.(string); !ok {
-			return ticketClaims{}, ErrMalformed
-		}
-	}
-	if c.iat, ok = unixClaim(m["iat"]); !ok {
-		return ticketClaims{}, ErrMalformed
-	}
-	if c.exp, ok = unixClaim(m["exp"]); !ok {
-		return ticketClaims{}, ErrMalformed
-	}
-	if v, present := m["nbf"]; present {
-		if c.nbf, ok = unixClaim(v); !ok {
 			return ticketClaims{}, ErrMalformed
 		}
 	}
@@ -360,16 +359,6 @@ func decodeTicketPayload(payload string) (ticketClaims, error) {
 		c.extra = m
 	}
 	return c, nil
-}
-
-// unixClaim reads a NumericDate: an integral number of seconds since the
-// epoch in a sane range.
-func unixClaim(v any) (time.Time, bool) {
-	f, ok := v.(float64)
-	if !ok || f != math.Trunc(f) || f < 0 || f > 1<<40 {
-		return time.Time{}, false
-	}
-	return time.Unix(int64(f), 0), true
 }
 
 // checkTimes applies the registered time claims with leeway. exp is
