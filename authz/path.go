@@ -38,8 +38,9 @@ var (
 //     away (as Envoy's merge_slashes does after its RFC normalisation);
 //   - a raw '\', a '#', a double encoding (%25 followed by two hex digits
 //     once decoded), a segment that is "", "." or ".." once its ";"
-//     parameters are stripped, and a ".." that would remove an empty
-//     segment are refused as ambiguous.
+//     parameters are stripped, and a ".." that removes an empty segment
+//     where that changes the result ("/a//.." is "/a/" to RFC 3986 and
+//     "/" to merge-first upstreams) are refused as ambiguous.
 //
 // A path that is already canonical is returned without allocating.
 func CanonicalPath(p string, allowEncodedSlashes bool) (string, error) {
@@ -61,7 +62,7 @@ func isCleanPath(p string) bool {
 	ascii := true
 	for i := 0; i < len(p); i++ {
 		switch c := p[i]; {
-		case c < 0x20 || c == 0x7f || c == '%' || c == '\\' || c == '#' || c == ';':
+		case c < 0x20 || c == 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' || c == '?':
 			return false
 		case c == '/':
 			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
@@ -85,7 +86,8 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 		case c == '/':
 			segs = append(segs, len(buf))
 			continue
-		case c < 0x20 || c == 0x7f:
+		case c < 0x20 || c == 0x7f || c == '?':
+			// A '?' belongs to the query, which the caller split off.
 			return "", ErrInvalidPath
 		case c == '\\' || c == '#':
 			// '\' is a '/' to Envoy's normaliser, IIS and some frameworks,
@@ -122,14 +124,24 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 		}
 	}
 	segs = append(segs, len(buf))
+	// Checked on the whole decoded path, not only on what survives dot
+	// removal: an upstream that reads it differently resolves differently.
+	if !utf8.Valid(buf) {
+		return "", ErrInvalidPath
+	}
+	if hasDoubleEncoding(buf) {
+		return "", ErrAmbiguousPath
+	}
 
 	// Resolve dot segments over the decoded segments (RFC 3986 5.2.4 on a
-	// stack), keeping empty segments until the end so that a ".." over an
-	// empty one, where merge-first and RFC-first upstreams part ways, is
-	// caught.
+	// stack) keeping empty segments, and, on a second stack, as upstreams
+	// that merge slashes first do (nginx, Go's path.Clean). The two part
+	// ways only when a ".." climbs over an empty segment ("/a//.."); then
+	// the path is ambiguous.
 	type span struct{ from, to int }
 	out := make([]span, 0, len(segs))
-	trailing := false
+	merged := make([]span, 0, len(segs))
+	trailing, diverged := false, false
 	from := 0
 	for k, to := range segs {
 		seg := buf[from:to]
@@ -144,33 +156,39 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 			trailing = last
 		case isDots(seg, 2):
 			if n := len(out); n > 0 {
-				if out[n-1].from == out[n-1].to {
-					return "", ErrAmbiguousPath
-				}
+				diverged = diverged || out[n-1].from == out[n-1].to
 				out = out[:n-1]
+			}
+			if n := len(merged); n > 0 {
+				merged = merged[:n-1]
 			}
 			trailing = last
 		default:
 			out = append(out, s)
+			if len(seg) > 0 {
+				merged = append(merged, s)
+			}
 			trailing = last && len(seg) == 0
 		}
 	}
 	res := make([]byte, 0, len(buf)+len(segs)+1)
+	n := 0
 	for _, s := range out {
 		if s.from == s.to {
 			continue
 		}
+		if diverged && (n >= len(merged) || merged[n] != s) {
+			return "", ErrAmbiguousPath
+		}
+		n++
 		res = append(res, '/')
 		res = append(res, buf[s.from:s.to]...)
 	}
+	if diverged && n != len(merged) {
+		return "", ErrAmbiguousPath
+	}
 	if len(res) == 0 || trailing {
 		res = append(res, '/')
-	}
-	if !utf8.Valid(res) {
-		return "", ErrInvalidPath
-	}
-	if hasDoubleEncoding(res) {
-		return "", ErrAmbiguousPath
 	}
 	return string(res), nil
 }
