@@ -295,7 +295,7 @@ func TestGatewayModelMatchesIstio(t *testing.T) {
 		{"/%c0%af", "/%c0%af"}, {"/%5c%25", "/%5c%25"}, {"/a/b/%2E%2E/c", "/a/c"}, {"/a/b/%2E./c", "/a/c"},
 		{"/a/b/%2E/c", "/a/b/c"}, {"/../a/b", "/a/b"}, {"/./a/b", "/a/b"}, {"/A/B/C", "/A/B/C"}, {"/a/%2F%2f/c", "/a/%2F%2f/c"},
 		{"/xyz/AAAAA%%0000/abc", "/xyz/AAAAA%%0000/abc"}, // %00 is kept: googleurl no longer fails on it
-		{"/%%30%30", "/%2500"}, // CheckForNestedEscapes: not "%00"
+		{"/%%30%30", "/%2500"},                           // CheckForNestedEscapes: not "%00"
 	} {
 		if got := chromiumCanonicalizePath(c[0]); got != c[1] {
 			t.Errorf("chromiumCanonicalizePath(%q) = %q, want %q", c[0], got, c[1])
