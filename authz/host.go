@@ -72,6 +72,9 @@ func CanonicalHost(authority string) (string, error) {
 		}
 		prev = c
 	}
+	if prev == '.' {
+		return "", ErrInvalidHost // "a.b..": an empty last label
+	}
 	if !upper {
 		return host, nil
 	}
