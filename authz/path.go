@@ -61,19 +61,44 @@ func CanonicalPath(p string, allowEncodedSlashes bool) (string, error) {
 func isCleanPath(p string) bool {
 	ascii := true
 	for i := 0; i < len(p); i++ {
-		switch c := p[i]; {
-		case c < 0x20 || c == 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' || c == '?':
-			return false
-		case c == '/':
+		switch cleanPathChars[p[i]] {
+		case cpOK:
+		case cpSlash:
 			if i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
 				return false
 			}
-		case c >= 0x80:
+		case cpHigh:
 			ascii = false
+		default:
+			return false
 		}
 	}
 	return ascii || utf8.ValidString(p)
 }
+
+// The classes of cleanPathChars: a byte that may stay as it is, '/', a
+// non-ASCII byte (valid UTF-8 may stay), and a byte that needs the slow
+// path (controls, '%', '\', '#', ';', '?').
+const (
+	cpOK = iota
+	cpSlash
+	cpHigh
+	cpSlow
+)
+
+var cleanPathChars = func() (t [256]byte) {
+	for c := range t {
+		switch {
+		case c < 0x20 || c == 0x7f || c == '%' || c == '\\' || c == '#' || c == ';' || c == '?':
+			t[c] = cpSlow
+		case c == '/':
+			t[c] = cpSlash
+		case c >= 0x80:
+			t[c] = cpHigh
+		}
+	}
+	return t
+}()
 
 func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 	// Decode into buf, one segment after another; segs holds each
