@@ -33,7 +33,7 @@ func adversarialPolicy(methodOverride string) authz.Config {
 	}
 }
 
-func adversarialPipeline(t *testing.T, methodOverride string, principals authztest.Credentials) *authz.Pipeline {
+func adversarialPipeline(t testing.TB, methodOverride string, principals authztest.Credentials) *authz.Pipeline {
 	t.Helper()
 	if principals == nil {
 		principals = authztest.Credentials{"k-alice": alice}
@@ -358,6 +358,40 @@ func TestValidateNormalisation(t *testing.T) {
 		c.ApplyDefaults()
 		if err := c.Validate(func(string) bool { return true }); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzIdentityHeaderRemoval: whatever header a client sends, an allowed
+// request never carries a client-chosen value under any spelling of an
+// identity or method override header: each such header is set by us or
+// removed.
+func FuzzIdentityHeaderRemoval(f *testing.F) {
+	f.Add("x_auth_subject", "root", "/admin/x", true)
+	f.Add("X-Auth_Team", "platform", "/public", false)
+	f.Add("x-http-method-override", "DELETE", "/public", false)
+	f.Add("x_legacy-USER", "root", "/admin/", true)
+	p := adversarialPipeline(f, "", authztest.Credentials{"k": alice})
+	protected := map[string]bool{"x-auth-subject": true, "x-auth-issuer": true, "x-auth-method": true, "x-auth-app-id": true,
+		"x-auth-scopes": true, "x-auth-groups": true, "x-legacy-user": true, "x-http-method-override": true, "x-http-method": true, "x-method-override": true}
+	f.Fuzz(func(t *testing.T, name, value, path string, withKey bool) {
+		h := map[string]string{strings.ToLower(name): value}
+		if withKey {
+			h["x-api-key"] = "k"
+		}
+		d := p.Decide(context.Background(), &authz.Request{Method: "GET", Host: "api.example.com", Path: path, Headers: h})
+		if !d.Allowed() {
+			return
+		}
+		for n := range h {
+			key := strings.ReplaceAll(strings.ToLower(n), "_", "-")
+			if !protected[key] {
+				continue
+			}
+			set := slices.ContainsFunc(d.UpstreamHeaders, func(s authz.Header) bool { return s.Name == n })
+			if !set && !slices.Contains(d.RemoveHeaders, n) {
+				t.Fatalf("%q (%q) reaches the upstream: set %v, removed %q", n, value, d.UpstreamHeaders, d.RemoveHeaders)
+			}
 		}
 	})
 }
