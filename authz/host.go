@@ -95,8 +95,11 @@ func validPort(p string) bool {
 	return n <= 65535
 }
 
-// asciiLower lower-cases ASCII letters only.
+// asciiLower lower-cases ASCII letters only; s itself when it has none.
 func asciiLower(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
+		return s
+	}
 	b := []byte(s)
 	for i, c := range b {
 		if 'A' <= c && c <= 'Z' {

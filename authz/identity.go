@@ -89,13 +89,10 @@ func headerKey(name string) string {
 // those already), sorted. Envoy's headers_to_remove takes exact names, so
 // the variants are found in the request itself. Nil when there are none:
 // this is the common case and allocates nothing.
-func spellings(headers map[string]string, keys map[string]bool, exact func(string) bool) []string {
+func spellings(headers map[string]string, keys map[string]bool) []string {
 	var out []string
 	for k := range headers {
-		if !strings.ContainsAny(k, "_ABCDEFGHIJKLMNOPQRSTUVWXYZ") {
-			if exact != nil && exact(k) {
-				out = append(out, k)
-			}
+		if isHeaderKey(k) {
 			continue
 		}
 		if keys[headerKey(k)] {
@@ -104,6 +101,17 @@ func spellings(headers map[string]string, keys map[string]bool, exact func(strin
 	}
 	slices.Sort(out)
 	return out
+}
+
+// isHeaderKey reports whether name is its own headerKey (no '_', no upper
+// case): the common case, checked without allocating.
+func isHeaderKey(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == '_' || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // render computes the identity headers of an allowed, authenticated request:
@@ -154,7 +162,7 @@ func (h *identityHeaders) render(id *Identity, headers map[string]string) (set [
 			remove = append(remove, n)
 		}
 	}
-	remove = append(remove, spellings(headers, h.keys, nil)...)
+	remove = append(remove, spellings(headers, h.keys)...)
 	return set, remove, true
 }
 
@@ -170,28 +178,22 @@ func claimHeaderValue(v any) (s string, present, good bool) {
 	if !present {
 		return "", false, true
 	}
-	good = true
-	var check func(any)
-	check = func(v any) {
-		switch x := v.(type) {
-		case string:
-			if strings.Contains(x, ",") {
-				good = false
-			}
-		case []any:
-			for _, e := range x {
-				check(e)
-			}
-		case []string:
-			for _, e := range x {
-				check(e)
-			}
-		}
+	if _, scalar := v.(string); scalar {
+		return s, true, true
 	}
-	if _, scalar := v.(string); !scalar {
-		check(v)
+	return s, true, !listHoldsComma(v)
+}
+
+func listHoldsComma(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, ",")
+	case []any:
+		return slices.ContainsFunc(x, listHoldsComma)
+	case []string:
+		return slices.ContainsFunc(x, func(e string) bool { return strings.Contains(e, ",") })
 	}
-	return s, true, good
+	return false
 }
 
 // forwardable reports whether an identity value reaches the upstream

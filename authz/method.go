@@ -1,6 +1,9 @@
 package authz
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Method override modes (Config.MethodOverride).
 const (
@@ -29,9 +32,15 @@ var methodOverrideKeys = map[string]bool{
 }
 
 // methodOverrides returns the request's method override headers (names as
-// the request spells them, sorted) and their values.
+// the request spells them, sorted) and their values; nil when there are
+// none, without allocating.
 func methodOverrides(headers map[string]string) (names, values []string) {
-	names = spellings(headers, methodOverrideKeys, func(k string) bool { return methodOverrideKeys[k] })
+	for k := range headers {
+		if methodOverrideKeys[k] || !isHeaderKey(k) && methodOverrideKeys[headerKey(k)] {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
 	for _, n := range names {
 		values = append(values, headers[n])
 	}

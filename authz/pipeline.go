@@ -121,7 +121,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, BadRequest, reason)
 	}
 	overrides, values := methodOverrides(r.Headers)
-	methods := []string{r.Method}
+	var methods []string // override methods the rules must agree on
 	switch {
 	case len(overrides) == 0:
 	case p.methodOverride == MethodOverrideReject:
@@ -131,7 +131,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		if !ok {
 			return p.deny(d, BadRequest, "method_override")
 		}
-		methods = append(methods, more...)
+		methods = more
 		overrides = nil // forwarded: the upstream acts on them
 	}
 	ru, reason := p.match(r, methods)
@@ -147,7 +147,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
 		d.RemoveHeaders = p.identity.all
-		if extra := spellings(r.Headers, p.identity.keys, nil); len(extra) > 0 || len(overrides) > 0 {
+		if extra := spellings(r.Headers, p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
 		}
 		p.applyRateLimits(ctx, r, ru, &d, nil)
@@ -186,18 +186,22 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 
 // match returns the first rule that matches the request. Rules match the
 // canonical path, and when it has ";" parameters also the path a servlet
-// container serves (parameters stripped), under each of the methods; when
-// these readings pick different rules the request is ambiguous and the
-// reason says so. (Both readings are functions of the canonical path.)
-func (p *Pipeline) match(r *Request, methods []string) (*rule, string) {
-	ru := p.first(r.Host, r.Path, methods[0])
-	for _, m := range methods[1:] {
+// container serves (parameters stripped), under the request's method and
+// each override method (MethodOverrideMatch); when these readings pick
+// different rules the request is ambiguous and the reason says so. (Both
+// readings are functions of the canonical path.)
+func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
+	ru := p.first(r.Host, r.Path, r.Method)
+	for _, m := range overrides {
 		if p.first(r.Host, r.Path, m) != ru {
 			return nil, "ambiguous_method"
 		}
 	}
 	if stripped := stripPathParams(r.Path); stripped != r.Path {
-		for _, m := range methods {
+		if p.first(r.Host, stripped, r.Method) != ru {
+			return nil, ErrAmbiguousPath.Error()
+		}
+		for _, m := range overrides {
 			if p.first(r.Host, stripped, m) != ru {
 				return nil, ErrAmbiguousPath.Error()
 			}
