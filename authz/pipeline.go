@@ -120,19 +120,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	overrides, values := methodOverrides(r.Headers)
-	var methods []string // override methods the rules must agree on
-	switch {
-	case len(overrides) == 0:
-	case p.methodOverride == MethodOverrideReject:
-		return p.deny(d, BadRequest, "method_override")
-	case p.methodOverride == MethodOverrideMatch:
-		more, ok := overrideMethods(values)
-		if !ok {
-			return p.deny(d, BadRequest, "method_override")
-		}
-		methods = more
-		overrides = nil // forwarded: the upstream acts on them
+	methods, overrides, reason := p.overrides(r)
+	if reason != "" {
+		return p.deny(d, BadRequest, reason)
 	}
 	ru, reason := p.match(r, methods)
 	if reason != "" {
@@ -182,6 +172,26 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		}
 	}
 	return d
+}
+
+// overrides applies the method_override mode to the request's method
+// override headers: the override methods rules must agree on (match), the
+// header names to strip (strip), or a reason to refuse the request.
+func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
+	names, values := methodOverrides(r.Headers)
+	switch {
+	case len(names) == 0:
+		return nil, nil, ""
+	case p.methodOverride == MethodOverrideReject:
+		return nil, nil, "method_override"
+	case p.methodOverride == MethodOverrideMatch:
+		methods, ok := overrideMethods(values)
+		if !ok {
+			return nil, nil, "method_override"
+		}
+		return methods, nil, "" // forwarded: the upstream acts on them
+	}
+	return nil, names, ""
 }
 
 // match returns the first rule that matches the request. Rules match the
