@@ -208,6 +208,23 @@ func TestIdentityHeaderSpellingsRemoved(t *testing.T) {
 			}
 		})
 	}
+	t.Run("stripped credential in every spelling", func(t *testing.T) {
+		auths := []*authz.Authenticator{{Name: "keys", Source: authz.CredentialSource{Header: "X-Api-Key"}, StripCredential: true,
+			Verifier: authztest.Credentials{"k-alice": alice}}}
+		p, err := authz.NewPipeline(adversarialPolicy(""), auths, authz.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.Decide(context.Background(), req("GET", "api.example.com", "/admin/x", "x-api-key", "k-alice", "x_api_key", "k-root", "X_API-KEY", "k-root"))
+		if !d.Allowed() {
+			t.Fatalf("denied: %v %s", d.Code, d.Reason)
+		}
+		for _, n := range []string{"x-api-key", "x_api_key", "X_API-KEY"} {
+			if !slices.Contains(d.RemoveHeaders, n) {
+				t.Errorf("%s not removed; RemoveHeaders = %q", n, d.RemoveHeaders)
+			}
+		}
+	})
 	t.Run("unrelated underscore headers are kept", func(t *testing.T) {
 		d := p.Decide(context.Background(), req("GET", "h", "/public", "x_request_tag", "1", "x-auth-subjectx", "1"))
 		for _, n := range []string{"x_request_tag", "x-auth-subjectx"} {

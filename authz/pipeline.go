@@ -170,6 +170,11 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		} else {
 			d.RemoveHeaders = append(d.RemoveHeaders, remove)
 		}
+		if a.Source.Header != "" {
+			// Other spellings of the credential header reach a CGI-style
+			// upstream as the same header.
+			d.RemoveHeaders = append(d.RemoveHeaders, spellings(r.Headers, map[string]bool{headerKey(a.Source.Header): true})...)
+		}
 	}
 	return d
 }
