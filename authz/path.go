@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"unicode/utf8"
@@ -222,7 +223,7 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 // as servlet containers strip them, leave "", "." or "..": "/admin/..;/x"
 // is "/admin/..;/x" to Envoy and most upstreams, and "/x" to Tomcat.
 func checkParams(seg []byte) error {
-	i := strings.IndexByte(string(seg), ';')
+	i := bytes.IndexByte(seg, ';')
 	if i < 0 {
 		return nil
 	}
