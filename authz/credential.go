@@ -56,7 +56,7 @@ func (s *CredentialSource) String() string {
 func (s *CredentialSource) Extract(r *Request) (string, bool) {
 	switch {
 	case s.Header != "":
-		v, ok := r.Headers[strings.ToLower(s.Header)]
+		v, ok := r.Headers[asciiLower(s.Header)]
 		return strings.TrimSpace(v), ok
 	case s.Cookie != "":
 		return cookieValue(r.Headers["cookie"], s.Cookie)
@@ -79,7 +79,7 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) {
 func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	switch {
 	case s.Header != "":
-		return nil, strings.ToLower(s.Header)
+		return nil, asciiLower(s.Header)
 	case s.Authorization != "":
 		return nil, "authorization"
 	}

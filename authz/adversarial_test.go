@@ -1,0 +1,414 @@
+package authz_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/authztest"
+	"github.com/ext-authz/ext-authz/tokens"
+)
+
+// adversarialPolicy protects /admin and /admin/ and has a broad anonymous
+// allow behind them: every evasion lands on "public".
+func adversarialPolicy(methodOverride string) authz.Config {
+	return authz.Config{
+		MethodOverride: methodOverride,
+		IdentityHeaders: authz.IdentityHeaders{
+			Claims:     map[string]string{"groups": "x-auth-groups"},
+			AlsoRemove: []string{"x-legacy-user"},
+		},
+		Rules: []authz.RuleConfig{
+			{Name: "deny-delete", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/"}, Methods: []string{"DELETE"}}, Action: authz.ActionDeny},
+			{Name: "admin-exact", Match: authz.MatchConfig{Hosts: []string{"api.example.com", "*.example.org", "[::1]"}, Path: authz.PathMatch{Exact: "/admin"}},
+				Action: authz.ActionAuthenticate, Authenticators: []string{"keys"}},
+			{Name: "admin", Match: authz.MatchConfig{Hosts: []string{"api.example.com", "*.example.org", "[::1]"}, Path: authz.PathMatch{Prefix: "/admin/"}},
+				Action: authz.ActionAuthenticate, Authenticators: []string{"keys"}},
+			{Name: "login", Match: authz.MatchConfig{Path: authz.PathMatch{Exact: "/login"}}, Action: authz.ActionDeny},
+			{Name: "public", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/"}}, Action: authz.ActionAllow},
+		},
+	}
+}
+
+func adversarialPipeline(t testing.TB, methodOverride string, principals authztest.Credentials) *authz.Pipeline {
+	t.Helper()
+	if principals == nil {
+		principals = authztest.Credentials{"k-alice": alice}
+	}
+	auths := []*authz.Authenticator{{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, Verifier: principals}}
+	p, err := authz.NewPipeline(adversarialPolicy(methodOverride), auths, authz.Options{NewID: authztest.SequentialIDs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// Every spelling of a protected request is judged as the protected
+// request, or refused; none reaches the anonymous "public" rule.
+func TestAdversarialRequests(t *testing.T) {
+	p := adversarialPipeline(t, "", nil)
+	tests := []struct {
+		name       string
+		give       *authz.Request
+		wantCode   authz.Code
+		wantReason string
+		wantRule   string
+	}{
+		// Paths (the canonicaliser's classes, seen through Decide).
+		{"encoded unreserved", req("GET", "api.example.com", "/%61dmin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"encoded unreserved in prefix", req("GET", "api.example.com", "/%61%64%6d%69%6e/users"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"trailing dot-dot keeps the slash", req("GET", "api.example.com", "/admin/x/.."), authz.Unauthenticated, "missing_credential", "admin"},
+		{"trailing dot keeps the slash", req("GET", "api.example.com", "/admin/."), authz.Unauthenticated, "missing_credential", "admin"},
+		{"encoded dots", req("GET", "api.example.com", "/public/%2e%2e/admin/"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"merged slashes", req("GET", "api.example.com", "//admin//x"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"overlong slash", req("GET", "api.example.com", "/public/..%c0%afadmin/"), authz.BadRequest, "invalid_path", ""},
+		{"encoded slash", req("GET", "api.example.com", "/public/..%2fadmin/"), authz.BadRequest, "invalid_path", ""},
+		{"backslash", req("GET", "api.example.com", `/public\..\admin/`), authz.BadRequest, "ambiguous_path", ""},
+		{"fragment", req("GET", "api.example.com", "/public#/../admin/"), authz.BadRequest, "ambiguous_path", ""},
+		{"double encoding", req("GET", "api.example.com", "/%2561dmin/"), authz.BadRequest, "ambiguous_path", ""},
+		{"absolute-form target", req("GET", "api.example.com", "http://api.example.com/admin/"), authz.BadRequest, "invalid_path", ""},
+		{"tomcat dot-dot-semicolon", req("GET", "api.example.com", "/public/..;/admin/"), authz.BadRequest, "ambiguous_path", ""},
+		// Path parameters: a servlet container serves /admin for
+		// /admin;x, an exact rule does not match "/admin;x": refused.
+		{"parameter hides an exact rule", req("GET", "api.example.com", "/admin;jsessionid=1"), authz.BadRequest, "ambiguous_path", ""},
+		{"parameter on the deny rule", req("GET", "h", "/login;x=1"), authz.BadRequest, "ambiguous_path", ""},
+		{"parameter on the protected segment", req("GET", "api.example.com", "/admin;x/users"), authz.BadRequest, "ambiguous_path", ""},
+		{"parameter that changes nothing", req("GET", "api.example.com", "/admin/users;x"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"parameter on a public path", req("GET", "h", "/shop;jsessionid=1/cart"), authz.OK, "", "public"},
+
+		// Hosts.
+		{"host case", req("GET", "API.EXAMPLE.COM", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"host port", req("GET", "api.example.com:8443", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"host trailing dot", req("GET", "api.example.com.", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"host trailing dot and port", req("GET", "api.example.com.:443", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"wildcard trailing dot", req("GET", "a.example.org.", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"ipv6 literal", req("GET", "[0:0::1]:8443", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"kelvin sign is not k", req("GET", "api.example.com\u212a", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"non-ASCII host", req("GET", "b\u00fccher.example.org", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"punycode host", req("GET", "xn--bcher-kva.example.org", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
+		{"two trailing dots", req("GET", "api.example.com..", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"empty label", req("GET", "api..example.com", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"empty host", req("GET", "", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"userinfo", req("GET", "evil@api.example.com", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"non-numeric port", req("GET", "api.example.com:x", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"port out of range", req("GET", "api.example.com:65536", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"unbracketed ipv6", req("GET", "::1", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"ipv6 zone", req("GET", "[fe80::1%25eth0]", "/admin"), authz.BadRequest, "invalid_host", ""},
+		{"percent in host", req("GET", "api%2eexample.com", "/admin"), authz.BadRequest, "invalid_host", ""},
+
+		// Methods.
+		{"lower-case method", req("delete", "h", "/x"), authz.Forbidden, "denied_by_rule", "deny-delete"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(context.Background(), tt.give)
+			if d.Code != tt.wantCode || d.Reason != tt.wantReason || d.Rule != tt.wantRule {
+				t.Fatalf("Decide = %v %q rule %q; want %v %q rule %q", d.Code, d.Reason, d.Rule, tt.wantCode, tt.wantReason, tt.wantRule)
+			}
+		})
+	}
+}
+
+func TestCanonicalHost(t *testing.T) {
+	tests := []struct {
+		give, want string
+		wantErr    bool
+	}{
+		{give: "Example.COM", want: "example.com"},
+		{give: "example.com.", want: "example.com"},
+		{give: "example.com:", want: "example.com"},
+		{give: "example.com:443", want: "example.com"},
+		{give: "my_host.internal", want: "my_host.internal"},
+		{give: "10.0.0.1:80", want: "10.0.0.1"},
+		{give: "[2001:DB8::1]", want: "[2001:db8::1]"},
+		{give: "[2001:db8:0:0:0:0:0:1]:443", want: "[2001:db8::1]"},
+		{give: "XN--BCHER-KVA.example", want: "xn--bcher-kva.example"},
+		{give: "", wantErr: true},
+		{give: ".", wantErr: true},
+		{give: ":443", wantErr: true},
+		{give: ".example.com", wantErr: true},
+		{give: "a.b..", wantErr: true},
+		{give: "exa mple.com", wantErr: true},
+		{give: "example.com\x00", wantErr: true},
+		{give: "\u212aelvin.example", wantErr: true},
+		{give: "b\u00fccher.example", wantErr: true},
+		{give: "example.com\xff", wantErr: true},
+		{give: "a/b", wantErr: true},
+		{give: "a\\b", wantErr: true},
+		{give: "a:1:2", wantErr: true},
+		{give: "[::1", wantErr: true},
+		{give: "[::1]x", wantErr: true},
+		{give: "[1.2.3.4]", wantErr: true},
+		{give: "[::1]:123456", wantErr: true},
+	}
+	for _, tt := range tests {
+		got, err := authz.CanonicalHost(tt.give)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("CanonicalHost(%q) = %q, %v; want %q, error %v", tt.give, got, err, tt.want, tt.wantErr)
+		}
+		if err != nil && !errors.Is(err, authz.ErrInvalidHost) {
+			t.Errorf("CanonicalHost(%q): error %v is not ErrInvalidHost", tt.give, err)
+		}
+	}
+}
+
+func FuzzCanonicalHost(f *testing.F) {
+	for _, s := range []string{"Example.COM:443", "[::1]:80", "a.b.", "\u212a", "xn--x", "a..b", "[fe80::1%25x]"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, authority string) {
+		h, err := authz.CanonicalHost(authority)
+		if err != nil {
+			return
+		}
+		if h == "" || strings.ToLower(h) != h || strings.HasSuffix(h, ".") {
+			t.Fatalf("CanonicalHost(%q) = %q: not canonical", authority, h)
+		}
+		for i := 0; i < len(h); i++ {
+			if h[i] >= 0x80 || h[i] <= ' ' {
+				t.Fatalf("CanonicalHost(%q) = %q: non-ASCII or control byte", authority, h)
+			}
+		}
+		if again, err := authz.CanonicalHost(h); err != nil || again != h {
+			t.Fatalf("not idempotent: %q -> %q -> %q, %v", authority, h, again, err)
+		}
+	})
+}
+
+// Identity headers in every spelling an upstream may map to them are
+// removed, on allow rules too.
+func TestIdentityHeaderSpellingsRemoved(t *testing.T) {
+	p := adversarialPipeline(t, "", nil)
+	forged := []string{"x_auth_subject", "X_Auth-Subject", "x-auth_subject", "X-AUTH-SUBJECT", "x_legacy_user", "x_auth_groups"}
+	headers := []string{"x-api-key", "k-alice"}
+	for _, h := range forged {
+		headers = append(headers, h, "root")
+	}
+	for _, tt := range []struct {
+		name string
+		path string
+	}{{"authenticated", "/admin/x"}, {"anonymous allow", "/public"}} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := p.Decide(context.Background(), req("GET", "api.example.com", tt.path, headers...))
+			if !d.Allowed() {
+				t.Fatalf("denied: %v %s", d.Code, d.Reason)
+			}
+			for _, h := range forged {
+				if !slices.Contains(d.RemoveHeaders, h) {
+					t.Errorf("%s not removed; RemoveHeaders = %q", h, d.RemoveHeaders)
+				}
+			}
+			for _, s := range d.UpstreamHeaders {
+				if slices.Contains(d.RemoveHeaders, s.Name) {
+					t.Errorf("%s both set and removed", s.Name)
+				}
+			}
+		})
+	}
+	t.Run("stripped credential in every spelling", func(t *testing.T) {
+		auths := []*authz.Authenticator{{Name: "keys", Source: authz.CredentialSource{Header: "X-Api-Key"}, StripCredential: true,
+			Verifier: authztest.Credentials{"k-alice": alice}}}
+		p, err := authz.NewPipeline(adversarialPolicy(""), auths, authz.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.Decide(context.Background(), req("GET", "api.example.com", "/admin/x", "x-api-key", "k-alice", "x_api_key", "k-root", "X_API-KEY", "k-root"))
+		if !d.Allowed() {
+			t.Fatalf("denied: %v %s", d.Code, d.Reason)
+		}
+		for _, n := range []string{"x-api-key", "x_api_key", "X_API-KEY"} {
+			if !slices.Contains(d.RemoveHeaders, n) {
+				t.Errorf("%s not removed; RemoveHeaders = %q", n, d.RemoveHeaders)
+			}
+		}
+	})
+	t.Run("unrelated underscore headers are kept", func(t *testing.T) {
+		d := p.Decide(context.Background(), req("GET", "h", "/public", "x_request_tag", "1", "x-auth-subjectx", "1"))
+		for _, n := range []string{"x_request_tag", "x-auth-subjectx"} {
+			if slices.Contains(d.RemoveHeaders, n) {
+				t.Errorf("%s removed; RemoveHeaders = %q", n, d.RemoveHeaders)
+			}
+		}
+	})
+}
+
+// An identity that cannot reach the upstream exactly as judged is refused:
+// an authenticated request never goes upstream without its subject.
+func TestIdentityValuesMustBeForwardable(t *testing.T) {
+	base := tokens.Principal{Subject: "alice", Issuer: "keys", Method: tokens.MethodAPIKey}
+	with := func(f func(*tokens.Principal)) tokens.Principal {
+		p := base
+		f(&p)
+		return p
+	}
+	tests := []struct {
+		name string
+		give tokens.Principal
+		want authz.Code
+	}{
+		{"plain", base, authz.OK},
+		{"non-ASCII subject", with(func(p *tokens.Principal) { p.Subject = "j\u00fcrgen" }), authz.OK},
+		{"list claim", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": []any{"a", "b"}} }), authz.OK},
+		{"scalar claim with a comma", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": "a,b"} }), authz.OK},
+		{"empty subject", with(func(p *tokens.Principal) { p.Subject = "" }), authz.Forbidden},
+		{"leading space", with(func(p *tokens.Principal) { p.Subject = " admin" }), authz.Forbidden},
+		{"trailing space", with(func(p *tokens.Principal) { p.Subject = "admin " }), authz.Forbidden},
+		{"line break", with(func(p *tokens.Principal) { p.Subject = "alice\r\nx-auth-subject: root" }), authz.Forbidden},
+		{"tab", with(func(p *tokens.Principal) { p.Subject = "al\tice" }), authz.Forbidden},
+		{"NUL", with(func(p *tokens.Principal) { p.Subject = "alice\x00" }), authz.Forbidden},
+		{"DEL", with(func(p *tokens.Principal) { p.Subject = "alice\x7f" }), authz.Forbidden},
+		{"invalid UTF-8", with(func(p *tokens.Principal) { p.Subject = "alice\xff" }), authz.Forbidden},
+		{"overlong", with(func(p *tokens.Principal) { p.Subject = strings.Repeat("a", 4097) }), authz.Forbidden},
+		{"issuer with a control character", with(func(p *tokens.Principal) { p.Issuer = "keys\n" }), authz.Forbidden},
+		{"scope with a space forges a scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read admin"} }), authz.Forbidden},
+		{"empty scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read", ""} }), authz.Forbidden},
+		{"list element with a comma forges an element", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": []any{"a,admins"}} }), authz.Forbidden},
+		{"claim with a line break", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": "a\nb"} }), authz.Forbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := adversarialPipeline(t, "", authztest.Credentials{"k": tt.give})
+			d := p.Decide(context.Background(), req("GET", "api.example.com", "/admin/x", "x-api-key", "k"))
+			if d.Code != tt.want {
+				t.Fatalf("Decide = %v %q, want %v", d.Code, d.Reason, tt.want)
+			}
+			if d.Code != authz.OK {
+				if d.Reason != "invalid_identity" {
+					t.Errorf("reason %q, want invalid_identity", d.Reason)
+				}
+				return
+			}
+			if !slices.Contains(d.UpstreamHeaders, authz.Header{Name: "x-auth-subject", Value: tt.give.Subject}) {
+				t.Errorf("allowed without its subject header: %v", d.UpstreamHeaders)
+			}
+		})
+	}
+}
+
+func TestMethodOverride(t *testing.T) {
+	tests := []struct {
+		mode       string
+		give       *authz.Request
+		wantCode   authz.Code
+		wantReason string
+		wantRemove []string
+		keep       []string
+	}{
+		{mode: "", give: req("POST", "h", "/x", "x-http-method-override", "DELETE"), wantCode: authz.OK,
+			wantRemove: []string{"x-http-method-override"}},
+		{mode: "strip", give: req("POST", "h", "/x", "X_HTTP_Method", "DELETE", "x-method-override", "DELETE", "x_http_method_override", "DELETE"), wantCode: authz.OK,
+			wantRemove: []string{"X_HTTP_Method", "x-method-override", "x_http_method_override"}},
+		{mode: "strip", give: req("GET", "api.example.com", "/admin/x", "x-api-key", "k-alice", "x-http-method", "DELETE"), wantCode: authz.OK,
+			wantRemove: []string{"x-http-method"}},
+		{mode: "strip", give: req("POST", "h", "/x", "x-http-method-overrides", "DELETE"), wantCode: authz.OK, keep: []string{"x-http-method-overrides"}},
+		{mode: "reject", give: req("POST", "h", "/x", "x-http-method-override", "GET"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		{mode: "reject", give: req("POST", "h", "/x", "x_http_method", "GET"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		{mode: "reject", give: req("POST", "h", "/x"), wantCode: authz.OK},
+		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "delete"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PUT"), wantCode: authz.OK, keep: []string{"x-http-method-override"}},
+		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PUT, DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PU T"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		{mode: "match", give: req("DELETE", "h", "/x", "x-http-method-override", "DELETE"), wantCode: authz.Forbidden, wantReason: "denied_by_rule"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode+"/"+tt.give.Method+"/"+strings.Join(slices.Sorted(mapKeys(tt.give.Headers)), ","), func(t *testing.T) {
+			d := adversarialPipeline(t, tt.mode, nil).Decide(context.Background(), tt.give)
+			if d.Code != tt.wantCode || d.Reason != tt.wantReason {
+				t.Fatalf("Decide = %v %q, want %v %q", d.Code, d.Reason, tt.wantCode, tt.wantReason)
+			}
+			for _, n := range tt.wantRemove {
+				if !slices.Contains(d.RemoveHeaders, n) {
+					t.Errorf("%s not removed: %q", n, d.RemoveHeaders)
+				}
+			}
+			for _, n := range tt.keep {
+				if slices.Contains(d.RemoveHeaders, n) {
+					t.Errorf("%s removed: %q", n, d.RemoveHeaders)
+				}
+			}
+		})
+	}
+}
+
+func mapKeys(m map[string]string) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+func TestValidateNormalisation(t *testing.T) {
+	tests := []struct {
+		name string
+		give func(*authz.Config)
+		want string
+	}{
+		{"unknown method_override", func(c *authz.Config) { c.MethodOverride = "ignore" }, `method_override: "ignore" is not one of strip, reject, match`},
+		{"identity header with underscore", func(c *authz.Config) { c.IdentityHeaders.Subject = "x_user" }, `identity_headers.subject: "x_user": use '-'`},
+		{"non-canonical prefix", func(c *authz.Config) { c.Rules[0].Match.Path.Prefix = "/%61dmin/" }, `rules[0].match.path.prefix: "/%61dmin/" is not in canonical form, which is what rules match: write "/admin/"`},
+		{"dot segments in exact", func(c *authz.Config) { c.Rules[0].Match.Path.Exact = "/a/../admin" }, `write "/admin"`},
+		{"lower-case escape", func(c *authz.Config) { c.Rules[0].Match.Path.Exact = "/100%3f" }, `write "/100%3F"`},
+		{"ambiguous prefix", func(c *authz.Config) { c.Rules[0].Match.Path.Prefix = "/a/..;/" }, `rules[0].match.path.prefix: "/a/..;/": ambiguous_path: requests to it are always refused`},
+		{"non-ASCII host", func(c *authz.Config) { c.Rules[0].Match.Hosts = []string{"b\u00fccher.example"} }, "rules[0].match.hosts[0]: \"b\u00fccher.example\" is not a host name"},
+		{"kelvin wildcard", func(c *authz.Config) { c.Rules[0].Match.Hosts = []string{"*.\u212a.example"} }, "rules[0].match.hosts[0]: \"*.\u212a.example\": a wildcard"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := authz.Config{Rules: []authz.RuleConfig{{Name: "r", Action: "allow"}}}
+			tt.give(&c)
+			c.ApplyDefaults()
+			err := c.Validate(func(string) bool { return true })
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate() = %v, want error containing %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("canonical spellings are accepted", func(t *testing.T) {
+		c := authz.Config{MethodOverride: "match", Rules: []authz.RuleConfig{{Name: "r", Action: "allow",
+			Match: authz.MatchConfig{Hosts: []string{"API.example.com.", "*.xn--bcher-kva.example", "[::1]:443"}, Path: authz.PathMatch{Prefix: "/caf\u00e9/a b;v=1/%3F"}}}}}
+		c.ApplyDefaults()
+		if err := c.Validate(func(string) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzIdentityHeaderRemoval: whatever header a client sends, an allowed
+// request never carries a client-chosen value under any spelling of an
+// identity or method override header: each such header is set by us or
+// removed.
+func FuzzIdentityHeaderRemoval(f *testing.F) {
+	f.Add("x_auth_subject", "root", "/admin/x", true)
+	f.Add("X-Auth_Team", "platform", "/public", false)
+	f.Add("x-http-method-override", "DELETE", "/public", false)
+	f.Add("x_legacy-USER", "root", "/admin/", true)
+	p := adversarialPipeline(f, "", authztest.Credentials{"k": alice})
+	protected := map[string]bool{"x-auth-subject": true, "x-auth-issuer": true, "x-auth-method": true, "x-auth-app-id": true,
+		"x-auth-scopes": true, "x-auth-groups": true, "x-legacy-user": true, "x-http-method-override": true, "x-http-method": true, "x-method-override": true}
+	f.Fuzz(func(t *testing.T, name, value, path string, withKey bool) {
+		h := map[string]string{strings.ToLower(name): value}
+		if withKey {
+			h["x-api-key"] = "k"
+		}
+		d := p.Decide(context.Background(), &authz.Request{Method: "GET", Host: "api.example.com", Path: path, Headers: h})
+		if !d.Allowed() {
+			return
+		}
+		for n := range h {
+			key := strings.ReplaceAll(strings.ToLower(n), "_", "-")
+			if !protected[key] {
+				continue
+			}
+			set := slices.ContainsFunc(d.UpstreamHeaders, func(s authz.Header) bool { return s.Name == n })
+			if !set && !slices.Contains(d.RemoveHeaders, n) {
+				t.Fatalf("%q (%q) reaches the upstream: set %v, removed %q", n, value, d.UpstreamHeaders, d.RemoveHeaders)
+			}
+		}
+	})
+}
