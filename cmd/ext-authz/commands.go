@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ext-authz/ext-authz/internal/pool"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -107,9 +109,10 @@ func checkConfig(path string, getenv func(string) string) error {
 		return cfg.annotate(err)
 	}
 	defer func() { _ = tel.shutdown(context.Background()) }()
-	svc, err := newService(path, cfg, getenv, tel)
+	// The same compile serve and reload run, over a pool of its own.
+	g, err := compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
 	if err != nil {
 		return cfg.annotate(err)
 	}
-	return svc.close()
+	return g.release()
 }

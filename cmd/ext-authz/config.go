@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/ext-authz/ext-authz/authz"
@@ -24,8 +27,10 @@ type fileConfig struct {
 	Telemetry      telemetryConfig       `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
 
-	// src is the file it came from, to put lines on later errors.
-	src *yamlfile.File
+	// src is the file it came from, to put lines on later errors; path
+	// and sum are its name and the digest of the bytes decoded.
+	src       *yamlfile.File
+	path, sum string
 }
 
 type serverConfig struct {
@@ -159,12 +164,22 @@ func validateAddress(path, addr string) error {
 // config file. Every error names the file, and where it can the line and
 // the field.
 func loadConfig(path string, getenv func(string) string) (*fileConfig, error) {
-	var c fileConfig
-	f, err := yamlfile.Load(path, &c, getenv)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c.src = f
+	return parseConfig(path, data, getenv)
+}
+
+// parseConfig is loadConfig for bytes already read: a reload parses
+// exactly the bytes it hashed.
+func parseConfig(path string, data []byte, getenv func(string) string) (*fileConfig, error) {
+	var c fileConfig
+	f, err := yamlfile.Decode(path, data, &c, getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.src, c.path, c.sum = f, path, digestBytes(data)
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, f.Annotate(err)
@@ -185,7 +200,7 @@ func (c *fileConfig) annotate(err error) error {
 func (c *fileConfig) describe() []any {
 	names := make([]string, len(c.Authenticators))
 	for i, a := range c.Authenticators {
-		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kind(), a.Source.String())
+		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kindName(), a.Source.String())
 	}
 	return []any{
 		"grpc_address", c.Server.GRPCAddress,
@@ -194,4 +209,61 @@ func (c *fileConfig) describe() []any {
 		"authenticators", names,
 		"redis", c.Redis.Enabled(),
 	}
+}
+
+// restartSetting is a part of the config that a reload does not apply.
+type restartSetting struct {
+	name string
+	// keep puts the running value into next and reports whether next
+	// asked for another.
+	keep func(next, running *fileConfig) (changed bool)
+}
+
+// section is a restartSetting for a whole section.
+func section[T any](name string, get func(*fileConfig) *T) restartSetting {
+	return restartSetting{name, func(next, running *fileConfig) bool {
+		n, r := get(next), get(running)
+		changed := !reflect.DeepEqual(*n, *r)
+		*n = *r
+		return changed
+	}}
+}
+
+// restartOnly are the settings a reload keeps at their running values
+// (declared here once; the README's restart list follows it): listeners and
+// their limits, the admin server, the Redis client (the limiter and
+// readiness hold it for the process's life), telemetry (the logger and
+// tracer are built before the service), and every rate_limit setting but
+// the files (the limiter and its store live for the process; RLS serves
+// it).
+var restartOnly = []restartSetting{
+	section("server", func(c *fileConfig) *serverConfig { return &c.Server }),
+	section("admin", func(c *fileConfig) *adminConfig { return &c.Admin }),
+	section("redis", func(c *fileConfig) *redisconf.Config { return &c.Redis }),
+	section("telemetry", func(c *fileConfig) *telemetryConfig { return &c.Telemetry }),
+	{"rate_limit (all but files)", func(next, running *fileConfig) bool {
+		n, r := next.RateLimit, running.RateLimit
+		files := n.Files
+		n.Files, r.Files = nil, nil
+		// Turning rate limiting on or off is a restart too: the limiter
+		// exists, or not, for the process's life.
+		changed := !reflect.DeepEqual(n, r) || next.RateLimit.Enabled() != running.RateLimit.Enabled()
+		next.RateLimit = running.RateLimit
+		if running.RateLimit.Enabled() && len(files) > 0 {
+			next.RateLimit.Files = slices.Clone(files)
+		}
+		return changed
+	}},
+}
+
+// keepRestartOnly applies restartOnly to next and returns the names of the
+// settings next wanted changed.
+func keepRestartOnly(next, running *fileConfig) []string {
+	var changed []string
+	for _, s := range restartOnly {
+		if s.keep(next, running) {
+			changed = append(changed, s.name)
+		}
+	}
+	return changed
 }

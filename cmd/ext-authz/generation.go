@@ -1,0 +1,189 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
+)
+
+// generation is one configuration, compiled: the policy over its
+// authenticators and rate-limit rules, ready to decide. A reload builds a
+// whole new generation from the new file, waits until it is ready, swaps
+// it in, then releases the old one. Components with state worth keeping
+// (verifiers, the Redis client, the limiter) are held through a lease on
+// the service's pool, so the two generations share the unchanged ones and
+// a changed one stops when its last generation is released.
+type generation struct {
+	cfg      *fileConfig
+	pipeline *authz.Pipeline
+	// auths are the authenticators in config order, with their pool keys.
+	auths []genAuth
+	// rl is the shared limiter and limits the rules to set on it at the
+	// swap; both nil without rate limits.
+	rl     *rateLimiting
+	limits *envoyconfig.Rules
+	lease  *pool.Lease
+	// files are the digests of the config file (of the bytes decoded) and
+	// of every file it references, as read to build this generation; a
+	// poll that finds other content reloads.
+	files fileDigests
+}
+
+type genAuth struct {
+	cfg  *authenticatorConfig
+	auth *authz.Authenticator
+	key  string
+	// keys name the keys it accepts (see authKind.keyNames).
+	keys []string
+}
+
+// errFilesChanged: a referenced file changed while the generation was
+// built, so it may have read a mix of old and new content.
+var errFilesChanged = errors.New("referenced files changed while loading; will retry once they are stable")
+
+// compile turns a loaded config into a generation: it reads every
+// referenced file, acquires or builds every authenticator, the limiter and
+// the Redis client, and compiles the policy. check-config, serve and reload
+// all call it, so what it accepts is what runs. It starts no goroutine; a
+// failed compile releases everything it acquired.
+func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
+	paths := cfg.referencedFiles()
+	before := digestAll(paths)
+	g := &generation{cfg: cfg, lease: env.pool.NewLease()}
+	defer func() {
+		if err != nil {
+			_ = g.lease.Release()
+		}
+	}()
+	opts := authz.Options{Tracer: env.tracer}
+	if cfg.RateLimit.Enabled() {
+		if g.limits, err = loadRateLimitRules(cfg); err != nil {
+			return nil, err
+		}
+		if g.rl, err = env.rateLimiting(g.lease, cfg, g.limits); err != nil {
+			return nil, err
+		}
+		opts = g.rl.pipelineOptions(opts)
+	}
+	var errs []error
+	list := make([]*authz.Authenticator, 0, len(cfg.Authenticators))
+	for i := range cfg.Authenticators {
+		ac := &cfg.Authenticators[i]
+		a, key, err := env.authenticator(g.lease, ac, &cfg.Redis, before)
+		if err != nil {
+			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
+			continue
+		}
+		g.auths = append(g.auths, genAuth{cfg: ac, auth: a, key: key, keys: ac.keyNames()})
+		list = append(list, a)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if g.pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
+		return nil, yamlfile.Wrap("policy", err)
+	}
+	if !maps.Equal(before, digestAll(paths)) {
+		return nil, errFilesChanged
+	}
+	g.files = before
+	g.files[cfg.path] = cfg.sum
+	return g, nil
+}
+
+// ready returns nil when every authenticator can verify.
+func (g *generation) ready() error {
+	var errs []error
+	for _, a := range g.auths {
+		if r, ok := a.auth.Verifier.(readier); ok {
+			if err := r.Ready(); err != nil {
+				errs = append(errs, fmt.Errorf("authenticator %s: %w", a.cfg.Name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// release drops the generation's hold on its components.
+func (g *generation) release() error { return g.lease.Release() }
+
+// referencedFiles are the files and directories the config makes the
+// service read and that a reload re-reads: key files, JWKS files, rate-limit
+// files and directories. (Redis TLS files are read once: redis is
+// restart-only.)
+func (c *fileConfig) referencedFiles() []string {
+	var out []string
+	for i := range c.Authenticators {
+		out = append(out, c.Authenticators[i].files()...)
+	}
+	out = append(out, c.RateLimit.Files...)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// fileDigests maps a path to a digest of its content: the hex SHA-256 of a
+// file, of a directory's rate-limit files (names and contents, as
+// envoyconfig.Load selects them), or "unreadable: ..." with the error.
+type fileDigests map[string]string
+
+// agree reports whether d and o have the same digest for every path both
+// hold (a new config may reference files the old one did not).
+func (d fileDigests) agree(o fileDigests) bool {
+	for p, v := range o {
+		if w, ok := d[p]; ok && w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func digestAll(paths []string) fileDigests {
+	out := make(fileDigests, len(paths)+1)
+	for _, p := range paths {
+		out[p] = digestPath(p)
+	}
+	return out
+}
+
+func digestPath(path string) string {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	if !st.IsDir() {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "unreadable: " + err.Error()
+		}
+		return digestBytes(b)
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		ext := filepath.Ext(e.Name())
+		if e.IsDir() || (ext != ".yaml" && ext != ".yml") || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%s\x00", e.Name(), digestPath(filepath.Join(path, e.Name())))
+	}
+	return "dir:" + hex.EncodeToString(h.Sum(nil))
+}
+
+func digestBytes(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
