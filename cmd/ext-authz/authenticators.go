@@ -366,13 +366,10 @@ func (e *buildEnv) redis(l *pool.Lease, c *redisconf.Config) (redis.UniversalCli
 	return v.(redis.UniversalClient), nil
 }
 
-// authenticator acquires the entry's verifier into the lease (building it
-// when no generation holds one under the same key) and wraps it.
-func (e *buildEnv) authenticator(l *pool.Lease, ac *authenticatorConfig, redisCfg *redisconf.Config, digests fileDigests) (*authz.Authenticator, string, error) {
-	k, sec := ac.kind()
-	if k == nil {
-		return nil, "", yamlfile.Errorf("", "set exactly one verifier kind (%s)", joinNames(kindNames()))
-	}
+// authenticator acquires the entry's verifier, of kind k with section sec
+// (see authenticatorConfig.kind), into the lease (building it when no
+// generation holds one under the same key) and wraps it.
+func (e *buildEnv) authenticator(l *pool.Lease, ac *authenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests fileDigests) (*authz.Authenticator, string, error) {
 	d := buildDeps{opts: tokens.Options{Logger: e.logger.With("authenticator", ac.Name), Registerer: e.registry}}
 	if k.redis && redisCfg.Enabled() {
 		cli, err := e.redis(l, redisCfg)

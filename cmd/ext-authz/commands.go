@@ -66,11 +66,11 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 		_ = tel.shutdown(ctx) // flushes spans
 	}()
 	redis.SetLogger(newRedisLogger(tel.logger)) // go-redis has only a global logger
-	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)
 	}
+	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	defer func() {
 		if err := svc.close(); err != nil {
 			tel.logger.Warn("closing", "error", err)

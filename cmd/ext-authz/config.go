@@ -104,15 +104,23 @@ func setDefault[T comparable](p *T, def T) {
 	}
 }
 
-// validate checks every section; errors carry field paths from the root.
+// validate checks the sections that live for the process (server, admin,
+// redis, telemetry); compile checks the rest, as it builds them. Errors
+// carry field paths from the root.
 func (c *fileConfig) validate() error {
-	errs := []error{
+	return errors.Join(
 		yamlfile.Wrap("server", c.Server.validate()),
 		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
 		yamlfile.Wrap("telemetry", c.Telemetry.validate()),
-		yamlfile.Wrap("rate_limit", c.RateLimit.Validate()),
-	}
+	)
+}
+
+// validateGeneration checks what a generation is built from: the
+// authenticators, the policy over their names, and the rate_limit
+// section. Only compile calls it, before it builds anything.
+func (c *fileConfig) validateGeneration() error {
+	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	if c.RateLimit.Enabled() && c.RateLimit.Backend == ratelimit.BackendRedis && !c.Redis.Enabled() {
 		errs = append(errs, yamlfile.Errorf("rate_limit.backend", "redis needs the redis section"))
 	}

@@ -52,12 +52,17 @@ type genAuth struct {
 // built, so it may have read a mix of old and new content.
 var errFilesChanged = errors.New("referenced files changed while loading; will retry once they are stable")
 
-// compile turns a loaded config into a generation: it reads every
-// referenced file, acquires or builds every authenticator, the limiter and
-// the Redis client, and compiles the policy. check-config, serve and reload
-// all call it, so what it accepts is what runs. It starts no goroutine; a
-// failed compile releases everything it acquired.
+// compile turns a loaded config into a generation: it validates the
+// authenticators, policy and rate_limit sections (it is their only
+// validator), reads every referenced file, acquires or builds every
+// authenticator, the limiter and the Redis client, and compiles the
+// policy. check-config, serve and reload all call it, so what it accepts
+// is what runs. It starts no goroutine; a failed compile releases
+// everything it acquired.
 func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
+	if err := cfg.validateGeneration(); err != nil {
+		return nil, err
+	}
 	paths := cfg.referencedFiles()
 	before := digestAll(paths)
 	g := &generation{cfg: cfg, lease: env.pool.NewLease()}
@@ -80,7 +85,8 @@ func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
 	list := make([]*authz.Authenticator, 0, len(cfg.Authenticators))
 	for i := range cfg.Authenticators {
 		ac := &cfg.Authenticators[i]
-		a, key, err := env.authenticator(g.lease, ac, &cfg.Redis, before)
+		k, sec := ac.kind() // validated: exactly one
+		a, key, err := env.authenticator(g.lease, ac, k, sec, &cfg.Redis, before)
 		if err != nil {
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
 			continue

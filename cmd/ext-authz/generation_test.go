@@ -239,7 +239,9 @@ func halfWritten(t *testing.T, keys string) (full, prefix string) {
 		t.Fatal("baseConfig changed: no admin scope requirement")
 	}
 	prefix = full[:i]
-	if _, err := parseConfig("prefix.yaml", []byte(prefix), func(string) string { return "" }); err != nil {
+	path := filepath.Join(t.TempDir(), "prefix.yaml")
+	writeFile(t, path, prefix)
+	if err := checkConfig(path, func(string) string { return "" }); err != nil {
 		t.Fatalf("the prefix must be a valid config for the test to mean anything: %v", err)
 	}
 	return full, prefix
@@ -441,5 +443,66 @@ func TestReloadFailedBuildLeaksNothing(t *testing.T) {
 	}
 	if got := h.svc.pool.Refs(h.svc.gen.Load().auths[1].key); got != 1 {
 		t.Errorf("the serving jwt verifier has %d references, want 1", got)
+	}
+}
+
+// TestReloadWatchesJWKSFile: a key added to a local JWKS file is accepted
+// after the poller sees the file settle, and the log names it by kid.
+func TestReloadWatchesJWKSFile(t *testing.T) {
+	k1, k2 := jwksResNewKey(t, "k1"), jwksResNewKey(t, "k2")
+	jwks := filepath.Join(t.TempDir(), "jwks.json")
+	if err := os.WriteFile(jwks, jwksResSet(k1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := jwksResConfig(t, jwksResIssuerOpts{URL: "UNUSED"})
+	cfg = strings.Replace(cfg, `jwks_url: "UNUSED"`, `jwks_file: "`+jwks+`"`, 1)
+	cfg = strings.Replace(cfg, "reload_interval: -1s", "reload_interval: 50ms", 1)
+	h := start(t, cfg)
+	if got := httpStatusOf(jwksResCheck(t, h, k1.token(""))); got != 200 {
+		t.Fatalf("k1 at start = %d", got)
+	}
+	if got := httpStatusOf(jwksResCheck(t, h, k2.token(""))); got != 401 {
+		t.Fatalf("k2 before it is in the file = %d, want 401", got)
+	}
+	writeFile(t, jwks, string(jwksResSet(k1, k2)))
+	waitFor(t, func() bool { return httpStatusOf(jwksResCheck(t, h, k2.token(""))) == 200 }, "k2 accepted")
+	if !strings.Contains(h.logs.String(), `"keys_added":["jwt: `+jwksResIssuer+` kid k2"]`) {
+		t.Errorf("the reload log does not name the added kid:\n%s", h.logs.String())
+	}
+	if got := httpStatusOf(jwksResCheck(t, h, k1.token(""))); got != 200 {
+		t.Errorf("k1 after the reload = %d", got)
+	}
+}
+
+// TestReloadExtendsLogRedaction: a reload that adds an authenticator on a
+// new header makes the logger redact that header's name, as start-up does
+// for the first config; a removed one stays redacted.
+func TestReloadExtendsLogRedaction(t *testing.T) {
+	keys := keysFile(t, t.TempDir())
+	h := start(t, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	const secret = "redaction-test-secret-value"
+	h.svc.logger.Info("probe", "x-partner-key", secret)
+	if !strings.Contains(h.logs.String(), secret) {
+		t.Fatal("the probe attribute is redacted before the reload: the test proves nothing")
+	}
+	added := strings.Replace(baseConfig(keys, ""), "policy:", `  - name: partner
+    source: {header: X-Partner-Key}
+    api_key: {file: "`+keys+`"}
+policy:`, 1)
+	writeFile(t, h.path, strings.Replace(added, "reload_interval: 50ms", "reload_interval: -1s", 1))
+	if err := h.svc.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	before := strings.Count(h.logs.String(), secret)
+	h.svc.logger.Info("probe", "x-partner-key", secret)
+	if strings.Count(h.logs.String(), secret) != before || !strings.Contains(h.logs.String(), `"x-partner-key":"[REDACTED]"`) {
+		t.Errorf("the new credential header is not redacted after the reload:\n%s", h.logs.String())
+	}
+	writeFile(t, h.path, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	if err := h.svc.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if !h.svc.tel.redact.has("x-partner-key") {
+		t.Error("a removed authenticator's header is no longer redacted")
 	}
 }

@@ -421,6 +421,9 @@ func (s *service) apply(why string, data []byte, expect fileDigests) error {
 		s.logger.Error("config reload rejected", "reason", why, "error", err)
 		return err
 	}
+	// The logger learns new credential carriers before any request can
+	// bring one.
+	s.tel.redact.add(credentialKeys(next.cfg))
 	if next.rl != nil {
 		next.rl.limiter.SetMatcher(next.limits)
 	}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -124,15 +126,17 @@ var alwaysRedacted = []string{"authorization", "proxy-authorization", "cookie", 
 // any group) names a credential carrier has its value replaced: a second
 // line of defence, since no code logs credentials on purpose.
 func newRedactingLogger(w io.Writer, c logConfig, credentialKeys []string) *slog.Logger {
+	r := &redactKeys{}
+	r.add(append(append(append([]string{}, alwaysRedacted...), c.Redact...), credentialKeys...))
+	return newRedactingLoggerWith(w, c, r)
+}
+
+func newRedactingLoggerWith(w io.Writer, c logConfig, r *redactKeys) *slog.Logger {
 	level, _ := parseLevel(c.Level)
-	redact := map[string]bool{}
-	for _, k := range append(append(append([]string{}, alwaysRedacted...), c.Redact...), credentialKeys...) {
-		redact[strings.ToLower(k)] = true
-	}
 	opts := &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if redact[strings.ToLower(a.Key)] {
+			if r.has(a.Key) {
 				return slog.String(a.Key, "[REDACTED]")
 			}
 			return a
@@ -142,6 +146,32 @@ func newRedactingLogger(w io.Writer, c logConfig, credentialKeys []string) *slog
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// redactKeys is the set of attribute keys logged as [REDACTED]. It only
+// grows: a reload that adds an authenticator adds its header or cookie
+// name, and one that removes it keeps the name redacted.
+type redactKeys struct {
+	mu sync.Mutex // serialises add
+	m  atomic.Pointer[map[string]bool]
+}
+
+func (r *redactKeys) add(keys []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := map[string]bool{}
+	if cur := r.m.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	for _, k := range keys {
+		next[strings.ToLower(k)] = true
+	}
+	r.m.Store(&next)
+}
+
+func (r *redactKeys) has(key string) bool {
+	m := r.m.Load()
+	return m != nil && (*m)[strings.ToLower(key)]
 }
 
 // credentialKeys are the header and cookie names the config says carry
@@ -168,6 +198,8 @@ type telemetry struct {
 	propagator     propagation.TextMapPropagator
 	shutdown       func(context.Context) error
 	decisions      *decisionLog
+	// redact grows with every reload's credential carriers.
+	redact *redactKeys
 
 	reloads *prometheus.CounterVec
 }
@@ -175,7 +207,7 @@ type telemetry struct {
 func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 	tc := cfg.Telemetry
 	t := &telemetry{
-		logger:   newRedactingLogger(stderr, tc.Log, credentialKeys(cfg)),
+		redact:   &redactKeys{},
 		registry: prometheus.NewRegistry(),
 		// Envoy forwards W3C traceparent, or B3 when the mesh uses Zipkin.
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{},
@@ -183,6 +215,8 @@ func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 		tracerProvider: noop.NewTracerProvider(),
 		shutdown:       func(context.Context) error { return nil },
 	}
+	t.redact.add(append(append(append([]string{}, alwaysRedacted...), tc.Log.Redact...), credentialKeys(cfg)...))
+	t.logger = newRedactingLoggerWith(stderr, tc.Log, t.redact)
 	t.tracer = t.tracerProvider.Tracer("")
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	t.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -169,7 +169,8 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 		if err := acs[i].validate(); err != nil {
 			t.Fatal(err)
 		}
-		a, _, err := env.authenticator(lease, &acs[i], &redisCfg, digestAll(acs[i].files()))
+		k, sec := acs[i].kind()
+		a, _, err := env.authenticator(lease, &acs[i], k, sec, &redisCfg, digestAll(acs[i].files()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,8 +231,9 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 func TestSessionAuthenticatorNeedsRedis(t *testing.T) {
 	p := pool.New(pool.Options{})
 	env := &buildEnv{logger: slog.New(slog.DiscardHandler), pool: p}
-	_, _, err := env.authenticator(p.NewLease(), &authenticatorConfig{Name: "s", Source: authz.CredentialSource{Header: "x-s"}, UDBSession: &tokens.SessionConfig{}},
-		&redisconf.Config{}, nil)
+	ac := &authenticatorConfig{Name: "s", Source: authz.CredentialSource{Header: "x-s"}, UDBSession: &tokens.SessionConfig{}}
+	k, sec := ac.kind()
+	_, _, err := env.authenticator(p.NewLease(), ac, k, sec, &redisconf.Config{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "udb_session: needs the redis section") {
 		t.Fatalf("err = %v", err)
 	}
