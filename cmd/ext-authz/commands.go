@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/redislog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -65,7 +66,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 		defer cancel()
 		_ = tel.shutdown(ctx) // flushes spans
 	}()
-	redis.SetLogger(newRedisLogger(tel.logger)) // go-redis has only a global logger
+	redis.SetLogger(redislog.New(tel.logger)) // go-redis has only a global logger
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)

@@ -90,7 +90,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainDelay, 5*time.Second)
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
-	s.Overload.applyDefaults()
+	s.Overload.ApplyDefaults()
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -142,7 +142,7 @@ func (c *fileConfig) validateGeneration() error {
 }
 
 func (s *serverConfig) validate() error {
-	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.validate())}
+	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}
