@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
@@ -312,7 +313,7 @@ func (a *authenticatorConfig) keyNames() []string {
 // generations: kind, name (logs and metrics carry it), the canonical
 // section, the digests of the files it reads, and for Redis-backed kinds
 // the Redis client's key. Any change makes a new verifier.
-func (a *authenticatorConfig) poolKey(k *authKind, sec any, digests fileDigests, redisKey string) string {
+func (a *authenticatorConfig) poolKey(k *authKind, sec any, digests filewatch.Digests, redisKey string) string {
 	b, _ := json.Marshal(sec) // config sections are plain data: never fails
 	key := "authenticator/" + k.name + "/" + a.Name + "\x00" + string(b)
 	for _, f := range k.files(sec) {
@@ -369,7 +370,7 @@ func (e *buildEnv) redis(l *pool.Lease, c *redisconf.Config) (redis.UniversalCli
 // authenticator acquires the entry's verifier, of kind k with section sec
 // (see authenticatorConfig.kind), into the lease (building it when no
 // generation holds one under the same key) and wraps it.
-func (e *buildEnv) authenticator(l *pool.Lease, ac *authenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests fileDigests) (*authz.Authenticator, string, error) {
+func (e *buildEnv) authenticator(l *pool.Lease, ac *authenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests filewatch.Digests) (*authz.Authenticator, string, error) {
 	d := buildDeps{opts: tokens.Options{Logger: e.logger.With("authenticator", ac.Name), Registerer: e.registry}}
 	if k.redis && redisCfg.Enabled() {
 		cli, err := e.redis(l, redisCfg)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
@@ -187,7 +188,7 @@ func parseConfig(path string, data []byte, getenv func(string) string) (*fileCon
 	if err != nil {
 		return nil, err
 	}
-	c.src, c.path, c.sum = f, path, digestBytes(data)
+	c.src, c.path, c.sum = f, path, filewatch.DigestBytes(data)
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, f.Annotate(err)

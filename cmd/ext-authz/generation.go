@@ -1,17 +1,13 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
@@ -37,7 +33,7 @@ type generation struct {
 	// files are the digests of the config file (of the bytes decoded) and
 	// of every file it references, as read to build this generation; a
 	// poll that finds other content reloads.
-	files fileDigests
+	files filewatch.Digests
 }
 
 type genAuth struct {
@@ -64,7 +60,7 @@ func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
 		return nil, err
 	}
 	paths := cfg.referencedFiles()
-	before := digestAll(paths)
+	before := filewatch.DigestAll(paths)
 	g := &generation{cfg: cfg, lease: env.pool.NewLease()}
 	defer func() {
 		if err != nil {
@@ -100,7 +96,7 @@ func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
 	if g.pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
 	}
-	if !maps.Equal(before, digestAll(paths)) {
+	if !maps.Equal(before, filewatch.DigestAll(paths)) {
 		return nil, errFilesChanged
 	}
 	g.files = before
@@ -136,60 +132,4 @@ func (c *fileConfig) referencedFiles() []string {
 	out = append(out, c.RateLimit.Files...)
 	slices.Sort(out)
 	return slices.Compact(out)
-}
-
-// fileDigests maps a path to a digest of its content: the hex SHA-256 of a
-// file, of a directory's rate-limit files (names and contents, as
-// envoyconfig.Load selects them), or "unreadable: ..." with the error.
-type fileDigests map[string]string
-
-// agree reports whether d and o have the same digest for every path both
-// hold (a new config may reference files the old one did not).
-func (d fileDigests) agree(o fileDigests) bool {
-	for p, v := range o {
-		if w, ok := d[p]; ok && w != v {
-			return false
-		}
-	}
-	return true
-}
-
-func digestAll(paths []string) fileDigests {
-	out := make(fileDigests, len(paths)+1)
-	for _, p := range paths {
-		out[p] = digestPath(p)
-	}
-	return out
-}
-
-func digestPath(path string) string {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "unreadable: " + err.Error()
-	}
-	if !st.IsDir() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "unreadable: " + err.Error()
-		}
-		return digestBytes(b)
-	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return "unreadable: " + err.Error()
-	}
-	h := sha256.New()
-	for _, e := range entries {
-		ext := filepath.Ext(e.Name())
-		if e.IsDir() || (ext != ".yaml" && ext != ".yml") || strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		fmt.Fprintf(h, "%s\x00%s\x00", e.Name(), digestPath(filepath.Join(path, e.Name())))
-	}
-	return "dir:" + hex.EncodeToString(h.Sum(nil))
-}
-
-func digestBytes(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
 }

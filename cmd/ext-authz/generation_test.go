@@ -14,6 +14,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
@@ -186,48 +187,6 @@ func TestReloadKeepsJWKSKeys(t *testing.T) {
 	}
 }
 
-func TestSettle(t *testing.T) {
-	const q = 100 * time.Millisecond
-	t0 := time.Unix(1000, 0)
-	live := fileDigests{"c": "1"}
-	a, b := fileDigests{"c": "2"}, fileDigests{"c": "3"}
-	type obs struct {
-		cur  fileDigests
-		at   time.Duration
-		want bool
-	}
-	for _, tc := range []struct {
-		name  string
-		steps []obs
-	}{
-		{"unchanged never applies", []obs{{live, 0, false}, {live, q, false}, {live, 2 * q, false}}},
-		{"stable for a whole interval applies once", []obs{{a, 0, false}, {a, q, true}, {a, 2 * q, false}}},
-		{"still changing waits", []obs{{a, 0, false}, {b, q, false}, {a, 2 * q, false}, {a, 3 * q, true}}},
-		{"two polls in quick succession are not an interval", []obs{{a, 0, false}, {a, q / 10, false}, {a, q, true}}},
-		{"back to the live content cancels", []obs{{a, 0, false}, {live, q, false}, {a, 2 * q, false}, {a, 3 * q, true}}},
-		{"a tried content is not retried", []obs{{a, 0, false}, {a, q, true}, {a, 2 * q, false}, {a, 3 * q, false}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var st settle
-			for i, s := range tc.steps {
-				if got := st.observe(s.cur, live, t0.Add(s.at), q); got != s.want {
-					t.Fatalf("step %d (%v at %v): apply = %v, want %v", i, s.cur, s.at, got, s.want)
-				}
-			}
-		})
-	}
-	var st settle
-	st.observe(a, live, t0, q)
-	if !st.observe(a, live, t0.Add(q), q) {
-		t.Fatal("not applied")
-	}
-	st.retry()
-	st.observe(a, live, t0.Add(2*q), q)
-	if !st.observe(a, live, t0.Add(3*q), q) {
-		t.Error("after retry, the same content is not tried again")
-	}
-}
-
 // halfWritten is baseConfig with an extra rule, and a prefix of it that is
 // a valid config with another meaning: it ends just before the admin rule's
 // scope requirement, so a key with only the read scope would pass /admin/.
@@ -262,7 +221,7 @@ func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
 	full, prefix := halfWritten(t, keys)
 	const q = time.Second
 	t0 := time.Now()
-	var st settle
+	var st filewatch.Settle
 	steps := []struct {
 		write string
 		at    time.Duration
@@ -285,7 +244,7 @@ func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
 	if got := httpStatusOf(h.check(t, "GET", "x", "/status")); got != 200 {
 		t.Errorf("the complete file was not applied: /status = %d", got)
 	}
-	if g := h.svc.gen.Load(); g.files[h.path] != digestBytes([]byte(full)) || g.cfg.sum != g.files[h.path] {
+	if g := h.svc.gen.Load(); g.files[h.path] != filewatch.DigestBytes([]byte(full)) || g.cfg.sum != g.files[h.path] {
 		t.Errorf("the generation's digest is not that of the bytes it parsed")
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 )
 
@@ -308,13 +308,13 @@ func (s *service) watchConfig(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
-	var st settle
+	var st filewatch.Settle
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			st = settle{}
+			st = filewatch.Settle{}
 			_ = s.reload("sighup")
 		case now := <-tick:
 			_ = s.poll(&st, now, iv)
@@ -323,21 +323,21 @@ func (s *service) watchConfig(ctx context.Context) {
 }
 
 // poll is one look at the files: it applies them when they changed and
-// have settled (see settle). It reports whether it attempted a reload.
-func (s *service) poll(st *settle, now time.Time, quiet time.Duration) bool {
+// have settled (see filewatch.Settle). It reports whether it attempted a reload.
+func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration) bool {
 	data, cur := s.snapshot()
-	if !st.observe(cur, s.gen.Load().files, now, quiet) {
+	if !st.Observe(cur, s.gen.Load().files, now, quiet) {
 		return false
 	}
 	if err := s.apply("file changed", data, cur); errors.Is(err, errFilesChanged) {
-		st.retry()
+		st.Retry()
 	}
 	return true
 }
 
 // snapshot reads the config file and digests it (the digest of exactly
 // the bytes returned) and every file the serving generation references.
-func (s *service) snapshot() ([]byte, fileDigests) {
+func (s *service) snapshot() ([]byte, filewatch.Digests) {
 	g := s.gen.Load()
 	paths := make([]string, 0, len(g.files))
 	for p := range g.files {
@@ -345,48 +345,15 @@ func (s *service) snapshot() ([]byte, fileDigests) {
 			paths = append(paths, p)
 		}
 	}
-	cur := digestAll(paths)
+	cur := filewatch.DigestAll(paths)
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		cur[s.path] = "unreadable: " + err.Error()
 		return nil, cur
 	}
-	cur[s.path] = digestBytes(data)
+	cur[s.path] = filewatch.DigestBytes(data)
 	return data, cur
 }
-
-// settle decides when changed files are complete: when the same content
-// has been seen for at least one whole interval (two polls or more; a
-// ticker that fires twice in quick succession after a stall does not
-// count as two).
-type settle struct {
-	pending fileDigests
-	since   time.Time
-	// tried is the content the last reload attempt used: a rejected file
-	// is reported once, not on every poll.
-	tried fileDigests
-}
-
-// observe records the content seen at now and reports whether it should be
-// applied now.
-func (st *settle) observe(cur, live fileDigests, now time.Time, quiet time.Duration) bool {
-	if maps.Equal(cur, live) || maps.Equal(cur, st.tried) {
-		st.pending = nil
-		return false
-	}
-	if st.pending == nil || !maps.Equal(cur, st.pending) {
-		st.pending, st.since = cur, now
-		return false
-	}
-	if now.Sub(st.since) < quiet {
-		return false
-	}
-	st.pending, st.tried = nil, cur
-	return true
-}
-
-// retry forgets the last attempt, so the same content is tried again.
-func (st *settle) retry() { st.tried = nil }
 
 // reload reads the config file and applies it.
 func (s *service) reload(why string) error {
@@ -407,7 +374,7 @@ func (s *service) reload(why string) error {
 // generation must have read exactly the files expect describes (the
 // content that settled) where it read the same paths, or it is discarded
 // with errFilesChanged.
-func (s *service) apply(why string, data []byte, expect fileDigests) error {
+func (s *service) apply(why string, data []byte, expect filewatch.Digests) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.gen.Load()
@@ -439,7 +406,7 @@ func (s *service) apply(why string, data []byte, expect fileDigests) error {
 
 // prepare builds the next generation from data and starts it; on error
 // nothing it built is left running.
-func (s *service) prepare(data []byte, old *generation, expect fileDigests) (*generation, error) {
+func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests) (*generation, error) {
 	cfg, err := parseConfig(s.path, data, s.getenv)
 	if err != nil {
 		return nil, err
@@ -451,7 +418,7 @@ func (s *service) prepare(data []byte, old *generation, expect fileDigests) (*ge
 	if err != nil {
 		return nil, cfg.annotate(err)
 	}
-	if !next.files.agree(expect) {
+	if !next.files.Agree(expect) {
 		_ = next.release()
 		return nil, errFilesChanged
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/redistest"
@@ -170,7 +171,7 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		k, sec := acs[i].kind()
-		a, _, err := env.authenticator(lease, &acs[i], k, sec, &redisCfg, digestAll(acs[i].files()))
+		a, _, err := env.authenticator(lease, &acs[i], k, sec, &redisCfg, filewatch.DigestAll(acs[i].files()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,6 +34,8 @@ var rules = []struct {
 		"the decision log is transport-neutral: a transport fills an Entry"},
 	{"internal/pool", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/"},
 		"the pool knows its components only by the capabilities it asserts (Run, Close)"},
+	{"internal/filewatch", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/"},
+		"deciding when files changed needs no parser: callers parse the bytes they digested"},
 	{"internal/redislog", []string{"github.com/redis/go-redis", "google.golang.org/grpc"},
 		"the go-redis logger is implemented by its method set; the Redis client is built in redisconf"},
 }
