@@ -56,7 +56,8 @@ const (
 	ReasonCallerGone   = "caller_gone"
 )
 
-// ErrOverloaded: the server is full; the caller should try another replica.
+// ErrOverloaded means the server is full; the caller should try another
+// replica.
 var ErrOverloaded = errors.New("overloaded: try another replica")
 
 // ErrCallerGone wraps the caller's context error when it left before it got
