@@ -85,7 +85,16 @@ func New(logger *slog.Logger, c Config, reg prometheus.Registerer) *Log {
 }
 
 // Sampled reports whether a decision with this outcome is to be logged.
+// The common case, an allowed decision with no allowed sampling, is
+// answered inline.
 func (d *Log) Sampled(allowed bool) bool {
+	if allowed && d.allowRate <= 0 {
+		return false
+	}
+	return d.sampled(allowed)
+}
+
+func (d *Log) sampled(allowed bool) bool {
 	if allowed {
 		return d.allowRate > 0 && rand.Float64() < d.allowRate
 	}
