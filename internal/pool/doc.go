@@ -26,6 +26,11 @@
 //   - Closer (Close() error): resources to free. The last Release calls it
 //     after Run has returned.
 //
+// Keys are made of configuration and may hold secrets (a Redis password, a
+// JWKS URL's userinfo): the pool never puts a key in an error, and callers
+// log only the part before the first NUL byte, which by convention names
+// the component's kind and name.
+//
 // Readiness (Ready() error) is not the pool's business: the generation that
 // holds a component asks it.
 //

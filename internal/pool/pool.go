@@ -3,7 +3,6 @@ package pool
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"sync"
 )
@@ -45,7 +44,9 @@ func New(opts Options) *Pool {
 	return &Pool{opts: opts, m: make(map[string]*entry)}
 }
 
-// ErrNotHeld is returned by Release and Start for a key nobody holds.
+// ErrNotHeld is returned by Release and Start for a key nobody holds. It
+// does not name the key: keys are made of configuration, which may hold
+// passwords.
 var ErrNotHeld = errors.New("pool: key not held")
 
 // Acquire returns the value under key and adds one reference to it. When
@@ -75,7 +76,7 @@ func (p *Pool) Start(ctx context.Context, key string) error {
 	defer p.mu.Unlock()
 	e, ok := p.m[key]
 	if !ok {
-		return fmt.Errorf("%w: %q", ErrNotHeld, key)
+		return ErrNotHeld
 	}
 	r, ok := e.val.(Runner)
 	if !ok || e.cancel != nil {
@@ -100,7 +101,7 @@ func (p *Pool) Release(key string) error {
 	e, ok := p.m[key]
 	if !ok {
 		p.mu.Unlock()
-		return fmt.Errorf("%w: %q", ErrNotHeld, key)
+		return ErrNotHeld
 	}
 	e.refs--
 	if e.refs > 0 {
