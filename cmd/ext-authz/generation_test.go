@@ -465,3 +465,44 @@ policy:`, 1)
 		t.Error("a removed authenticator's header is no longer redacted")
 	}
 }
+
+// TestReloadKeepsRestartOnlySettings: a reload applies the policy and keeps
+// every restart-only setting at its running value, with one warning per
+// setting that asked for a change.
+func TestReloadKeepsRestartOnlySettings(t *testing.T) {
+	keys := keysFile(t, t.TempDir())
+	limits := limitsFile(t, 100)
+	cfg := strings.Replace(baseConfig(keys, limitedRules), "reload_interval: 50ms", "reload_interval: -1s", 1) +
+		rateLimitSection(limits, "memory", "")
+	h := start(t, cfg)
+	next := strings.Replace(cfg, "drain_delay: 100ms", "drain_delay: 7s", 1)
+	next = strings.Replace(next, "admin:\n", "admin:\n  pprof: true\n", 1)
+	next = strings.Replace(next, "  timeout: 2s\n", "  timeout: 3s\n", 1)
+	next = strings.Replace(next, "    - name: admin\n", "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n    - name: admin\n", 1)
+	writeFile(t, h.path, next)
+	if err := h.svc.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := httpStatusOf(h.check(t, "GET", "x", "/status")); got != 200 {
+		t.Errorf("the new rule is not served: %d", got)
+	}
+	c := h.svc.cfg()
+	if c.Server.DrainDelay != 100*time.Millisecond || c.Admin.Pprof || c.RateLimit.Timeout != 2*time.Second {
+		t.Errorf("restart-only settings changed by a reload: drain_delay %v, pprof %v, rate_limit.timeout %v",
+			c.Server.DrainDelay, c.Admin.Pprof, c.RateLimit.Timeout)
+	}
+	logs := h.logs.String()
+	for _, sec := range []string{"server", "admin", "rate_limit (all but files)"} {
+		if !strings.Contains(logs, `"msg":"config setting changed; restart to apply it","section":"`+sec+`"`) {
+			t.Errorf("no restart warning for %s:\n%s", sec, logs)
+		}
+	}
+	for _, sec := range []string{"redis", "telemetry"} {
+		if strings.Contains(logs, `"section":"`+sec+`"`) {
+			t.Errorf("a restart warning for the unchanged %s section", sec)
+		}
+	}
+	if !strings.Contains(logs, `"rules_added":["status"]`) {
+		t.Errorf("the reload log does not name the added rule:\n%s", logs)
+	}
+}
