@@ -121,15 +121,27 @@ func (g *generation) ready() error {
 func (g *generation) release() error { return g.lease.Release() }
 
 // referencedFiles are the files and directories the config makes the
-// service read and that a reload re-reads: key files, JWKS files, rate-limit
-// files and directories. (Redis TLS files are read once: redis is
-// restart-only.)
+// service read, all watched: key files, JWKS files, rate-limit files and
+// directories, which a reload re-reads; and the Redis TLS files, which
+// only a restart re-reads (a change is logged as such).
 func (c *fileConfig) referencedFiles() []string {
 	var out []string
 	for i := range c.Authenticators {
 		out = append(out, c.Authenticators[i].files()...)
 	}
 	out = append(out, c.RateLimit.Files...)
+	out = append(out, c.restartOnlyFiles()...)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// restartOnlyFiles are referenced files read once, at start.
+func (c *fileConfig) restartOnlyFiles() []string {
+	var out []string
+	for _, f := range []string{c.Redis.TLS.CAFile, c.Redis.TLS.CertFile, c.Redis.TLS.KeyFile} {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

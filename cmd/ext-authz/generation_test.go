@@ -506,3 +506,16 @@ func TestReloadKeepsRestartOnlySettings(t *testing.T) {
 		t.Errorf("the reload log does not name the added rule:\n%s", logs)
 	}
 }
+
+// TestReloadWarnsOnRestartOnlyFile: the Redis TLS files are read once; a
+// rotated one is noticed and logged as needing a restart.
+func TestReloadWarnsOnRestartOnlyFile(t *testing.T) {
+	keys := keysFile(t, t.TempDir())
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, ca, "not read until a client is built\n")
+	h := start(t, baseConfig(keys, "")+"redis:\n  addrs: [\"127.0.0.1:1\"]\n  tls: {enabled: true, ca_file: \""+ca+"\"}\n")
+	writeFile(t, ca, "rotated\n")
+	waitFor(t, func() bool {
+		return strings.Contains(h.logs.String(), `"msg":"file read only at start changed; restart to apply it","file":"`+ca+`"`)
+	}, "the restart warning for the rotated CA file")
+}

@@ -401,6 +401,11 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 	}
 	s.tel.reloads.WithLabelValues("success").Inc()
 	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
+	for _, f := range next.cfg.restartOnlyFiles() {
+		if d, ok := old.files[f]; ok && d != next.files[f] {
+			s.logger.Warn("file read only at start changed; restart to apply it", "file", f)
+		}
+	}
 	return nil
 }
 
