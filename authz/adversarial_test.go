@@ -265,6 +265,14 @@ func TestIdentityValuesMustBeForwardable(t *testing.T) {
 		{"issuer with a control character", with(func(p *tokens.Principal) { p.Issuer = "keys\n" }), authz.Forbidden},
 		{"scope with a space forges a scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read admin"} }), authz.Forbidden},
 		{"empty scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read", ""} }), authz.Forbidden},
+		// Python's str.split() and Go's strings.Fields split at Unicode
+		// spaces too: "read\u00a0admin" would reach them as "read admin".
+		{"scope with a no-break space", with(func(p *tokens.Principal) { p.Scopes = []string{"read\u00a0admin"} }), authz.Forbidden},
+		{"scope with an em space", with(func(p *tokens.Principal) { p.Scopes = []string{"read\u2003admin"} }), authz.Forbidden},
+		{"scope with next line", with(func(p *tokens.Principal) { p.Scopes = []string{"read\u0085admin"} }), authz.Forbidden},
+		{"scope with an ideographic space", with(func(p *tokens.Principal) { p.Scopes = []string{"read\u3000admin"} }), authz.Forbidden},
+		{"scope with a tab", with(func(p *tokens.Principal) { p.Scopes = []string{"read\tadmin"} }), authz.Forbidden},
+		{"non-ASCII scope without spaces", with(func(p *tokens.Principal) { p.Scopes = []string{"lesen:b\u00fccher"} }), authz.OK},
 		{"list element with a comma forges an element", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": []any{"a,admins"}} }), authz.Forbidden},
 		{"claim with a line break", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": "a\nb"} }), authz.Forbidden},
 	}

@@ -3,6 +3,7 @@ package authz
 import (
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -141,8 +142,10 @@ func (h *identityHeaders) render(id *Identity, headers map[string]string) (set [
 	add(h.method, id.Method, false)
 	add(h.appID, id.AppID, false)
 	for _, s := range id.Scopes {
-		// One scope holding a space would read as two upstream.
-		if s == "" || strings.ContainsAny(s, " \t") {
+		// One scope holding a space would read as two upstream, and not
+		// only an ASCII one: Python's str.split() and strings.Fields also
+		// split at U+00A0, U+2003, U+0085 and the other Unicode spaces.
+		if s == "" || strings.ContainsFunc(s, unicode.IsSpace) {
 			ok = false
 		}
 	}
