@@ -320,6 +320,21 @@ func TestMethodOverride(t *testing.T) {
 		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PUT, DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
 		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PU T"), wantCode: authz.BadRequest, wantReason: "method_override"},
 		{mode: "match", give: req("DELETE", "h", "/x", "x-http-method-override", "DELETE"), wantCode: authz.Forbidden, wantReason: "denied_by_rule"},
+		// Target overrides (X-Original-URL, X-Rewrite-URL): Symfony and
+		// Zend before their 2018 fixes serve the header's path instead of
+		// the one we judged ("public").
+		{mode: "", give: req("GET", "api.example.com", "/public", "x-original-url", "/admin/users"), wantCode: authz.OK,
+			wantRemove: []string{"x-original-url"}},
+		{mode: "strip", give: req("GET", "api.example.com", "/public", "x-rewrite-url", "/admin/users", "X_Original_URL", "/admin/"), wantCode: authz.OK,
+			wantRemove: []string{"x-rewrite-url", "X_Original_URL"}},
+		{mode: "strip", give: req("GET", "api.example.com", "/admin/x", "x-api-key", "k-alice", "x_rewrite_url", "/admin/y", "x-http-method", "DELETE"), wantCode: authz.OK,
+			wantRemove: []string{"x_rewrite_url", "x-http-method"}},
+		{mode: "strip", give: req("GET", "h", "/x", "x-original-urls", "/admin/"), wantCode: authz.OK, keep: []string{"x-original-urls"}},
+		{mode: "match", give: req("GET", "api.example.com", "/public", "x-original-url", "/admin/users"), wantCode: authz.OK,
+			wantRemove: []string{"x-original-url"}},
+		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PUT", "x-rewrite-url", "/admin/"), wantCode: authz.OK,
+			wantRemove: []string{"x-rewrite-url"}, keep: []string{"x-http-method-override"}},
+		{mode: "reject", give: req("GET", "api.example.com", "/public", "x-original-url", "/admin/users"), wantCode: authz.BadRequest, wantReason: "method_override"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.mode+"/"+tt.give.Method+"/"+strings.Join(slices.Sorted(mapKeys(tt.give.Headers)), ","), func(t *testing.T) {
@@ -396,9 +411,12 @@ func FuzzIdentityHeaderRemoval(f *testing.F) {
 	f.Add("X-Auth_Team", "platform", "/public", false)
 	f.Add("x-http-method-override", "DELETE", "/public", false)
 	f.Add("x_legacy-USER", "root", "/admin/", true)
+	f.Add("X-Original-URL", "/admin/", "/public", false)
+	f.Add("x_rewrite_url", "/admin/", "/admin/x", true)
 	p := adversarialPipeline(f, "", authztest.Credentials{"k": alice})
 	protected := map[string]bool{"x-auth-subject": true, "x-auth-issuer": true, "x-auth-method": true, "x-auth-app-id": true,
-		"x-auth-scopes": true, "x-auth-groups": true, "x-legacy-user": true, "x-http-method-override": true, "x-http-method": true, "x-method-override": true}
+		"x-auth-scopes": true, "x-auth-groups": true, "x-legacy-user": true, "x-http-method-override": true, "x-http-method": true, "x-method-override": true,
+		"x-original-url": true, "x-rewrite-url": true}
 	f.Fuzz(func(t *testing.T, name, value, path string, withKey bool) {
 		h := map[string]string{strings.ToLower(name): value}
 		if withKey {

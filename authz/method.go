@@ -31,20 +31,42 @@ var methodOverrideKeys = map[string]bool{
 	"x-method-override":      true,
 }
 
+// targetOverrideKeys are the headerKeys of the headers some frameworks read
+// as "the real request target", in place of the path rules matched:
+// X-Original-URL and X-Rewrite-URL (Symfony before 3.4.14/4.1.3,
+// CVE-2018-14773; Zend Framework 1 and 2 and Laminas before ZF2018-01;
+// applications behind IIS URL Rewrite). "GET /public" with
+// "X-Original-URL: /admin/users" is judged as /public and served as
+// /admin/users. A client never has a reason to send them; they are removed
+// in the strip and match modes and refused in the reject mode.
+var targetOverrideKeys = map[string]bool{
+	"x-original-url": true,
+	"x-rewrite-url":  true,
+}
+
 // methodOverrides returns the request's method override headers (names as
-// the request spells them, sorted) and their values; nil when there are
-// none, without allocating.
-func methodOverrides(headers map[string]string) (names, values []string) {
+// the request spells them, sorted) and their values, and its target
+// override headers (names, sorted); nil when there are none, without
+// allocating.
+func methodOverrides(headers map[string]string) (names, values, targets []string) {
 	for k := range headers {
-		if methodOverrideKeys[k] || !isHeaderKey(k) && methodOverrideKeys[headerKey(k)] {
+		key := k
+		if !isHeaderKey(k) {
+			key = headerKey(k)
+		}
+		switch {
+		case methodOverrideKeys[key]:
 			names = append(names, k)
+		case targetOverrideKeys[key]:
+			targets = append(targets, k)
 		}
 	}
 	slices.Sort(names)
+	slices.Sort(targets)
 	for _, n := range names {
 		values = append(values, headers[n])
 	}
-	return names, values
+	return names, values, targets
 }
 
 // overrideMethods parses override values: comma-joined repeats are split;

@@ -179,13 +179,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	return d
 }
 
-// overrides applies the method_override mode to the request's method
-// override headers: the override methods rules must agree on (match), the
-// header names to strip (strip), or a reason to refuse the request.
+// overrides applies the method_override mode to the request's method and
+// target override headers: the override methods rules must agree on
+// (match), the header names to strip (strip; target overrides in match
+// too), or a reason to refuse the request.
 func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
-	names, values := methodOverrides(r.Headers)
+	names, values, targets := methodOverrides(r.Headers)
 	switch {
-	case len(names) == 0:
+	case len(names) == 0 && len(targets) == 0:
 		return nil, nil, ""
 	case p.methodOverride == MethodOverrideReject:
 		return nil, nil, "method_override"
@@ -194,9 +195,9 @@ func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string
 		if !ok {
 			return nil, nil, "method_override"
 		}
-		return methods, nil, "" // forwarded: the upstream acts on them
+		return methods, targets, "" // methods forwarded: the upstream acts on them
 	}
-	return nil, names, ""
+	return nil, append(names, targets...), ""
 }
 
 // match returns the first rule that matches the request. Rules match the
