@@ -3,7 +3,9 @@ package authz_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -143,6 +145,24 @@ func TestCanonicalHost(t *testing.T) {
 		{give: "[::1]x", wantErr: true},
 		{give: "[1.2.3.4]", wantErr: true},
 		{give: "[::1]:123456", wantErr: true},
+		// A last label that is a number makes the host an IPv4 address to
+		// WHATWG URL parsers and inet_aton, in forms rules never name.
+		{give: "127.0.0.1.", want: "127.0.0.1"},
+		{give: "1.2.3.4:8080", want: "1.2.3.4"},
+		{give: "1e100.net", want: "1e100.net"},
+		{give: "a.0x", wantErr: true},
+		{give: "0x7f.1", wantErr: true},
+		{give: "0X7F.0.0.1", wantErr: true},
+		{give: "127.1", wantErr: true},
+		{give: "2130706433", wantErr: true},
+		{give: "0177.0.0.1", wantErr: true},
+		{give: "010.0.0.1:80", wantErr: true},
+		{give: "1.2.3.4.5", wantErr: true},
+		{give: "256.0.0.1", wantErr: true},
+		{give: "example.123", wantErr: true},
+		{give: "api.example.com.0x10", wantErr: true},
+		// IPv4-mapped IPv6 stays IPv6: rules name it as such.
+		{give: "[::FFFF:7f00:1]", want: "[::ffff:127.0.0.1]"},
 	}
 	for _, tt := range tests {
 		got, err := authz.CanonicalHost(tt.give)
@@ -156,7 +176,8 @@ func TestCanonicalHost(t *testing.T) {
 }
 
 func FuzzCanonicalHost(f *testing.F) {
-	for _, s := range []string{"Example.COM:443", "[::1]:80", "a.b.", "\u212a", "xn--x", "a..b", "[fe80::1%25x]"} {
+	for _, s := range []string{"Example.COM:443", "[::1]:80", "a.b.", "\u212a", "xn--x", "a..b", "[fe80::1%25x]",
+		"0x7f.1", "127.1", "2130706433", "1.2.3.4.", "0177.0.0.1", "a.0x", "1.2.3.4.5", "1e100.net"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, authority string) {
@@ -175,7 +196,65 @@ func FuzzCanonicalHost(f *testing.F) {
 		if again, err := authz.CanonicalHost(h); err != nil || again != h {
 			t.Fatalf("not idempotent: %q -> %q -> %q, %v", authority, h, again, err)
 		}
+		if ip, isIP := whatwgIPv4(h); isIP && ip != h {
+			t.Fatalf("CanonicalHost(%q) = %q, which a WHATWG URL parser reads as %q", authority, h, ip)
+		}
 	})
+}
+
+// whatwgIPv4 is the WHATWG URL standard's IPv4 parser (host parsing, steps
+// "ends in a number" and "IPv4 parser"), written from the standard as an
+// oracle: isIP reports that the host is an IPv4 address to such a parser;
+// ip is its serialisation ("" when the parser fails: a URL error).
+func whatwgIPv4(host string) (ip string, isIP bool) {
+	parts := strings.Split(host, ".")
+	if parts[len(parts)-1] == "" && len(parts) > 1 {
+		parts = parts[:len(parts)-1]
+	}
+	last := parts[len(parts)-1]
+	if last == "" {
+		return "", false
+	}
+	if strings.Trim(last, "0123456789") != "" {
+		if !(len(last) >= 2 && (last[:2] == "0x" || last[:2] == "0X") && strings.Trim(last[2:], "0123456789abcdefABCDEF") == "") {
+			return "", false
+		}
+	}
+	if len(parts) > 4 {
+		return "", true
+	}
+	nums := make([]uint64, 0, 4)
+	for _, p := range parts {
+		base := 10
+		switch {
+		case len(p) >= 2 && (p[:2] == "0x" || p[:2] == "0X"):
+			p, base = p[2:], 16
+		case len(p) >= 2 && p[0] == '0':
+			p, base = p[1:], 8
+		}
+		if p == "" {
+			nums = append(nums, 0)
+			continue
+		}
+		n, err := strconv.ParseUint(p, base, 64)
+		if err != nil {
+			return "", true
+		}
+		nums = append(nums, n)
+	}
+	for _, n := range nums[:len(nums)-1] {
+		if n > 255 {
+			return "", true
+		}
+	}
+	if nums[len(nums)-1] >= 1<<(8*(5-len(nums))) {
+		return "", true
+	}
+	v := nums[len(nums)-1]
+	for i, n := range nums[:len(nums)-1] {
+		v += n << (8 * (3 - i))
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", v>>24, v>>16&0xff, v>>8&0xff, v&0xff), true
 }
 
 // Identity headers in every spelling an upstream may map to them are
