@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,9 +415,31 @@ func TestMethodOverride(t *testing.T) {
 		{mode: "match", give: req("POST", "h", "/x", "x-http-method-override", "PUT", "x-rewrite-url", "/admin/"), wantCode: authz.OK,
 			wantRemove: []string{"x-rewrite-url"}, keep: []string{"x-http-method-override"}},
 		{mode: "reject", give: req("GET", "api.example.com", "/public", "x-original-url", "/admin/users"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		// "_method" in the query: Laravel/Symfony and Express's
+		// method-override (query getter) serve POST /x?_method=DELETE as
+		// a DELETE. It cannot be stripped, so every mode but reject matches
+		// rules on it ("deny-delete" vs "public": ambiguous).
+		{mode: "", give: req("POST", "h", "/x?_method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?a=1&_method=delete&b=2"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?a=1;_method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?%5Fmethod=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?_%6D%65thod=%44ELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?.method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?+_method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?_method[]=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?_method[0]=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?_method=PUT&_method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "strip", give: req("POST", "h", "/x?_method=DEL%20ETE"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		{mode: "strip", give: req("POST", "h", "/x?_method=PUT"), wantCode: authz.OK},
+		{mode: "strip", give: req("POST", "h", "/x?_methods=DELETE&method=DELETE&x_method=DELETE&q=_method"), wantCode: authz.OK},
+		{mode: "strip", give: req("POST", "h", "/x?_METHOD=DELETE"), wantCode: authz.OK},
+		{mode: "match", give: req("POST", "h", "/x?_method=DELETE"), wantCode: authz.BadRequest, wantReason: "ambiguous_method"},
+		{mode: "match", give: req("POST", "h", "/x?_method=PUT", "x-http-method-override", "PATCH"), wantCode: authz.OK},
+		{mode: "reject", give: req("POST", "h", "/x?_method=PUT"), wantCode: authz.BadRequest, wantReason: "method_override"},
+		{mode: "reject", give: req("POST", "h", "/x?method=PUT"), wantCode: authz.OK},
 	}
 	for _, tt := range tests {
-		t.Run(tt.mode+"/"+tt.give.Method+"/"+strings.Join(slices.Sorted(mapKeys(tt.give.Headers)), ","), func(t *testing.T) {
+		t.Run(tt.mode+"/"+tt.give.Method+"/"+strings.Join(slices.Sorted(mapKeys(tt.give.Headers)), ",")+"?"+tt.give.Query, func(t *testing.T) {
 			d := adversarialPipeline(t, tt.mode, nil).Decide(context.Background(), tt.give)
 			if d.Code != tt.wantCode || d.Reason != tt.wantReason {
 				t.Fatalf("Decide = %v %q, want %v %q", d.Code, d.Reason, tt.wantCode, tt.wantReason)
@@ -514,6 +537,41 @@ func FuzzIdentityHeaderRemoval(f *testing.F) {
 			if !set && !slices.Contains(d.RemoveHeaders, n) {
 				t.Fatalf("%q (%q) reaches the upstream: set %v, removed %q", n, value, d.UpstreamHeaders, d.RemoveHeaders)
 			}
+		}
+	})
+}
+
+// FuzzQueryMethodOverride: whenever an independent reading of the query
+// (net/url unescaping, PHP's key mangling) finds a "_method" parameter
+// whose value is DELETE, POST /x is not allowed by "public": an upstream
+// that honours it would run the DELETE that "deny-delete" refuses.
+func FuzzQueryMethodOverride(f *testing.F) {
+	for _, q := range []string{"_method=DELETE", "a=1&_method=delete", "%5Fmethod=DELETE", ".method=DELETE", "+_method=DELETE",
+		"_method[]=DELETE", "a;_method=DELETE", "_method=%44ELETE", "_methodx=DELETE", "_method", "%zz&_method=DELETE"} {
+		f.Add(q)
+	}
+	p := adversarialPipeline(f, "", nil)
+	phpKey := strings.NewReplacer(" ", "_", ".", "_")
+	f.Fuzz(func(t *testing.T, query string) {
+		deletes := false
+		for _, pair := range strings.FieldsFunc(query, func(r rune) bool { return r == '&' || r == ';' }) {
+			k, v, _ := strings.Cut(pair, "=")
+			key, err1 := url.QueryUnescape(k)
+			val, err2 := url.QueryUnescape(v)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			if i := strings.IndexByte(key, '['); i >= 0 && strings.IndexByte(key[i:], ']') >= 0 {
+				key = key[:i]
+			}
+			key = phpKey.Replace(strings.TrimLeft(key, " "))
+			if key == "_method" && strings.EqualFold(strings.TrimSpace(val), "DELETE") {
+				deletes = true
+			}
+		}
+		d := p.Decide(context.Background(), &authz.Request{Method: "POST", Host: "h", Path: "/x", Query: query})
+		if deletes && d.Allowed() {
+			t.Fatalf("POST /x?%s allowed (rule %q): an upstream reads _method=DELETE", query, d.Rule)
 		}
 	})
 }
