@@ -347,6 +347,21 @@ func TestIdentityValuesMustBeForwardable(t *testing.T) {
 		{"invalid UTF-8", with(func(p *tokens.Principal) { p.Subject = "alice\xff" }), authz.Forbidden},
 		{"overlong", with(func(p *tokens.Principal) { p.Subject = strings.Repeat("a", 4097) }), authz.Forbidden},
 		{"issuer with a control character", with(func(p *tokens.Principal) { p.Issuer = "keys\n" }), authz.Forbidden},
+		// Unicode whitespace at either end: trimmed by an upstream that
+		// decodes UTF-8 and strips (Python's str.strip, Java's strip).
+		{"trailing no-break space", with(func(p *tokens.Principal) { p.Subject = "admin\u00a0" }), authz.Forbidden},
+		{"leading ideographic space", with(func(p *tokens.Principal) { p.Subject = "\u3000admin" }), authz.Forbidden},
+		{"trailing em space", with(func(p *tokens.Principal) { p.Subject = "admin\u2003" }), authz.Forbidden},
+		{"trailing next line", with(func(p *tokens.Principal) { p.Subject = "admin\u0085" }), authz.Forbidden},
+		{"control: inner no-break space", with(func(p *tokens.Principal) { p.Subject = "j\u00a0r" }), authz.OK},
+		{"control: non-ASCII at both ends", with(func(p *tokens.Principal) { p.Subject = "\u00e9l\u00e8ve" }), authz.OK},
+		// C1 controls and Unicode line separators: line breaks to
+		// Python's str.splitlines and JavaScript.
+		{"inner next line", with(func(p *tokens.Principal) { p.Subject = "alice\u0085x-auth-subject: root" }), authz.Forbidden},
+		{"inner line separator", with(func(p *tokens.Principal) { p.Subject = "alice\u2028root" }), authz.Forbidden},
+		{"inner paragraph separator", with(func(p *tokens.Principal) { p.Subject = "alice\u2029root" }), authz.Forbidden},
+		{"C1 control CSI", with(func(p *tokens.Principal) { p.Subject = "alice\u009b31m" }), authz.Forbidden},
+		{"claim with a line separator", with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": "a\u2028b"} }), authz.Forbidden},
 		{"scope with a space forges a scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read admin"} }), authz.Forbidden},
 		{"empty scope", with(func(p *tokens.Principal) { p.Scopes = []string{"read", ""} }), authz.Forbidden},
 		// Python's str.split() and Go's strings.Fields split at Unicode
