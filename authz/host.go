@@ -21,7 +21,9 @@ var ErrInvalidHost = errors.New("invalid_host")
 // It refuses an empty host, a non-ASCII host (internationalised names
 // arrive as punycode, "xn--..."), characters other than letters, digits,
 // '-', '_' and '.', empty labels, a non-numeric port, an unbracketed IPv6
-// address, and a zone in an IPv6 literal.
+// address, a zone in an IPv6 literal, and a host whose last label is a
+// number but that is not an IPv4 address in dotted-decimal form ("127.1",
+// "0x7f.0.0.1", "010.0.0.1", "1.2.3.4.5").
 func CanonicalHost(authority string) (string, error) {
 	host, port := authority, ""
 	if strings.HasPrefix(authority, "[") {
@@ -75,10 +77,41 @@ func CanonicalHost(authority string) (string, error) {
 	if prev == '.' {
 		return "", ErrInvalidHost // "a.b..": an empty last label
 	}
+	if numericLastLabel(host) {
+		// WHATWG URL parsers (Node's URL, browsers) and inet_aton read a
+		// host whose last label is a number as an IPv4 address in any of
+		// its forms ("0x7f.1", "127.1", "2130706433", "0177.0.0.1" are
+		// 127.0.0.1), where rules and Envoy read a name. Only the one
+		// dotted-decimal form is a host both readings agree on.
+		if a, err := netip.ParseAddr(host); err != nil || !a.Is4() {
+			return "", ErrInvalidHost
+		}
+	}
 	if !upper {
 		return host, nil
 	}
 	return asciiLower(host), nil
+}
+
+// numericLastLabel reports whether the last label of host is a number as
+// the WHATWG URL standard's "ends in a number" sees it: decimal digits, or
+// "0x"/"0X" and hex digits (none at all included).
+func numericLastLabel(host string) bool {
+	label := host[strings.LastIndexByte(host, '.')+1:]
+	if len(label) >= 2 && label[0] == '0' && (label[1] == 'x' || label[1] == 'X') {
+		for i := 2; i < len(label); i++ {
+			if !isHex(label[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; i < len(label); i++ {
+		if label[i] < '0' || label[i] > '9' {
+			return false
+		}
+	}
+	return label != ""
 }
 
 func validPort(p string) bool {

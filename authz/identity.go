@@ -3,6 +3,7 @@ package authz
 import (
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -141,8 +142,10 @@ func (h *identityHeaders) render(id *Identity, headers map[string]string) (set [
 	add(h.method, id.Method, false)
 	add(h.appID, id.AppID, false)
 	for _, s := range id.Scopes {
-		// One scope holding a space would read as two upstream.
-		if s == "" || strings.ContainsAny(s, " \t") {
+		// One scope holding a space would read as two upstream, and not
+		// only an ASCII one: Python's str.split() and strings.Fields also
+		// split at U+00A0, U+2003, U+0085 and the other Unicode spaces.
+		if s == "" || strings.ContainsFunc(s, unicode.IsSpace) {
 			ok = false
 		}
 	}
@@ -199,20 +202,39 @@ func listHoldsComma(v any) bool {
 // forwardable reports whether an identity value reaches the upstream
 // exactly as we judged it: valid UTF-8 (protobuf would otherwise replace
 // bytes and merge distinct identities), no control characters (Envoy
-// refuses them; a tab is folded by some parsers), no leading or trailing
-// space (HTTP parsers trim it, so " admin" would arrive as "admin"), not
-// empty, and not overlong.
+// refuses the C0 ones; a tab is folded by some parsers; C1 controls such as
+// U+0085 NEL and the separators U+2028 and U+2029 are line breaks to
+// Python's str.splitlines and JavaScript), no leading or trailing
+// whitespace (HTTP parsers trim spaces, so " admin" would arrive as
+// "admin", and an upstream that decodes the value as UTF-8 and calls
+// Python's strip() or Java's strip() also trims "admin\u00a0"), not empty,
+// and not overlong.
 func forwardable(v string) bool {
-	if v == "" || len(v) > 4096 || !utf8.ValidString(v) {
+	if v == "" || len(v) > 4096 {
 		return false
 	}
-	if v[0] == ' ' || v[len(v)-1] == ' ' {
-		return false
-	}
+	ascii := true
 	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 || c == 0x7f {
+		c := v[i]
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	if ascii {
+		return v[0] != ' ' && v[len(v)-1] != ' '
+	}
+	if !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
 			return false
 		}
 	}
-	return true
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	return !unicode.IsSpace(first) && !unicode.IsSpace(last)
 }

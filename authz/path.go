@@ -150,13 +150,21 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 		}
 	}
 	segs = append(segs, len(buf))
-	// Checked on the whole decoded path, not only on what survives dot
+	// Checked on every decoded segment, not only on what survives dot
 	// removal: an upstream that reads it differently resolves differently.
-	if !utf8.Valid(buf) {
-		return "", ErrInvalidPath
-	}
-	if hasDoubleEncoding(buf) {
-		return "", ErrAmbiguousPath
+	// Segment by segment, because buf holds them without their '/': as
+	// one string "/%CC/%95" would read as the valid "\u0315", and "/%25/41"
+	// as the double encoding "%2541".
+	from := 0
+	for _, to := range segs {
+		seg := buf[from:to]
+		from = to
+		if !utf8.Valid(seg) {
+			return "", ErrInvalidPath
+		}
+		if hasDoubleEncoding(seg) {
+			return "", ErrAmbiguousPath
+		}
 	}
 
 	// Resolve dot segments over the decoded segments (RFC 3986 5.2.4 on a
@@ -168,7 +176,7 @@ func canonicalPathSlow(p string, allowEncoded bool) (string, error) {
 	out := make([]span, 0, len(segs))
 	merged := make([]span, 0, len(segs))
 	trailing, diverged := false, false
-	from := 0
+	from = 0
 	for k, to := range segs {
 		seg := buf[from:to]
 		s := span{from, to}

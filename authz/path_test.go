@@ -77,6 +77,18 @@ func TestCanonicalPath(t *testing.T) {
 		{give: "/%e0%80%af", wantErr: authz.ErrInvalidPath},
 		{give: "/%ed%a0%80", wantErr: authz.ErrInvalidPath}, // a surrogate
 		{give: "/caf%C3", wantErr: authz.ErrInvalidPath},
+		// ...also when a '/' splits a sequence that would be valid
+		// without it (the segments are decoded into one buffer).
+		{give: "/\xcc/\x95", wantErr: authz.ErrInvalidPath},
+		{give: "/%CC/%95", wantErr: authz.ErrInvalidPath},
+		{give: "/caf%C3/%A9", wantErr: authz.ErrInvalidPath},
+		{give: "/%E2%82/%AC/x", wantErr: authz.ErrInvalidPath},
+		{give: "/%F0%9F/%98%80", wantErr: authz.ErrInvalidPath},
+		{give: "/%F0/%9F%98/%80", wantErr: authz.ErrInvalidPath},
+		{give: "/x/\xe2\x82/\xac", wantErr: authz.ErrInvalidPath},
+		{give: "/%C3//%A9", wantErr: authz.ErrInvalidPath},
+		{give: "/%C3/./%A9", wantErr: authz.ErrInvalidPath},
+		{give: "/%E2%82%AC/%F0%9F%98%80", want: "/\u20ac/\U0001f600"},
 
 		// Class: control characters, raw or encoded; malformed escapes.
 		{give: "/a\x00b", wantErr: authz.ErrInvalidPath},
@@ -115,6 +127,10 @@ func TestCanonicalPath(t *testing.T) {
 		{give: "/%2561dmin", wantErr: authz.ErrAmbiguousPath},
 		{give: "/%25%36%31dmin", wantErr: authz.ErrAmbiguousPath},
 		{give: "/%252F", wantErr: authz.ErrAmbiguousPath},
+		{give: "/a/%2561/b", wantErr: authz.ErrAmbiguousPath},
+		// A '/' ends an escape: "/%25/41" decoded twice is "/%/41".
+		{give: "/%25/41", want: "/%25/41"},
+		{give: "/100%25/2f", want: "/100%25/2f"},
 
 		// Class: path parameters. Kept (most upstreams see them), but a
 		// segment that a servlet container's stripping turns into a dot

@@ -179,24 +179,31 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	return d
 }
 
-// overrides applies the method_override mode to the request's method
-// override headers: the override methods rules must agree on (match), the
-// header names to strip (strip), or a reason to refuse the request.
+// overrides applies the method_override mode to the request's method and
+// target override headers and "_method" query parameters: the override
+// methods rules must agree on (match; the query ones in strip too, since
+// a query parameter cannot be stripped), the header names to strip (strip;
+// target overrides in match too), or a reason to refuse the request.
 func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
-	names, values := methodOverrides(r.Headers)
+	names, values, targets := methodOverrides(r.Headers)
+	query := queryMethodOverrides(r.Query)
 	switch {
-	case len(names) == 0:
+	case len(names) == 0 && len(targets) == 0 && len(query) == 0:
 		return nil, nil, ""
 	case p.methodOverride == MethodOverrideReject:
 		return nil, nil, "method_override"
 	case p.methodOverride == MethodOverrideMatch:
-		methods, ok := overrideMethods(values)
+		methods, ok := overrideMethods(slices.Concat(values, query))
 		if !ok {
 			return nil, nil, "method_override"
 		}
-		return methods, nil, "" // forwarded: the upstream acts on them
+		return methods, targets, "" // methods forwarded: the upstream acts on them
 	}
-	return nil, names, ""
+	methods, ok := overrideMethods(query)
+	if !ok {
+		return nil, nil, "method_override"
+	}
+	return methods, append(names, targets...), ""
 }
 
 // match returns the first rule that matches the request. Rules match the
