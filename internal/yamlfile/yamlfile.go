@@ -1,7 +1,7 @@
 // Package yamlfile loads one YAML config file strictly and reports every
 // problem as "file:line: field.path: message".
 //
-// Decoding rejects unknown fields. After decoding, "${NAME}" in string values
+// Decoding rejects unknown fields, suggesting the field meant. After decoding, "${NAME}" in string values
 // is replaced from the environment (so a secret never has to be written into
 // the file, and line numbers stay those of the file as written). Validation
 // errors built with Errorf or Wrap carry a field path; Annotate resolves that
@@ -114,6 +114,9 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
 	}
 	f.root = &root
+	if err := check(name, &root, reflect.TypeOf(dst)); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
