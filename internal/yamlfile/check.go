@@ -225,13 +225,17 @@ func hint(key string, here scope, outer []scope) string {
 		}
 	}
 	for i := len(outer) - 1; i >= 0; i-- {
-		if _, ok := outer[i].fields[key]; ok {
-			where := "the top level"
-			if outer[i].path != "" {
-				where = fmt.Sprintf("%q", outer[i].path)
+		name := key
+		if _, ok := outer[i].fields[key]; !ok {
+			if name = closest(key, outer[i].fields); name == "" {
+				continue
 			}
-			return fmt.Sprintf(" (%q is a field of %s: it is indented too far)", key, where)
 		}
+		where := "the top level"
+		if outer[i].path != "" {
+			where = fmt.Sprintf("%q", outer[i].path)
+		}
+		return fmt.Sprintf(" (%q is a field of %s: it is indented too far)", name, where)
 	}
 	if len(names) > 0 {
 		return " (known fields: " + strings.Join(names, ", ") + ")"
@@ -261,14 +265,16 @@ func structOf(t reflect.Type) reflect.Type {
 }
 
 // closest returns the field name nearest to key: the same ignoring case,
-// '-' and '_', or within an edit distance of about a third of its length.
+// '-' and '_'; one that key abbreviates at a '_' ("shadow" for
+// "shadow_mode"); or one within an edit distance of about a third of its
+// length.
 func closest(key string, known map[string]reflect.Type) string {
 	norm := func(s string) string {
 		return strings.NewReplacer("_", "", "-", "").Replace(strings.ToLower(s))
 	}
 	best, bestD := "", -1
 	for _, name := range sortedNames(known) {
-		if norm(name) == norm(key) {
+		if norm(name) == norm(key) || (len(key) >= 3 && strings.HasPrefix(name, key+"_")) {
 			return name
 		}
 		d := editDistance(key, name)

@@ -111,7 +111,7 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 	f := &File{Name: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
+		return nil, syntaxError(name, err)
 	}
 	f.root = &root
 	if err := check(name, &root, reflect.TypeOf(dst)); err != nil {
@@ -126,6 +126,33 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 		return nil, f.Annotate(err)
 	}
 	return f, nil
+}
+
+// Check reports, without decoding, what Decode would reject in the
+// structure of data for the type dst points to: syntax errors, unknown
+// fields and values of the wrong type, each as "file:line: field.path:
+// message". It lets a package that hands the file to another parser explain
+// that parser's complaint.
+func Check(name string, data []byte, dst any) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return syntaxError(name, err)
+	}
+	return check(name, &root, reflect.TypeOf(dst))
+}
+
+// syntaxError puts the line of a YAML syntax error where a reader expects
+// it: "file:3: did not find expected key".
+func syntaxError(name string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(n); err == nil && line > 0 {
+				return fmt.Errorf("%s:%d: %s", name, line, after)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s", name, msg)
 }
 
 // cleanYAMLError drops the library's "yaml: unmarshal errors:" preamble so

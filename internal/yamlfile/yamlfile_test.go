@@ -82,7 +82,9 @@ func TestDecodeErrors(t *testing.T) {
 	tests := []struct{ give, want string }{
 		{"name: x\ncolour: red\n", `s.yaml:2: unknown field "colour" (known fields: items, name, tags, wait)`},
 		{"wait: soon\n", `s.yaml:1: wait: want a duration like "250ms", got !!str "soon"`},
-		{"name: [unclosed\n", "s.yaml: "},
+		{"name: [unclosed\n", "s.yaml:1: did not find expected ',' or ']'"},
+		{"a:\n  - b\n c: d\n", "s.yaml:2: did not find expected key"},
+		{"\tname: x\n", "s.yaml: found character that cannot start any token"},
 		{"items:\n  - secret: ${NOPE}\n", "s.yaml:2: items[0].secret: environment variable NOPE is not set"},
 	}
 	for _, tt := range tests {
@@ -140,6 +142,8 @@ func TestDecodeErrorClasses(t *testing.T) {
 		{"indented too little in list", "rules:\n  - name: a\naction: allow\n", []string{`c.yaml:3: unknown field "action" ("action" is a field of "rules": indent it under "rules")`}},
 		{"indented too far", "server:\n  grpc_address: x\n  rules: []\n", []string{`c.yaml:3: server: unknown field "rules" ("rules" is a field of the top level: it is indented too far)`}},
 		{"indented too far, nested", "server:\n  keepalive:\n    time: 1s\n    debug: true\n", []string{`c.yaml:4: server.keepalive: unknown field "debug" ("debug" is a field of "server": it is indented too far)`}},
+		{"indented too far, misspelt", "server:\n  keepalive:\n    debg: true\n", []string{`c.yaml:3: server.keepalive: unknown field "debg" ("debug" is a field of "server": it is indented too far)`}},
+		{"abbreviation", "server:\n  drain: 1s\n", []string{`c.yaml:2: server: unknown field "drain" (did you mean "drain_delay"?)`}},
 		{"int for duration", "server:\n  drain_delay: 5\n", []string{`c.yaml:2: server.drain_delay: want a duration like "250ms", got !!int 5`}},
 		{"string for duration", "server: {keepalive: {time: often}}\n", []string{`c.yaml:1: server.keepalive.time: want a duration like "250ms", got !!str "often"`}},
 		{"negative for unsigned", "server:\n  max_streams: -1\n", []string{`c.yaml:2: server.max_streams: want a non-negative integer (32 bits), got !!int -1`}},
@@ -194,6 +198,23 @@ func TestDecodeValidAliasesAndMerge(t *testing.T) {
 	_, err = Decode("a.yaml", []byte("common: &d {debg: true}\nserver: *d\n"), &got, func(string) string { return "" })
 	if err == nil || !strings.Contains(err.Error(), `a.yaml:1: common: unknown field "debg" (did you mean "debug"?)`) {
 		t.Fatalf("Decode = %v", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	var c config
+	if err := Check("c.yaml", []byte("server: {grpc_address: x}\nrules: [{name: a}]\n"), &c); err != nil {
+		t.Fatalf("Check valid = %v", err)
+	}
+	if c.Server.GRPCAddress != "" {
+		t.Fatal("Check decoded into dst")
+	}
+	err := Check("c.yaml", []byte("server: {grpc_adress: x}\n"), &c)
+	if err == nil || err.Error() != `c.yaml:1: server: unknown field "grpc_adress" (did you mean "grpc_address"?)` {
+		t.Fatalf("Check = %v", err)
+	}
+	if err := Check("c.yaml", []byte("server: [\n"), &c); err == nil || !strings.HasPrefix(err.Error(), "c.yaml:") {
+		t.Fatalf("Check syntax = %v", err)
 	}
 }
 
