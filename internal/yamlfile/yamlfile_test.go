@@ -133,7 +133,7 @@ func TestDecodeErrorClasses(t *testing.T) {
 		name, give string
 		want       []string
 	}{
-		{"typo", "server:\n  grpc_adress: x\n", []string{`c.yaml:2: server: unknown field "grpc_adress" (did you mean "grpc_address"?)`}},
+		{"typo", "server:\n  grpc_addresss: x\n", []string{`c.yaml:2: server: unknown field "grpc_addresss" (did you mean "grpc_address"?)`}},
 		{"typo in list element", "rules:\n  - name: a\n    authenticator: [k]\n", []string{`c.yaml:3: rules[0]: unknown field "authenticator" (did you mean "authenticators"?)`}},
 		{"case and dashes", "server:\n  Drain-Delay: 1s\n", []string{`c.yaml:2: server: unknown field "Drain-Delay" (did you mean "drain_delay"?)`}},
 		{"top-level typo", "serer: {}\n", []string{`c.yaml:1: unknown field "serer" (did you mean "server"?)`}},
@@ -156,8 +156,8 @@ func TestDecodeErrorClasses(t *testing.T) {
 		{"scalar for map", "limits: 3\n", []string{`c.yaml:1: limits: want a mapping, got !!int 3`}},
 		{"duplicate", "server:\n  debug: true\n  debug: false\n", []string{`c.yaml:3: server: field "debug" is set twice (first on line 2)`}},
 		{"inline and pointer", "realm: r\nextra: {realm: x, relm: y}\n", []string{`c.yaml:2: extra: unknown field "relm" (did you mean "realm"?)`}},
-		{"all errors, in order", "server:\n  grpc_adress: x\n  drain_delay: 5\nrules: [{nme: a}]\n", []string{
-			`c.yaml:2: server: unknown field "grpc_adress"`,
+		{"all errors, in order", "server:\n  grpc_addresss: x\n  drain_delay: 5\nrules: [{nme: a}]\n", []string{
+			`c.yaml:2: server: unknown field "grpc_addresss"`,
 			`c.yaml:3: server.drain_delay: want a duration`,
 			`c.yaml:4: rules[0]: unknown field "nme" (did you mean "name"?)`,
 		}},
@@ -209,8 +209,8 @@ func TestCheck(t *testing.T) {
 	if c.Server.GRPCAddress != "" {
 		t.Fatal("Check decoded into dst")
 	}
-	err := Check("c.yaml", []byte("server: {grpc_adress: x}\n"), &c)
-	if err == nil || err.Error() != `c.yaml:1: server: unknown field "grpc_adress" (did you mean "grpc_address"?)` {
+	err := Check("c.yaml", []byte("server: {grpc_addresss: x}\n"), &c)
+	if err == nil || err.Error() != `c.yaml:1: server: unknown field "grpc_addresss" (did you mean "grpc_address"?)` {
 		t.Fatalf("Check = %v", err)
 	}
 	if err := Check("c.yaml", []byte("server: [\n"), &c); err == nil || !strings.HasPrefix(err.Error(), "c.yaml:") {
@@ -223,7 +223,7 @@ func TestEditDistance(t *testing.T) {
 		a, b string
 		want int
 	}{
-		{"", "", 0}, {"a", "", 1}, {"kitten", "sitting", 3}, {"grpc_adress", "grpc_address", 1}, {"abc", "abc", 0},
+		{"", "", 0}, {"a", "", 1}, {"kitten", "sitting", 3}, {"grpc_addresss", "grpc_address", 1}, {"abc", "abc", 0},
 	}
 	for _, tt := range tests {
 		if got := editDistance(tt.a, tt.b); got != tt.want {
