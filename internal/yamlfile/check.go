@@ -51,6 +51,9 @@ func check(name string, root *yaml.Node, t reflect.Type) error {
 		}
 		n = n.Content[0]
 	}
+	if n.Kind == 0 {
+		return nil // an empty file, or only comments: nothing to check
+	}
 	c.value(n, t, "", nil, 0)
 	return errors.Join(c.errs...)
 }

@@ -218,6 +218,17 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// TestDecodeEmpty: an empty or comment-only file is a zero config, as the
+// decoder has it, not a shape error.
+func TestDecodeEmpty(t *testing.T) {
+	for _, give := range []string{"", "# only a comment\n", "---\n", "~\n"} {
+		var c config
+		if _, err := Decode("e.yaml", []byte(give), &c, func(string) string { return "" }); err != nil {
+			t.Errorf("Decode(%q) = %v", give, err)
+		}
+	}
+}
+
 func TestEditDistance(t *testing.T) {
 	tests := []struct {
 		a, b string
