@@ -29,11 +29,11 @@ image:
 
 # The inner loop (seconds to a minute on a warm cache): gofmt, go vet and
 # the tests without -race, fuzzing or the long resilience and load phases
-# (-short), over the packages whose files (or testdata) differ from main or
-# are uncommitted. Packages that import them are not included: PKGS=./...
-# checks everything. Not a substitute for `make test`.
-CHANGED_PKGS = $(shell { git diff --name-only main...HEAD 2>/dev/null; git diff --name-only HEAD 2>/dev/null; git ls-files --others --exclude-standard 2>/dev/null; } | grep '\.go$$\|/testdata/' | sed -E 's,/testdata/.*,/x.go,' | xargs -r -n1 dirname | sort -u | grep -v '^tools' | sed 's,^,./,')
-PKGS ?= $(if $(strip $(CHANGED_PKGS)),$(CHANGED_PKGS),./...)
+# (-short), over the packages whose files (Go, fixtures, or manifests for
+# ./deploy) differ from main or are uncommitted (scripts/changed-packages.sh).
+# Packages that import them are not included: PKGS=./... checks everything.
+# Not a substitute for `make test`.
+PKGS ?= $(shell scripts/changed-packages.sh)
 check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
