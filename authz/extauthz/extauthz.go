@@ -57,6 +57,7 @@ type Server struct {
 	metrics    *Metrics
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
+	unreadable unreadableIDs
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -74,6 +75,9 @@ func New(d Decider, opts Options) *Server {
 // with denied_response set, never a gRPC error: a gRPC error would make
 // Envoy answer status_on_error instead of our status and body.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if reason, bad := Unreadable(req); bad {
+		return s.refuseUnreadable(ctx, reason), nil
+	}
 	r := RequestFromProto(req)
 	if s.metrics != nil {
 		s.metrics.inFlight.Inc()

@@ -39,6 +39,9 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.Keepalive.MinTime, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(c.MaxConcurrentStreams),
 		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
+		// A CheckRequest Go's protobuf cannot decode (invalid UTF-8, too
+		// deep) is answered 400 and counted, not failed with INTERNAL.
+		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), newAdmission(c.Overload, s.registry).admitUnary()),
