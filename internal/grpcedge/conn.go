@@ -1,0 +1,184 @@
+package grpcedge
+
+import (
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// errAbusive is what grpc-go reads from a connection the edge has closed
+// for its resets.
+var errAbusive = errors.New("grpcedge: connection closed: too many early stream resets")
+
+// marksLen is the number of stream-open checkpoints a connection keeps:
+// one per EarlyResetWindow/16, so they span the window with room to
+// spare, in a fixed array (no allocation per connection or stream).
+const marksLen = 17
+
+// mark says that stream (and every later one) opened no earlier than at.
+type mark struct {
+	stream uint32
+	at     time.Duration // since the connection was accepted
+}
+
+// conn follows one connection's frames. The read side is touched only by
+// grpc-go's reader goroutine; the write side is under wmu.
+type conn struct {
+	net.Conn
+	l    *Listener
+	born time.Time
+	once sync.Once
+
+	in        frameScanner
+	onIn      func(frameHeader) bool
+	maxStream uint32 // highest stream the client opened (and grpc-go read)
+	streams   int
+	early     int
+	marks     [marksLen]mark
+	nmarks    int
+	head      int // index of the newest mark
+	tripped   bool
+
+	wmu   sync.Mutex
+	out   frameScanner
+	onOut func(frameHeader) bool
+	dead  bool // nothing more may be written
+}
+
+func newConn(c net.Conn, l *Listener) *conn {
+	cc := &conn{Conn: c, l: l, born: time.Now(), in: frameScanner{preface: clientPrefaceLen}}
+	cc.onIn = cc.frameIn
+	cc.onOut = func(frameHeader) bool { return true }
+	return cc
+}
+
+// Read passes the client's bytes to grpc-go up to the frame that takes
+// the connection over its reset budget; from then on it fails.
+func (c *conn) Read(p []byte) (int, error) {
+	if c.tripped {
+		return 0, errAbusive
+	}
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if k, ok := c.in.scan(p[:n], c.onIn); !ok {
+			c.trip()
+			if k == 0 {
+				return 0, errAbusive
+			}
+			return k, nil
+		}
+	}
+	return n, err
+}
+
+// frameIn sees each frame header the client sends; false trips the
+// connection.
+func (c *conn) frameIn(h frameHeader) bool {
+	switch h.typ {
+	case frameHeaders:
+		// Client streams have rising odd ids: a higher one is a new
+		// stream, a lower one trailers or a protocol error grpc-go
+		// answers itself.
+		if h.stream > c.maxStream {
+			c.maxStream = h.stream
+			c.streams++
+			c.mark(h.stream)
+		}
+	case frameRSTStream:
+		early := c.isEarly(h.stream)
+		if m := c.l.opts.Metrics; m != nil {
+			if early {
+				m.resetsEarly.Inc()
+			} else {
+				m.resetsLate.Inc()
+			}
+		}
+		if !early {
+			return true
+		}
+		c.early++
+		if b := c.l.opts.ResetBudget; b >= 0 && c.early > b && 2*c.early > c.streams {
+			return false
+		}
+	}
+	return true
+}
+
+// mark records that stream opened now, unless the newest mark is recent
+// enough to stand for it.
+func (c *conn) mark(stream uint32) {
+	now := time.Since(c.born)
+	if c.nmarks > 0 && now-c.marks[c.head].at < c.l.opts.EarlyResetWindow/(marksLen-1) {
+		return
+	}
+	c.head = (c.head + 1) % marksLen
+	c.marks[c.head] = mark{stream: stream, at: now}
+	c.nmarks = min(c.nmarks+1, marksLen)
+}
+
+// isEarly reports whether stream opened less than EarlyResetWindow ago.
+// The newest mark at or below the stream is no later than its opening,
+// so a reset judged early is early; one opened just after a mark may be
+// judged late (by at most a sixteenth of the window).
+func (c *conn) isEarly(stream uint32) bool {
+	now := time.Since(c.born)
+	for i := range c.nmarks {
+		m := c.marks[(c.head-i+marksLen)%marksLen]
+		if m.stream <= stream {
+			return now-m.at < c.l.opts.EarlyResetWindow
+		}
+	}
+	return false
+}
+
+// trip ends a connection over its budget: GOAWAY with ENHANCE_YOUR_CALM
+// naming the last stream grpc-go has seen, when the server is between
+// frames and not blocked writing, and then close.
+func (c *conn) trip() {
+	c.tripped = true
+	if m := c.l.opts.Metrics; m != nil {
+		m.closed.WithLabelValues(CloseStreamResets).Inc()
+	}
+	if c.wmu.TryLock() {
+		if !c.dead && c.out.atBoundary() {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			_, _ = c.Conn.Write(goAwayFrame(c.maxStream, errCodeEnhanceYourCalm, "too many early stream resets"))
+		}
+		c.dead = true
+		c.wmu.Unlock()
+	}
+	_ = c.Conn.Close()
+}
+
+// Write writes grpc-go's bytes, each write bounded by WriteTimeout.
+func (c *conn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dead {
+		return 0, net.ErrClosed
+	}
+	if wt := c.l.opts.WriteTimeout; wt > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(wt)); err != nil {
+			return 0, err
+		}
+	}
+	n, err := c.Conn.Write(p)
+	c.out.scan(p[:n], c.onOut)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.dead = true
+		if m := c.l.opts.Metrics; m != nil {
+			m.closed.WithLabelValues(CloseWriteTimeout).Inc()
+		}
+		_ = c.Conn.Close()
+	}
+	return n, err
+}
+
+// Close closes the connection and frees its place under the cap.
+func (c *conn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.l.release)
+	return err
+}

@@ -1,0 +1,338 @@
+package grpcedge_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/net/http2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/mem"
+
+	"github.com/ext-authz/ext-authz/internal/grpcedge"
+)
+
+const (
+	healthCheck = "/grpc.health.v1.Health/Check"
+	// bigMethod answers with bigReply bytes, for the non-reading client.
+	bigMethod = "/edge.test/Big"
+	bigReply  = 256 << 10
+)
+
+// rawCodec passes bytes through: the test server's Big method needs no
+// proto.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*(v.(*[]byte)))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*(v.(*[]byte)) = data.Materialize()
+	return nil
+}
+
+func (rawCodec) Name() string { return "raw" }
+
+type edgeServer struct {
+	addr string
+	lis  *grpcedge.Listener
+	reg  *prometheus.Registry
+}
+
+// serve runs a gRPC server (health, and Big for any unknown method)
+// behind a grpcedge.Listener on a loopback port until the test ends.
+func serve(t *testing.T, opts grpcedge.Options) *edgeServer {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts.Metrics = grpcedge.NewMetrics(reg)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis := grpcedge.NewListener(raw, opts)
+	srv := grpc.NewServer(grpc.MaxConcurrentStreams(1000), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+		var in []byte
+		if err := ss.RecvMsg(&in); err != nil {
+			return err
+		}
+		out := make([]byte, bigReply)
+		return ss.SendMsg(&out)
+	}), grpc.ForceServerCodecV2(rawCodecOrProto{}))
+	healthgrpc.RegisterHealthServer(srv, health.NewServer())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(lis) }()
+	t.Cleanup(func() { srv.Stop(); <-done })
+	return &edgeServer{addr: raw.Addr().String(), lis: lis, reg: reg}
+}
+
+// rawCodecOrProto is the proto codec for health and raw bytes for Big.
+type rawCodecOrProto struct{}
+
+func (rawCodecOrProto) Marshal(v any) (mem.BufferSlice, error) {
+	if _, ok := v.(*[]byte); ok {
+		return rawCodec{}.Marshal(v)
+	}
+	return protoCodec().Marshal(v)
+}
+
+func (rawCodecOrProto) Unmarshal(data mem.BufferSlice, v any) error {
+	if _, ok := v.(*[]byte); ok {
+		return rawCodec{}.Unmarshal(data, v)
+	}
+	return protoCodec().Unmarshal(data, v)
+}
+
+func (rawCodecOrProto) Name() string { return "proto" }
+
+func (s *edgeServer) closed(reason string) float64 {
+	return counterWith(s.reg, "ext_authz_grpc_connections_closed_total", "reason", reason)
+}
+
+func (s *edgeServer) resets(early string) float64 {
+	return counterWith(s.reg, "ext_authz_grpc_stream_resets_total", "early", early)
+}
+
+func counterWith(reg *prometheus.Registry, name, label, value string) float64 {
+	mfs, _ := reg.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}
+
+// TestRapidResetClosesConnection: HEADERS then RST_STREAM, back to back,
+// as fast as the client can: the connection gets GOAWAY
+// (ENHANCE_YOUR_CALM) and is closed after exactly budget+1 early resets.
+func TestRapidResetClosesConnection(t *testing.T) {
+	for _, budget := range []int{1, 50, 200} {
+		s := serve(t, grpcedge.Options{ResetBudget: budget})
+		c := dialH2(t, s.addr)
+		c.startReader()
+		sent := 0
+		for range 5000 {
+			id, err := c.headers(healthCheck, false)
+			if err == nil {
+				err = c.reset(id)
+			}
+			if err != nil {
+				break
+			}
+			sent++
+			if _, closed, _ := c.state(); closed {
+				break
+			}
+		}
+		if !waitFor(5*time.Second, func() bool { _, closed, _ := c.state(); return closed }) {
+			t.Fatalf("budget %d: connection still open after %d resets", budget, sent)
+		}
+		ga, _, _ := c.state()
+		if ga == nil || ga.ErrCode != http2.ErrCodeEnhanceYourCalm {
+			t.Errorf("budget %d: GOAWAY = %+v, want ENHANCE_YOUR_CALM", budget, ga)
+		} else if want := uint32(2*(budget+1) - 1); ga.LastStreamID != want {
+			t.Errorf("budget %d: GOAWAY last stream %d, want %d", budget, ga.LastStreamID, want)
+		}
+		if got := s.resets("true"); got != float64(budget+1) {
+			t.Errorf("budget %d: early resets counted %v, want %d", budget, got, budget+1)
+		}
+		if got := s.closed(grpcedge.CloseStreamResets); got != 1 {
+			t.Errorf("budget %d: closed{stream_resets} = %v, want 1", budget, got)
+		}
+		if !waitFor(5*time.Second, func() bool { return s.lis.Open() == 0 }) {
+			t.Errorf("budget %d: %d connections still counted open", budget, s.lis.Open())
+		}
+		t.Logf("budget %d: client sent %d HEADERS+RST pairs before it saw the close", budget, sent)
+	}
+}
+
+// TestLegitimateResetsKeepTheConnection: what Envoy does is not abuse.
+// Resets of streams older than the window (Envoy's ext_authz timeout
+// firing) never count, however many; early resets count only while they
+// are more than half of the streams.
+func TestLegitimateResetsKeepTheConnection(t *testing.T) {
+	const budget = 20
+	tests := []struct {
+		name      string
+		run       func(c *h2Client) error
+		wantEarly float64
+		wantLate  float64
+	}{
+		{name: "300 streams reset after the window", run: func(c *h2Client) error {
+			ids := make([]uint32, 300)
+			for i := range ids {
+				id, err := c.headers(healthCheck, false) // no message: the handler waits
+				if err != nil {
+					return err
+				}
+				ids[i] = id
+			}
+			time.Sleep(60 * time.Millisecond)
+			for _, id := range ids {
+				if err := c.reset(id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, wantEarly: 0, wantLate: 300},
+		{name: "one early reset per three streams", run: func(c *h2Client) error {
+			for i := range 300 {
+				if i%3 == 0 {
+					id, err := c.headers(healthCheck, false)
+					if err == nil {
+						err = c.reset(id)
+					}
+					if err != nil {
+						return err
+					}
+					continue
+				}
+				if _, err := c.request(healthCheck); err != nil {
+					return err
+				}
+			}
+			return nil
+		}, wantEarly: 100, wantLate: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := serve(t, grpcedge.Options{ResetBudget: budget, EarlyResetWindow: 20 * time.Millisecond})
+			c := dialH2(t, s.addr)
+			c.startReader()
+			if err := tt.run(c); err != nil {
+				t.Fatal(err)
+			}
+			// The connection still answers.
+			if err := c.ping(); err != nil {
+				t.Fatal(err)
+			}
+			if !waitFor(5*time.Second, func() bool { _, _, acks := c.state(); return acks > 0 }) {
+				t.Fatal("no PING ack")
+			}
+			if ga, closed, _ := c.state(); ga != nil || closed {
+				t.Errorf("connection ended: GOAWAY %+v, closed %v", ga, closed)
+			}
+			if !waitFor(2*time.Second, func() bool { return s.resets("true") == tt.wantEarly && s.resets("false") == tt.wantLate }) {
+				t.Errorf("resets early=%v late=%v, want %v and %v", s.resets("true"), s.resets("false"), tt.wantEarly, tt.wantLate)
+			}
+			if got := s.closed(grpcedge.CloseStreamResets); got != 0 {
+				t.Errorf("closed{stream_resets} = %v", got)
+			}
+		})
+	}
+}
+
+// TestConnectionCap: beyond MaxConnections a connection is closed at once
+// and counted; a freed place is taken again.
+func TestConnectionCap(t *testing.T) {
+	const limit = 4
+	s := serve(t, grpcedge.Options{MaxConnections: limit})
+	var held []net.Conn
+	for range limit {
+		c, err := net.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+		defer c.Close()
+	}
+	if !waitFor(5*time.Second, func() bool { return s.lis.Open() == limit }) {
+		t.Fatalf("%d open, want %d", s.lis.Open(), limit)
+	}
+	over, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	if !closedByServer(over, 5*time.Second) {
+		t.Error("the connection over the cap was not closed")
+	}
+	if got := testutil.ToFloat64(gaugeOrCounter(t, s.reg, "ext_authz_grpc_connections_refused_total")); got != 1 {
+		t.Errorf("refused_total = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(gaugeOrCounter(t, s.reg, "ext_authz_grpc_connections_open")); got != limit {
+		t.Errorf("connections_open = %v, want %d", got, limit)
+	}
+	// The held ones are open.
+	if closedByServer(held[0], 100*time.Millisecond) {
+		t.Error("a connection under the cap was closed")
+	}
+	_ = held[1].Close()
+	if !waitFor(5*time.Second, func() bool { return s.lis.Open() == limit-1 }) {
+		t.Fatalf("%d open after one closed", s.lis.Open())
+	}
+	// A real client gets the freed place and is served.
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecureCreds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthgrpc.NewHealthClient(cc).Check(ctx, &healthgrpc.HealthCheckRequest{}); err != nil {
+		t.Errorf("health Check in the freed place: %v", err)
+	}
+}
+
+// TestNonReadingClientIsClosed: a client that opens a huge flow-control
+// window and never reads makes the server's writes block; WriteTimeout
+// closes the connection and frees what it held.
+func TestNonReadingClientIsClosed(t *testing.T) {
+	s := serve(t, grpcedge.Options{WriteTimeout: 200 * time.Millisecond})
+	c := dialH2(t, s.addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	if err := c.windowUpdate(1<<31 - 1 - 65535); err != nil {
+		t.Fatal(err)
+	}
+	// 64 × 256 KiB = 16 MiB of responses: more than the socket buffers
+	// of both ends hold.
+	for range 64 {
+		if _, err := c.request(bigMethod); err != nil {
+			break // the server may close before all are sent
+		}
+	}
+	began := time.Now()
+	if !waitFor(10*time.Second, func() bool { return s.closed(grpcedge.CloseWriteTimeout) == 1 }) {
+		t.Fatalf("closed{write_timeout} = %v, want 1", s.closed(grpcedge.CloseWriteTimeout))
+	}
+	if !waitFor(5*time.Second, func() bool { return s.lis.Open() == 0 }) {
+		t.Errorf("%d connections still open", s.lis.Open())
+	}
+	t.Logf("closed %v after the last request", time.Since(began).Round(time.Millisecond))
+}
+
+// TestReadingClientIsNotTimedOut: the same responses to a client that
+// reads arrive whole, however long the test takes, since each write only
+// has to make progress within WriteTimeout.
+func TestReadingClientIsNotTimedOut(t *testing.T) {
+	s := serve(t, grpcedge.Options{WriteTimeout: 200 * time.Millisecond})
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecureCreds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	for range 64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		in, out := []byte{}, []byte(nil)
+		err := cc.Invoke(ctx, bigMethod, &in, &out, grpc.ForceCodecV2(rawCodec{}))
+		cancel()
+		if err != nil || len(out) != bigReply {
+			t.Fatalf("Big: %d bytes, %v", len(out), err)
+		}
+	}
+	if got := s.closed(grpcedge.CloseWriteTimeout); got != 0 {
+		t.Errorf("closed{write_timeout} = %v", got)
+	}
+}

@@ -1,0 +1,49 @@
+package grpcedge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the connection-level series. No label carries an address.
+type Metrics struct {
+	open    prometheus.Gauge
+	refused prometheus.Counter
+	closed  *prometheus.CounterVec
+	resets  *prometheus.CounterVec
+	// The two resets series, resolved once: a reset flood calls them
+	// per frame.
+	resetsEarly, resetsLate prometheus.Counter
+}
+
+// Reasons a connection is closed by the edge (the reason label).
+const (
+	CloseStreamResets = "stream_resets"
+	CloseWriteTimeout = "write_timeout"
+)
+
+// NewMetrics registers the series on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		open: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ext_authz_grpc_connections_open",
+			Help: "Connections open on the gRPC port (at most server.edge.max_connections).",
+		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ext_authz_grpc_connections_refused_total",
+			Help: "Connections to the gRPC port closed at once because server.edge.max_connections were open.",
+		}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_grpc_connections_closed_total",
+			Help: "Connections the server closed for abuse, by reason: stream_resets (GOAWAY ENHANCE_YOUR_CALM: over the early-reset budget), write_timeout (the client stopped reading).",
+		}, []string{"reason"}),
+		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_grpc_stream_resets_total",
+			Help: "RST_STREAM frames received from clients; early=true when the stream was reset within server.edge.early_reset_window of opening.",
+		}, []string{"early"}),
+	}
+	for _, r := range []string{CloseStreamResets, CloseWriteTimeout} {
+		m.closed.WithLabelValues(r)
+	}
+	m.resetsEarly = m.resets.WithLabelValues("true")
+	m.resetsLate = m.resets.WithLabelValues("false")
+	reg.MustRegister(m.open, m.refused, m.closed, m.resets)
+	return m
+}
