@@ -54,6 +54,8 @@ type serverConfig struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// Overload bounds the calls decided and waiting at once.
 	Overload overloadConfig `yaml:"overload"`
+	// Edge bounds connections and what each may make the server do.
+	Edge edgeConfig `yaml:"edge"`
 }
 
 type keepaliveConfig struct {
@@ -86,6 +88,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
 	s.Overload.applyDefaults()
+	s.Edge.applyDefaults()
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -130,6 +133,7 @@ func (c *fileConfig) validate() error {
 
 func (s *serverConfig) validate() error {
 	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.validate())}
+	errs = append(errs, yamlfile.Wrap("edge", s.Edge.validate()))
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}
