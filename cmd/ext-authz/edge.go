@@ -34,9 +34,13 @@ type edgeConfig struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// StreamResetBudget is how many streams a connection may reset within
 	// EarlyResetWindow of opening them; beyond it, while such resets are
-	// more than half of its streams, it is sent GOAWAY and closed (the
-	// HTTP/2 rapid reset attack). Envoy's resets (its timeout firing, its
-	// client leaving) are late or rare. Default 100; negative disables it.
+	// more than half of its streams, it is sent GOAWAY (ENHANCE_YOUR_CALM),
+	// and closed if it goes on (the HTTP/2 rapid reset attack). A client
+	// that honours the GOAWAY, as Envoy does, finishes its calls in flight
+	// on it and opens a new connection: nothing fails. Envoy's own resets
+	// (its timeout firing, its client leaving) are late or rare, but a
+	// gateway passes its clients' rapid resets on. Default 100; negative
+	// disables it.
 	StreamResetBudget int `yaml:"stream_reset_budget"`
 	// EarlyResetWindow: a reset this soon after the stream opened counts
 	// against the budget. Keep it well under Envoy's ext_authz timeout.

@@ -5,12 +5,24 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // errAbusive is what grpc-go reads from a connection the edge has closed
 // for its resets.
 var errAbusive = errors.New("grpcedge: connection closed: too many early stream resets")
+
+// After a connection goes over its budget it is sent GOAWAY: a client
+// that honours it (Envoy) finishes the calls in flight and moves to a new
+// connection, so no legitimate call fails. The connection is closed when
+// the client shows it ignores the GOAWAY (a new stream opened longer than
+// newStreamGrace after it, or a second budget of early resets), or after
+// drainMax.
+const (
+	newStreamGrace = time.Second
+	drainMax       = 10 * time.Second
+)
 
 // marksLen is the number of stream-open checkpoints a connection keeps:
 // one per EarlyResetWindow/16, so they span the window with room to
@@ -39,7 +51,13 @@ type conn struct {
 	marks     [marksLen]mark
 	nmarks    int
 	head      int // index of the newest mark
+	draining  bool
+	goAwayAt  time.Duration
 	tripped   bool
+	drain     atomic.Pointer[time.Timer]
+	// goAway is the frame waiting for the next frame boundary in what
+	// the server writes, when it could not be written at once.
+	goAway atomic.Pointer[[]byte]
 
 	wmu   sync.Mutex
 	out   frameScanner
@@ -82,6 +100,9 @@ func (c *conn) frameIn(h frameHeader) bool {
 		// stream, a lower one trailers or a protocol error grpc-go
 		// answers itself.
 		if h.stream > c.maxStream {
+			if c.draining && time.Since(c.born)-c.goAwayAt > newStreamGrace {
+				return false // it ignores the GOAWAY
+			}
 			c.maxStream = h.stream
 			c.streams++
 			c.mark(h.stream)
@@ -95,15 +116,50 @@ func (c *conn) frameIn(h frameHeader) bool {
 				m.resetsLate.Inc()
 			}
 		}
-		if !early {
+		b := c.l.opts.ResetBudget
+		if !early || b < 0 {
 			return true
 		}
 		c.early++
-		if b := c.l.opts.ResetBudget; b >= 0 && c.early > b && 2*c.early > c.streams {
-			return false
+		switch {
+		case c.draining:
+			return c.early <= 2*b
+		case c.early > b && 2*c.early > c.streams:
+			c.startDrain()
 		}
 	}
 	return true
+}
+
+// startDrain sends GOAWAY (ENHANCE_YOUR_CALM) naming the last stream
+// grpc-go has seen: at once when the server is between frames and not
+// blocked writing, else after the server's next whole frame.
+func (c *conn) startDrain() {
+	c.draining = true
+	c.goAwayAt = time.Since(c.born)
+	if m := c.l.opts.Metrics; m != nil {
+		m.goAways.Inc()
+	}
+	f := goAwayFrame(c.maxStream, errCodeEnhanceYourCalm, "too many early stream resets")
+	c.goAway.Store(&f)
+	if c.wmu.TryLock() {
+		c.flushGoAway()
+		c.wmu.Unlock()
+	}
+	c.drain.Store(time.AfterFunc(drainMax, func() { _ = c.Conn.Close() }))
+}
+
+// flushGoAway writes a waiting GOAWAY if the server's output is between
+// frames. The caller holds wmu.
+func (c *conn) flushGoAway() {
+	if c.dead || !c.out.atBoundary() {
+		return
+	}
+	if f := c.goAway.Swap(nil); f != nil {
+		_ = c.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, _ = c.Conn.Write(*f)
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
 }
 
 // mark records that stream opened now, unless the newest mark is recent
@@ -133,19 +189,15 @@ func (c *conn) isEarly(stream uint32) bool {
 	return false
 }
 
-// trip ends a connection over its budget: GOAWAY with ENHANCE_YOUR_CALM
-// naming the last stream grpc-go has seen, when the server is between
-// frames and not blocked writing, and then close.
+// trip closes a connection that ignored its GOAWAY (sending it first if
+// it is still waiting and can go now).
 func (c *conn) trip() {
 	c.tripped = true
 	if m := c.l.opts.Metrics; m != nil {
 		m.closed.WithLabelValues(CloseStreamResets).Inc()
 	}
 	if c.wmu.TryLock() {
-		if !c.dead && c.out.atBoundary() {
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			_, _ = c.Conn.Write(goAwayFrame(c.maxStream, errCodeEnhanceYourCalm, "too many early stream resets"))
-		}
+		c.flushGoAway()
 		c.dead = true
 		c.wmu.Unlock()
 	}
@@ -166,6 +218,12 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.out.scan(p[:n], c.onOut)
+	if err == nil && c.goAway.Load() != nil {
+		c.flushGoAway()
+		if wt := c.l.opts.WriteTimeout; wt > 0 {
+			_ = c.Conn.SetWriteDeadline(time.Now().Add(wt))
+		}
+	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.dead = true
 		if m := c.l.opts.Metrics; m != nil {
@@ -178,6 +236,9 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // Close closes the connection and frees its place under the cap.
 func (c *conn) Close() error {
+	if t := c.drain.Load(); t != nil {
+		t.Stop()
+	}
 	err := c.Conn.Close()
 	c.once.Do(c.l.release)
 	return err

@@ -106,6 +106,9 @@ func counterWith(reg *prometheus.Registry, name, label, value string) float64 {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			if label == "" {
+				return m.GetCounter().GetValue()
+			}
 			for _, l := range m.GetLabel() {
 				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
@@ -118,7 +121,8 @@ func counterWith(reg *prometheus.Registry, name, label, value string) float64 {
 
 // TestRapidResetClosesConnection: HEADERS then RST_STREAM, back to back,
 // as fast as the client can: the connection gets GOAWAY
-// (ENHANCE_YOUR_CALM) and is closed after exactly budget+1 early resets.
+// (ENHANCE_YOUR_CALM) naming the stream of the (budget+1)th early reset,
+// and, as it goes on regardless, is closed at the (2×budget+1)th.
 func TestRapidResetClosesConnection(t *testing.T) {
 	for _, budget := range []int{1, 50, 200} {
 		s := serve(t, grpcedge.Options{ResetBudget: budget})
@@ -147,8 +151,11 @@ func TestRapidResetClosesConnection(t *testing.T) {
 		} else if want := uint32(2*(budget+1) - 1); ga.LastStreamID != want {
 			t.Errorf("budget %d: GOAWAY last stream %d, want %d", budget, ga.LastStreamID, want)
 		}
-		if got := s.resets("true"); got != float64(budget+1) {
-			t.Errorf("budget %d: early resets counted %v, want %d", budget, got, budget+1)
+		if got := s.resets("true"); got != float64(2*budget+1) {
+			t.Errorf("budget %d: early resets counted %v, want %d", budget, got, 2*budget+1)
+		}
+		if got := counterWith(s.reg, "ext_authz_grpc_reset_goaways_total", "", ""); got != 1 {
+			t.Errorf("budget %d: reset_goaways_total = %v, want 1", budget, got)
 		}
 		if got := s.closed(grpcedge.CloseStreamResets); got != 1 {
 			t.Errorf("budget %d: closed{stream_resets} = %v, want 1", budget, got)
@@ -157,6 +164,49 @@ func TestRapidResetClosesConnection(t *testing.T) {
 			t.Errorf("budget %d: %d connections still counted open", budget, s.lis.Open())
 		}
 		t.Logf("budget %d: client sent %d HEADERS+RST pairs before it saw the close", budget, sent)
+	}
+}
+
+// TestGoAwayLetsCallsInFlightFinish: a client over its budget that
+// honours the GOAWAY (as Envoy does; its resets may be its own clients'
+// rapid resets passed on) loses no call: the one in flight is answered,
+// and the server does not close the connection.
+func TestGoAwayLetsCallsInFlightFinish(t *testing.T) {
+	const budget = 10
+	s := serve(t, grpcedge.Options{ResetBudget: budget})
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	inFlight, err := c.Headers(healthCheck, false) // its message comes later
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range budget + 1 {
+		id, err := c.Headers(healthCheck, false)
+		if err == nil {
+			err = c.Reset(id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { ga, _, _ := c.State(); return ga != nil }) {
+		t.Fatal("no GOAWAY")
+	}
+	if ga, _, _ := c.State(); ga.ErrCode != http2.ErrCodeEnhanceYourCalm || ga.LastStreamID != inFlight+2*(budget+1) {
+		t.Errorf("GOAWAY %+v, want ENHANCE_YOUR_CALM, last stream %d", ga, inFlight+2*(budget+1))
+	}
+	if err := c.Message(inFlight, nil); err != nil { // an empty HealthCheckRequest
+		t.Fatal(err)
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return c.Ended() == 1 }) {
+		t.Fatalf("the call in flight was not answered (%d streams ended)", c.Ended())
+	}
+	time.Sleep(100 * time.Millisecond)
+	if _, closed, _ := c.State(); closed {
+		t.Error("the server closed the connection of a client that honoured the GOAWAY")
+	}
+	if got := s.closed(grpcedge.CloseStreamResets); got != 0 {
+		t.Errorf("closed{stream_resets} = %v", got)
 	}
 }
 

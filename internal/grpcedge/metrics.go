@@ -7,6 +7,7 @@ type Metrics struct {
 	open    prometheus.Gauge
 	refused prometheus.Counter
 	closed  *prometheus.CounterVec
+	goAways prometheus.Counter
 	resets  *prometheus.CounterVec
 	// The two resets series, resolved once: a reset flood calls them
 	// per frame.
@@ -32,8 +33,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_connections_closed_total",
-			Help: "Connections the server closed for abuse, by reason: stream_resets (GOAWAY ENHANCE_YOUR_CALM: over the early-reset budget), write_timeout (the client stopped reading).",
+			Help: "Connections the server closed for abuse, by reason: stream_resets (went on resetting or opening streams after its GOAWAY), write_timeout (the client stopped reading).",
 		}, []string{"reason"}),
+		goAways: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ext_authz_grpc_reset_goaways_total",
+			Help: "GOAWAY (ENHANCE_YOUR_CALM) sent to connections over their early-reset budget; those that then ignore it are closed (connections_closed_total{reason=\"stream_resets\"}).",
+		}),
 		resets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_stream_resets_total",
 			Help: "RST_STREAM frames received from clients; early=true when the stream was reset within server.edge.early_reset_window of opening.",
@@ -44,6 +49,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.resetsEarly = m.resets.WithLabelValues("true")
 	m.resetsLate = m.resets.WithLabelValues("false")
-	reg.MustRegister(m.open, m.refused, m.closed, m.resets)
+	reg.MustRegister(m.open, m.refused, m.closed, m.goAways, m.resets)
 	return m
 }

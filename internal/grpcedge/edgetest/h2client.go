@@ -167,6 +167,16 @@ func (c *Client) RequestMsg(method string, msg []byte) (uint32, error) {
 	return id, nil
 }
 
+// Message sends msg as stream id's one gRPC message and ends the stream.
+func (c *Client) Message(id uint32, msg []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	data := make([]byte, 5+len(msg))
+	binary.BigEndian.PutUint32(data[1:], uint32(len(msg)))
+	copy(data[5:], msg)
+	return c.fr.WriteData(id, true, data)
+}
+
 // Reset cancels a stream.
 func (c *Client) Reset(id uint32) error {
 	c.wmu.Lock()
