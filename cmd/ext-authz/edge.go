@@ -42,6 +42,12 @@ type edgeConfig struct {
 	// gateway passes its clients' rapid resets on. Default 100; negative
 	// disables it.
 	StreamResetBudget int `yaml:"stream_reset_budget"`
+	// AbuseCooldown: after a connection is closed for going on with
+	// early resets after its GOAWAY, new connections from its address are
+	// refused this long, so the attacker cannot simply reconnect for
+	// another budget. Envoy honours GOAWAY and is never closed, so never
+	// cooled down. Default 2s; negative disables it.
+	AbuseCooldown time.Duration `yaml:"abuse_cooldown"`
 	// EarlyResetWindow: a reset this soon after the stream opened counts
 	// against the budget. Keep it well under Envoy's ext_authz timeout.
 	// Default 100ms.
@@ -56,6 +62,7 @@ func (c *edgeConfig) applyDefaults() {
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.StreamResetBudget, grpcedge.DefaultResetBudget)
 	setDefault(&c.EarlyResetWindow, grpcedge.DefaultEarlyResetWindow)
+	setDefault(&c.AbuseCooldown, 2*time.Second)
 }
 
 func (c *edgeConfig) validate() error {
@@ -88,6 +95,7 @@ func (s *service) edgeListener(lis net.Listener, c *serverConfig) (*grpcedge.Lis
 		MaxConnections:   maxConns,
 		ResetBudget:      e.StreamResetBudget,
 		EarlyResetWindow: e.EarlyResetWindow,
+		AbuseCooldown:    e.AbuseCooldown,
 		WriteTimeout:     max(e.WriteTimeout, 0),
 		// What grpc-go would set on a bare TCP connection.
 		TCPUserTimeout: c.Keepalive.Timeout,

@@ -196,6 +196,7 @@ func (c *conn) trip() {
 	if m := c.l.opts.Metrics; m != nil {
 		m.closed.WithLabelValues(CloseStreamResets).Inc()
 	}
+	c.l.coolDown(c.RemoteAddr())
 	if c.wmu.TryLock() {
 		c.flushGoAway()
 		c.dead = true

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
@@ -107,6 +106,9 @@ func counterWith(reg *prometheus.Registry, name, label, value string) float64 {
 		}
 		for _, m := range mf.GetMetric() {
 			if label == "" {
+				if m.GetGauge() != nil {
+					return m.GetGauge().GetValue()
+				}
 				return m.GetCounter().GetValue()
 			}
 			for _, l := range m.GetLabel() {
@@ -164,6 +166,51 @@ func TestRapidResetClosesConnection(t *testing.T) {
 			t.Errorf("budget %d: %d connections still counted open", budget, s.lis.Open())
 		}
 		t.Logf("budget %d: client sent %d HEADERS+RST pairs before it saw the close", budget, sent)
+	}
+}
+
+// TestAbuseCooldown: after a connection is closed for ignoring its
+// GOAWAY, its address's new connections are refused for AbuseCooldown,
+// then accepted again.
+func TestAbuseCooldown(t *testing.T) {
+	const cooldown = 300 * time.Millisecond
+	s := serve(t, grpcedge.Options{ResetBudget: 5, AbuseCooldown: cooldown})
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	for range 100 {
+		id, err := c.Headers(healthCheck, false)
+		if err == nil {
+			err = c.Reset(id)
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return s.closed(grpcedge.CloseStreamResets) == 1 }) {
+		t.Fatal("the abuser was not closed")
+	}
+	closedAt := time.Now()
+	again, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if !edgetest.ClosedByServer(again, 2*time.Second) {
+		t.Error("a new connection in the cooldown was accepted")
+	}
+	if got := counterWith(s.reg, "ext_authz_grpc_connections_refused_total", "reason", grpcedge.RefusedCooldown); got != 1 {
+		t.Errorf("refused{cooldown} = %v, want 1", got)
+	}
+	time.Sleep(cooldown - time.Since(closedAt) + 50*time.Millisecond)
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecureCreds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthgrpc.NewHealthClient(cc).Check(ctx, &healthgrpc.HealthCheckRequest{}); err != nil {
+		t.Errorf("after the cooldown: %v", err)
 	}
 }
 
@@ -311,10 +358,10 @@ func TestConnectionCap(t *testing.T) {
 	if !edgetest.ClosedByServer(over, 5*time.Second) {
 		t.Error("the connection over the cap was not closed")
 	}
-	if got := testutil.ToFloat64(gaugeOrCounter(t, s.reg, "ext_authz_grpc_connections_refused_total")); got != 1 {
+	if got := counterWith(s.reg, "ext_authz_grpc_connections_refused_total", "reason", grpcedge.RefusedLimit); got != 1 {
 		t.Errorf("refused_total = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(gaugeOrCounter(t, s.reg, "ext_authz_grpc_connections_open")); got != limit {
+	if got := counterWith(s.reg, "ext_authz_grpc_connections_open", "", ""); got != limit {
 		t.Errorf("connections_open = %v, want %d", got, limit)
 	}
 	// The held ones are open.

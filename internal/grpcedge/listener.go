@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -25,6 +27,13 @@ type Options struct {
 	// EarlyResetWindow is how soon after opening a stream its reset
 	// counts as early. Zero: DefaultEarlyResetWindow.
 	EarlyResetWindow time.Duration
+	// AbuseCooldown is how long new connections from an address are
+	// refused after one of its connections was closed for going on with
+	// early resets after its GOAWAY. Without it the attacker just
+	// reconnects and spends another budget; a client that honours GOAWAY
+	// (Envoy) is never closed, so never cooled down. Zero or negative:
+	// none.
+	AbuseCooldown time.Duration
 	// WriteTimeout bounds one write to the connection: a client that does
 	// not read its responses fills the socket buffers, the write blocks,
 	// and the connection is closed when this passes. Zero: no bound.
@@ -50,7 +59,15 @@ type Listener struct {
 	net.Listener
 	opts Options
 	open atomic.Int64
+
+	mu        sync.Mutex
+	coolUntil map[netip.Addr]time.Time // addresses in AbuseCooldown
 }
+
+// maxCooling bounds the addresses remembered for AbuseCooldown; when it
+// is full of live entries, a new abuser is not remembered (and only its
+// connections' own budgets bound it).
+const maxCooling = 4096
 
 // NewListener wraps l.
 func NewListener(l net.Listener, opts Options) *Listener {
@@ -74,7 +91,14 @@ func (l *Listener) Accept() (net.Conn, error) {
 		if max := l.opts.MaxConnections; max > 0 && l.open.Load() >= int64(max) {
 			_ = c.Close()
 			if m := l.opts.Metrics; m != nil {
-				m.refused.Inc()
+				m.refusedLimit.Inc()
+			}
+			continue
+		}
+		if l.cooling(c.RemoteAddr()) {
+			_ = c.Close()
+			if m := l.opts.Metrics; m != nil {
+				m.refusedCooldown.Inc()
 			}
 			continue
 		}
@@ -97,6 +121,60 @@ func (l *Listener) release() {
 	if m := l.opts.Metrics; m != nil {
 		m.open.Dec()
 	}
+}
+
+// addrOf is the IP of a TCP address; ok is false for anything else.
+func addrOf(a net.Addr) (netip.Addr, bool) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	return ip.Unmap(), ok
+}
+
+// coolDown refuses addr's new connections for AbuseCooldown.
+func (l *Listener) coolDown(a net.Addr) {
+	ip, ok := addrOf(a)
+	if !ok || l.opts.AbuseCooldown <= 0 {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.coolUntil == nil {
+		l.coolUntil = map[netip.Addr]time.Time{}
+	}
+	if len(l.coolUntil) >= maxCooling {
+		for k, until := range l.coolUntil {
+			if now.After(until) {
+				delete(l.coolUntil, k)
+			}
+		}
+		if len(l.coolUntil) >= maxCooling {
+			return
+		}
+	}
+	l.coolUntil[ip] = now.Add(l.opts.AbuseCooldown)
+}
+
+// cooling reports whether addr is in its AbuseCooldown.
+func (l *Listener) cooling(a net.Addr) bool {
+	if l.opts.AbuseCooldown <= 0 {
+		return false
+	}
+	ip, ok := addrOf(a)
+	if !ok {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	until, ok := l.coolUntil[ip]
+	if ok && time.Now().After(until) {
+		delete(l.coolUntil, ip)
+		return false
+	}
+	return ok
 }
 
 // ConnectionCap returns the connection cap to use: want, lowered so that

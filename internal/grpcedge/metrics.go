@@ -5,10 +5,12 @@ import "github.com/prometheus/client_golang/prometheus"
 // Metrics are the connection-level series. No label carries an address.
 type Metrics struct {
 	open    prometheus.Gauge
-	refused prometheus.Counter
-	closed  *prometheus.CounterVec
-	goAways prometheus.Counter
-	resets  *prometheus.CounterVec
+	refused *prometheus.CounterVec
+	// The refused series, resolved once.
+	refusedLimit, refusedCooldown prometheus.Counter
+	closed                        *prometheus.CounterVec
+	goAways                       prometheus.Counter
+	resets                        *prometheus.CounterVec
 	// The two resets series, resolved once: a reset flood calls them
 	// per frame.
 	resetsEarly, resetsLate prometheus.Counter
@@ -20,6 +22,12 @@ const (
 	CloseWriteTimeout = "write_timeout"
 )
 
+// Reasons a connection is refused at accept (the reason label).
+const (
+	RefusedLimit    = "limit"
+	RefusedCooldown = "cooldown"
+)
+
 // NewMetrics registers the series on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
@@ -27,10 +35,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ext_authz_grpc_connections_open",
 			Help: "Connections open on the gRPC port (at most server.edge.max_connections).",
 		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_connections_refused_total",
-			Help: "Connections to the gRPC port closed at once because server.edge.max_connections were open.",
-		}),
+			Help: "Connections to the gRPC port closed at once, by reason: limit (server.edge.max_connections were open), cooldown (from an address whose connection was closed for its resets, within server.edge.abuse_cooldown).",
+		}, []string{"reason"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_connections_closed_total",
 			Help: "Connections the server closed for abuse, by reason: stream_resets (went on resetting or opening streams after its GOAWAY), write_timeout (the client stopped reading).",
@@ -47,6 +55,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{CloseStreamResets, CloseWriteTimeout} {
 		m.closed.WithLabelValues(r)
 	}
+	m.refusedLimit = m.refused.WithLabelValues(RefusedLimit)
+	m.refusedCooldown = m.refused.WithLabelValues(RefusedCooldown)
 	m.resetsEarly = m.resets.WithLabelValues("true")
 	m.resetsLate = m.resets.WithLabelValues("false")
 	reg.MustRegister(m.open, m.refused, m.closed, m.goAways, m.resets)
