@@ -15,9 +15,10 @@ import (
 type edgeConfig struct {
 	// MaxConnections bounds open connections on the gRPC port; one more
 	// is closed at once and counted. It is lowered, at start, to leave
-	// FDReserve descriptors under RLIMIT_NOFILE. Default 4096 (a gateway
-	// opens about one per Envoy worker); negative: only the descriptor
-	// limit bounds it.
+	// FDReserve descriptors under RLIMIT_NOFILE. Default 2048: a gateway
+	// opens about one per Envoy worker, and an idle connection costs
+	// 10–30 KiB of the pod's 256 MiB; negative: only the descriptor limit
+	// bounds it.
 	MaxConnections int `yaml:"max_connections"`
 	// FDReserve is the descriptors kept free for everything else: admin
 	// and health probes, Redis, JWKS fetches, files. Default 256.
@@ -30,7 +31,9 @@ type edgeConfig struct {
 	// max_connection_age. Default 2m; negative disables it.
 	MaxConnectionIdle time.Duration `yaml:"max_connection_idle"`
 	// WriteTimeout closes a connection whose client stops reading: a
-	// write blocked this long. Default 10s; negative disables it.
+	// write blocked this long, or the connection's flow-control window
+	// left under 16 KiB this long (grpc-go would keep the answers in
+	// memory). Default 10s; negative disables it.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// StreamResetBudget is how many streams a connection may reset within
 	// EarlyResetWindow of opening them; beyond it, while such resets are
@@ -55,7 +58,7 @@ type edgeConfig struct {
 }
 
 func (c *edgeConfig) applyDefaults() {
-	setDefault(&c.MaxConnections, 4096)
+	setDefault(&c.MaxConnections, 2048)
 	setDefault(&c.FDReserve, 256)
 	setDefault(&c.HandshakeTimeout, 5*time.Second)
 	setDefault(&c.MaxConnectionIdle, 2*time.Minute)

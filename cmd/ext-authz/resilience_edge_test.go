@@ -383,15 +383,17 @@ type closerFunc func()
 func (f closerFunc) Close() error { f(); return nil }
 
 // TestEdgeResNonReadingClient: a client that reads frames (so it answers
-// pings and looks alive) but grants no flow-control window, so the server
-// can send it no DATA: every answer stays queued in the server. It sends
-// edgeResUnread denied Checks with a 60 KB x-request-id each. The answers
-// are small (the id is clipped), so what the server holds is bounded by
-// max_concurrent_streams × a small answer, and legitimate traffic does not
-// notice.
+// pings, looks alive, and its socket never blocks the server) but grants
+// no flow-control window beyond HTTP/2's initial 64 KiB, so grpc-go keeps
+// every answer that does not fit in memory. It sends edgeResUnread denied
+// Checks with a 60 KB x-request-id each. The answers are small (the id is
+// clipped), so the server holds little; legitimate traffic does not
+// notice; and the connection is closed (flow_control) once its window has
+// stayed shut for write_timeout.
 func TestEdgeResNonReadingClient(t *testing.T) {
 	const edgeResUnread = 256
-	h := start(t, edgeResConfig(t, ""))
+	const writeTimeout = 2 * time.Second
+	h := start(t, edgeResConfig(t, fmt.Sprintf("    write_timeout: %v\n", writeTimeout)))
 	addr := h.svc.grpcLis.Addr().String()
 	load := startLoad(t, h.client, loadOptions{Workers: 2, Pause: 5 * time.Millisecond}, attackResLegitRequest)
 	decided := func() float64 {
@@ -413,8 +415,9 @@ func TestEdgeResNonReadingClient(t *testing.T) {
 	}
 	heap0, _ := attackResMem()
 	before := decided()
-	c := edgetest.Dial(t, addr, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	c := edgetest.Dial(t, addr)
 	c.StartReader()
+	sent := time.Now()
 	for range edgeResUnread {
 		if _, err := c.RequestMsg(authv3.Authorization_Check_FullMethodName, msg); err != nil {
 			t.Fatal(err)
@@ -423,8 +426,6 @@ func TestEdgeResNonReadingClient(t *testing.T) {
 	if !edgetest.WaitFor(20*time.Second, func() bool { return decided()-before >= edgeResUnread }) {
 		t.Fatalf("decided %v of %d", decided()-before, edgeResUnread)
 	}
-	// Hold them while the legitimate load runs.
-	time.Sleep(phase(time.Second))
 	heap1, _ := attackResMem()
 	growth := int64(heap1) - int64(heap0)
 	// Unclipped and HTML-escaped, each answer was 360 KB: 256 of them
@@ -433,11 +434,15 @@ func TestEdgeResNonReadingClient(t *testing.T) {
 	if growth > 16<<20 {
 		t.Errorf("heap grew %s holding %d unread answers", attackResMiB(uint64(max(growth, 0))), edgeResUnread)
 	}
-	if c.Ended() != 0 {
-		t.Errorf("the client got %d whole answers through a zero window", c.Ended())
+	if !edgetest.WaitFor(writeTimeout+5*time.Second, func() bool { _, closed, _ := c.State(); return closed }) {
+		t.Error("the connection that withholds its window is still open")
+	}
+	closedAfter := time.Since(sent)
+	if got := jwksResMetric(t, h, "ext_authz_grpc_connections_closed_total", map[string]string{"reason": grpcedge.CloseFlowControl}); got != 1 {
+		t.Errorf("closed{flow_control} = %v, want 1", got)
 	}
 	s := attackResJudgeLegit(t, load.Stop())
-	t.Logf("RESULT non-reading client: %d denied Checks with 60 KB request ids, zero window; answer %d bytes; heap in use %s → %s (%+d KiB); legitimate load %v",
-		edgeResUnread, proto.Size(resp), attackResMiB(heap0), attackResMiB(heap1), growth>>10, s)
+	t.Logf("RESULT non-reading client: %d denied Checks with 60 KB request ids, window never granted; %d answered through the initial window; answer %d bytes; heap in use %s → %s (%+d KiB); closed (flow_control) %v after sending (write_timeout %v); legitimate load %v",
+		edgeResUnread, c.Ended(), proto.Size(resp), attackResMiB(heap0), attackResMiB(heap1), growth>>10, closedAfter.Round(10*time.Millisecond), writeTimeout, s)
 	attackResNoPanic(t, h)
 }

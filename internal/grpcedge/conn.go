@@ -1,6 +1,7 @@
 package grpcedge
 
 import (
+	"encoding/binary"
 	"errors"
 	"net"
 	"os"
@@ -23,6 +24,14 @@ const (
 	newStreamGrace = time.Second
 	drainMax       = 10 * time.Second
 )
+
+// A client that withholds flow-control window makes the server keep its
+// answers: grpc-go queues them in memory until the window opens, with no
+// deadline. The edge closes a connection whose client sets a stream
+// window under minClientWindow (no gRPC client or Envoy does; every answer
+// of ours fits in it), or leaves the connection's window under
+// minClientWindow for WriteTimeout.
+const minClientWindow = 16 << 10
 
 // marksLen is the number of stream-open checkpoints a connection keeps:
 // one per EarlyResetWindow/16, so they span the window with room to
@@ -63,12 +72,22 @@ type conn struct {
 	out   frameScanner
 	onOut func(frameHeader) bool
 	dead  bool // nothing more may be written
+
+	// window is the connection-level window the client has granted and
+	// the server not yet used: WINDOW_UPDATEs in, DATA out.
+	window      atomic.Int64
+	tinyWindow  bool // the client's SETTINGS set a stream window too small
+	stallMu     sync.Mutex
+	stall       *time.Timer // armed while window < minClientWindow
+	closeReason atomic.Pointer[string]
 }
 
 func newConn(c net.Conn, l *Listener) *conn {
 	cc := &conn{Conn: c, l: l, born: time.Now(), in: frameScanner{preface: clientPrefaceLen}}
 	cc.onIn = cc.frameIn
-	cc.onOut = func(frameHeader) bool { return true }
+	cc.in.wantPayload, cc.in.onPayload = controlPayload, cc.payloadIn
+	cc.onOut = cc.frameOut
+	cc.window.Store(initialWindow)
 	return cc
 }
 
@@ -87,8 +106,72 @@ func (c *conn) Read(p []byte) (int, error) {
 			}
 			return k, nil
 		}
+		if c.tinyWindow {
+			c.tripped = true
+			c.closeFor(CloseFlowControl)
+			return 0, errAbusive
+		}
 	}
 	return n, err
+}
+
+// payloadIn sees the client's SETTINGS and connection WINDOW_UPDATEs.
+func (c *conn) payloadIn(h frameHeader, p []byte) {
+	switch h.typ {
+	case frameSettings:
+		if v, ok := initialWindowSetting(p); ok && v < minClientWindow {
+			c.tinyWindow = true
+		}
+	case frameWindowUpdate:
+		if len(p) == 4 {
+			inc := int64(binary.BigEndian.Uint32(p) & (1<<31 - 1))
+			if c.window.Add(inc) >= minClientWindow {
+				c.stallMu.Lock()
+				if c.stall != nil {
+					c.stall.Stop()
+					c.stall = nil
+				}
+				c.stallMu.Unlock()
+			}
+		}
+	}
+}
+
+// frameOut sees each frame header the server writes.
+func (c *conn) frameOut(h frameHeader) bool {
+	if h.typ == frameData {
+		c.window.Add(-int64(h.length))
+	}
+	return true
+}
+
+// checkWindow arms the stall timer when the client has let the
+// connection's window run low. The caller holds wmu.
+func (c *conn) checkWindow() {
+	wt := c.l.opts.WriteTimeout
+	if wt <= 0 || c.window.Load() >= minClientWindow {
+		return
+	}
+	c.stallMu.Lock()
+	defer c.stallMu.Unlock()
+	if c.stall == nil {
+		c.stall = time.AfterFunc(wt, func() {
+			if c.window.Load() < minClientWindow {
+				c.closeFor(CloseFlowControl)
+			}
+		})
+	}
+}
+
+// closeFor closes the connection for reason, counted once.
+func (c *conn) closeFor(reason string) {
+	if !c.closeReason.CompareAndSwap(nil, &reason) {
+		return
+	}
+	if m := c.l.opts.Metrics; m != nil {
+		m.closed.WithLabelValues(reason).Inc()
+	}
+	_ = c.Conn.Close()
 }
 
 // frameIn sees each frame header the client sends; false trips the
@@ -219,6 +302,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Write(p)
 	c.out.scan(p[:n], c.onOut)
+	c.checkWindow()
 	if err == nil && c.goAway.Load() != nil {
 		c.flushGoAway()
 		if wt := c.l.opts.WriteTimeout; wt > 0 {
@@ -227,10 +311,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
 		c.dead = true
-		if m := c.l.opts.Metrics; m != nil {
-			m.closed.WithLabelValues(CloseWriteTimeout).Inc()
-		}
-		_ = c.Conn.Close()
+		c.closeFor(CloseWriteTimeout)
 	}
 	return n, err
 }
@@ -240,6 +321,11 @@ func (c *conn) Close() error {
 	if t := c.drain.Load(); t != nil {
 		t.Stop()
 	}
+	c.stallMu.Lock()
+	if c.stall != nil {
+		c.stall.Stop()
+	}
+	c.stallMu.Unlock()
 	err := c.Conn.Close()
 	c.once.Do(c.l.release)
 	return err

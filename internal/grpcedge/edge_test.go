@@ -411,6 +411,43 @@ func TestNonReadingClientIsClosed(t *testing.T) {
 	t.Logf("closed %v after the last request", time.Since(began).Round(time.Millisecond))
 }
 
+// TestWithheldWindowIsClosed: a client that reads (so its socket never
+// blocks the server) but grants no flow-control window makes grpc-go keep
+// every answer in memory; such a connection is closed.
+func TestWithheldWindowIsClosed(t *testing.T) {
+	const wt = 300 * time.Millisecond
+	tests := []struct {
+		name     string
+		settings []http2.Setting
+		// wantBefore bounds when the close comes.
+		wantBefore time.Duration
+	}{
+		{name: "stream window 0", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}, wantBefore: wt / 2},
+		{name: "stream window 1 KiB", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1024}}, wantBefore: wt / 2},
+		{name: "default windows, never a WINDOW_UPDATE", wantBefore: wt + 5*time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := serve(t, grpcedge.Options{WriteTimeout: wt})
+			c := edgetest.Dial(t, s.addr, tt.settings...)
+			c.StartReader()
+			began := time.Now()
+			for range 4 { // 1 MiB of answers; the connection window is 64 KiB
+				if _, err := c.Request(bigMethod); err != nil {
+					break
+				}
+			}
+			if !edgetest.WaitFor(tt.wantBefore+time.Second, func() bool { _, closed, _ := c.State(); return closed }) {
+				t.Fatal("still open")
+			}
+			if got := s.closed(grpcedge.CloseFlowControl); got != 1 {
+				t.Errorf("closed{flow_control} = %v, want 1", got)
+			}
+			t.Logf("closed after %v", time.Since(began).Round(time.Millisecond))
+		})
+	}
+}
+
 // TestReadingClientIsNotTimedOut: the same responses to a client that
 // reads arrive whole, however long the test takes, since each write only
 // has to make progress within WriteTimeout.
@@ -430,7 +467,9 @@ func TestReadingClientIsNotTimedOut(t *testing.T) {
 			t.Fatalf("Big: %d bytes, %v", len(out), err)
 		}
 	}
-	if got := s.closed(grpcedge.CloseWriteTimeout); got != 0 {
-		t.Errorf("closed{write_timeout} = %v", got)
+	for _, r := range []string{grpcedge.CloseWriteTimeout, grpcedge.CloseFlowControl} {
+		if got := s.closed(r); got != 0 {
+			t.Errorf("closed{%s} = %v", r, got)
+		}
 	}
 }

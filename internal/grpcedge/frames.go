@@ -9,9 +9,19 @@ const (
 	// client sends it before its first frame.
 	clientPrefaceLen = 24
 
-	frameHeaders   = 0x1
-	frameRSTStream = 0x3
-	frameGoAway    = 0x7
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+
+	flagAck = 0x1
+
+	settingInitialWindowSize = 0x4
+	// initialWindow is HTTP/2's initial flow-control window, of every
+	// stream and of the connection.
+	initialWindow = 65535
 
 	errCodeEnhanceYourCalm = 0xb
 )
@@ -32,6 +42,21 @@ type frameScanner struct {
 	hdr     [frameHeaderLen]byte
 	nhdr    int    // header bytes collected
 	skip    uint32 // payload bytes of the current frame still to come
+
+	// onPayload, when set, gets the whole payload of the frames
+	// wantPayload accepts (small control frames), after their header.
+	wantPayload func(frameHeader) bool
+	onPayload   func(frameHeader, []byte)
+	cur         frameHeader
+	payload     []byte
+	capturing   bool
+}
+
+// controlPayload selects the payloads the read side needs: the client's
+// SETTINGS and its connection-level WINDOW_UPDATEs.
+func controlPayload(h frameHeader) bool {
+	return h.stream == 0 && h.length <= 64*6 &&
+		(h.typ == frameSettings && h.flags&flagAck == 0 || h.typ == frameWindowUpdate)
 }
 
 // atBoundary reports whether the stream seen so far ends between frames.
@@ -51,8 +76,15 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		}
 		if s.skip > 0 {
 			n := int(min(s.skip, uint32(len(p)-i)))
+			if s.capturing {
+				s.payload = append(s.payload, p[i:i+n]...)
+			}
 			s.skip -= uint32(n)
 			i += n
+			if s.skip == 0 && s.capturing {
+				s.capturing = false
+				s.onPayload(s.cur, s.payload)
+			}
 			continue
 		}
 		start := i - s.nhdr
@@ -73,8 +105,28 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		if !onFrame(h) {
 			return max(start, 0), false
 		}
+		if s.onPayload != nil && s.wantPayload(h) {
+			s.cur, s.payload = h, s.payload[:0]
+			if h.length == 0 {
+				s.onPayload(h, nil)
+			} else {
+				s.capturing = true
+			}
+		}
 	}
 	return len(p), true
+}
+
+// initialWindowSetting returns the SETTINGS_INITIAL_WINDOW_SIZE in a
+// SETTINGS payload, the last one if repeated.
+func initialWindowSetting(p []byte) (uint32, bool) {
+	v, ok := uint32(0), false
+	for ; len(p) >= 6; p = p[6:] {
+		if binary.BigEndian.Uint16(p) == settingInitialWindowSize {
+			v, ok = binary.BigEndian.Uint32(p[2:]), true
+		}
+	}
+	return v, ok
 }
 
 // goAwayFrame is a GOAWAY with the given last stream id and error code and

@@ -20,6 +20,7 @@ type Metrics struct {
 const (
 	CloseStreamResets = "stream_resets"
 	CloseWriteTimeout = "write_timeout"
+	CloseFlowControl  = "flow_control"
 )
 
 // Reasons a connection is refused at accept (the reason label).
@@ -41,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_connections_closed_total",
-			Help: "Connections the server closed for abuse, by reason: stream_resets (went on resetting or opening streams after its GOAWAY), write_timeout (the client stopped reading).",
+			Help: "Connections the server closed for abuse, by reason: stream_resets (went on resetting or opening streams after its GOAWAY), write_timeout (the client stopped reading: a write blocked server.edge.write_timeout), flow_control (the client withholds flow-control window: a stream window under 16 KiB, or the connection's under 16 KiB for server.edge.write_timeout).",
 		}, []string{"reason"}),
 		goAways: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ext_authz_grpc_reset_goaways_total",
@@ -52,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "RST_STREAM frames received from clients; early=true when the stream was reset within server.edge.early_reset_window of opening.",
 		}, []string{"early"}),
 	}
-	for _, r := range []string{CloseStreamResets, CloseWriteTimeout} {
+	for _, r := range []string{CloseStreamResets, CloseWriteTimeout, CloseFlowControl} {
 		m.closed.WithLabelValues(r)
 	}
 	m.refusedLimit = m.refused.WithLabelValues(RefusedLimit)
