@@ -2,6 +2,7 @@ package grpcedge
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -9,10 +10,13 @@ import (
 )
 
 // framesOf scans b in pieces of the given sizes (cycled) and returns every
-// header seen.
-func framesOf(b []byte, preface int, pieces []int) []frameHeader {
+// header seen, and the payloads of the control frames the read side reads.
+func framesOf(b []byte, preface int, pieces []int) ([]frameHeader, []string) {
 	s := frameScanner{preface: preface}
 	var got []frameHeader
+	var payloads []string
+	s.wantPayload = controlPayload
+	s.onPayload = func(h frameHeader, p []byte) { payloads = append(payloads, fmt.Sprintf("%d:%x", h.typ, p)) }
 	on := func(h frameHeader) bool { got = append(got, h); return true }
 	for i, k := 0, 0; i < len(b); k++ {
 		n := len(b) - i
@@ -22,7 +26,7 @@ func framesOf(b []byte, preface int, pieces []int) []frameHeader {
 		s.scan(b[i:i+n], on)
 		i += n
 	}
-	return got
+	return got, payloads
 }
 
 // TestFrameScanner: the scanner finds the frames golang.org/x/net/http2
@@ -32,6 +36,7 @@ func TestFrameScanner(t *testing.T) {
 	buf.WriteString(http2.ClientPreface)
 	fr := http2.NewFramer(&buf, nil)
 	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	_ = fr.WriteWindowUpdate(0, 1000)
 	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte("abc"), EndHeaders: true})
 	_ = fr.WriteData(1, true, bytes.Repeat([]byte("d"), 40000))
 	_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
@@ -39,6 +44,7 @@ func TestFrameScanner(t *testing.T) {
 	_ = fr.WriteGoAway(3, http2.ErrCodeNo, nil)
 	want := []frameHeader{
 		{length: 6, typ: 0x4},
+		{length: 4, typ: frameWindowUpdate},
 		{length: 3, typ: frameHeaders, flags: 0x4, stream: 1},
 		{length: 40000, typ: 0x0, flags: 0x1, stream: 1},
 		{length: 4, typ: frameRSTStream, stream: 1},
@@ -56,8 +62,12 @@ func TestFrameScanner(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := framesOf(buf.Bytes(), clientPrefaceLen, tt.pieces); !slices.Equal(got, want) {
+			got, payloads := framesOf(buf.Bytes(), clientPrefaceLen, tt.pieces)
+			if !slices.Equal(got, want) {
 				t.Errorf("frames = %+v\nwant %+v", got, want)
+			}
+			if wantP := []string{"4:000400100000", "8:000003e8"}; !slices.Equal(payloads, wantP) {
+				t.Errorf("payloads = %q, want %q", payloads, wantP)
 			}
 		})
 	}
@@ -90,11 +100,17 @@ func TestFrameScannerStop(t *testing.T) {
 func FuzzFrameScanner(f *testing.F) {
 	f.Add([]byte(http2.ClientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), uint8(3))
 	f.Add([]byte("\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08"), uint8(1))
+	f.Add([]byte(http2.ClientPreface+"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x01\x00\x00"), uint8(7))
 	f.Fuzz(func(t *testing.T, b []byte, piece uint8) {
-		whole := framesOf(b, clientPrefaceLen, nil)
-		split := framesOf(b, clientPrefaceLen, []int{int(piece%13) + 1, int(piece%5) + 1})
-		if !slices.Equal(whole, split) {
-			t.Fatalf("whole %+v, split %+v", whole, split)
+		whole, wp := framesOf(b, clientPrefaceLen, nil)
+		split, sp := framesOf(b, clientPrefaceLen, []int{int(piece%13) + 1, int(piece%5) + 1})
+		if !slices.Equal(whole, split) || !slices.Equal(wp, sp) {
+			t.Fatalf("whole %+v %q, split %+v %q", whole, wp, split, sp)
+		}
+		for _, p := range wp {
+			if len(p) > 2+2*64*6 {
+				t.Fatalf("captured a %d-byte payload", len(p))
+			}
 		}
 	})
 }
