@@ -80,6 +80,7 @@ type conn struct {
 	stallMu     sync.Mutex
 	stall       *time.Timer // armed while window < minClientWindow
 	closeReason atomic.Pointer[string]
+	closed      atomic.Bool // Close was called
 }
 
 func newConn(c net.Conn, l *Listener) *conn {
@@ -165,8 +166,8 @@ func (c *conn) checkWindow() {
 
 // closeFor closes the connection for reason, counted once.
 func (c *conn) closeFor(reason string) {
-	if !c.closeReason.CompareAndSwap(nil, &reason) {
-		return
+	if c.closed.Load() || !c.closeReason.CompareAndSwap(nil, &reason) {
+		return // already closed by grpc-go, or for another reason
 	}
 	if m := c.l.opts.Metrics; m != nil {
 		m.closed.WithLabelValues(reason).Inc()
@@ -318,6 +319,7 @@ func (c *conn) Write(p []byte) (int, error) {
 
 // Close closes the connection and frees its place under the cap.
 func (c *conn) Close() error {
+	c.closed.Store(true)
 	if t := c.drain.Load(); t != nil {
 		t.Stop()
 	}
