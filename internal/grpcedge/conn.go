@@ -240,9 +240,9 @@ func (c *conn) flushGoAway() {
 		return
 	}
 	if f := c.goAway.Swap(nil); f != nil {
-		_ = c.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Conn.Write(*f)
-		_ = c.Conn.SetWriteDeadline(time.Time{})
+		_ = c.SetWriteDeadline(time.Time{})
 	}
 }
 
@@ -297,7 +297,7 @@ func (c *conn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if wt := c.l.opts.WriteTimeout; wt > 0 {
-		if err := c.Conn.SetWriteDeadline(time.Now().Add(wt)); err != nil {
+		if err := c.SetWriteDeadline(time.Now().Add(wt)); err != nil {
 			return 0, err
 		}
 	}
@@ -307,7 +307,7 @@ func (c *conn) Write(p []byte) (int, error) {
 	if err == nil && c.goAway.Load() != nil {
 		c.flushGoAway()
 		if wt := c.l.opts.WriteTimeout; wt > 0 {
-			_ = c.Conn.SetWriteDeadline(time.Now().Add(wt))
+			_ = c.SetWriteDeadline(time.Now().Add(wt))
 		}
 	}
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
