@@ -23,8 +23,8 @@ type edgeConfig struct {
 	// FDReserve is the descriptors kept free for everything else: admin
 	// and health probes, Redis, JWKS fetches, files. Default 256.
 	FDReserve int `yaml:"fd_reserve"`
-	// HandshakeTimeout bounds a new connection's TLS-less HTTP/2
-	// handshake (grpc-go's default is 120s). Default 5s.
+	// HandshakeTimeout bounds a new connection's HTTP/2 handshake (the
+	// client preface and SETTINGS; grpc-go's default is 120s). Default 5s.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 	// MaxConnectionIdle closes (GOAWAY) a connection with no call for this
 	// long: one that answers pings but never calls otherwise lives until

@@ -10,13 +10,19 @@
 //     costs the server a goroutine and a decode, the client two tiny
 //     frames, and resets do not count against max_concurrent_streams);
 //   - how long a connection's writes may block on a client that does not
-//     read its responses.
+//     read its responses, and how long a client may withhold flow-control
+//     window (grpc-go keeps the answers it cannot send in memory, with no
+//     deadline).
 //
 // It works on the raw connection: Listener wraps each accepted net.Conn
 // and follows the HTTP/2 frame headers going each way (a few bytes of
-// state, no payload is parsed or copied). A connection over its reset
-// budget is sent GOAWAY (ENHANCE_YOUR_CALM) and closed; grpc-go sees the
-// connection end and cleans up as for any other.
+// state; payloads are skipped, except the client's SETTINGS and
+// connection WINDOW_UPDATEs). grpc-go's own hooks cannot do this: an
+// InTapHandle sees a stream's HEADERS but never its RST_STREAM, and a
+// stats.Handler hears of a reset only after the stream's goroutine ran.
+// A connection over its reset budget is sent GOAWAY (ENHANCE_YOUR_CALM),
+// and closed if it goes on; grpc-go sees the connection end and cleans up
+// as for any other.
 //
 //	client ─TCP─▶ Listener.Accept ─(cap)─▶ conn{frames in: HEADERS, RST_STREAM} ─▶ grpc-go
 //	       ◀──────────────────────────────  conn{frames out, write deadline}   ◀──
