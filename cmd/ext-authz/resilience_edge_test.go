@@ -136,7 +136,7 @@ func (a *edgeResAttacker) run(addr string, stop <-chan struct{}) {
 // server closes one) send HEADERS+RST_STREAM pairs at 30,000 a second, the
 // attack measured in the issue; the legitimate Checks beside them must
 // fare as well as the control's: ≥ 99 % right within 250 ms, p99 within
-// 2× the control's. Each server is the built binary in its own process,
+// 2× the control's (+2 ms). Each server is the built binary in its own process,
 // so the attack's work lands on the attacked server alone, as in
 // production; the attacker and every client share this process.
 func TestEdgeResRapidReset(t *testing.T) {
@@ -178,7 +178,9 @@ func TestEdgeResRapidReset(t *testing.T) {
 	}
 	loads := make([]*loadRun, len(targets))
 	for i, tg := range targets {
-		loads[i] = startLoad(t, tg.client, loadOptions{Workers: 4, Pause: 2 * time.Millisecond, CallTimeout: 2 * time.Second}, attackResLegitRequest)
+		// 8 workers: enough calls that the p99 compared below is not a
+		// handful of unlucky ones.
+		loads[i] = startLoad(t, tg.client, loadOptions{Workers: 8, Pause: 2 * time.Millisecond, CallTimeout: 2 * time.Second}, attackResLegitRequest)
 	}
 	time.Sleep(300 * time.Millisecond) // every load running before the attack
 	for _, tg := range targets {
@@ -234,10 +236,9 @@ func TestEdgeResRapidReset(t *testing.T) {
 		if rate < 0.99 {
 			t.Errorf("%s: %.2f%% of legitimate calls right within %v, want ≥ 99%%", tg.name, 100*rate, edgeResLegitDeadline)
 		}
-		// 2× the control's p99; a millisecond of slack keeps a control
-		// p99 of a few hundred microseconds from making scheduler noise
-		// a failure.
-		if limit := 2*control.P99 + time.Millisecond; s.P99 > limit {
+		// 2× the control's p99; 2 ms of slack keeps a control p99 of a
+		// few milliseconds from making scheduler noise a failure.
+		if limit := 2*control.P99 + 2*time.Millisecond; s.P99 > limit {
 			t.Errorf("%s: p99 %v, want ≤ %v (2× the control's %v)", tg.name, s.P99, limit, control.P99)
 		}
 	}
