@@ -30,6 +30,12 @@ type edgeConfig struct {
 	// long: one that answers pings but never calls otherwise lives until
 	// max_connection_age. Default 2m; negative disables it.
 	MaxConnectionIdle time.Duration `yaml:"max_connection_idle"`
+	// CallDeadline is the deadline of a Check or ShouldRateLimit call that
+	// arrives without one (Envoy always sends its ext_authz timeout): a
+	// call whose request never comes ends then instead of holding its
+	// goroutine for the connection's life. Default 30s; negative
+	// disables it.
+	CallDeadline time.Duration `yaml:"call_deadline"`
 	// WriteTimeout closes a connection whose client stops reading: a
 	// write blocked this long, or the connection's flow-control window
 	// left under 16 KiB this long (grpc-go would keep the answers in
@@ -63,6 +69,7 @@ func (c *edgeConfig) applyDefaults() {
 	setDefault(&c.HandshakeTimeout, 5*time.Second)
 	setDefault(&c.MaxConnectionIdle, 2*time.Minute)
 	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.CallDeadline, 30*time.Second)
 	setDefault(&c.StreamResetBudget, grpcedge.DefaultResetBudget)
 	setDefault(&c.EarlyResetWindow, grpcedge.DefaultEarlyResetWindow)
 	setDefault(&c.AbuseCooldown, 2*time.Second)

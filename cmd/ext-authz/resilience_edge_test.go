@@ -452,3 +452,42 @@ func TestEdgeResNonReadingClient(t *testing.T) {
 		edgeResUnread, c.Ended(), proto.Size(resp), attackResMiB(heap0), attackResMiB(heap1), growth>>10, closedAfter.Round(10*time.Millisecond), writeTimeout, s)
 	attackResNoPanic(t, h)
 }
+
+// TestEdgeResCallsWithoutRequest: 200 Checks opened without a deadline
+// whose request never comes are ended by the server at call_deadline; the
+// goroutines they held are gone, and legitimate traffic goes on beside
+// them.
+func TestEdgeResCallsWithoutRequest(t *testing.T) {
+	const calls, deadline = 200, 500 * time.Millisecond
+	h := start(t, edgeResConfig(t, fmt.Sprintf("    call_deadline: %v\n", deadline)))
+	load := startLoad(t, h.client, loadOptions{Workers: 2, Pause: 5 * time.Millisecond}, attackResLegitRequest)
+	goroutines := func() float64 { return jwksResMetric(t, h, "go_goroutines", nil) }
+	before := goroutines()
+	c := edgetest.Dial(t, h.svc.grpcLis.Addr().String())
+	c.StartReader()
+	began := time.Now()
+	for range calls {
+		if _, err := c.Headers(authv3.Authorization_Check_FullMethodName, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(deadline / 2)
+	held := goroutines()
+	if held < before+calls {
+		t.Errorf("goroutines %v with %d calls open (%v before): the calls did not reach the server", held, calls, before)
+	}
+	if !edgetest.WaitFor(deadline+5*time.Second, func() bool { return c.Ended() == calls }) {
+		t.Fatalf("%d of %d calls ended", c.Ended(), calls)
+	}
+	took := time.Since(began)
+	if took < deadline {
+		t.Errorf("ended after %v, before call_deadline", took)
+	}
+	after := goroutines()
+	if after > before+20 {
+		t.Errorf("goroutines %v before, %v after", before, after)
+	}
+	s := attackResJudgeLegit(t, load.Stop())
+	t.Logf("RESULT calls without request: %d opened; goroutines %.0f → %.0f → %.0f; all ended %v after opening (call_deadline %v); legitimate load %v",
+		calls, before, held, after, took.Round(10*time.Millisecond), deadline, s)
+}

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/grpcedge"
 )
 
 const (
@@ -43,6 +44,8 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.Keepalive.MinTime, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(c.MaxConcurrentStreams),
 		grpc.ConnectionTimeout(c.Edge.HandshakeTimeout),
+		grpc.InTapHandle(grpcedge.CallDeadline([]string{authv3.Authorization_Check_FullMethodName,
+			rlsv3.RateLimitService_ShouldRateLimit_FullMethodName}, c.Edge.CallDeadline)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
 		// A CheckRequest Go's protobuf cannot decode (invalid UTF-8, too
 		// deep) is answered 400 and counted, not failed with INTERNAL.

@@ -47,7 +47,7 @@ type edgeServer struct {
 
 // serve runs a gRPC server (health, and Big for any unknown method)
 // behind a grpcedge.Listener on a loopback port until the test ends.
-func serve(t *testing.T, opts grpcedge.Options) *edgeServer {
+func serve(t *testing.T, opts grpcedge.Options, extra ...grpc.ServerOption) *edgeServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts.Metrics = grpcedge.NewMetrics(reg)
@@ -56,14 +56,14 @@ func serve(t *testing.T, opts grpcedge.Options) *edgeServer {
 		t.Fatal(err)
 	}
 	lis := grpcedge.NewListener(raw, opts)
-	srv := grpc.NewServer(grpc.MaxConcurrentStreams(1000), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
+	srv := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxConcurrentStreams(1000), grpc.UnknownServiceHandler(func(_ any, ss grpc.ServerStream) error {
 		var in []byte
 		if err := ss.RecvMsg(&in); err != nil {
 			return err
 		}
 		out := make([]byte, bigReply)
 		return ss.SendMsg(&out)
-	}), grpc.ForceServerCodecV2(rawCodecOrProto{}))
+	}), grpc.ForceServerCodecV2(rawCodecOrProto{})}, extra...)...)
 	healthgrpc.RegisterHealthServer(srv, health.NewServer())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(lis) }()
@@ -471,5 +471,44 @@ func TestReadingClientIsNotTimedOut(t *testing.T) {
 		if got := s.closed(r); got != 0 {
 			t.Errorf("closed{%s} = %v", r, got)
 		}
+	}
+}
+
+// TestCallDeadline: a call of a bounded method that arrives without a
+// deadline and never sends its request is ended by the server at the
+// bound; other methods are left alone.
+func TestCallDeadline(t *testing.T) {
+	const bound = 200 * time.Millisecond
+	s := serve(t, grpcedge.Options{}, grpc.InTapHandle(grpcedge.CallDeadline([]string{healthCheck}, bound)))
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	began := time.Now()
+	if _, err := c.Headers(healthCheck, false); err != nil { // its request never comes
+		t.Fatal(err)
+	}
+	if _, err := c.Headers(bigMethod, false); err != nil { // not bounded
+		t.Fatal(err)
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return c.Ended() >= 1 }) {
+		t.Fatal("the bounded call was not ended")
+	}
+	if took := time.Since(began); took < bound {
+		t.Errorf("ended after %v, before its bound %v", took, bound)
+	}
+	time.Sleep(2 * bound)
+	if got := c.Ended(); got != 1 {
+		t.Errorf("%d calls ended, want only the bounded one", got)
+	}
+	// A call with its own deadline keeps it: a real client's Check with
+	// a longer deadline is answered normally.
+	cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecureCreds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := healthgrpc.NewHealthClient(cc).Check(ctx, &healthgrpc.HealthCheckRequest{}); err != nil {
+		t.Errorf("health Check: %v", err)
 	}
 }
