@@ -60,6 +60,8 @@ type serverConfig struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// Overload bounds the calls decided and waiting at once.
 	Overload overloadConfig `yaml:"overload"`
+	// Edge bounds connections and what each may make the server do.
+	Edge edgeConfig `yaml:"edge"`
 }
 
 type keepaliveConfig struct {
@@ -92,6 +94,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
 	s.Overload.ApplyDefaults()
+	s.Edge.applyDefaults()
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -144,6 +147,7 @@ func (c *fileConfig) validateGeneration() error {
 
 func (s *serverConfig) validate() error {
 	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
+	errs = append(errs, yamlfile.Wrap("edge", s.Edge.validate()))
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}

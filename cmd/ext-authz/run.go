@@ -143,7 +143,7 @@ func (s *service) serve(ctx context.Context) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := s.grpc.Serve(s.grpcLis); err != nil {
+		if err := s.serveGRPC(s.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
 		}
 		return nil
