@@ -132,11 +132,8 @@ func (s *Server) refuseUnreadable(ctx context.Context, reason string) *authv3.Ch
 	d := authz.Decision{ID: s.unreadable.next(), Code: authz.BadRequest, Reason: ReasonUnreadable}
 	if s.metrics != nil {
 		s.metrics.unreadable.WithLabelValues(reason).Inc()
-		s.metrics.decisions.WithLabelValues(d.Code.String(), d.Reason, d.Rule).Inc()
 	}
-	if s.observe != nil {
-		s.observe(ctx, &authz.Request{}, &d, 0)
-	}
+	s.core.Refused(ctx, &authz.Request{}, &d)
 	return Render(&d, "")
 }
 

@@ -10,17 +10,13 @@ package extauthz
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"go.opentelemetry.io/otel/attribute"
-	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/status"
@@ -28,12 +24,11 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/transport"
 )
 
 // Decider decides requests; *authz.Pipeline and *authz.Live implement it.
-type Decider interface {
-	Decide(ctx context.Context, r *authz.Request) authz.Decision
-}
+type Decider = transport.Decider
 
 // Options are the optional parts of a Server; the zero value works.
 type Options struct {
@@ -52,11 +47,8 @@ type Options struct {
 // Server implements authv3.AuthorizationServer.
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
-	decider    Decider
-	observe    func(ctx context.Context, r *authz.Request, d *authz.Decision, elapsed time.Duration)
+	core       *transport.Core
 	metrics    *Metrics
-	tracer     trace.Tracer
-	propagator propagation.TextMapPropagator
 	unreadable unreadableIDs
 }
 
@@ -64,12 +56,15 @@ var _ authv3.AuthorizationServer = (*Server)(nil)
 
 // New returns a Server that asks d.
 func New(d Decider, opts Options) *Server {
-	s := &Server{decider: d, observe: opts.Observe, metrics: opts.Metrics, tracer: opts.Tracer, propagator: opts.Propagator}
-	if s.propagator == nil {
-		s.propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{})
+	topts := transport.Options{Observe: opts.Observe, Tracer: opts.Tracer, Propagator: opts.Propagator}
+	if opts.Metrics != nil {
+		topts.Metrics = opts.Metrics.decisions
 	}
-	return s
+	return &Server{core: transport.NewCore(d, topts), metrics: opts.Metrics}
 }
+
+// checkSpan names the server span of a Check.
+const checkSpan = "envoy.service.auth.v3.Authorization/Check"
 
 // Check converts, decides and renders. A denial is an ordinary response
 // with denied_response set, never a gRPC error: a gRPC error would make
@@ -79,47 +74,8 @@ func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.C
 		return s.refuseUnreadable(ctx, reason), nil
 	}
 	r := RequestFromProto(req)
-	if s.metrics != nil {
-		s.metrics.inFlight.Inc()
-		defer s.metrics.inFlight.Dec()
-	}
-	var span trace.Span
-	if s.tracer != nil {
-		ctx = s.propagator.Extract(ctx, propagation.MapCarrier(r.Headers))
-		ctx, span = s.tracer.Start(ctx, "envoy.service.auth.v3.Authorization/Check", trace.WithSpanKind(trace.SpanKindServer))
-	}
-	start := time.Now()
-	d := s.decider.Decide(ctx, &r)
-	elapsed := time.Since(start)
-	if span != nil {
-		endSpan(span, &r, &d)
-	}
-	if s.metrics != nil {
-		s.metrics.observe(&d, elapsed)
-	}
-	if s.observe != nil {
-		s.observe(ctx, &r, &d, elapsed)
-	}
+	d := s.core.Decide(ctx, &r, checkSpan)
 	return Render(&d, r.RequestID), nil
-}
-
-// endSpan records the decision on the span. Only Unavailable is an error: a
-// denial is the service working.
-func endSpan(span trace.Span, r *authz.Request, d *authz.Decision) {
-	if span.IsRecording() {
-		span.SetAttributes(
-			attribute.String("http.request.method", r.Method),
-			attribute.String("ext_authz.decision_id", d.ID),
-			attribute.String("ext_authz.result", d.Code.String()),
-			attribute.String("ext_authz.reason", d.Reason),
-			attribute.String("ext_authz.rule", d.Rule),
-			attribute.Int("http.response.status_code", HTTPStatus(d.Code)),
-		)
-		if d.Code == authz.Unavailable {
-			span.SetStatus(otelcodes.Error, d.Reason)
-		}
-	}
-	span.End()
 }
 
 // RequestFromProto reads a CheckRequest as Envoy sends it from a gateway.
@@ -296,35 +252,28 @@ func hasUpperASCII(s string) bool {
 	return false
 }
 
-// status is the one table from decision codes to HTTP and gRPC statuses.
-var statusTable = map[authz.Code]struct {
-	http typev3.StatusCode
-	grpc codes.Code
-}{
-	authz.OK:              {typev3.StatusCode_OK, codes.OK},
-	authz.Unauthenticated: {typev3.StatusCode_Unauthorized, codes.Unauthenticated},
-	authz.Forbidden:       {typev3.StatusCode_Forbidden, codes.PermissionDenied},
-	authz.RateLimited:     {typev3.StatusCode_TooManyRequests, codes.ResourceExhausted},
-	authz.Unavailable:     {typev3.StatusCode_ServiceUnavailable, codes.Unavailable},
-	authz.BadRequest:      {typev3.StatusCode_BadRequest, codes.InvalidArgument},
+// grpcStatus is the CheckResponse status of each decision code; the HTTP
+// status is transport.HTTPStatus.
+var grpcStatus = map[authz.Code]codes.Code{
+	authz.OK:              codes.OK,
+	authz.Unauthenticated: codes.Unauthenticated,
+	authz.Forbidden:       codes.PermissionDenied,
+	authz.RateLimited:     codes.ResourceExhausted,
+	authz.Unavailable:     codes.Unavailable,
+	authz.BadRequest:      codes.InvalidArgument,
 }
 
 // HTTPStatus returns the HTTP status a decision code is answered with.
-func HTTPStatus(c authz.Code) int {
-	if s, ok := statusTable[c]; ok {
-		return int(s.http)
-	}
-	return int(typev3.StatusCode_Forbidden)
-}
+func HTTPStatus(c authz.Code) int { return transport.HTTPStatus(c) }
 
 // Render turns a decision into the CheckResponse Envoy applies.
 func Render(d *authz.Decision, requestID string) *authv3.CheckResponse {
-	st, ok := statusTable[d.Code]
+	code, ok := grpcStatus[d.Code]
 	if !ok {
-		st = statusTable[authz.Forbidden]
+		code = codes.PermissionDenied
 	}
 	resp := &authv3.CheckResponse{
-		Status:          &status.Status{Code: int32(st.grpc)},
+		Status:          &status.Status{Code: int32(code)},
 		DynamicMetadata: metadata(d),
 	}
 	if d.Allowed() {
@@ -335,18 +284,11 @@ func Render(d *authz.Decision, requestID string) *authv3.CheckResponse {
 		}}
 		return resp
 	}
-	hs := make([]authz.Header, 0, 3+len(d.Challenges)+len(d.ResponseHeaders))
-	hs = append(hs, authz.Header{Name: "content-type", Value: "application/json"},
-		authz.Header{Name: "cache-control", Value: "no-store"})
-	for _, c := range d.Challenges {
-		hs = append(hs, authz.Header{Name: "www-authenticate", Value: c})
-	}
-	hs = append(hs, d.ResponseHeaders...)
 	resp.Status.Message = d.Reason
 	resp.HttpResponse = &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: st.http},
-		Headers: headerOptions(hs, corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
-		Body:    denyBody(d, requestID),
+		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(transport.HTTPStatus(d.Code))},
+		Headers: headerOptions(transport.DenyHeaders(d), corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD),
+		Body:    transport.DenyBody(d, requestID),
 	}}
 	return resp
 }
@@ -368,40 +310,9 @@ func headerOptions(hs []authz.Header, action corev3.HeaderValueOption_HeaderAppe
 	return out
 }
 
-// denyBody is the small JSON body of a denial. It names the class of error
-// and the reason word, never any part of a credential. The request id is
-// the client's (Envoy forwards a client's x-request-id unless told not
-// to), so it is clipped: the body stays under a KiB whatever the request
-// held. HTML escaping is off: it would turn each of a client's < > & into
-// six bytes and is pointless in an application/json body.
-func denyBody(d *authz.Decision, requestID string) string {
-	var b strings.Builder
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(struct {
-		Error     string `json:"error"`
-		Reason    string `json:"reason"`
-		RequestID string `json:"request_id,omitempty"`
-	}{d.Code.String(), d.Reason, clip(safe(clip(requestID, MaxEchoedRequestID)), MaxEchoedRequestID)})
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
 // MaxEchoedRequestID bounds the request id echoed in a denial's body, in
 // bytes. Envoy's own ids are 36-byte UUIDs.
-const MaxEchoedRequestID = 128
-
-// clip cuts s to at most n bytes, at a UTF-8 boundary, marking a cut with
-// "...".
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("...")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "..."
-}
+const MaxEchoedRequestID = transport.MaxEchoedRequestID
 
 // metadata is what access logs read from
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%.
@@ -431,9 +342,4 @@ func metadata(d *authz.Decision) *structpb.Struct {
 
 // safe makes a string valid UTF-8: protobuf refuses to marshal anything
 // else, and a value echoed from the request may not be.
-func safe(s string) string {
-	if utf8.ValidString(s) {
-		return s
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
-}
+func safe(s string) string { return transport.ValidUTF8(s) }

@@ -1,20 +1,16 @@
 package extauthz
 
 import (
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/transport"
 )
 
-// Metrics are the Check-level series. Labels are the decision's result,
-// its reason word and the rule name: all bounded by the code and the
-// config, never a subject, token or address.
+// Metrics are the Check-level series: the decision series every transport
+// shares (transport.Metrics) and the gRPC adapter's own count of
+// CheckRequests it could not decode.
 type Metrics struct {
-	decisions *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
-	inFlight  prometheus.Gauge
+	decisions *transport.Metrics
 	// unreadable counts CheckRequests the Codec could not decode, by why.
 	unreadable *prometheus.CounterVec
 }
@@ -22,21 +18,7 @@ type Metrics struct {
 // NewMetrics registers the series on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ext_authz_decisions_total",
-			Help: "Check decisions by result, reason and matched rule.",
-		}, []string{"result", "reason", "rule"}),
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "ext_authz_check_duration_seconds",
-			Help: "Time to decide one Check, from request conversion to the decision.",
-			// Tens of microseconds resolve a cached decision; the top buckets
-			// show a dependency timing out.
-			Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 1},
-		}, []string{"result"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "ext_authz_checks_in_flight",
-			Help: "Checks being decided right now.",
-		}),
+		decisions: transport.NewMetrics(reg),
 		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_unreadable_requests_total",
 			Help: "CheckRequests that could not be decoded (answered 400 unreadable_request), by reason: invalid_utf8, too_deep, malformed.",
@@ -45,15 +27,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range unreadableReasons {
 		m.unreadable.WithLabelValues(r)
 	}
-	reg.MustRegister(m.decisions, m.duration, m.inFlight, m.unreadable)
+	reg.MustRegister(m.unreadable)
 	return m
 }
 
-func (m *Metrics) observe(d *authz.Decision, elapsed time.Duration) {
-	result := d.Code.String()
-	m.decisions.WithLabelValues(result, d.Reason, d.Rule).Inc()
-	m.duration.WithLabelValues(result).Observe(elapsed.Seconds())
-}
+// Decisions are the shared decision series, for a second transport to
+// count in.
+func (m *Metrics) Decisions() *transport.Metrics { return m.decisions }
 
 // InFlight is the in-flight gauge, for tests and readiness checks.
-func (m *Metrics) InFlight() prometheus.Gauge { return m.inFlight }
+func (m *Metrics) InFlight() prometheus.Gauge { return m.decisions.InFlight() }
