@@ -7,6 +7,7 @@ import (
 	"os"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ext-authz/ext-authz/authz"
@@ -62,6 +63,30 @@ type serverConfig struct {
 	Overload overloadConfig `yaml:"overload"`
 	// Edge bounds connections and what each may make the server do.
 	Edge edgeConfig `yaml:"edge"`
+	// HTTPAddress serves Envoy's HTTP ext_authz service (http_service,
+	// Istio's envoyExtAuthzHttp) from the same pipeline. Empty (the
+	// default): off. See docs/http-transport.md.
+	HTTPAddress string `yaml:"http_address"`
+	// HTTP bounds the HTTP ext_authz listener.
+	HTTP httpServerConfig `yaml:"http"`
+}
+
+// httpServerConfig is server.http.
+type httpServerConfig struct {
+	// PathPrefix is the provider's pathPrefix (Envoy's path_prefix): every
+	// check's path starts with it; one that does not is answered 400.
+	PathPrefix string `yaml:"path_prefix"`
+	// MaxHeaderBytes bounds a check's request line and headers; more is
+	// answered 431. Default 64 KiB, above Envoy's default 60 KiB
+	// max_request_headers_kb, so whatever the gateway accepted fits.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ReadHeaderTimeout bounds reading a check's headers. Default 5s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// WriteTimeout bounds a check from its headers to the end of the
+	// answer. Default 30s (server.edge.call_deadline bounds the decision).
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 type keepaliveConfig struct {
@@ -95,6 +120,10 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.ReloadInterval, 2*time.Second)
 	s.Overload.ApplyDefaults()
 	s.Edge.applyDefaults()
+	setDefault(&s.HTTP.MaxHeaderBytes, 64<<10)
+	setDefault(&s.HTTP.ReadHeaderTimeout, 5*time.Second)
+	setDefault(&s.HTTP.WriteTimeout, 30*time.Second)
+	setDefault(&s.HTTP.IdleTimeout, 2*time.Minute)
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -148,6 +177,23 @@ func (c *fileConfig) validateGeneration() error {
 func (s *serverConfig) validate() error {
 	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
 	errs = append(errs, yamlfile.Wrap("edge", s.Edge.validate()))
+	if s.HTTPAddress != "" {
+		errs = append(errs, validateAddress("http_address", s.HTTPAddress))
+	}
+	if p := s.HTTP.PathPrefix; p != "" && !strings.HasPrefix(p, "/") {
+		errs = append(errs, yamlfile.Errorf("http.path_prefix", "%q must start with /", p))
+	}
+	if s.HTTP.MaxHeaderBytes < 4<<10 {
+		errs = append(errs, yamlfile.Errorf("http.max_header_bytes", "%d is too small for a check (at least 4096)", s.HTTP.MaxHeaderBytes))
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{{"http.read_header_timeout", s.HTTP.ReadHeaderTimeout}, {"http.write_timeout", s.HTTP.WriteTimeout}, {"http.idle_timeout", s.HTTP.IdleTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, yamlfile.Errorf(d.path, "must not be negative"))
+		}
+	}
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}
@@ -217,6 +263,7 @@ func (c *fileConfig) describe() []any {
 	}
 	return []any{
 		"grpc_address", c.Server.GRPCAddress,
+		"http_address", c.Server.HTTPAddress,
 		"admin_address", c.Admin.Address,
 		"rules", len(c.Policy.Rules),
 		"authenticators", names,

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 )
@@ -45,13 +46,20 @@ type service struct {
 	live *authz.Live
 	// rl is the limiter every generation shares (nil without
 	// rate_limit.files); its settings are restart-only.
-	rl       *rateLimiting
-	health   *health.Server
-	grpc     *grpc.Server
+	rl     *rateLimiting
+	health *health.Server
+	grpc   *grpc.Server
+	// http is the HTTP ext_authz server; nil when server.http_address is
+	// empty.
+	http     *http.Server
 	admin    *http.Server
 	draining atomic.Bool
+	// admission and checkMetrics are shared by both transports: one
+	// budget of calls, one count of decisions.
+	admission    *grpcAdmission
+	checkMetrics *extauthz.Metrics
 
-	grpcLis, adminLis net.Listener
+	grpcLis, httpLis, adminLis net.Listener
 
 	// redisDown holds the last Redis PING failure (nil when it answered).
 	redisDown atomic.Pointer[error]
@@ -89,7 +97,10 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	s.gen.Store(g)
 	s.rl = g.rl
 	s.live = authz.NewLive(g.pipeline)
+	s.admission = newAdmission(cfg.Server.Overload, s.registry)
+	s.checkMetrics = extauthz.NewMetrics(s.registry)
 	s.grpc = s.newGRPCServer(&cfg.Server)
+	s.http = s.newHTTPServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
 	return s, nil
@@ -114,14 +125,23 @@ func componentName(key string) string {
 // cfg is the configuration serving now.
 func (s *service) cfg() *fileConfig { return s.gen.Load().cfg }
 
-// listen opens both sockets, so a port conflict fails start-up at once.
+// listen opens every socket, so a port conflict fails start-up at once.
 func (s *service) listen() error {
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", s.cfg().Server.GRPCAddress); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
+	if s.http != nil {
+		if s.httpLis, err = net.Listen("tcp", s.cfg().Server.HTTPAddress); err != nil {
+			_ = s.grpcLis.Close()
+			return fmt.Errorf("http listener: %w", err)
+		}
+	}
 	if s.adminLis, err = net.Listen("tcp", s.cfg().Admin.Address); err != nil {
 		_ = s.grpcLis.Close()
+		if s.httpLis != nil {
+			_ = s.httpLis.Close()
+		}
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	return nil
@@ -139,7 +159,8 @@ func (s *service) serve(ctx context.Context) error {
 	// values this one has.
 	watchRedis := s.cfg().Redis.RequiredForReadiness
 	s.mu.Unlock()
-	s.logger.Info("serving", "grpc_address", s.grpcLis.Addr().String(), "admin_address", s.adminLis.Addr().String())
+	s.logger.Info("serving", "grpc_address", s.grpcLis.Addr().String(), "http_address", addrString(s.httpLis),
+		"admin_address", s.adminLis.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -148,6 +169,14 @@ func (s *service) serve(ctx context.Context) error {
 		}
 		return nil
 	})
+	if s.http != nil {
+		g.Go(func() error {
+			if err := s.serveHTTP(s.httpLis); err != nil {
+				return fmt.Errorf("http server: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := s.admin.Serve(s.adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("admin server: %w", err)
@@ -167,25 +196,45 @@ func (s *service) serve(ctx context.Context) error {
 	return g.Wait()
 }
 
-// drain: health NOT_SERVING → wait drain_delay → GracefulStop bounded by
-// drain_timeout → Stop; then the admin server and background work.
+// drain: health NOT_SERVING (and HTTP keep-alives off, so each HTTP
+// connection closes after its answer) → wait drain_delay → GracefulStop
+// and HTTP Shutdown bounded by drain_timeout → Stop and Close; then the
+// admin server and background work.
 func (s *service) drain() {
 	sc := s.cfg().Server
 	s.logger.Info("draining", "drain_delay", sc.DrainDelay.String(), "drain_timeout", sc.DrainTimeout.String())
 	s.draining.Store(true)
 	s.health.Shutdown()
+	if s.http != nil {
+		s.http.SetKeepAlivesEnabled(false)
+	}
 	time.Sleep(sc.DrainDelay)
 
 	stopped := make(chan struct{})
+	httpCtx, cancelHTTP := context.WithCancel(context.Background())
+	defer cancelHTTP()
 	go func() {
+		var wg sync.WaitGroup
+		if s.http != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = s.http.Shutdown(httpCtx) // returns when the last check is answered, or at cancelHTTP
+			}()
+		}
 		s.grpc.GracefulStop()
+		wg.Wait()
 		close(stopped)
 	}()
 	select {
 	case <-stopped:
 	case <-time.After(sc.DrainTimeout):
 		s.logger.Warn("drain timeout: closing remaining calls")
+		cancelHTTP()
 		s.grpc.Stop()
+		if s.http != nil {
+			_ = s.http.Close()
+		}
 		<-stopped
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -205,10 +254,20 @@ func (s *service) close() error {
 	if s.grpcLis != nil {
 		_ = s.grpcLis.Close()
 	}
+	if s.httpLis != nil {
+		_ = s.httpLis.Close()
+	}
 	if s.adminLis != nil {
 		_ = s.adminLis.Close()
 	}
 	return err
+}
+
+func addrString(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
 }
 
 // ready returns nil when the service can decide requests.

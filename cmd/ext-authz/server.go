@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"strings"
 
@@ -19,7 +21,11 @@ import (
 	"google.golang.org/grpc/stats"
 	"google.golang.org/grpc/status"
 
+	"golang.org/x/net/netutil"
+
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/authz/httpauthz"
+	"github.com/ext-authz/ext-authz/authz/transport"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 )
 
@@ -52,7 +58,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
-		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), newAdmission(c.Overload, s.registry).admitUnary()),
+		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), s.admission.admitUnary()),
 		grpc.ChainStreamInterceptor(recoverStream(s.logger)),
 	}
 	// The stats handler copies every call's metadata even when nothing is
@@ -74,7 +80,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	}
 	srv := grpc.NewServer(opts...)
 	eopts := extauthz.Options{
-		Metrics: extauthz.NewMetrics(s.registry),
+		Metrics: s.checkMetrics,
 		Observe: s.tel.decisions.observe,
 	}
 	if s.tel.tracing() {
@@ -100,6 +106,50 @@ func (s *service) serveGRPC(lis net.Listener) error {
 	s.logger.Info("grpc edge limits", "max_connections", maxConns, "stream_reset_budget", sc.Edge.StreamResetBudget,
 		"max_connection_idle", sc.Edge.MaxConnectionIdle.String(), "write_timeout", sc.Edge.WriteTimeout.String())
 	return s.grpc.Serve(el)
+}
+
+// newHTTPServer builds the HTTP ext_authz server (nil when
+// server.http_address is empty): the same pipeline, decision series,
+// decision log, tracing and admission control as Check, behind bounded
+// headers and timeouts.
+func (s *service) newHTTPServer(c *serverConfig) *http.Server {
+	if c.HTTPAddress == "" {
+		return nil
+	}
+	opts := httpauthz.Options{
+		Core:         transport.Options{Metrics: s.checkMetrics.Decisions(), Observe: s.tel.decisions.observe},
+		PathPrefix:   c.HTTP.PathPrefix,
+		Admission:    s.admission.c,
+		CallDeadline: max(c.Edge.CallDeadline, 0),
+		Logger:       s.logger,
+	}
+	if s.tel.tracing() {
+		opts.Core.Tracer, opts.Core.Propagator = s.tel.tracer, s.tel.propagator
+	}
+	return &http.Server{
+		Handler:           httpauthz.New(s.live, opts),
+		MaxHeaderBytes:    c.HTTP.MaxHeaderBytes,
+		ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout,
+		WriteTimeout:      c.HTTP.WriteTimeout,
+		IdleTimeout:       c.HTTP.IdleTimeout,
+		// net/http logs malformed requests and TLS noise here; a request
+		// line may hold a credential in its query, so it goes to the
+		// service's logger at debug, where the request is not printed.
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
+	}
+}
+
+// serveHTTP serves the HTTP ext_authz server on lis, with at most
+// server.edge.max_connections connections open at once.
+func (s *service) serveHTTP(lis net.Listener) error {
+	sc := s.cfg().Server // restart-only
+	if n := sc.Edge.MaxConnections; n > 0 {
+		lis = netutil.LimitListener(lis, n)
+	}
+	if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // recoverUnary turns a panic in a handler into codes.Internal so one bad
