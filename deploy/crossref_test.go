@@ -49,6 +49,9 @@ const (
 	// attaches targetRefs policies by it.
 	gatewayNameLabel = "gateway.networking.k8s.io/gateway-name"
 	providerName     = "ext-authz-grpc"
+	// The HTTP ext_authz variant: its Service port and provider.
+	httpPortName     = "http-authz"
+	httpProviderName = "ext-authz-http"
 )
 
 // overlays are the kustomize overlays an operator applies.
@@ -66,6 +69,8 @@ var externalSecrets = map[string]bool{"ext-authz-keys": true, "ext-authz-redis":
 var meshSets = map[string][]string{
 	"custom":      {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters"},
 	"envoyfilter": {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters/envoyfilter-ext-authz"},
+	"envoyfilter-http": {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons",
+		"envoyfilters/envoyfilter-ext-authz-http"},
 	"gateway-api": {"deploy/mesh/gateway-api", "deploy/mesh/ext-authz", "deploy/mesh/sample-gateway-api", "deploy/mesh/addons", "envoyfilters/gateway-api"},
 }
 
@@ -125,6 +130,34 @@ func grpcService(t *testing.T, objs []*object) (*corev1.Service, corev1.ServiceP
 	return nil, corev1.ServicePort{}
 }
 
+// servicePort returns the ext-authz Service's port named name.
+func servicePort(t *testing.T, svc *corev1.Service, name string) corev1.ServicePort {
+	t.Helper()
+	for _, p := range svc.Spec.Ports {
+		if p.Name == name {
+			return p
+		}
+	}
+	t.Fatalf("Service %s has no port named %s", svc.Name, name)
+	return corev1.ServicePort{}
+}
+
+// serviceConfigText is the service config the ConfigMap of objs holds.
+func serviceConfigText(t *testing.T, objs []*object) serverConfig {
+	t.Helper()
+	var cfg serverConfig
+	for _, m := range find[*corev1.ConfigMap](objs, "") {
+		if strings.HasPrefix(m.Name, "ext-authz-config") {
+			if err := yaml.Unmarshal([]byte(m.Data["config.yaml"]), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			return cfg
+		}
+	}
+	t.Fatal("no ext-authz-config ConfigMap")
+	return cfg
+}
+
 func fqdn(svc *corev1.Service) string {
 	return svc.Name + "." + svc.Namespace + ".svc.cluster.local"
 }
@@ -168,6 +201,10 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 			svc, port := grpcService(t, c.Rendered[ov])
 			want := fmt.Sprintf("outbound|%d||%s", port.Port, fqdn(svc))
 			provider := checkProvider(t, iop, svc, port)
+			httpPort := servicePort(t, svc, httpPortName)
+			wantHTTP := fmt.Sprintf("outbound|%d||%s", httpPort.Port, fqdn(svc))
+			cfg := serviceConfigText(t, c.Rendered[ov])
+			httpProvider := checkHTTPProvider(t, iop, svc, httpPort, cfg)
 			eachMeshSet(t, c, func(t *testing.T, set string, mesh []*object) {
 				var efAuthz *extauthzv3.ExtAuthz
 				var rateLimits int
@@ -181,6 +218,13 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 						switch cfg := cfg.(type) {
 						case *extauthzv3.ExtAuthz:
 							got = cfg.GetGrpcService().GetEnvoyGrpc().GetClusterName()
+							if hs := cfg.GetHttpService(); hs != nil {
+								got = hs.GetServerUri().GetCluster()
+								if got == wantHTTP {
+									got = want // the HTTP port of the same Service
+								}
+								checkHTTPExtAuthz(t, name, hs, httpProvider)
+							}
 							checkExtAuthz(t, name, cfg)
 							efAuthz = cfg
 						case *ratelimitv3.RateLimit:
@@ -213,14 +257,14 @@ func TestEnvoyFiltersPointAtTheService(t *testing.T) {
 					t.Error("neither an ext_authz EnvoyFilter nor a CUSTOM AuthorizationPolicy: nothing checks requests")
 				case efAuthz != nil:
 					// Either way of wiring the gateway behaves the same.
-					if a, b := efAuthz.GetGrpcService().GetTimeout().AsDuration(), provider.GetTimeout().AsDuration(); a != b {
+					if a, b := extAuthzTimeout(efAuthz), provider.GetTimeout().AsDuration(); a != b {
 						t.Errorf("EnvoyFilter timeout %v and extension provider timeout %v differ", a, b)
 					}
 					if a, b := strconv.Itoa(int(efAuthz.GetStatusOnError().GetCode())), provider.GetStatusOnError(); a != b {
 						t.Errorf("EnvoyFilter status_on_error %s and extension provider statusOnError %s differ", a, b)
 					}
 				}
-				if set != "envoyfilter" && len(custom) == 0 {
+				if !strings.HasPrefix(set, "envoyfilter") && len(custom) == 0 {
 					t.Errorf("mesh set %s: the CUSTOM AuthorizationPolicy is the default way to attach ext-authz", set)
 				}
 
@@ -283,8 +327,8 @@ func checkExtAuthz(t *testing.T, ef string, cfg *extauthzv3.ExtAuthz) {
 	if cfg.GetFailureModeAllow() {
 		t.Errorf("EnvoyFilter %s: failure_mode_allow must be false (fail closed)", ef)
 	}
-	if d := cfg.GetGrpcService().GetTimeout().AsDuration(); d <= 0 || d > time.Second {
-		t.Errorf("EnvoyFilter %s: grpc_service.timeout %v; set it explicitly, under a second", ef, d)
+	if d := extAuthzTimeout(cfg); d <= 0 || d > time.Second {
+		t.Errorf("EnvoyFilter %s: the service timeout %v; set it explicitly, under a second", ef, d)
 	}
 	if code := cfg.GetStatusOnError().GetCode(); code == 0 || code == 403 {
 		t.Errorf("EnvoyFilter %s: status_on_error %v must be set and differ from 403", ef, code)
@@ -294,6 +338,82 @@ func checkExtAuthz(t *testing.T, ef string, cfg *extauthzv3.ExtAuthz) {
 	}
 	if cfg.GetWithRequestBody() != nil {
 		t.Errorf("EnvoyFilter %s: request bodies must not be forwarded by default", ef)
+	}
+}
+
+// extAuthzTimeout is the timeout of the filter's call, on either protocol.
+func extAuthzTimeout(cfg *extauthzv3.ExtAuthz) time.Duration {
+	if hs := cfg.GetHttpService(); hs != nil {
+		return hs.GetServerUri().GetTimeout().AsDuration()
+	}
+	return cfg.GetGrpcService().GetTimeout().AsDuration()
+}
+
+// checkHTTPProvider checks the envoyExtAuthzHttp provider against the
+// Service's HTTP port, the service config and the gRPC provider it is an
+// alternative to, and returns it.
+func checkHTTPProvider(t *testing.T, iop *istioOperator, svc *corev1.Service, port corev1.ServicePort, cfg serverConfig) *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider {
+	t.Helper()
+	if cfg.Server.HTTPAddress == "" {
+		t.Fatalf("the service config has no server.http_address, but Service port %s exists", port.Name)
+	}
+	if port.TargetPort.String() != port.Name {
+		t.Errorf("Service port %s targets %s; want the container port of that name (TestDeploymentMatchesConfig ties it to server.http_address)", port.Name, port.TargetPort.String())
+	}
+	for _, p := range iop.Mesh.GetExtensionProviders() {
+		h := p.GetEnvoyExtAuthzHttp()
+		if p.GetName() != httpProviderName || h == nil {
+			continue
+		}
+		if h.GetService() != fqdn(svc) || h.GetPort() != uint32(port.Port) {
+			t.Errorf("extension provider %s: %s:%d, want %s:%d", p.GetName(), h.GetService(), h.GetPort(), fqdn(svc), port.Port)
+		}
+		if h.GetPathPrefix() != cfg.Server.HTTP.PathPrefix {
+			t.Errorf("extension provider %s: pathPrefix %q, the service expects %q (server.http.path_prefix)", p.GetName(), h.GetPathPrefix(), cfg.Server.HTTP.PathPrefix)
+		}
+		if h.GetFailOpen() {
+			t.Errorf("extension provider %s: failOpen must be false", p.GetName())
+		}
+		if d := h.GetTimeout().AsDuration(); d <= 0 || d > time.Second {
+			t.Errorf("extension provider %s: timeout %v; set it explicitly, under a second", p.GetName(), d)
+		}
+		if h.GetStatusOnError() != "503" {
+			t.Errorf("extension provider %s: statusOnError %q, want 503 (Envoy answers every 5xx of an HTTP authorizer with it)", p.GetName(), h.GetStatusOnError())
+		}
+		// The decision reads and strips these; Envoy forwards only what is listed.
+		for _, need := range []string{"x-api-key", "x-udb-token", "x-forwarded-for", "x-request-id", "traceparent", "x-auth*", "x_auth*", "x-http-method-override"} {
+			if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), need) {
+				t.Errorf("extension provider %s: includeRequestHeadersInCheck lacks %s", p.GetName(), need)
+			}
+		}
+		if !slices.Contains(h.GetHeadersToUpstreamOnAllow(), "x-auth-*") {
+			t.Errorf("extension provider %s: headersToUpstreamOnAllow must carry the identity headers (x-auth-*)", p.GetName())
+		}
+		if !slices.Contains(h.GetHeadersToDownstreamOnDeny(), "www-authenticate") {
+			t.Errorf("extension provider %s: headersToDownstreamOnDeny must carry the challenges", p.GetName())
+		}
+		return h
+	}
+	t.Fatalf("meshConfig.extensionProviders has no envoyExtAuthzHttp named %s", httpProviderName)
+	return nil
+}
+
+// checkHTTPExtAuthz checks an EnvoyFilter's http_service against the HTTP
+// provider: either way of wiring the gateway behaves the same.
+func checkHTTPExtAuthz(t *testing.T, ef string, hs *extauthzv3.HttpService, p *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider) {
+	t.Helper()
+	if hs.GetPathPrefix() != p.GetPathPrefix() {
+		t.Errorf("EnvoyFilter %s: path_prefix %q, provider pathPrefix %q", ef, hs.GetPathPrefix(), p.GetPathPrefix())
+	}
+	if a, b := hs.GetServerUri().GetTimeout().AsDuration(), p.GetTimeout().AsDuration(); a != b {
+		t.Errorf("EnvoyFilter %s: timeout %v, provider %v", ef, a, b)
+	}
+	ups := hs.GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns()
+	if len(ups) == 0 || ups[0].GetPrefix() != "x-auth-" {
+		t.Errorf("EnvoyFilter %s: allowed_upstream_headers must carry the identity headers (prefix x-auth-)", ef)
+	}
+	if len(hs.GetAuthorizationRequest().GetAllowedHeaders().GetPatterns()) == 0 {
+		t.Errorf("EnvoyFilter %s: authorization_request.allowed_headers is empty: the decision would not see credentials", ef)
 	}
 }
 
@@ -728,10 +848,10 @@ func checkRouteNamesAndFilterOrder(t *testing.T, mesh []*object) {
 // emit, in the filter's domain, has a limit in the shipped rate-limit files.
 func TestRateLimitDescriptorsHaveLimits(t *testing.T) {
 	c := mustCorpus(t)
-	eachMeshSet(t, c, func(t *testing.T, _ string, mesh []*object) { checkRateLimitDescriptors(t, c, mesh) })
+	eachMeshSet(t, c, func(t *testing.T, set string, mesh []*object) { checkRateLimitDescriptors(t, c, set, mesh) })
 }
 
-func checkRateLimitDescriptors(t *testing.T, c *corpus, mesh []*object) {
+func checkRateLimitDescriptors(t *testing.T, c *corpus, set string, mesh []*object) {
 	t.Helper()
 	var domain string
 	var descriptors [][]ratelimit.Entry
@@ -777,7 +897,12 @@ func checkRateLimitDescriptors(t *testing.T, c *corpus, mesh []*object) {
 					t.Errorf("descriptor %v in domain %q has no limit in the shipped files", d, domain)
 				}
 			}
-			checkContextExtensions(t, c, mesh, ov, rules)
+			// Envoy's HTTP ext_authz protocol carries no context_extensions:
+			// the HTTP variant sets none, and limits keyed by them do not
+			// apply over it (docs/http-transport.md).
+			if set != "envoyfilter-http" {
+				checkContextExtensions(t, c, mesh, ov, rules)
+			}
 		})
 	}
 }
@@ -922,7 +1047,11 @@ func emitted(t *testing.T, rl *routev3.RateLimit) []ratelimit.Entry {
 // serverConfig is the part of the service config the manifests depend on.
 type serverConfig struct {
 	Server struct {
-		GRPCAddress  string `json:"grpc_address"`
+		GRPCAddress string `json:"grpc_address"`
+		HTTPAddress string `json:"http_address"`
+		HTTP        struct {
+			PathPrefix string `json:"path_prefix"`
+		} `json:"http"`
 		DrainDelay   string `json:"drain_delay"`
 		DrainTimeout string `json:"drain_timeout"`
 	} `json:"server"`
@@ -987,6 +1116,11 @@ func TestDeploymentMatchesConfig(t *testing.T) {
 			adminPort := portOf(t, cfg.Admin.Address, ":8081")
 			if p, ok := containerPort(ctr, intstr.FromString("grpc")); !ok || p != grpcPort {
 				t.Errorf("container port grpc is %d, the config serves gRPC on %d", p, grpcPort)
+			}
+			if cfg.Server.HTTPAddress != "" {
+				if p, ok := containerPort(ctr, intstr.FromString(httpPortName)); !ok || p != portOf(t, cfg.Server.HTTPAddress, "") {
+					t.Errorf("container port %s is %d, the config serves HTTP ext_authz on %s", httpPortName, p, cfg.Server.HTTPAddress)
+				}
 			}
 			if p, ok := containerPort(ctr, intstr.FromString("http-admin")); !ok || p != adminPort {
 				t.Errorf("container port http-admin is %d, the config serves admin on %d", p, adminPort)

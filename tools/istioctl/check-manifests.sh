@@ -13,7 +13,8 @@
 # generate, so the mesh config and its extension provider are seen), one
 # ext-authz overlay, and one of the three mesh installs: the Istio Gateway
 # with the CUSTOM AuthorizationPolicy (envoyfilters/, the default) or with
-# the ext_authz EnvoyFilter (envoyfilters/envoyfilter-ext-authz/), or the
+# the ext_authz EnvoyFilter (envoyfilters/envoyfilter-ext-authz/, or its
+# HTTP-protocol twin envoyfilters/envoyfilter-ext-authz-http/), or the
 # Gateway API variant (deploy/mesh/gateway-api, deploy/mesh/sample-gateway-api,
 # envoyfilters/gateway-api/).
 set -euo pipefail
@@ -40,6 +41,7 @@ render deploy/mesh/sample-gateway-api mesh-sample-gateway-api
 render deploy/mesh/addons mesh-addons
 render envoyfilters envoyfilters
 render envoyfilters/envoyfilter-ext-authz envoyfilters-envoyfilter-ext-authz
+render envoyfilters/envoyfilter-ext-authz-http envoyfilters-envoyfilter-ext-authz-http
 render envoyfilters/gateway-api envoyfilters-gateway-api
 cp deploy/mesh/istio-operator.yaml "$out/istio-operator.yaml"
 cp deploy/mesh/ext-authz/peerauthentication-permissive.yaml "$out/peerauthentication-permissive.yaml"
@@ -87,6 +89,7 @@ gwapi=("$tmp/install.yaml" "$out/mesh-gateway-api.yaml" "$out/mesh-ext-authz.yam
 analyze "dev + CUSTOM provider" "${mesh[@]}" "$out/overlay-dev.yaml" "$out/envoyfilters.yaml"
 analyze "prod + CUSTOM provider" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters.yaml"
 analyze "prod + EnvoyFilter" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-envoyfilter-ext-authz.yaml"
+analyze "prod + EnvoyFilter (HTTP)" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-envoyfilter-ext-authz-http.yaml"
 analyze "prod + Gateway API" "${gwapi[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-gateway-api.yaml"
 
 if [ $fail -ne 0 ]; then
