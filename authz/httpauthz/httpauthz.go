@@ -61,7 +61,8 @@ type Options struct {
 	Core transport.Options
 	// PathPrefix is Envoy's path_prefix (Istio pathPrefix): Envoy sends
 	// PathPrefix + the original path, and a request that does not start
-	// with it did not come from that Envoy and is answered 400.
+	// with it (followed by "/") did not come from that Envoy and is
+	// answered 400.
 	PathPrefix string
 	// Admission, when set, bounds the checks decided and queued at once;
 	// a refused check is answered 503, which Envoy turns into its
@@ -173,7 +174,7 @@ func panicText(v any) string {
 }
 
 // RequestFromHTTP reads a check as Envoy's http_service sends it. It
-// returns false when the path does not start with prefix.
+// returns false when the path is not prefix followed by "/".
 //
 // The path is the request-target as sent (RequestURI), never Go's decoded
 // URL.Path: the pipeline canonicalises the raw bytes itself, as it does the
@@ -216,8 +217,11 @@ func RequestFromHTTP(req *http.Request, prefix string) (authz.Request, bool) {
 		Headers:   headers,
 		RequestID: headers["x-request-id"],
 	}
+	// Envoy sends prefix + the original :path, which starts with '/'. The
+	// prefix is a string, not a segment: with "/check", "/checkers" is not
+	// a check of "ers".
 	target, ok := strings.CutPrefix(req.RequestURI, prefix)
-	if !ok {
+	if !ok || !strings.HasPrefix(target, "/") {
 		return r, false
 	}
 	if xfp := headers["x-forwarded-proto"]; xfp == "http" || xfp == "https" {

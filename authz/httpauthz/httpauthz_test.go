@@ -57,8 +57,17 @@ func TestRequestFromHTTP(t *testing.T) {
 				return httptest.NewRequest("GET", "/checkers/x", nil)
 			},
 			prefix: "/check",
-			wantOK: true,
-			want:   authz.Request{Method: "GET", Host: "example.com", Path: "ers/x"},
+			wantOK: false,
+		},
+		{
+			name: "asterisk-form after the prefix",
+			give: func() *http.Request {
+				r := httptest.NewRequest("OPTIONS", "/check", nil)
+				r.RequestURI = "/check*"
+				return r
+			},
+			prefix: "/check",
+			wantOK: false,
 		},
 		{
 			name: "repeated headers joined as Envoy joins them, peer is the last forwarded address",
