@@ -44,7 +44,7 @@ func TestSpanJoinsGatewayTrace(t *testing.T) {
 	}
 	attrs := map[string]string{}
 	for _, a := range s.Attributes {
-		attrs[string(a.Key)] = a.Value.Emit()
+		attrs[string(a.Key)] = a.Value.String()
 	}
 	if attrs["ext_authz.result"] != "forbidden" || attrs["ext_authz.reason"] != "insufficient_scope" || attrs["http.response.status_code"] != "403" {
 		t.Errorf("attributes %v", attrs)
