@@ -1,0 +1,363 @@
+package tokens
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+)
+
+// The keys file is read line by line when it keeps to the plain form a
+// generator writes (and the example in APIKeyFile shows):
+//
+//	keys:
+//	  - subject: ci-bot
+//	    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//	    app_id: ci
+//	    scopes: [deploy, "read"]
+//	    claims: {team: platform, tier: 'gold'}
+//
+// that is: a top-level "keys:" and nothing else at the top; each key a
+// block mapping of the five known fields, one per line, at one consistent
+// indentation; values plain (ASCII letters, digits and _ . / @ + -, not
+// null), or quoted on one line without escapes; scopes a one-line flow
+// sequence of such values; claims a one-line flow mapping whose values
+// are strings. Blank lines and comments are fine. Such a file is read
+// with a fixed-size buffer and no YAML node tree, and decodes to exactly
+// what yaml.v3 makes of it (TestAPIKeyFastMatchesYAML holds the two
+// equal).
+//
+// Anything else YAML allows (other indentation, block scopes, anchors,
+// multi-line or escaped strings, ${NAME} references, non-ASCII text, a
+// field the file format does not have) stops the line reader, and the file
+// is decoded by yamlfile as a whole, with yamlfile's messages: the fast
+// path only ever says "not mine", never "invalid".
+
+// errNotPlain is the fast path's "not mine".
+var errNotPlain = errors.New("not in the plain keys format")
+
+// rawKey is one parsed key, valid until the next one is parsed.
+type rawKey struct {
+	line        int // of the item's first field (yaml.v3's line of the mapping)
+	subjectLine int // 0 when absent
+	sha256Line  int
+	subject     string
+	digest      keyDigest
+	appID       string
+	scopes      []string // nil when absent
+	claims      map[string]any
+	hasSubject  bool
+	hasSHA256   bool
+	hasAppID    bool
+	hasScopes   bool
+	hasClaims   bool
+}
+
+// maxPlainLine bounds one line of the plain format.
+const maxPlainLine = 64 << 10
+
+// readPlainKeys reads r in the plain format and calls emit for each key
+// in file order. It returns errNotPlain for a file outside the format.
+func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var (
+		lineNo     int
+		sawKeys    bool
+		itemIndent = -1
+		fieldCol   = -1
+		cur        rawKey
+		inItem     bool
+	)
+	flush := func() {
+		if inItem {
+			emit(&cur)
+		}
+		cur = rawKey{}
+		inItem = false
+	}
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return errNotPlain
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		if len(line) == 0 && err != nil {
+			break
+		}
+		lineNo++
+		line = bytes.TrimSuffix(line, []byte("\n"))
+		if !plainASCII(line) {
+			return errNotPlain
+		}
+		indent := 0
+		for indent < len(line) && line[indent] == ' ' {
+			indent++
+		}
+		rest := line[indent:]
+		if len(rest) == 0 || rest[0] == '#' {
+			if err != nil {
+				break
+			}
+			continue // blank or comment
+		}
+		switch {
+		case !sawKeys:
+			if indent != 0 || !isKeysLine(rest) {
+				return errNotPlain
+			}
+			sawKeys = true
+		case len(rest) >= 2 && rest[0] == '-' && rest[1] == ' ':
+			if itemIndent < 0 {
+				itemIndent = indent
+			}
+			if indent != itemIndent {
+				return errNotPlain
+			}
+			flush()
+			col := indent + 1
+			for col < len(line) && line[col] == ' ' {
+				col++
+			}
+			if col == len(line) || line[col] == '#' {
+				return errNotPlain // "-" alone: a block item on the next lines
+			}
+			if fieldCol >= 0 && col != fieldCol {
+				return errNotPlain
+			}
+			fieldCol = col
+			inItem = true
+			cur.line = lineNo
+			if !parseField(&cur, line[col:], lineNo) {
+				return errNotPlain
+			}
+		case inItem && indent == fieldCol:
+			if !parseField(&cur, rest, lineNo) {
+				return errNotPlain
+			}
+		default:
+			return errNotPlain
+		}
+		if err != nil {
+			break
+		}
+	}
+	if !sawKeys {
+		return errNotPlain // empty, or only comments: rare, let YAML say what it is
+	}
+	flush()
+	return nil
+}
+
+// plainASCII: printable ASCII only (no tabs, CR, control or non-ASCII
+// bytes, each of which YAML treats in its own way).
+func plainASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func isKeysLine(b []byte) bool {
+	rest, ok := bytes.CutPrefix(b, []byte("keys:"))
+	return ok && isLineEnd(rest)
+}
+
+// isLineEnd: nothing but spaces and a comment (after at least one space).
+func isLineEnd(b []byte) bool {
+	t := bytes.TrimLeft(b, " ")
+	return len(t) == 0 || (t[0] == '#' && len(t) < len(b))
+}
+
+// parseField parses "name: value" (the whole rest of the line) into k.
+func parseField(k *rawKey, b []byte, line int) bool {
+	name, val, ok := bytes.Cut(b, []byte(": "))
+	if !ok {
+		return false
+	}
+	val = bytes.TrimLeft(val, " ")
+	var end []byte
+	switch string(name) {
+	case "subject":
+		if k.hasSubject {
+			return false
+		}
+		k.subject, end, ok = scalar(val)
+		k.hasSubject, k.subjectLine = true, line
+	case "sha256":
+		if k.hasSHA256 {
+			return false
+		}
+		var v []byte
+		v, end, ok = scalarBytes(val)
+		k.digest = decodeDigest(v)
+		k.hasSHA256, k.sha256Line = true, line
+	case "app_id":
+		if k.hasAppID {
+			return false
+		}
+		k.appID, end, ok = scalar(val)
+		k.hasAppID = true
+	case "scopes":
+		if k.hasScopes {
+			return false
+		}
+		k.scopes, end, ok = flowSeq(val)
+		k.hasScopes = true
+	case "claims":
+		if k.hasClaims {
+			return false
+		}
+		k.claims, end, ok = flowMap(val)
+		k.hasClaims = true
+	default:
+		return false
+	}
+	return ok && isLineEnd(end)
+}
+
+// scalar reads one scalar at the start of b: plain, or quoted on this
+// line without escapes. It returns the value and what follows it.
+func scalar(b []byte) (string, []byte, bool) {
+	v, rest, ok := scalarBytes(b)
+	return string(v), rest, ok
+}
+
+// scalarBytes is scalar without the copy: the value is part of b.
+func scalarBytes(b []byte) ([]byte, []byte, bool) {
+	if len(b) == 0 {
+		return nil, nil, false // null: leave it to YAML
+	}
+	switch q := b[0]; q {
+	case '"', '\'':
+		i := bytes.IndexByte(b[1:], q)
+		if i < 0 {
+			return nil, nil, false
+		}
+		v := b[1 : 1+i]
+		if bytes.IndexByte(v, '\\') >= 0 || bytes.IndexByte(v, '$') >= 0 {
+			return nil, nil, false // escapes, ${NAME}
+		}
+		rest := b[2+i:]
+		if q == '\'' && len(rest) > 0 && rest[0] == '\'' {
+			return nil, nil, false // '' escape
+		}
+		return v, rest, true
+	}
+	if !plainStart(b[0]) {
+		return nil, nil, false
+	}
+	i := 1
+	for i < len(b) && plainByte(b[i]) {
+		i++
+	}
+	v := b[:i]
+	switch string(v) {
+	case "null", "Null", "NULL":
+		return nil, nil, false
+	}
+	// The plain charset holds none of the flow indicators, so a plain
+	// value reads the same inside [] and {}.
+	return v, b[i:], true
+}
+
+func plainStart(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '/'
+}
+
+func plainByte(c byte) bool {
+	return plainStart(c) || c == '.' || c == '@' || c == '+' || c == '-'
+}
+
+// flowSeq reads "[a, b]".
+func flowSeq(b []byte) ([]string, []byte, bool) {
+	if len(b) == 0 || b[0] != '[' {
+		return nil, nil, false
+	}
+	b = bytes.TrimLeft(b[1:], " ")
+	out := []string{}
+	if len(b) > 0 && b[0] == ']' {
+		return out, b[1:], true
+	}
+	for {
+		v, rest, ok := scalar(b)
+		if !ok {
+			return nil, nil, false
+		}
+		out = append(out, v)
+		rest = bytes.TrimLeft(rest, " ")
+		if len(rest) == 0 {
+			return nil, nil, false
+		}
+		switch rest[0] {
+		case ']':
+			return out, rest[1:], true
+		case ',':
+			b = bytes.TrimLeft(rest[1:], " ")
+		default:
+			return nil, nil, false
+		}
+	}
+}
+
+// flowMap reads "{k: v, k2: 'v2'}" with string values and distinct keys.
+func flowMap(b []byte) (map[string]any, []byte, bool) {
+	if len(b) == 0 || b[0] != '{' {
+		return nil, nil, false
+	}
+	b = bytes.TrimLeft(b[1:], " ")
+	out := map[string]any{}
+	if len(b) > 0 && b[0] == '}' {
+		return out, b[1:], true
+	}
+	for {
+		if len(b) == 0 || !isLetter(b[0]) {
+			return nil, nil, false
+		}
+		k, rest, ok := scalar(b)
+		if !ok || !stringWord(k) || len(rest) < 2 || rest[0] != ':' || rest[1] != ' ' {
+			return nil, nil, false
+		}
+		if _, dup := out[k]; dup {
+			return nil, nil, false
+		}
+		rest = bytes.TrimLeft(rest[2:], " ")
+		quoted := len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'')
+		if !quoted && (len(rest) == 0 || !isLetter(rest[0])) {
+			return nil, nil, false // numbers, timestamps: typed by YAML
+		}
+		v, rest, ok := scalar(rest)
+		if !ok || (!quoted && !stringWord(v)) {
+			return nil, nil, false
+		}
+		out[k] = v
+		rest = bytes.TrimLeft(rest, " ")
+		if len(rest) == 0 {
+			return nil, nil, false
+		}
+		switch rest[0] {
+		case '}':
+			return out, rest[1:], true
+		case ',':
+			b = bytes.TrimLeft(rest[1:], " ")
+		default:
+			return nil, nil, false
+		}
+	}
+}
+
+func isLetter(c byte) bool { return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' }
+
+// stringWord: a plain scalar starting with a letter that YAML (1.2 as
+// yaml.v3 resolves it, or 1.1 as other tools do) reads as a string.
+func stringWord(s string) bool {
+	switch strings.ToLower(s) {
+	case "true", "false", "null", "yes", "no", "on", "off", "y", "n":
+		return false
+	}
+	return true
+}
