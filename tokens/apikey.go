@@ -66,12 +66,14 @@ type APIKeyEntry struct {
 //
 // Memory: each key costs one apiKeyEntry (56 bytes) plus its subject
 // string; keys with the same app_id, scopes and claims share one copy of
-// them, and the lookup index is 4 bytes per 4 keys. A file in the plain
-// format (see readPlainKeys) is read with a 64 KiB buffer and no YAML
-// tree, so loading peaks at about twice the live size: 1,000,000 keys
-// load in about a second within about 160 MiB of heap (see
-// BenchmarkAPIKeyLoad and loadtest/RESULTS.md). Other files are decoded
-// by yaml.v3 as a whole, which costs about 6 KB per key while loading.
+// them, and the lookup index costs 4 bytes per 2 to 4 keys. A file in the
+// plain format (see readPlainKeys) is read with a 64 KiB buffer and no
+// YAML tree into entries allocated once at their size: loading peaks at
+// about 120 bytes of heap per key and keeps about 75, so 1,000,000 keys
+// load in about 2 s within about 115 MiB of heap (BenchmarkAPIKeyLoad;
+// loadtest/RESULTS.md). Other files are decoded by yaml.v3 as a whole,
+// which costs about 5.5 KB per key while loading: keep large key files
+// plain.
 type APIKeyVerifier struct {
 	issuer   string
 	maxBytes int
@@ -362,6 +364,7 @@ func (b *apiKeyBuilder) finish() (*APIKeyVerifier, error) {
 	v.buildIndex()
 	return v, nil
 }
+
 // errors joins the problems found, in file order, as
 // "file: name:line: keys[i].field: message" (as yamlfile reports them).
 func (b *apiKeyBuilder) errors() error {
@@ -409,17 +412,22 @@ func (v *APIKeyVerifier) bucket(d *[sha256.Size]byte) uint32 {
 	return binary.BigEndian.Uint32(d[:4]) >> (32 - v.bits)
 }
 
-// lookup finds the entry with digest d.
+// lookup finds the entry with digest d: a binary search of its bucket.
 func (v *APIKeyVerifier) lookup(d *[sha256.Size]byte) *apiKeyEntry {
 	b := v.bucket(d)
-	in := v.entries[v.index[b]:v.index[b+1]]
-	i, found := slices.BinarySearchFunc(in, d, func(e apiKeyEntry, d *[sha256.Size]byte) int {
-		return bytes.Compare(e.digest[:], d[:])
-	})
-	if !found {
-		return nil
+	lo, hi := int(v.index[b]), int(v.index[b+1])
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		switch c := bytes.Compare(v.entries[m].digest[:], d[:]); {
+		case c == 0:
+			return &v.entries[m]
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
 	}
-	return &in[i]
+	return nil
 }
 
 // Verify looks the key up by its SHA-256. The lookup reveals nothing
