@@ -60,7 +60,7 @@ func TestMatch(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := r.Match(tt.domain, tt.give)
 			if again := r.Match(tt.domain, tt.give); again != got {
-				t.Fatalf("second (cached) Match = %+v, first %+v", again, got)
+				t.Fatalf("second Match = %+v, first %+v (not the same shared Limit)", again, got)
 			}
 			if (got == nil) != (tt.want == nil) {
 				t.Fatalf("Match = %+v, want %+v", got, tt.want)
