@@ -123,7 +123,7 @@ func loadPlainKeys(name string, b *apiKeyBuilder) error {
 	if err != nil {
 		return yamlfile.Errorf("file", "%v", err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }() // read only: nothing to lose
 	// Count the keys first (a quick pass over the file) so that the
 	// entries are allocated once, at their size.
 	n, err := countItems(f)

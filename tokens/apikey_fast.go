@@ -54,13 +54,14 @@ type rawKey struct {
 	hasClaims   bool
 }
 
-// maxPlainLine bounds one line of the plain format.
+// maxPlainLine bounds one line of the plain format (a longer line is
+// left to YAML).
 const maxPlainLine = 64 << 10
 
 // readPlainKeys reads r in the plain format and calls emit for each key
 // in file order. It returns errNotPlain for a file outside the format.
 func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, maxPlainLine)
 	var (
 		lineNo     int
 		sawKeys    bool

@@ -563,3 +563,21 @@ func BenchmarkAPIKeyVerify(b *testing.B) {
 		})
 	}
 }
+
+// TestAPIKeyLongLine: a line longer than the plain reader's buffer is
+// left to yaml.v3, which takes it.
+func TestAPIKeyLongLine(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "keys.yaml")
+	content := "keys:\n  - subject: " + strings.Repeat("s", maxPlainLine+10) + "\n    sha256: " + keyHex(1) + "\n"
+	if isPlain(t, content) {
+		t.Fatal("plain reader took a line longer than its buffer")
+	}
+	compareLoaders(t, name, content)
+	v, err := NewAPIKeyVerifier(APIKeyConfig{File: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := v.Verify(context.Background(), "key-1"); err != nil || len(p.Subject) != maxPlainLine+10 {
+		t.Fatalf("%d, %v", len(p.Subject), err)
+	}
+}
