@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 
@@ -68,10 +69,10 @@ type APIKeyEntry struct {
 // string; keys with the same app_id, scopes and claims share one copy of
 // them, and the lookup index costs 4 bytes per 2 to 4 keys. A file in the
 // plain format (see readPlainKeys) is read with a 64 KiB buffer and no
-// YAML tree into entries allocated once at their size: loading peaks at
-// about 120 bytes of heap per key and keeps about 75, so 1,000,000 keys
-// load in about 2 s within about 115 MiB of heap (BenchmarkAPIKeyLoad;
-// loadtest/RESULTS.md). Other files are decoded by yaml.v3 as a whole,
+// YAML tree into entries allocated once at their size, with one
+// allocation per key (its subject): loading peaks at about 100 bytes of
+// heap per key and keeps about 75, so 1,000,000 keys load in about 2 s
+// within about 100 MiB of heap (BenchmarkAPIKeyLoad; loadtest/RESULTS.md). Other files are decoded by yaml.v3 as a whole,
 // which costs about 5.5 KB per key while loading: keep large key files
 // plain.
 type APIKeyVerifier struct {
@@ -263,12 +264,13 @@ func (b *apiKeyBuilder) grow(n int) {
 func (b *apiKeyBuilder) add(subject string, d keyDigest, appID string, scopes []string, claims map[string]any, subjectLine, shaLine int) {
 	pos := b.pos
 	b.pos++
-	p := yamlfile.Index("keys", int(pos))
 	switch {
 	case subject == "":
-		b.errs = append(b.errs, keyError{pos: pos, line: uint32(subjectLine), err: yamlfile.Errorf(p+".subject", "required")})
+		b.errs = append(b.errs, keyError{pos: pos, line: uint32(subjectLine),
+			err: yamlfile.Errorf(yamlfile.Index("keys", int(pos))+".subject", "required")})
 	case !d.valid:
-		b.errs = append(b.errs, keyError{pos: pos, line: uint32(shaLine), err: yamlfile.Errorf(p+".sha256", "must be 64 hex digits (the SHA-256 of the key)")})
+		b.errs = append(b.errs, keyError{pos: pos, line: uint32(shaLine),
+			err: yamlfile.Errorf(yamlfile.Index("keys", int(pos))+".sha256", "must be 64 hex digits (the SHA-256 of the key)")})
 	}
 	if b.yf == nil {
 		b.lines = append(b.lines, uint32(shaLine))
@@ -289,7 +291,8 @@ func (b *apiKeyBuilder) intern(appID string, scopes []string, claims map[string]
 		}
 	}
 	i := uint32(len(b.v.attrs))
-	b.v.attrs = append(b.v.attrs, apiKeyAttrs{appID: appID, scopes: slices.Clip(scopes), claims: claims})
+	// Copies: the plain reader reuses its scopes and claims.
+	b.v.attrs = append(b.v.attrs, apiKeyAttrs{appID: appID, scopes: slices.Clip(slices.Clone(scopes)), claims: maps.Clone(claims)})
 	if ok {
 		b.interns[string(key)] = i
 	}

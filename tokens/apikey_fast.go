@@ -37,7 +37,9 @@ import (
 // errNotPlain is the fast path's "not mine".
 var errNotPlain = errors.New("not in the plain keys format")
 
-// rawKey is one parsed key, valid until the next one is parsed.
+// rawKey is one parsed key, valid until the next one is parsed: its
+// scopes and claims are reused for the next key (the builder copies the
+// ones it keeps).
 type rawKey struct {
 	line        int // of the item's first field (yaml.v3's line of the mapping)
 	subjectLine int // 0 when absent
@@ -52,6 +54,31 @@ type rawKey struct {
 	hasAppID    bool
 	hasScopes   bool
 	hasClaims   bool
+	in          *interner
+}
+
+// interner shares the strings that keys repeat (app ids, scopes, claims)
+// and holds the scratch scopes and claims, so a key costs no allocation
+// beyond its subject.
+type interner struct {
+	strs   map[string]string
+	scopes []string
+	claims map[string]any
+}
+
+// maxInterned bounds the strings an interner shares: past it, strings
+// are allocated as they come (a file whose app ids are all different).
+const maxInterned = 4096
+
+func (in *interner) str(b []byte) string {
+	if s, ok := in.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in.strs) < maxInterned {
+		in.strs[s] = s
+	}
+	return s
 }
 
 // maxPlainLine bounds one line of the plain format (a longer line is
@@ -69,14 +96,16 @@ func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
 		fieldCol   = -1
 		cur        rawKey
 		inItem     bool
+		in         = interner{strs: map[string]string{}, scopes: []string{}, claims: map[string]any{}}
 	)
 	flush := func() {
 		if inItem {
 			emit(&cur)
 		}
-		cur = rawKey{}
+		cur = rawKey{in: &in}
 		inItem = false
 	}
+	cur.in = &in
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -201,19 +230,21 @@ func parseField(k *rawKey, b []byte, line int) bool {
 		if k.hasAppID {
 			return false
 		}
-		k.appID, end, ok = scalar(val)
+		var v []byte
+		v, end, ok = scalarBytes(val)
+		k.appID = k.in.str(v)
 		k.hasAppID = true
 	case "scopes":
 		if k.hasScopes {
 			return false
 		}
-		k.scopes, end, ok = flowSeq(val)
+		k.scopes, end, ok = flowSeq(k.in, val)
 		k.hasScopes = true
 	case "claims":
 		if k.hasClaims {
 			return false
 		}
-		k.claims, end, ok = flowMap(val)
+		k.claims, end, ok = flowMap(k.in, val)
 		k.hasClaims = true
 	default:
 		return false
@@ -275,21 +306,22 @@ func plainByte(c byte) bool {
 }
 
 // flowSeq reads "[a, b]".
-func flowSeq(b []byte) ([]string, []byte, bool) {
+func flowSeq(in *interner, b []byte) ([]string, []byte, bool) {
 	if len(b) == 0 || b[0] != '[' {
 		return nil, nil, false
 	}
 	b = bytes.TrimLeft(b[1:], " ")
-	out := []string{}
+	out := in.scopes[:0]
+	defer func() { in.scopes = out[:0] }()
 	if len(b) > 0 && b[0] == ']' {
 		return out, b[1:], true
 	}
 	for {
-		v, rest, ok := scalar(b)
+		v, rest, ok := scalarBytes(b)
 		if !ok {
 			return nil, nil, false
 		}
-		out = append(out, v)
+		out = append(out, in.str(v))
 		rest = bytes.TrimLeft(rest, " ")
 		if len(rest) == 0 {
 			return nil, nil, false
@@ -306,12 +338,13 @@ func flowSeq(b []byte) ([]string, []byte, bool) {
 }
 
 // flowMap reads "{k: v, k2: 'v2'}" with string values and distinct keys.
-func flowMap(b []byte) (map[string]any, []byte, bool) {
+func flowMap(in *interner, b []byte) (map[string]any, []byte, bool) {
 	if len(b) == 0 || b[0] != '{' {
 		return nil, nil, false
 	}
 	b = bytes.TrimLeft(b[1:], " ")
-	out := map[string]any{}
+	out := in.claims
+	clear(out)
 	if len(b) > 0 && b[0] == '}' {
 		return out, b[1:], true
 	}
@@ -319,10 +352,11 @@ func flowMap(b []byte) (map[string]any, []byte, bool) {
 		if len(b) == 0 || !isLetter(b[0]) {
 			return nil, nil, false
 		}
-		k, rest, ok := scalar(b)
-		if !ok || !stringWord(k) || len(rest) < 2 || rest[0] != ':' || rest[1] != ' ' {
+		kb, rest, ok := scalarBytes(b)
+		if !ok || !stringWord(string(kb)) || len(rest) < 2 || rest[0] != ':' || rest[1] != ' ' {
 			return nil, nil, false
 		}
+		k := in.str(kb)
 		if _, dup := out[k]; dup {
 			return nil, nil, false
 		}
@@ -331,11 +365,11 @@ func flowMap(b []byte) (map[string]any, []byte, bool) {
 		if !quoted && (len(rest) == 0 || !isLetter(rest[0])) {
 			return nil, nil, false // numbers, timestamps: typed by YAML
 		}
-		v, rest, ok := scalar(rest)
-		if !ok || (!quoted && !stringWord(v)) {
+		vb, rest, ok := scalarBytes(rest)
+		if !ok || (!quoted && !stringWord(string(vb))) {
 			return nil, nil, false
 		}
-		out[k] = v
+		out[k] = in.str(vb)
 		rest = bytes.TrimLeft(rest, " ")
 		if len(rest) == 0 {
 			return nil, nil, false

@@ -124,9 +124,9 @@ func keyHex(i int) string { return HashAPIKey(fmt.Sprint("key-", i)) }
 // so files land on both sides of the plain reader.
 var (
 	genSubjects = []string{"ci-bot", "user@example.com", `"quoted"`, "a/b", "_x", "123", "0x1F", "1e3", `""`, `'single'`,
-		`"with # hash"`, "null", "~", "Null", `"null"`, "a b", "${X}", `"$${X}"`, "é", "-x", "a:b", `"tab\there"`, `'it''s'`, "true", "yes", ".5", "NULL", "TRUE", "False"}
+		`"with # hash"`, "null", "~", "Null", `"null"`, "a b", "${X}", `"$${X}"`, "é", "-x", "a:b", `"tab\there"`, `'it''s'`, "true", "yes", ".5", "NULL", "TRUE", "False", "2001-12-14", "1_000", "0o17", "0b101", "1.0", "0777", "inf", "nan", "Yes", "off"}
 	genAppIDs = []string{"ci", "app-1", `""`, `"x y"`, "42", "~"}
-	genScopes = []string{"[]", "[deploy]", "[a, b]", "[ a ,b ]", `["r", 'w']`, "[1, 2]", "[a, null]", "[a, NULL]", "[a, ~]", "[true]", "[a,]", "{}", "\n      - a", "[a b]", "[yes]"}
+	genScopes = []string{"[]", "[deploy]", "[a, b]", "[ a ,b ]", `["r", 'w']`, "[1, 2]", "[a, null]", "[a, NULL]", "[a, ~]", "[true]", "[2001-12-14, 1_000, 0o17]", "[a,]", "{}", "\n      - a", "[a b]", "[yes]"}
 	genClaims = []string{"{}", "{team: platform}", "{team: platform, tier: 'gold'}", "{n: 1}", "{a: true}", `{a: "x"}`, "{a: b, a: c}",
 		"{a: b c}", "{1: a}", "{a: yes}", "{a: [x]}", "{a:b}", "\n      team: x", "{a: null}", "{a: \"\"}", "{a: TRUE}", "{a: True}", `{a: "true"}`, "{true: a}", "{a: NULL}", "{a: ~}", "{a: 'it''s'}", "{a: 1.5}"}
 	genComments = []string{"", " # c", "  #c", "#no-space"}
