@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // The keys file is read line by line when it keeps to the plain form a
@@ -22,17 +23,19 @@ import (
 // block mapping of the five known fields, one per line, at one consistent
 // indentation; values plain (ASCII letters, digits and _ . / @ + -, not
 // null), or quoted on one line without escapes; scopes a one-line flow
-// sequence of such values; claims a one-line flow mapping whose values
-// are strings. Blank lines and comments are fine. Such a file is read
+// sequence of such values or a block sequence below the field ("- read"
+// a line); claims a one-line flow mapping or a block mapping below the
+// field ("team: payments" a line) whose values are strings. Blank lines
+// and comment lines (any printable text) are fine. Such a file is read
 // with a fixed-size buffer and no YAML node tree, and decodes to exactly
-// what yaml.v3 makes of it (TestAPIKeyFastMatchesYAML holds the two
-// equal).
+// what yaml.v3 makes of it (TestAPIKeyFastMatchesYAML, TestAPIKeyValues
+// and FuzzAPIKeyFile hold the two equal).
 //
-// Anything else YAML allows (other indentation, block scopes, anchors,
-// multi-line or escaped strings, ${NAME} references, non-ASCII text, a
-// field the file format does not have) stops the line reader, and the file
-// is decoded by yamlfile as a whole, with yamlfile's messages: the fast
-// path only ever says "not mine", never "invalid".
+// Anything else YAML allows (other indentation, anchors, multi-line or
+// escaped strings, ${NAME} references, text beyond ASCII outside comment
+// lines, a field the file format does not have) stops the line reader,
+// and the file is decoded by yamlfile as a whole, with yamlfile's
+// messages: the fast path only ever says "not mine", never "invalid".
 
 // errNotPlain is the fast path's "not mine".
 var errNotPlain = errors.New("not in the plain keys format")
@@ -55,6 +58,11 @@ type rawKey struct {
 	hasScopes   bool
 	hasClaims   bool
 	in          *interner
+	// block is 's' or 'c' while scopes or claims are read as a block
+	// sequence or mapping on the lines below their field; blockIndent is
+	// the indentation of its entries (-1 before the first).
+	block       byte
+	blockIndent int
 }
 
 // interner shares the strings that keys repeat (app ids, scopes, claims)
@@ -102,10 +110,10 @@ func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
 		if inItem {
 			emit(&cur)
 		}
-		cur = rawKey{in: &in}
+		cur = rawKey{in: &in, blockIndent: -1}
 		inItem = false
 	}
-	cur.in = &in
+	cur.in, cur.blockIndent = &in, -1
 	for {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
@@ -119,19 +127,37 @@ func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
 		}
 		lineNo++
 		line = bytes.TrimSuffix(line, []byte("\n"))
-		if !plainASCII(line) {
-			return errNotPlain
-		}
 		indent := 0
 		for indent < len(line) && line[indent] == ' ' {
 			indent++
 		}
 		rest := line[indent:]
+		if !plainASCII(line) && (len(rest) == 0 || rest[0] != '#' || !yamlPrintable(rest)) {
+			return errNotPlain // text beyond ASCII only in a comment line
+		}
 		if len(rest) == 0 || rest[0] == '#' {
 			if err != nil {
 				break
 			}
 			continue // blank or comment
+		}
+		if cur.block != 0 {
+			if indent > fieldCol {
+				if cur.blockIndent < 0 {
+					cur.blockIndent = indent
+				}
+				if indent != cur.blockIndent || !parseBlockEntry(&cur, rest) {
+					return errNotPlain
+				}
+				if err != nil {
+					break
+				}
+				continue
+			}
+			if cur.blockIndent < 0 {
+				return errNotPlain // "scopes:" with no value: null
+			}
+			cur.block = 0
 		}
 		switch {
 		case !sawKeys:
@@ -174,8 +200,8 @@ func readPlainKeys(r io.Reader, emit func(k *rawKey)) error {
 			break
 		}
 	}
-	if !sawKeys {
-		return errNotPlain // empty, or only comments: rare, let YAML say what it is
+	if !sawKeys || (cur.block != 0 && cur.blockIndent < 0) {
+		return errNotPlain // empty, only comments, or a null at the end: let YAML say
 	}
 	flush()
 	return nil
@@ -205,10 +231,11 @@ func isLineEnd(b []byte) bool {
 
 // parseField parses "name: value" (the whole rest of the line) into k.
 func parseField(k *rawKey, b []byte, line int) bool {
-	name, val, ok := bytes.Cut(b, []byte(": "))
-	if !ok {
+	name, val, ok := bytes.Cut(b, []byte(":"))
+	if !ok || len(val) > 0 && val[0] != ' ' {
 		return false
 	}
+	block := isLineEnd(val) // "scopes:" or "claims:", entries below
 	val = bytes.TrimLeft(val, " ")
 	var end []byte
 	switch string(name) {
@@ -238,18 +265,107 @@ func parseField(k *rawKey, b []byte, line int) bool {
 		if k.hasScopes {
 			return false
 		}
-		k.scopes, end, ok = flowSeq(k.in, val)
 		k.hasScopes = true
+		if block {
+			k.scopes, k.block = k.in.scopes[:0], 's'
+			return true
+		}
+		k.scopes, end, ok = flowSeq(k.in, val)
 	case "claims":
 		if k.hasClaims {
 			return false
 		}
-		k.claims, end, ok = flowMap(k.in, val)
 		k.hasClaims = true
+		if block {
+			clear(k.in.claims)
+			k.claims, k.block = k.in.claims, 'c'
+			return true
+		}
+		k.claims, end, ok = flowMap(k.in, val)
 	default:
 		return false
 	}
 	return ok && isLineEnd(end)
+}
+
+// parseBlockEntry reads one line of a block scopes sequence ("- read")
+// or claims mapping ("team: payments") into k.
+func parseBlockEntry(k *rawKey, b []byte) bool {
+	in := k.in
+	if k.block == 's' {
+		if len(b) < 2 || b[0] != '-' || b[1] != ' ' {
+			return false
+		}
+		v, end, ok := scalarBytes(bytes.TrimLeft(b[2:], " "))
+		if !ok || !isLineEnd(end) {
+			return false
+		}
+		k.scopes = append(k.scopes, in.str(v))
+		in.scopes = k.scopes[:0]
+		return true
+	}
+	kb, rest, ok := mapKey(b)
+	if !ok {
+		return false
+	}
+	v, end, ok := mapValue(rest)
+	if !ok || !isLineEnd(end) {
+		return false
+	}
+	key := in.str(kb)
+	if _, dup := k.claims[key]; dup {
+		return false
+	}
+	k.claims[key] = in.str(v)
+	return true
+}
+
+// mapKey reads a claim name and its ": ", returning what follows.
+func mapKey(b []byte) ([]byte, []byte, bool) {
+	if len(b) == 0 || !isLetter(b[0]) {
+		return nil, nil, false
+	}
+	k, rest, ok := scalarBytes(b)
+	if !ok || !stringWord(string(k)) || len(rest) < 2 || rest[0] != ':' || rest[1] != ' ' {
+		return nil, nil, false
+	}
+	return k, bytes.TrimLeft(rest[2:], " "), true
+}
+
+// mapValue reads a claim value YAML reads as a string: quoted, or plain
+// starting with a letter and not a bool or null word.
+func mapValue(b []byte) ([]byte, []byte, bool) {
+	quoted := len(b) > 0 && (b[0] == '"' || b[0] == '\'')
+	if !quoted && (len(b) == 0 || !isLetter(b[0])) {
+		return nil, nil, false // numbers, timestamps: typed by YAML
+	}
+	v, rest, ok := scalarBytes(b)
+	if !ok || (!quoted && !stringWord(string(v))) {
+		return nil, nil, false
+	}
+	return v, rest, true
+}
+
+// yamlPrintable: b is UTF-8 of characters YAML allows in a stream,
+// without the ones it treats as line breaks (U+0085, U+2028, U+2029)
+// and the byte order mark.
+func yamlPrintable(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return false
+		}
+		switch {
+		case r == 0x2028, r == 0x2029, r == 0xfeff:
+			return false
+		case r >= 0x20 && r <= 0x7e, r >= 0xa0 && r <= 0xd7ff,
+			r >= 0xe000 && r <= 0xfffd, r >= 0x10000 && r <= 0x10ffff:
+		default:
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // scalar reads one scalar at the start of b: plain, or quoted on this
@@ -349,24 +465,16 @@ func flowMap(in *interner, b []byte) (map[string]any, []byte, bool) {
 		return out, b[1:], true
 	}
 	for {
-		if len(b) == 0 || !isLetter(b[0]) {
-			return nil, nil, false
-		}
-		kb, rest, ok := scalarBytes(b)
-		if !ok || !stringWord(string(kb)) || len(rest) < 2 || rest[0] != ':' || rest[1] != ' ' {
+		kb, rest, ok := mapKey(b)
+		if !ok {
 			return nil, nil, false
 		}
 		k := in.str(kb)
 		if _, dup := out[k]; dup {
 			return nil, nil, false
 		}
-		rest = bytes.TrimLeft(rest[2:], " ")
-		quoted := len(rest) > 0 && (rest[0] == '"' || rest[0] == '\'')
-		if !quoted && (len(rest) == 0 || !isLetter(rest[0])) {
-			return nil, nil, false // numbers, timestamps: typed by YAML
-		}
-		vb, rest, ok := scalarBytes(rest)
-		if !ok || (!quoted && !stringWord(string(vb))) {
+		vb, rest, ok := mapValue(rest)
+		if !ok {
 			return nil, nil, false
 		}
 		out[k] = in.str(vb)

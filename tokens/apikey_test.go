@@ -126,9 +126,9 @@ var (
 	genSubjects = []string{"ci-bot", "user@example.com", `"quoted"`, "a/b", "_x", "123", "0x1F", "1e3", `""`, `'single'`,
 		`"with # hash"`, "null", "~", "Null", `"null"`, "a b", "${X}", `"$${X}"`, "é", "-x", "a:b", `"tab\there"`, `'it''s'`, "true", "yes", ".5", "NULL", "TRUE", "False", "2001-12-14", "1_000", "0o17", "0b101", "1.0", "0777", "inf", "nan", "Yes", "off"}
 	genAppIDs = []string{"ci", "app-1", `""`, `"x y"`, "42", "~"}
-	genScopes = []string{"[]", "[deploy]", "[a, b]", "[ a ,b ]", `["r", 'w']`, "[1, 2]", "[a, null]", "[a, NULL]", "[a, ~]", "[true]", "[2001-12-14, 1_000, 0o17]", "[a,]", "{}", "\n      - a", "[a b]", "[yes]"}
+	genScopes = []string{"[]", "[deploy]", "[a, b]", "[ a ,b ]", `["r", 'w']`, "[1, 2]", "[a, null]", "[a, NULL]", "[a, ~]", "[true]", "[2001-12-14, 1_000, 0o17]", "\n@- read\n@- 'write'", "\n@-  a # c\n\n@- b", "\n@- a\n@  - b", "\n@- null", "\n@-", "\n@- [a]", "\n@a: b", "[a,]", "{}", "\n      - a", "[a b]", "[yes]"}
 	genClaims = []string{"{}", "{team: platform}", "{team: platform, tier: 'gold'}", "{n: 1}", "{a: true}", `{a: "x"}`, "{a: b, a: c}",
-		"{a: b c}", "{1: a}", "{a: yes}", "{a: [x]}", "{a:b}", "\n      team: x", "{a: null}", "{a: \"\"}", "{a: TRUE}", "{a: True}", `{a: "true"}`, "{true: a}", "{a: NULL}", "{a: ~}", "{a: 'it''s'}", "{a: 1.5}"}
+		"\n@team: payments\n@tier: 'gold' # c", "\n@team: x\n@team: y", "\n@team: 1", "\n@team:", "\n@team:\n@@x: y", "\n@- a", "{a: b c}", "{1: a}", "{a: yes}", "{a: [x]}", "{a:b}", "\n      team: x", "{a: null}", "{a: \"\"}", "{a: TRUE}", "{a: True}", `{a: "true"}`, "{true: a}", "{a: NULL}", "{a: ~}", "{a: 'it''s'}", "{a: 1.5}"}
 	genComments = []string{"", " # c", "  #c", "#no-space"}
 )
 
@@ -211,7 +211,11 @@ func genKeysFile(rnd *rand.Rand, n int) string {
 			if j == 0 {
 				lead = indent + dash
 			}
-			line := lead + f.name + ": " + f.value
+			value := strings.ReplaceAll(f.value, "@", cont+"  ")
+			if strings.HasPrefix(value, "\n") && rnd.IntN(3) == 0 {
+				value = strings.TrimSuffix(pick(genComments), "#no-space") + value // "scopes: # c" then the block
+			}
+			line := lead + f.name + ": " + value
 			if !strings.Contains(f.value, "\n") {
 				line += pick(genComments)
 			}
@@ -231,8 +235,15 @@ func genKeysFile(rnd *rand.Rand, n int) string {
 			}
 			b.WriteString(line + "\n")
 		}
-		if rnd.IntN(10) == 0 {
+		switch rnd.IntN(20) {
+		case 0, 1:
 			b.WriteString("\n")
+		case 2:
+			b.WriteString(indent + "# → é, ☃\n")
+		case 3:
+			if !clean {
+				b.WriteString([]string{"# \x01\n", "# \xff\n", "# \u0085 x\n", "# \u2028 x\n", "# \uFEFF\n", "# \uFFFE\n", "#\u00a0 \U0001F600\n"}[rnd.IntN(7)])
+			}
 		}
 	}
 	if !clean && rnd.IntN(10) == 0 {
@@ -579,5 +590,21 @@ func TestAPIKeyLongLine(t *testing.T) {
 	}
 	if p, err := v.Verify(context.Background(), "key-1"); err != nil || len(p.Subject) != maxPlainLine+10 {
 		t.Fatalf("%d, %v", len(p.Subject), err)
+	}
+}
+
+// TestAPIKeyExampleFiles: the shipped key files are in the plain format
+// and load as yaml.v3 reads them.
+func TestAPIKeyExampleFiles(t *testing.T) {
+	dir := t.TempDir()
+	for i, name := range []string{"../examples/quickstart/api-keys.yaml", "../deploy/overlays/dev/dev-only-keys/api-keys.yaml"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !isPlain(t, string(b)) {
+			t.Errorf("%s: not in the plain format", name)
+		}
+		compareLoaders(t, filepath.Join(dir, fmt.Sprint(i, ".yaml")), string(b))
 	}
 }
