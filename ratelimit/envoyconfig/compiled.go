@@ -66,7 +66,7 @@ func compile(roots []*rlconfig.YamlRoot) *compiled {
 	for _, r := range roots {
 		n := c.domains[r.Domain]
 		if n == nil {
-			n = &node{children: map[string]*node{}}
+			n = &node{}
 			c.domains[r.Domain] = n
 		}
 		n.load(r.Domain, nil, r.Descriptors)
@@ -75,13 +75,16 @@ func compile(roots []*rlconfig.YamlRoot) *compiled {
 }
 
 func (n *node) load(domain string, keys []string, ds []rlconfig.YamlDescriptor) {
+	if len(ds) > 0 && n.children == nil {
+		n.children = make(map[string]*node, len(ds))
+	}
 	for _, d := range ds {
 		finalKey := d.Key
 		if d.Value != "" {
 			finalKey += "_" + d.Value
 		}
 		path := append(keys[:len(keys):len(keys)], d.Key)
-		child := &node{children: map[string]*node{}, keys: path}
+		child := &node{keys: path} // children: nil for a leaf
 		if d.ShareThreshold && strings.HasSuffix(finalKey, "*") {
 			child.sharePattern = finalKey
 		}
