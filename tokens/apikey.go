@@ -156,31 +156,23 @@ func loadPlainKeys(name string, b *apiKeyBuilder) error {
 }
 
 // countItems counts the lines that start a list item ("- " after
-// indentation): in a plain file, the keys.
+// indentation): in a plain file, the keys. It is a capacity hint only:
+// it stops counting at a line longer than its buffer (which the plain
+// reader refuses anyway).
 func countItems(r io.Reader) (int, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
+	br := bufio.NewReaderSize(r, maxPlainLine)
 	n := 0
-	start := true // at the start of a line
 	for {
-		c, err := br.ReadByte()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return 0, err
+		line, err := br.ReadSlice('\n')
+		if t := bytes.TrimLeft(line, " "); len(t) >= 2 && t[0] == '-' && t[1] == ' ' {
+			n++
 		}
 		switch {
-		case c == '\n':
-			start = true
-			continue
-		case start && c == ' ':
-			continue
-		case start && c == '-':
-			if next, err := br.Peek(1); err == nil && next[0] == ' ' {
-				n++
-			}
+		case errors.Is(err, io.EOF), errors.Is(err, bufio.ErrBufferFull):
+			return n, nil
+		case err != nil:
+			return 0, err
 		}
-		start = false
 	}
 }
 
