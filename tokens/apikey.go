@@ -71,7 +71,7 @@ type APIKeyEntry struct {
 // plain format (see readPlainKeys) is read with a 64 KiB buffer and no
 // YAML tree into entries allocated once at their size, with one
 // allocation per key (its subject): loading peaks at about 100 bytes of
-// heap per key and keeps about 75, so 1,000,000 keys load in about 2 s
+// heap per key and keeps about 75, so 1,000,000 keys load in 1-2 s
 // within about 100 MiB of heap (BenchmarkAPIKeyLoad; loadtest/RESULTS.md). Other files are decoded by yaml.v3 as a whole,
 // which costs about 5.5 KB per key while loading: keep large key files
 // plain.
