@@ -3,7 +3,10 @@
 # non-root base. The default command serves the config the Kubernetes
 # ConfigMap mounts at /etc/ext-authz/config.yaml (deploy/base/).
 #
-#   docker build -t ext-authz:dev .
+#   make image   (docker build --build-arg VERSION=<git describe> -t ghcr.io/ext-authz/ext-authz:<VERSION> .)
+#
+# The go build below uses exactly the flags of `make build` (the Makefile's
+# LDFLAGS); internal/release's test keeps the two in step.
 #
 # Both bases are pinned by version; CI pins them by digest too
 # (--build-arg GO_IMAGE=golang:1.26.8-bookworm@sha256:...).

@@ -1,8 +1,6 @@
 package authz
 
 import (
-	"strings"
-
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -11,9 +9,11 @@ import (
 type Request struct {
 	// Method is the HTTP method, upper case.
 	Method string
-	// Host is the :authority without port, lower case.
+	// Host is the :authority; Decide replaces it with its canonical form
+	// (CanonicalHost: without port, ASCII lower case).
 	Host string
-	// Path is the request path without the query string.
+	// Path is the request path without the query string; Decide replaces
+	// it with its canonical form (CanonicalPath).
 	Path string
 	// Query is the raw query string without '?', empty when there is none.
 	Query string
@@ -108,20 +108,12 @@ func (d *Decision) Subject() string {
 	return d.Identity.Subject
 }
 
-// hostWithoutPort lower-cases an authority and strips its port, keeping IPv6
-// literals whole.
-func hostWithoutPort(authority string) string {
-	h := authority
-	if strings.HasPrefix(h, "[") {
-		if i := strings.IndexByte(h, ']'); i > 0 {
-			h = h[:i+1]
-		}
-	} else if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
-		h = h[:i]
+// NormaliseHost returns the host part of an :authority value as rules
+// match it (see CanonicalHost), or "" when the pipeline would refuse it.
+func NormaliseHost(authority string) string {
+	h, err := CanonicalHost(authority)
+	if err != nil {
+		return ""
 	}
-	return strings.ToLower(h)
+	return h
 }
-
-// NormaliseHost returns the host part of an :authority value, lower case and
-// without port, as rules match it.
-func NormaliseHost(authority string) string { return hostWithoutPort(authority) }

@@ -19,6 +19,9 @@ type Config struct {
 	// AllowEncodedSlashes lets paths contain %2F and %5C. Off by default:
 	// an upstream that decodes them would route differently from the rules.
 	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
+	// MethodOverride says what to do with X-HTTP-Method-Override and
+	// friends: strip (default), reject or match (see method.go).
+	MethodOverride string `yaml:"method_override"`
 	// Rules are tried in order; the first match decides; no match denies.
 	Rules []RuleConfig `yaml:"rules"`
 }
@@ -56,7 +59,9 @@ type RuleConfig struct {
 // MatchConfig selects requests. Empty fields match everything.
 type MatchConfig struct {
 	// Hosts are exact host names or "*.example.com" wildcards ("*" alone
-	// matches any host). Ports are ignored.
+	// matches any host), matched against CanonicalHost: ports are ignored,
+	// ASCII case is folded, a trailing dot is dropped. Non-ASCII names are
+	// written in punycode ("xn--...").
 	Hosts []string `yaml:"hosts"`
 	// Path matches the path without the query string.
 	Path PathMatch `yaml:"path"`
@@ -64,11 +69,14 @@ type MatchConfig struct {
 	Methods []string `yaml:"methods"`
 }
 
-// PathMatch sets at most one of its fields.
+// PathMatch sets at most one of its fields. All match the canonical path
+// (CanonicalPath: percent-decoded except %25 %2F %3F %23 %5C, dot segments
+// removed, slashes merged), so Exact and Prefix must be written in that
+// form.
 type PathMatch struct {
 	Exact  string `yaml:"exact"`
 	Prefix string `yaml:"prefix"`
-	// Regex is an RE2 expression that must match the whole path.
+	// Regex is an RE2 expression that must match the whole canonical path.
 	Regex string `yaml:"regex"`
 }
 
@@ -118,6 +126,11 @@ func (c *Config) Validate(authenticators func(name string) bool) error {
 		errs = append(errs, yamlfile.Errorf("realm", "must not contain quotes, backslashes or line breaks"))
 	}
 	errs = append(errs, yamlfile.Wrap("identity_headers", c.IdentityHeaders.validate()))
+	switch c.MethodOverride {
+	case "", MethodOverrideStrip, MethodOverrideReject, MethodOverrideMatch:
+	default:
+		errs = append(errs, yamlfile.Errorf("method_override", "%q is not one of strip, reject, match", c.MethodOverride))
+	}
 	if len(c.Rules) == 0 {
 		errs = append(errs, yamlfile.Errorf("rules", "at least one rule is required (no match denies everything)"))
 	}
@@ -143,6 +156,11 @@ func (h *IdentityHeaders) validate() error {
 		if isProtectedHeader(name) {
 			errs = append(errs, yamlfile.Errorf(path, "%q cannot carry identity", name))
 		}
+		if strings.Contains(name, "_") {
+			// nginx drops such headers by default, and the gateway is
+			// configured to refuse them from clients.
+			errs = append(errs, yamlfile.Errorf(path, "%q: use '-' instead of '_' (many proxies drop names with underscores)", name))
+		}
 	}
 	check("subject", h.Subject)
 	check("issuer", h.Issuer)
@@ -164,7 +182,7 @@ func (h *IdentityHeaders) validate() error {
 // isProtectedHeader reports headers Envoy will not let an authorizer
 // remove, or that would break the request if they carried identity.
 func isProtectedHeader(name string) bool {
-	switch strings.ToLower(name) {
+	switch asciiLower(name) {
 	case "host", "authorization", "cookie", "content-length", "transfer-encoding", "connection":
 		return true
 	}
@@ -216,21 +234,24 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 	var errs []error
 	out := &matcher{}
 	for i, h := range m.Hosts {
-		h = strings.ToLower(strings.TrimSpace(h))
 		p := yamlfile.Index("hosts", i)
 		switch {
 		case h == "*":
 			out.anyHost = true
 		case strings.HasPrefix(h, "*."):
-			if strings.ContainsAny(h[1:], "*:/ ") || len(h) < 3 {
-				errs = append(errs, yamlfile.Errorf(p, "%q: a wildcard is \"*.\" followed by a domain", h))
+			d, err := CanonicalHost(h[2:])
+			if err != nil || strings.ContainsAny(h[2:], ":[") {
+				errs = append(errs, yamlfile.Errorf(p, "%q: a wildcard is \"*.\" followed by a domain (ASCII; punycode for other names)", h))
 				continue
 			}
-			out.suffixes = append(out.suffixes, h[1:])
-		case h == "" || strings.ContainsAny(h, "*/ "):
-			errs = append(errs, yamlfile.Errorf(p, "%q is not a host name or \"*.domain\" wildcard", h))
+			out.suffixes = append(out.suffixes, "."+d)
 		default:
-			out.exact = append(out.exact, hostWithoutPort(h))
+			c, err := CanonicalHost(h)
+			if err != nil {
+				errs = append(errs, yamlfile.Errorf(p, "%q is not a host name or \"*.domain\" wildcard (ASCII; punycode for other names)", h))
+				continue
+			}
+			out.exact = append(out.exact, c)
 		}
 	}
 	if len(m.Hosts) == 0 {
@@ -257,12 +278,18 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 		errs = append(errs, yamlfile.Errorf("path", "set at most one of exact, prefix, regex"))
 	}
 	for _, p := range []struct{ field, v string }{{"path.exact", m.Path.Exact}, {"path.prefix", m.Path.Prefix}} {
-		if p.v != "" && !strings.HasPrefix(p.v, "/") {
+		switch c, err := CanonicalPath(p.v, true); {
+		case p.v == "":
+		case !strings.HasPrefix(p.v, "/"):
 			errs = append(errs, yamlfile.Errorf(p.field, "%q must start with /", p.v))
+		case err != nil:
+			errs = append(errs, yamlfile.Errorf(p.field, "%q: %v: requests to it are always refused", p.v, err))
+		case c != p.v:
+			errs = append(errs, yamlfile.Errorf(p.field, "%q is not in canonical form, which is what rules match: write %q", p.v, c))
 		}
 	}
 	for i, meth := range m.Methods {
-		up := strings.ToUpper(meth)
+		up := asciiUpper(meth)
 		if !validHeaderName(up) {
 			errs = append(errs, yamlfile.Errorf(yamlfile.Index("methods", i), "%q is not an HTTP method", meth))
 			continue
@@ -286,8 +313,8 @@ type matcher struct {
 	methods    []string
 }
 
-func (m *matcher) matches(r *Request) bool {
-	return m.matchHost(r.Host) && m.matchPath(r.Path) && m.matchMethod(r.Method)
+func (m *matcher) matches(host, path, method string) bool {
+	return m.matchHost(host) && m.matchPath(path) && m.matchMethod(method)
 }
 
 func (m *matcher) matchHost(host string) bool {

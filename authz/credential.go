@@ -56,8 +56,18 @@ func (s *CredentialSource) String() string {
 func (s *CredentialSource) Extract(r *Request) (string, bool) {
 	switch {
 	case s.Header != "":
-		v, ok := r.Headers[strings.ToLower(s.Header)]
-		return strings.TrimSpace(v), ok
+		key := asciiLower(s.Header)
+		v, ok := r.Headers[key]
+		if !ok {
+			return "", false
+		}
+		if otherSpelling(r.Headers, key) {
+			// x_api_key next to x-api-key: a CGI-style upstream reads
+			// one of the two as the credential, maybe not the one we
+			// verified. Present but empty: refused as malformed.
+			return "", true
+		}
+		return strings.TrimSpace(v), true
 	case s.Cookie != "":
 		return cookieValue(r.Headers["cookie"], s.Cookie)
 	default:
@@ -79,7 +89,7 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) {
 func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	switch {
 	case s.Header != "":
-		return nil, strings.ToLower(s.Header)
+		return nil, asciiLower(s.Header)
 	case s.Authorization != "":
 		return nil, "authorization"
 	}
@@ -90,18 +100,39 @@ func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	return &Header{Name: "cookie", Value: rest}, ""
 }
 
+// otherSpelling reports whether headers hold, besides key itself, another
+// spelling of it (upper case, '_' for '-').
+func otherSpelling(headers map[string]string, key string) bool {
+	for k := range headers {
+		if k != key && !isHeaderKey(k) && headerKey(k) == key {
+			return true
+		}
+	}
+	return false
+}
+
 // cookieValue finds name in a Cookie header ("a=1; b=2"; Envoy joins several
-// Cookie headers with "; ").
+// Cookie headers with "; "). Names are compared with the spaces around them
+// trimmed, as Python's http.cookies reads "sid =x". A cookie of that name
+// sent twice is reported as present but empty (refused as malformed):
+// upstreams disagree on which one counts (Go, PHP and Express take the
+// first, Python's http.cookies the last), so the one we verify need not be
+// the one the upstream acts on.
 func cookieValue(header, name string) (string, bool) {
+	val, found := "", false
 	for header != "" {
 		var part string
 		part, header, _ = strings.Cut(header, ";")
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok && k == name {
-			return strings.Trim(strings.TrimSpace(v), `"`), true
+		k, v, ok := strings.Cut(part, "=")
+		if !ok || strings.TrimSpace(k) != name {
+			continue
 		}
+		if found {
+			return "", true
+		}
+		val, found = strings.Trim(strings.TrimSpace(v), `"`), true
 	}
-	return "", false
+	return val, found
 }
 
 func withoutCookie(header, name string) string {
@@ -111,7 +142,7 @@ func withoutCookie(header, name string) string {
 		if p == "" {
 			continue
 		}
-		if k, _, _ := strings.Cut(p, "="); k == name {
+		if k, _, _ := strings.Cut(p, "="); strings.TrimSpace(k) == name {
 			continue
 		}
 		kept = append(kept, p)

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
@@ -47,6 +46,7 @@ type Pipeline struct {
 	rules          []rule
 	identity       identityHeaders
 	allowEncoded   bool
+	methodOverride string
 	newID          func() string
 	authenticators map[string]*Authenticator
 	limiter        Limiter
@@ -65,14 +65,6 @@ type rule struct {
 	limits  *rateLimits
 }
 
-type identityHeaders struct {
-	subject, issuer, method, appID, scopes string
-	claims                                 []claimHeader
-	all                                    []string // every identity header name, for removal
-}
-
-type claimHeader struct{ claim, header string }
-
 // NewPipeline validates cfg (after applying defaults) and compiles it. The
 // authenticators are the ones rules may name.
 func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pipeline, error) {
@@ -88,6 +80,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		realm:          cfg.Realm,
 		identity:       compileIdentity(cfg.IdentityHeaders),
 		allowEncoded:   cfg.AllowEncodedSlashes,
+		methodOverride: cfg.MethodOverride,
 		newID:          opts.NewID,
 		authenticators: byName,
 		limiter:        opts.Limiter,
@@ -117,43 +110,6 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	return p, nil
 }
 
-func compileIdentity(h IdentityHeaders) identityHeaders {
-	name := func(s string) string {
-		if s == "-" {
-			return ""
-		}
-		return strings.ToLower(s)
-	}
-	out := identityHeaders{
-		subject: name(h.Subject), issuer: name(h.Issuer), method: name(h.Method),
-		appID: name(h.AppID), scopes: name(h.Scopes),
-	}
-	claims := make([]string, 0, len(h.Claims))
-	for c := range h.Claims {
-		claims = append(claims, c)
-	}
-	slices.Sort(claims)
-	for _, c := range claims {
-		if n := name(h.Claims[c]); n != "" {
-			out.claims = append(out.claims, claimHeader{claim: c, header: n})
-		}
-	}
-	for _, n := range []string{out.subject, out.issuer, out.method, out.appID, out.scopes} {
-		if n != "" {
-			out.all = append(out.all, n)
-		}
-	}
-	for _, c := range out.claims {
-		out.all = append(out.all, c.header)
-	}
-	for _, n := range h.AlsoRemove {
-		out.all = append(out.all, strings.ToLower(n))
-	}
-	slices.Sort(out.all)
-	out.all = slices.Compact(out.all)
-	return out
-}
-
 // Authenticator returns the authenticator with the given name, or nil.
 func (p *Pipeline) Authenticator(name string) *Authenticator { return p.authenticators[name] }
 
@@ -164,7 +120,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	ru := p.match(r)
+	methods, overrides, reason := p.overrides(r)
+	if reason != "" {
+		return p.deny(d, BadRequest, reason)
+	}
+	ru, reason := p.match(r, methods)
+	if reason != "" {
+		return p.deny(d, BadRequest, reason)
+	}
 	if ru == nil {
 		return p.deny(d, Forbidden, "no_matching_rule")
 	}
@@ -174,6 +137,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
 		d.RemoveHeaders = p.identity.all
+		if extra := spellings(r.Headers, p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
+			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
+		}
 		p.applyRateLimits(ctx, r, ru, &d, nil)
 		return d
 	}
@@ -185,26 +151,90 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
+	set, remove, ok := p.identity.render(id, r.Headers)
+	if !ok {
+		// Forwarding it would drop or alter the identity the upstream
+		// relies on; refuse rather than send the request without it.
+		return p.deny(d, Forbidden, "invalid_identity")
+	}
 	if ctx.Err() != nil {
 		return p.deny(d, Unavailable, "deadline_exceeded")
 	}
 	if p.applyRateLimits(ctx, r, ru, &d, id) {
 		return d
 	}
-	p.identity.render(&d, id)
+	d.UpstreamHeaders, d.RemoveHeaders = set, append(remove, overrides...)
 	if a.StripCredential {
 		if set, remove := a.Source.strip(r); set != nil {
 			d.UpstreamHeaders = append(d.UpstreamHeaders, *set)
 		} else {
 			d.RemoveHeaders = append(d.RemoveHeaders, remove)
 		}
+		if a.Source.Header != "" {
+			// Other spellings of the credential header reach a CGI-style
+			// upstream as the same header.
+			d.RemoveHeaders = append(d.RemoveHeaders, spellings(r.Headers, map[string]bool{headerKey(a.Source.Header): true})...)
+		}
 	}
 	return d
 }
 
-func (p *Pipeline) match(r *Request) *rule {
+// overrides applies the method_override mode to the request's method and
+// target override headers and "_method" query parameters: the override
+// methods rules must agree on (match; the query ones in strip too, since
+// a query parameter cannot be stripped), the header names to strip (strip;
+// target overrides in match too), or a reason to refuse the request.
+func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
+	names, values, targets := methodOverrides(r.Headers)
+	query := queryMethodOverrides(r.Query)
+	switch {
+	case len(names) == 0 && len(targets) == 0 && len(query) == 0:
+		return nil, nil, ""
+	case p.methodOverride == MethodOverrideReject:
+		return nil, nil, "method_override"
+	case p.methodOverride == MethodOverrideMatch:
+		methods, ok := overrideMethods(slices.Concat(values, query))
+		if !ok {
+			return nil, nil, "method_override"
+		}
+		return methods, targets, "" // methods forwarded: the upstream acts on them
+	}
+	methods, ok := overrideMethods(query)
+	if !ok {
+		return nil, nil, "method_override"
+	}
+	return methods, append(names, targets...), ""
+}
+
+// match returns the first rule that matches the request. Rules match the
+// canonical path, and when it has ";" parameters also the path a servlet
+// container serves (parameters stripped), under the request's method and
+// each override method (MethodOverrideMatch); when these readings pick
+// different rules the request is ambiguous and the reason says so. (Both
+// readings are functions of the canonical path.)
+func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
+	ru := p.first(r.Host, r.Path, r.Method)
+	for _, m := range overrides {
+		if p.first(r.Host, r.Path, m) != ru {
+			return nil, "ambiguous_method"
+		}
+	}
+	if stripped := stripPathParams(r.Path); stripped != r.Path {
+		if p.first(r.Host, stripped, r.Method) != ru {
+			return nil, ErrAmbiguousPath.Error()
+		}
+		for _, m := range overrides {
+			if p.first(r.Host, stripped, m) != ru {
+				return nil, ErrAmbiguousPath.Error()
+			}
+		}
+	}
+	return ru, ""
+}
+
+func (p *Pipeline) first(host, path, method string) *rule {
 	for i := range p.rules {
-		if p.rules[i].match.matches(r) {
+		if p.rules[i].match.matches(host, path, method) {
 			return &p.rules[i]
 		}
 	}
@@ -217,14 +247,15 @@ func (p *Pipeline) normalise(r *Request) string {
 	if r.Method == "" || r.Path == "" {
 		return "missing_request_attributes"
 	}
-	r.Method = strings.ToUpper(r.Method)
-	if !validHost(r.Host) {
-		return "invalid_host"
+	r.Method = asciiUpper(r.Method)
+	host, err := CanonicalHost(r.Host)
+	if err != nil {
+		return err.Error()
 	}
-	r.Host = hostWithoutPort(r.Host)
-	path, ok := canonicalPath(r.Path, p.allowEncoded)
-	if !ok {
-		return "invalid_path"
+	r.Host = host
+	path, err := CanonicalPath(r.Path, p.allowEncoded)
+	if err != nil {
+		return err.Error()
 	}
 	r.Path = path
 	return ""
@@ -383,137 +414,6 @@ func claimString(v any) (string, bool) {
 		return strings.Join(x, ","), true
 	}
 	return "", false
-}
-
-// render sets the identity headers for an allowed, authenticated request
-// and removes every identity header it does not set, so a client can never
-// forge one. (Envoy applies headers before removals, so a header must not be
-// both set and removed.)
-func (h *identityHeaders) render(d *Decision, id *Identity) {
-	set := make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
-	add := func(name, value string) {
-		if name != "" && value != "" && validHeaderValue(value) {
-			set = append(set, Header{Name: name, Value: value})
-		}
-	}
-	add(h.subject, id.Subject)
-	add(h.issuer, id.Issuer)
-	add(h.method, id.Method)
-	add(h.appID, id.AppID)
-	add(h.scopes, strings.Join(id.Scopes, " "))
-	for _, c := range h.claims {
-		if v, ok := claimString(id.Claims[c.claim]); ok {
-			add(c.header, v)
-		}
-	}
-	remove := make([]string, 0, len(h.all)+1) // +1: the credential header, when stripped
-	for _, n := range h.all {
-		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == n }) {
-			remove = append(remove, n)
-		}
-	}
-	d.UpstreamHeaders = set
-	d.RemoveHeaders = remove
-}
-
-// validHeaderValue rejects values Envoy would refuse (control characters)
-// and overlong ones.
-func validHeaderValue(v string) bool {
-	if len(v) > 4096 {
-		return false
-	}
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; c < 0x20 && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validHost reports whether an :authority can be matched safely: no
-// control characters or spaces, and valid UTF-8. Lower-casing invalid UTF-8
-// would turn its bytes into U+FFFD, so the host the rules see would not be
-// the host the upstream sees.
-func validHost(h string) bool {
-	ascii := true
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if c <= ' ' || c == 0x7f {
-			return false
-		}
-		if c >= 0x80 {
-			ascii = false
-		}
-	}
-	return ascii || utf8.ValidString(h)
-}
-
-// canonicalPath resolves dot segments and merges slashes so rules match the
-// path an upstream will resolve. It rejects paths that do not start with /,
-// that hold control characters or invalid UTF-8 (an overlong "\xc0\xaf" is
-// a "/" to a lenient decoder upstream), and (unless allowEncoded) encoded
-// slashes or backslashes.
-func canonicalPath(p string, allowEncoded bool) (string, bool) {
-	if !strings.HasPrefix(p, "/") {
-		return "", false
-	}
-	clean, ascii := true, true
-	for i := 0; i < len(p); i++ {
-		c := p[i]
-		if c < 0x20 || c == 0x7f {
-			return "", false
-		}
-		if c >= 0x80 {
-			ascii = false
-		}
-		if c == '%' {
-			if i+2 >= len(p) || !isHex(p[i+1]) || !isHex(p[i+2]) {
-				return "", false
-			}
-			switch strings.ToLower(p[i+1 : i+3]) {
-			case "2f", "5c":
-				if !allowEncoded {
-					return "", false
-				}
-			case "2e":
-				clean = false
-			}
-		}
-		if c == '/' && i+1 < len(p) && (p[i+1] == '/' || p[i+1] == '.') {
-			clean = false
-		}
-	}
-	if !ascii && !utf8.ValidString(p) {
-		return "", false
-	}
-	if clean {
-		return p, true
-	}
-	// Decode %2E (an unreserved character: RFC 3986 6.2.2.2) so "%2e%2e"
-	// is resolved like "..".
-	p = strings.NewReplacer("%2e", ".", "%2E", ".").Replace(p)
-	trailing := strings.HasSuffix(p, "/")
-	var out []string
-	for _, seg := range strings.Split(p, "/") {
-		switch seg {
-		case "", ".":
-		case "..":
-			if len(out) > 0 {
-				out = out[:len(out)-1]
-			}
-		default:
-			out = append(out, seg)
-		}
-	}
-	res := "/" + strings.Join(out, "/")
-	if trailing && res != "/" {
-		res += "/"
-	}
-	return res, true
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // newIDGenerator returns ids made of a random per-process prefix and a

@@ -89,11 +89,11 @@ func TestRateLimitDescriptors(t *testing.T) {
 		{"anonymous: identity absent, skip_if_absent keeps the rest", authz.ActionAllow, []authz.RateLimitDescriptor{
 			acts(authz.RateLimitAction{Identity: &authz.IdentityAction{Field: "subject", SkipIfAbsent: true}},
 				authz.RateLimitAction{RemoteAddress: &struct{}{}}),
-		}, 0, &authz.Request{Method: "GET", Path: "/", PeerAddress: "192.0.2.7"}, "d:remote_address=192.0.2.7"},
+		}, 0, &authz.Request{Method: "GET", Host: "h", Path: "/", PeerAddress: "192.0.2.7"}, "d:remote_address=192.0.2.7"},
 		{"x-forwarded-for with one trusted hop", authz.ActionAllow, []authz.RateLimitDescriptor{
 			acts(authz.RateLimitAction{RemoteAddress: &struct{}{}}),
 			acts(authz.RateLimitAction{MaskedRemoteAddress: &authz.MaskedRemoteAddressAction{V4PrefixMaskLen: ptr(24)}}),
-		}, 1, &authz.Request{Method: "GET", Path: "/", PeerAddress: "10.0.0.2",
+		}, 1, &authz.Request{Method: "GET", Host: "h", Path: "/", PeerAddress: "10.0.0.2",
 			Headers: map[string]string{"x-forwarded-for": "6.6.6.6, 203.0.113.9, 10.0.0.1"}},
 			"d:remote_address=203.0.113.9|masked_remote_address=203.0.113.0/24"},
 		{"headers, path, method, host, context extension", authz.ActionAllow, []authz.RateLimitDescriptor{

@@ -48,7 +48,7 @@ func (o *object) String() string {
 
 // strictCodec decodes Kubernetes and Istio kinds, the Gateway API's
 // (deploy/mesh/gateway-api) and the Prometheus Operator's
-// (deploy/observability), failing on unknown and duplicate fields.
+// (deploy/observability-operator), failing on unknown and duplicate fields.
 var strictCodec = func() runtime.Decoder {
 	s := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{k8sscheme.AddToScheme, istioscheme.AddToScheme, gatewayv1.Install, monitoringv1.AddToScheme} {

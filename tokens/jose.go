@@ -256,7 +256,8 @@ func (s *nameSet) add(name []byte) bool {
 }
 
 // walkJSON checks that data is one JSON object in valid UTF-8, nested at
-// most maxJSONDepth deep, with no trailing data (else ErrMalformed), and
+// most maxJSONDepth deep, with no trailing data and no escaped unpaired
+// surrogate in any string (else ErrMalformed), and
 // with no duplicate member names in any object at any depth, compared after
 // unescaping (else ErrDuplicateMember). Nested objects count too: they reach
 // Principal.Claims and upstream headers, and an upstream that re-parses the
@@ -327,7 +328,9 @@ func (w *jsonWalk) value(depth int) error {
 			}
 		}
 	case '"':
-		w.str()
+		if _, ok := w.str(); !ok {
+			return ErrMalformed
+		}
 	default: // number, true, false, null
 		for w.i < len(w.data) {
 			switch w.data[w.i] {
@@ -340,21 +343,59 @@ func (w *jsonWalk) value(depth int) error {
 	return nil
 }
 
-// str skips the string at w.i and returns its text with the quotes.
-func (w *jsonWalk) str() []byte {
+// str skips the string at w.i and returns its text with the quotes. ok is
+// false when an escape spells half of a UTF-16 surrogate pair ("\ud800"
+// alone, or a low half first): encoding/json turns each such escape into
+// U+FFFD, so "bob\ud800" and "bob\udbff" would be one subject to us and
+// two to a parser that keeps them (Java, JavaScript, Python), and RFC 8259
+// 8.2 calls their meaning unpredictable.
+func (w *jsonWalk) str() (text []byte, ok bool) {
 	start := w.i
 	w.i++
+	ok = true
 	for {
 		switch w.data[w.i] {
 		case '\\':
-			w.i += 2
+			if w.data[w.i+1] != 'u' {
+				w.i += 2
+				continue
+			}
+			// json.Valid guarantees four hex digits and a closing quote.
+			r := hex4(w.data[w.i+2 : w.i+6])
+			w.i += 6
+			switch {
+			case r < 0xd800 || r > 0xdfff:
+			case r < 0xdc00 && w.data[w.i] == '\\' && w.data[w.i+1] == 'u' && isLowSurrogate(hex4(w.data[w.i+2:w.i+6])):
+				w.i += 6
+			default:
+				ok = false
+			}
 		case '"':
 			w.i++
-			return w.data[start:w.i]
+			return w.data[start:w.i], ok
 		default:
 			w.i++
 		}
 	}
+}
+
+func isLowSurrogate(r rune) bool { return r >= 0xdc00 && r <= 0xdfff }
+
+// hex4 reads the four hex digits of a \u escape (checked by json.Valid).
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // object walks the object at w.i, which is the depth-th open container.
@@ -371,7 +412,10 @@ func (w *jsonWalk) object(depth int, member func(name, raw []byte) error) error 
 	var names nameSet
 	for {
 		w.space()
-		name := w.str()
+		name, ok := w.str()
+		if !ok {
+			return ErrMalformed
+		}
 		if bytes.IndexByte(name, '\\') < 0 {
 			name = name[1 : len(name)-1]
 		} else {

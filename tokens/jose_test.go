@@ -307,6 +307,21 @@ func TestJOSEDuplicates(t *testing.T) {
 		// structure
 		{"deep nesting within max_token_bytes", jwsJSON(t, defaultHeader, claimsText("deep", strings.Repeat("[", 2000)+strings.Repeat("]", 2000))), nil},
 		{"invalid UTF-8 in a claim", jwsJSON(t, defaultHeader, claimsText("name", "\"\xff\xfe\"")), ErrMalformed},
+		// Escaped unpaired surrogates: encoding/json reads each as U+FFFD,
+		// so "bob\ud800" and "bob\udbff" were one subject to us and two
+		// to the issuer and to Java, JavaScript or Python.
+		{"control: escaped surrogate pair", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\ud83d\ude00"`)), nil},
+		{"control: escaped backslash before u", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\\ud800"`)), nil},
+		{"control: escaped BMP character", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\u00e9\uFFFD"`)), nil},
+		{"lone high surrogate in sub", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\ud800"`)), ErrMalformed},
+		{"lone low surrogate in sub", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\uDFFF"`)), ErrMalformed},
+		{"low before high", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\udc00\ud800"`)), ErrMalformed},
+		{"high followed by a non-surrogate escape", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\ud800\u0041"`)), ErrMalformed},
+		{"high followed by a raw character", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\ud800x"`)), ErrMalformed},
+		{"lone surrogate after an escaped backslash", jwsJSON(t, defaultHeader, claimsText("sub", `"bob\\\ud800"`)), ErrMalformed},
+		{"lone surrogate in a member name", jwsJSON(t, defaultHeader, withRaw(c, `"x\udc00":1`)), ErrMalformed},
+		{"lone surrogate in a nested claim", jwsJSON(t, defaultHeader, claimsText("groups", `["a",{"b":"\ud800"}]`)), ErrMalformed},
+		{"lone surrogate in the header", jwsJSON(t, withRaw(defaultHeader, `"x":"\udbff"`), c), ErrMalformed},
 		{"trailing object after the claims", jwsJSON(t, defaultHeader, c+`{"sub":"admin"}`), ErrMalformed},
 		{"header not an object", jwsJSON(t, `["RS256"]`, c), ErrMalformed},
 	})
@@ -345,6 +360,9 @@ func TestTicketStrict(t *testing.T) {
 		{"exp twice", resign(t, f, payload(`"exp":99999999999`)), ErrDuplicateMember},
 		{"uid twice, escaped", resign(t, f, payload(`"\u0075id":"admin"`)), ErrDuplicateMember},
 		{"duplicate in a nested claim", resign(t, f, payload(`"ctx":{"a":1,"a":2}`)), ErrDuplicateMember},
+		// escaped unpaired surrogates (read as U+FFFD by encoding/json)
+		{"lone surrogate in uid", resign(t, f, strings.Replace(payload(""), `"u-42"`, `"u-42\ud800"`, 1)), ErrMalformed},
+		{"lone surrogate in app", resign(t, f, payload(`"app":"shop\udfff"`)), ErrMalformed},
 	}
 	for _, name := range []string{"iat", "exp", "nbf"} {
 		for _, v := range []string{"1e19", "9223372036854775808", "253402300800", "-1", "-0", "1.7950036e9", "1795003600.0", `"1795003600"`, "null"} {

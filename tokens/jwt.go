@@ -465,13 +465,13 @@ func (is *issuer) check(c jwt.MapClaims, t jwsTimes, now time.Time) (Principal, 
 func scopesOf(c jwt.MapClaims) ([]string, bool) {
 	if v, ok := c["scope"]; ok {
 		s, ok := v.(string)
-		return strings.Fields(s), ok
+		return splitScopes(s), ok
 	}
 	switch v := c["scp"].(type) {
 	case nil:
 		return nil, true
 	case string:
-		return strings.Fields(v), true
+		return splitScopes(v), true
 	case []any:
 		out := make([]string, 0, len(v))
 		for _, e := range v {

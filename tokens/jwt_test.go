@@ -106,6 +106,16 @@ func TestJWTScopes(t *testing.T) {
 		{"scp list", withClaims(claimsAt(testIssuer), "scope", nil, "scp", []string{"x", "y"}), []string{"x", "y"}},
 		{"scp string", withClaims(claimsAt(testIssuer), "scope", nil, "scp", "x y"), []string{"x", "y"}},
 		{"none", withClaims(claimsAt(testIssuer), "scope", nil), nil},
+		// RFC 6749 3.3: only SP separates scopes. A granted scope holding
+		// other whitespace is one scope, so it cannot meet a requirement
+		// for "admin" (and authz refuses to forward it).
+		{"no-break space does not separate", withClaims(claimsAt(testIssuer), "scope", "read\u00a0admin"), []string{"read\u00a0admin"}},
+		{"tab does not separate", withClaims(claimsAt(testIssuer), "scope", "read\tadmin"), []string{"read\tadmin"}},
+		{"line feed does not separate", withClaims(claimsAt(testIssuer), "scope", "read\nadmin"), []string{"read\nadmin"}},
+		{"em space does not separate", withClaims(claimsAt(testIssuer), "scope", "read\u2003admin"), []string{"read\u2003admin"}},
+		{"next line does not separate", withClaims(claimsAt(testIssuer), "scope", "read\u0085admin"), []string{"read\u0085admin"}},
+		{"scp string, no-break space", withClaims(claimsAt(testIssuer), "scope", nil, "scp", "x\u00a0admin"), []string{"x\u00a0admin"}},
+		{"leading and trailing spaces", withClaims(claimsAt(testIssuer), "scope", " a  b "), []string{"a", "b"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,5 +296,30 @@ func TestJWTConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// splitScopes serves JWT scope/scp strings, UDB session and ticket scopes:
+// only SP (0x20) separates (RFC 6749 3.3).
+func TestSplitScopes(t *testing.T) {
+	tests := []struct {
+		give string
+		want []string
+	}{
+		{"", nil},
+		{"   ", nil},
+		{"a", []string{"a"}},
+		{"a b", []string{"a", "b"}},
+		{" a  b ", []string{"a", "b"}},
+		{"a\tb", []string{"a\tb"}},
+		{"a\r\nb", []string{"a\r\nb"}},
+		{"a\u00a0b", []string{"a\u00a0b"}},
+		{"a\u2028b c", []string{"a\u2028b", "c"}},
+		{"a\u3000b", []string{"a\u3000b"}},
+	}
+	for _, tt := range tests {
+		if got := splitScopes(tt.give); !slices.Equal(got, tt.want) {
+			t.Errorf("splitScopes(%q) = %q, want %q", tt.give, got, tt.want)
+		}
 	}
 }

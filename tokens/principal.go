@@ -1,6 +1,9 @@
 package tokens
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Principal is what a verifier learned about the caller from a valid
 // credential. It holds no secret: the credential itself never leaves the
@@ -36,3 +39,20 @@ const (
 	MethodUDBSession = "udb-session"
 	MethodAPIKey     = "api-key"
 )
+
+// splitScopes splits a space-delimited scope string (RFC 6749 §3.3: scope
+// tokens separated by SP, 0x20) into its scopes, skipping empty ones. Only
+// SP separates: strings.Fields would also split at a tab, a line break or a
+// Unicode space such as U+00A0, so a single granted scope
+// "read\u00a0admin" would read as the two scopes "read" and "admin" and
+// meet a rule requiring "admin". A scope holding other whitespace stays one
+// scope (and authz refuses to forward it, since an upstream might split it).
+func splitScopes(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, " ") {
+		if part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}

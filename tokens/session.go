@@ -286,7 +286,7 @@ func (v *SessionVerifier) sessionPrincipal(fields map[string]string, now time.Ti
 		Issuer:  v.cfg.Issuer,
 		Method:  MethodUDBSession,
 		AppID:   fields[SessionFieldAppID],
-		Scopes:  strings.Fields(fields[SessionFieldScope]),
+		Scopes:  splitScopes(fields[SessionFieldScope]),
 	}
 	if p.Subject == "" {
 		return Principal{}, "invalid", ErrMalformed

@@ -350,7 +350,7 @@ func decodeTicketPayload(payload string) (ticketClaims, error) {
 		if !ok {
 			return ticketClaims{}, ErrMalformed
 		}
-		c.scopes = strings.Fields(s)
+		c.scopes = splitScopes(s)
 	}
 	for _, k := range []string{"uid", "app", "iat", "exp", "nbf", "scope"} {
 		delete(m, k)

@@ -57,6 +57,7 @@ type Server struct {
 	metrics    *Metrics
 	tracer     trace.Tracer
 	propagator propagation.TextMapPropagator
+	unreadable unreadableIDs
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -74,6 +75,9 @@ func New(d Decider, opts Options) *Server {
 // with denied_response set, never a gRPC error: a gRPC error would make
 // Envoy answer status_on_error instead of our status and body.
 func (s *Server) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	if reason, bad := Unreadable(req); bad {
+		return s.refuseUnreadable(ctx, reason), nil
+	}
 	r := RequestFromProto(req)
 	if s.metrics != nil {
 		s.metrics.inFlight.Inc()
@@ -196,7 +200,10 @@ func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
 // authz.Request promises. Envoy sends lower-case names, so this is
 // normally the map itself; names that differ only in case are joined like
 // repeated headers, in sorted order so the result does not depend on map
-// iteration.
+// iteration. The client chooses the names, so the work stays linear in the
+// input: each group of case variants is sorted and joined in one builder
+// (appending to the joined string instead copies it once per variant, and
+// 21,500 variants of one name in a 1 MiB message then cost seconds of CPU).
 func lowerHeaders(h map[string]string) map[string]string {
 	upper := false
 	for k := range h {
@@ -208,19 +215,51 @@ func lowerHeaders(h map[string]string) map[string]string {
 	if !upper {
 		return h
 	}
-	keys := make([]string, 0, len(h))
-	for k := range h {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
 	m := make(map[string]string, len(h))
-	for _, k := range keys {
+	// variants holds the original names of every lower-case name seen
+	// more than once; most requests have none.
+	var variants map[string][]string
+	for k, v := range h {
 		lk := asciiLower(k)
-		if prev, ok := m[lk]; ok {
-			m[lk] = prev + joinSeparator(lk) + h[k]
+		if _, dup := m[lk]; !dup {
+			m[lk] = v
+			if lk != k {
+				// Remember the original name, in case a variant follows.
+				if variants == nil {
+					variants = map[string][]string{}
+				}
+				variants[lk] = []string{k}
+			}
 			continue
 		}
-		m[lk] = h[k]
+		if variants == nil {
+			variants = map[string][]string{}
+		}
+		names := variants[lk]
+		if len(names) == 0 {
+			names = append(names, lk) // the first one was already lower-case
+		}
+		variants[lk] = append(names, k)
+	}
+	for lk, names := range variants {
+		if len(names) < 2 {
+			continue
+		}
+		slices.Sort(names)
+		sep := joinSeparator(lk)
+		n := len(sep) * (len(names) - 1)
+		for _, k := range names {
+			n += len(h[k])
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for i, k := range names {
+			if i > 0 {
+				b.WriteString(sep)
+			}
+			b.WriteString(h[k])
+		}
+		m[lk] = b.String()
 	}
 	return m
 }
@@ -330,14 +369,38 @@ func headerOptions(hs []authz.Header, action corev3.HeaderValueOption_HeaderAppe
 }
 
 // denyBody is the small JSON body of a denial. It names the class of error
-// and the reason word, never any part of a credential.
+// and the reason word, never any part of a credential. The request id is
+// the client's (Envoy forwards a client's x-request-id unless told not
+// to), so it is clipped: the body stays under a KiB whatever the request
+// held. HTML escaping is off: it would turn each of a client's < > & into
+// six bytes and is pointless in an application/json body.
 func denyBody(d *authz.Decision, requestID string) string {
-	b, _ := json.Marshal(struct {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(struct {
 		Error     string `json:"error"`
 		Reason    string `json:"reason"`
 		RequestID string `json:"request_id,omitempty"`
-	}{d.Code.String(), d.Reason, safe(requestID)})
-	return string(b)
+	}{d.Code.String(), d.Reason, clip(safe(clip(requestID, MaxEchoedRequestID)), MaxEchoedRequestID)})
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// MaxEchoedRequestID bounds the request id echoed in a denial's body, in
+// bytes. Envoy's own ids are 36-byte UUIDs.
+const MaxEchoedRequestID = 128
+
+// clip cuts s to at most n bytes, at a UTF-8 boundary, marking a cut with
+// "...".
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n - len("...")
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "..."
 }
 
 // metadata is what access logs read from

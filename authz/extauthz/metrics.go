@@ -15,6 +15,8 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
+	// unreadable counts CheckRequests the Codec could not decode, by why.
+	unreadable *prometheus.CounterVec
 }
 
 // NewMetrics registers the series on reg.
@@ -35,8 +37,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ext_authz_checks_in_flight",
 			Help: "Checks being decided right now.",
 		}),
+		unreadable: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_unreadable_requests_total",
+			Help: "CheckRequests that could not be decoded (answered 400 unreadable_request), by reason: invalid_utf8, too_deep, malformed.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.decisions, m.duration, m.inFlight)
+	for _, r := range unreadableReasons {
+		m.unreadable.WithLabelValues(r)
+	}
+	reg.MustRegister(m.decisions, m.duration, m.inFlight, m.unreadable)
 	return m
 }
 

@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/redislog"
 )
 
 var buildOnce struct {
@@ -40,7 +41,7 @@ var buildOnce struct {
 func TestMain(m *testing.M) {
 	// go-redis logs every failed dial through a global logger; the Redis
 	// outage tests cause thousands. The binary throttles them the same way.
-	redis.SetLogger(newRedisLogger(slog.New(slog.DiscardHandler)))
+	redis.SetLogger(redislog.New(slog.New(slog.DiscardHandler)))
 	code := m.Run()
 	if buildOnce.path != "" {
 		_ = os.RemoveAll(filepath.Dir(buildOnce.path))

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/redislog"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -63,12 +66,12 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 		defer cancel()
 		_ = tel.shutdown(ctx) // flushes spans
 	}()
-	redis.SetLogger(newRedisLogger(tel.logger)) // go-redis has only a global logger
-	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
+	redis.SetLogger(redislog.New(tel.logger)) // go-redis has only a global logger
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)
 	}
+	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	defer func() {
 		if err := svc.close(); err != nil {
 			tel.logger.Warn("closing", "error", err)
@@ -107,9 +110,10 @@ func checkConfig(path string, getenv func(string) string) error {
 		return cfg.annotate(err)
 	}
 	defer func() { _ = tel.shutdown(context.Background()) }()
-	svc, err := newService(path, cfg, getenv, tel)
+	// The same compile serve and reload run, over a pool of its own.
+	g, err := compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
 	if err != nil {
 		return cfg.annotate(err)
 	}
-	return svc.close()
+	return g.release()
 }

@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"reflect"
+	"slices"
 	"time"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
@@ -24,8 +28,10 @@ type fileConfig struct {
 	Telemetry      telemetryConfig       `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
 
-	// src is the file it came from, to put lines on later errors.
-	src *yamlfile.File
+	// src is the file it came from, to put lines on later errors; path
+	// and sum are its name and the digest of the bytes decoded.
+	src       *yamlfile.File
+	path, sum string
 }
 
 type serverConfig struct {
@@ -54,6 +60,8 @@ type serverConfig struct {
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// Overload bounds the calls decided and waiting at once.
 	Overload overloadConfig `yaml:"overload"`
+	// Edge bounds connections and what each may make the server do.
+	Edge edgeConfig `yaml:"edge"`
 }
 
 type keepaliveConfig struct {
@@ -85,7 +93,8 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainDelay, 5*time.Second)
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
-	s.Overload.applyDefaults()
+	s.Overload.ApplyDefaults()
+	s.Edge.applyDefaults()
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
 	c.Telemetry.applyDefaults()
@@ -99,15 +108,23 @@ func setDefault[T comparable](p *T, def T) {
 	}
 }
 
-// validate checks every section; errors carry field paths from the root.
+// validate checks the sections that live for the process (server, admin,
+// redis, telemetry); compile checks the rest, as it builds them. Errors
+// carry field paths from the root.
 func (c *fileConfig) validate() error {
-	errs := []error{
+	return errors.Join(
 		yamlfile.Wrap("server", c.Server.validate()),
 		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
 		yamlfile.Wrap("telemetry", c.Telemetry.validate()),
-		yamlfile.Wrap("rate_limit", c.RateLimit.Validate()),
-	}
+	)
+}
+
+// validateGeneration checks what a generation is built from: the
+// authenticators, the policy over their names, and the rate_limit
+// section. Only compile calls it, before it builds anything.
+func (c *fileConfig) validateGeneration() error {
+	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	if c.RateLimit.Enabled() && c.RateLimit.Backend == ratelimit.BackendRedis && !c.Redis.Enabled() {
 		errs = append(errs, yamlfile.Errorf("rate_limit.backend", "redis needs the redis section"))
 	}
@@ -129,7 +146,8 @@ func (c *fileConfig) validate() error {
 }
 
 func (s *serverConfig) validate() error {
-	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.validate())}
+	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
+	errs = append(errs, yamlfile.Wrap("edge", s.Edge.validate()))
 	if s.MaxRecvMessageBytes < 4<<10 {
 		errs = append(errs, yamlfile.Errorf("max_recv_message_bytes", "%d is too small for a CheckRequest (at least 4096)", s.MaxRecvMessageBytes))
 	}
@@ -159,12 +177,22 @@ func validateAddress(path, addr string) error {
 // config file. Every error names the file, and where it can the line and
 // the field.
 func loadConfig(path string, getenv func(string) string) (*fileConfig, error) {
-	var c fileConfig
-	f, err := yamlfile.Load(path, &c, getenv)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	c.src = f
+	return parseConfig(path, data, getenv)
+}
+
+// parseConfig is loadConfig for bytes already read: a reload parses
+// exactly the bytes it hashed.
+func parseConfig(path string, data []byte, getenv func(string) string) (*fileConfig, error) {
+	var c fileConfig
+	f, err := yamlfile.Decode(path, data, &c, getenv)
+	if err != nil {
+		return nil, err
+	}
+	c.src, c.path, c.sum = f, path, filewatch.DigestBytes(data)
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, f.Annotate(err)
@@ -185,7 +213,7 @@ func (c *fileConfig) annotate(err error) error {
 func (c *fileConfig) describe() []any {
 	names := make([]string, len(c.Authenticators))
 	for i, a := range c.Authenticators {
-		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kind(), a.Source.String())
+		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kindName(), a.Source.String())
 	}
 	return []any{
 		"grpc_address", c.Server.GRPCAddress,
@@ -194,4 +222,61 @@ func (c *fileConfig) describe() []any {
 		"authenticators", names,
 		"redis", c.Redis.Enabled(),
 	}
+}
+
+// restartSetting is a part of the config that a reload does not apply.
+type restartSetting struct {
+	name string
+	// keep puts the running value into next and reports whether next
+	// asked for another.
+	keep func(next, running *fileConfig) (changed bool)
+}
+
+// section is a restartSetting for a whole section.
+func section[T any](name string, get func(*fileConfig) *T) restartSetting {
+	return restartSetting{name, func(next, running *fileConfig) bool {
+		n, r := get(next), get(running)
+		changed := !reflect.DeepEqual(*n, *r)
+		*n = *r
+		return changed
+	}}
+}
+
+// restartOnly are the settings a reload keeps at their running values
+// (declared here once; the README's restart list follows it): listeners and
+// their limits, the admin server, the Redis client (the limiter and
+// readiness hold it for the process's life), telemetry (the logger and
+// tracer are built before the service), and every rate_limit setting but
+// the files (the limiter and its store live for the process; RLS serves
+// it).
+var restartOnly = []restartSetting{
+	section("server", func(c *fileConfig) *serverConfig { return &c.Server }),
+	section("admin", func(c *fileConfig) *adminConfig { return &c.Admin }),
+	section("redis", func(c *fileConfig) *redisconf.Config { return &c.Redis }),
+	section("telemetry", func(c *fileConfig) *telemetryConfig { return &c.Telemetry }),
+	{"rate_limit (all but files)", func(next, running *fileConfig) bool {
+		n, r := next.RateLimit, running.RateLimit
+		files := n.Files
+		n.Files, r.Files = nil, nil
+		// Turning rate limiting on or off is a restart too: the limiter
+		// exists, or not, for the process's life.
+		changed := !reflect.DeepEqual(n, r) || next.RateLimit.Enabled() != running.RateLimit.Enabled()
+		next.RateLimit = running.RateLimit
+		if running.RateLimit.Enabled() && len(files) > 0 {
+			next.RateLimit.Files = slices.Clone(files)
+		}
+		return changed
+	}},
+}
+
+// keepRestartOnly applies restartOnly to next and returns the names of the
+// settings next wanted changed.
+func keepRestartOnly(next, running *fileConfig) []string {
+	var changed []string
+	for _, s := range restartOnly {
+		if s.keep(next, running) {
+			changed = append(changed, s.name)
+		}
+	}
+	return changed
 }

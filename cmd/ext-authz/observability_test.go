@@ -366,21 +366,3 @@ func TestDecisionLogClipsLongFields(t *testing.T) {
 		t.Errorf("the line does not keep the path's start, marked as cut: %s", line)
 	}
 }
-
-func TestClip(t *testing.T) {
-	for _, c := range []struct {
-		give string
-		n    int
-		want string
-	}{
-		{"short", 8, "short"},
-		{"exactly8", 8, "exactly8"},
-		{"ninechars", 8, "ninec..."},
-		{"ééééé", 8, "éé..."}, // 10 bytes; cut at 5 would split the third é
-		{"aéééé", 8, "aéé..."},
-	} {
-		if got := clip(c.give, c.n); got != c.want || len(got) > c.n {
-			t.Errorf("clip(%q, %d) = %q, want %q", c.give, c.n, got, c.want)
-		}
-	}
-}

@@ -20,11 +20,11 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/admission"
 	"github.com/ext-authz/ext-authz/tokens"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
@@ -36,14 +36,14 @@ var checkInfo = &grpc.UnaryServerInfo{FullMethod: authv3.Authorization_Check_Ful
 // admissionHarness holds n turns of a 2-slot admission so each case starts
 // from a full server.
 type admissionHarness struct {
-	a       *admission
+	a       *grpcAdmission
 	release chan struct{}
 	ran     chan struct{}
 }
 
 func newAdmissionHarness(t *testing.T, cfg overloadConfig) *admissionHarness {
 	t.Helper()
-	cfg.applyDefaults()
+	cfg.ApplyDefaults()
 	h := &admissionHarness{a: newAdmission(cfg, prometheus.NewRegistry()), release: make(chan struct{}), ran: make(chan struct{}, 100)}
 	return h
 }
@@ -60,7 +60,7 @@ func (h *admissionHarness) call(ctx context.Context) error {
 }
 
 func (h *admissionHarness) rejected(reason string) float64 {
-	return testutil.ToFloat64(h.a.rejected.WithLabelValues(reason))
+	return h.a.c.Rejected(reason)
 }
 
 func TestAdmission(t *testing.T) {
@@ -71,8 +71,8 @@ func TestAdmission(t *testing.T) {
 		if err := h.call(ctx); status.Code(err) != codes.Canceled {
 			t.Fatalf("err = %v, want Canceled", err)
 		}
-		if len(h.ran) != 0 || h.rejected(rejectCallerGone) != 1 {
-			t.Errorf("handler ran %d times, caller_gone = %v", len(h.ran), h.rejected(rejectCallerGone))
+		if len(h.ran) != 0 || h.rejected(admission.ReasonCallerGone) != 1 {
+			t.Errorf("handler ran %d times, caller_gone = %v", len(h.ran), h.rejected(admission.ReasonCallerGone))
 		}
 	})
 
@@ -91,26 +91,26 @@ func TestAdmission(t *testing.T) {
 			// One may queue; the next is refused at once.
 			go func() { errs <- h.call(context.Background()) }()
 			synctest.Wait()
-			if got := h.a.queued.Load(); got != 1 {
+			if got := h.a.c.Queued(); got != 1 {
 				t.Fatalf("queued = %d, want 1", got)
 			}
-			if err := h.call(context.Background()); status.Code(err) != codes.ResourceExhausted || h.rejected(rejectQueueFull) != 1 {
-				t.Fatalf("over the queue: err = %v, queue_full = %v", err, h.rejected(rejectQueueFull))
+			if err := h.call(context.Background()); status.Code(err) != codes.ResourceExhausted || h.rejected(admission.ReasonQueueFull) != 1 {
+				t.Fatalf("over the queue: err = %v, queue_full = %v", err, h.rejected(admission.ReasonQueueFull))
 			}
 
 			// The queued call waits max_queue_wait, then is refused.
 			time.Sleep(100 * time.Millisecond)
 			synctest.Wait()
-			if err := <-errs; status.Code(err) != codes.ResourceExhausted || h.rejected(rejectQueueTimeout) != 1 {
-				t.Fatalf("queued call: err = %v, queue_timeout = %v", err, h.rejected(rejectQueueTimeout))
+			if err := <-errs; status.Code(err) != codes.ResourceExhausted || h.rejected(admission.ReasonQueueTimeout) != 1 {
+				t.Fatalf("queued call: err = %v, queue_timeout = %v", err, h.rejected(admission.ReasonQueueTimeout))
 			}
 
 			// A queued caller whose deadline passes first gets DeadlineExceeded
 			// and its handler never runs.
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
 			defer cancel()
-			if err := h.call(ctx); status.Code(err) != codes.DeadlineExceeded || h.rejected(rejectCallerGone) != 1 {
-				t.Fatalf("deadline in queue: err = %v, caller_gone = %v", err, h.rejected(rejectCallerGone))
+			if err := h.call(ctx); status.Code(err) != codes.DeadlineExceeded || h.rejected(admission.ReasonCallerGone) != 1 {
+				t.Fatalf("deadline in queue: err = %v, caller_gone = %v", err, h.rejected(admission.ReasonCallerGone))
 			}
 
 			// A queued call gets the first free turn.
@@ -122,15 +122,17 @@ func TestAdmission(t *testing.T) {
 					t.Errorf("admitted call: %v", err)
 				}
 			}
-			if len(h.ran) != 3 || h.a.queued.Load() != 0 || len(h.a.slots) != 0 {
-				t.Errorf("ran %d, queued %d, slots held %d; want 3, 0, 0", len(h.ran), h.a.queued.Load(), len(h.a.slots))
+			if len(h.ran) != 3 || h.a.c.Queued() != 0 || h.a.c.InFlight() != 0 {
+				t.Errorf("ran %d, queued %d, slots held %d; want 3, 0, 0", len(h.ran), h.a.c.Queued(), h.a.c.InFlight())
 			}
 		})
 	})
 
 	t.Run("health is never queued", func(t *testing.T) {
 		h := newAdmissionHarness(t, overloadConfig{MaxInFlight: 1, MaxQueued: -1})
-		h.a.slots <- struct{}{} // the server is full
+		if err := h.a.c.Acquire(context.Background()); err != nil { // the server is full
+			t.Fatal(err)
+		}
 		info := &grpc.UnaryServerInfo{FullMethod: healthgrpc.Health_Check_FullMethodName}
 		_, err := h.a.admitUnary()(context.Background(), nil, info, func(context.Context, any) (any, error) { return "ok", nil })
 		if err != nil {
@@ -153,7 +155,7 @@ func TestAdmission(t *testing.T) {
 		if status.Code(err) != codes.Internal {
 			t.Fatalf("panic: %v", err)
 		}
-		if len(h.a.slots) != 0 {
+		if h.a.c.InFlight() != 0 {
 			t.Fatalf("a panicking call kept its turn")
 		}
 	})
@@ -168,8 +170,8 @@ func TestAdmission(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		_, _ = h.a.admitUnary()(ctx, nil, checkInfo, func(context.Context, any) (any, error) { cancel(); return nil, nil })
-		if len(h.ran) != 3 || testutil.ToFloat64(h.a.late) != 1 {
-			t.Errorf("ran %d, late %v; want 3, 1", len(h.ran), testutil.ToFloat64(h.a.late))
+		if len(h.ran) != 3 || h.a.c.Late() != 1 {
+			t.Errorf("ran %d, late %v; want 3, 1", len(h.ran), h.a.c.Late())
 		}
 	})
 }
@@ -283,7 +285,7 @@ func TestOverload(t *testing.T) {
 	})
 }
 
-func runOverload(t *testing.T, jwks, token, overload string, admission bool) {
+func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	const workers, maxQueued = 400, 16
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	writeFile(t, cfgPath, overloadBinaryConfig(jwks, overload))
@@ -327,12 +329,12 @@ func runOverload(t *testing.T, jwks, token, overload string, admission bool) {
 	fams := scrape(t, "http://"+p.adminAddr)
 	decided, _ := value(fams, "ext_authz_decisions_total", nil)
 	late, _ := value(fams, "ext_authz_overload_late_total", nil)
-	gone, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": rejectCallerGone})
-	full, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": rejectQueueFull})
-	waited, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": rejectQueueTimeout})
+	gone, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonCallerGone})
+	full, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueFull})
+	waited, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueTimeout})
 	t.Logf("server: decided %.0f (%.0f after the caller's deadline: %.1f%%); refused %.0f queue full, %.0f queue timeout, %.0f caller gone",
 		decided, late, 100*late/decided, full, waited, gone)
-	if !admission {
+	if !admit {
 		return
 	}
 	for o, n := range st.Outcomes {

@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"reflect"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
@@ -14,9 +15,10 @@ import (
 	"github.com/ext-authz/ext-authz/ratelimit/rls"
 )
 
-// rateLimiting is the process's one limiter: built at start-up, its rules
-// swapped on reload, its store (and counters) kept for the life of the
-// process.
+// rateLimiting is the limiter and its store (counters, batcher), shared by
+// every generation through the pool. Its settings are restart-only, so it
+// lives for the process; each generation brings its own rules, set on it
+// when that generation is swapped in.
 type rateLimiting struct {
 	cfg     ratelimit.Config
 	limiter *ratelimit.Limiter
@@ -25,34 +27,46 @@ type rateLimiting struct {
 	run func(ctx context.Context) error
 }
 
-// buildRateLimiting returns nil when no rate-limit files are configured.
-func (s *service) buildRateLimiting(cfg *fileConfig) (*rateLimiting, error) {
+// Run is the store's background work (a pool.Runner).
+func (rl *rateLimiting) Run(ctx context.Context) error { return rl.run(ctx) }
+
+// rateLimiting acquires the shared limiter into the lease, building it
+// over rules when no generation holds one.
+func (e *buildEnv) rateLimiting(l *pool.Lease, cfg *fileConfig, rules *envoyconfig.Rules) (*rateLimiting, error) {
 	rc := cfg.RateLimit
-	if !rc.Enabled() {
-		return nil, nil
-	}
-	rules, err := loadRateLimitRules(cfg)
-	if err != nil {
-		return nil, err
-	}
-	rl := &rateLimiting{cfg: rc}
-	var store ratelimit.Store
+	settings := rc
+	settings.Files = nil
+	b, _ := json.Marshal(settings)
+	key := "rate_limit\x00" + string(b)
+	var build func() (any, error)
 	switch rc.Backend {
 	case ratelimit.BackendRedis:
-		cli, err := s.env.redis()
+		cli, err := e.redis(l, &cfg.Redis)
 		if err != nil {
 			return nil, yamlfile.Errorf("rate_limit.backend", "redis: %v", err)
 		}
-		st := rlredis.New(cli, rlredis.Options{MaxBatchOps: rc.Batch.MaxOps, Workers: rc.Batch.Workers, NoBatching: rc.Batch.Disabled})
-		store, rl.run = st, st.Run
+		key += "\x00" + redisKey(&cfg.Redis)
+		build = func() (any, error) {
+			st := rlredis.New(cli, rlredis.Options{MaxBatchOps: rc.Batch.MaxOps, Workers: rc.Batch.Workers, NoBatching: rc.Batch.Disabled})
+			return e.newRateLimiting(rc, st, st.Run, rules), nil
+		}
 	default:
-		st := memory.New(memory.Options{})
-		store, rl.run = st, st.Run
+		build = func() (any, error) {
+			st := memory.New(memory.Options{})
+			return e.newRateLimiting(rc, st, st.Run, rules), nil
+		}
 	}
+	v, _, err := l.Acquire(key, build)
+	if err != nil {
+		return nil, err
+	}
+	return v.(*rateLimiting), nil
+}
+
+func (e *buildEnv) newRateLimiting(rc ratelimit.Config, st ratelimit.Store, run func(context.Context) error, rules *envoyconfig.Rules) *rateLimiting {
 	opts := rc.LimiterOptions()
-	opts.Registerer = s.registry
-	rl.limiter = ratelimit.New(store, rules, opts)
-	return rl, nil
+	opts.Registerer = e.registry
+	return &rateLimiting{cfg: rc, limiter: ratelimit.New(st, rules, opts), run: run}
 }
 
 // loadRateLimitRules loads the envoyproxy/ratelimit files and checks that
@@ -82,24 +96,6 @@ func (rl *rateLimiting) pipelineOptions(o authz.Options) authz.Options {
 	o.RateLimitHeadersOnAllow = rl.cfg.ResponseHeaders.OnAllow
 	o.XFFNumTrustedHops = rl.cfg.XFFNumTrustedHops
 	return o
-}
-
-// prepareReload loads the new files; commit swaps them in once the rest of
-// the reload succeeded. Other rate_limit settings need a restart.
-func (rl *rateLimiting) prepareReload(cfg *fileConfig) (commit func(), warn bool, err error) {
-	if rl == nil {
-		return func() {}, cfg.RateLimit.Enabled(), nil
-	}
-	if !cfg.RateLimit.Enabled() {
-		return func() {}, true, nil
-	}
-	rules, err := loadRateLimitRules(cfg)
-	if err != nil {
-		return nil, false, err
-	}
-	old, next := rl.cfg, cfg.RateLimit
-	old.Files, next.Files = nil, nil
-	return func() { rl.limiter.SetMatcher(rules) }, !reflect.DeepEqual(old, next), nil
 }
 
 // rlsServer is the ShouldRateLimit service, or nil when not served.

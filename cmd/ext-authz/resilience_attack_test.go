@@ -476,12 +476,13 @@ func attackResInvalidUTF8(t *testing.T, h *harness) {
 		want want
 	}{
 		// proto3 strings must be UTF-8: Go's protobuf refuses the
-		// message, gRPC answers Internal, Envoy applies status_on_error.
-		{"header value (headers map)", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", Headers: [][2]string{alice, {"x-note", "a" + bad}}}, want{grpc: codes.Internal}},
-		{"header name (headers map)", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", Headers: [][2]string{alice, {"x-" + bad, "v"}}}, want{grpc: codes.Internal}},
-		{"path field", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/" + bad, Headers: [][2]string{alice}}, want{grpc: codes.Internal}},
-		{"host field", attackResWire{Method: "GET", Host: "shop" + bad + ".example.com", Path: "/api/orders", Headers: [][2]string{alice}}, want{grpc: codes.Internal}},
-		{"header_map key", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", HeaderMap: [][3]string{{"x-api-key", keyAlice, ""}, {"x-" + bad, "v", ""}}}, want{grpc: codes.Internal}},
+		// message; the server's codec marks it and Check answers 400
+		// unreadable_request (was: gRPC Internal, Envoy's status_on_error).
+		{"header value (headers map)", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", Headers: [][2]string{alice, {"x-note", "a" + bad}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
+		{"header name (headers map)", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", Headers: [][2]string{alice, {"x-" + bad, "v"}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
+		{"path field", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/" + bad, Headers: [][2]string{alice}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
+		{"host field", attackResWire{Method: "GET", Host: "shop" + bad + ".example.com", Path: "/api/orders", Headers: [][2]string{alice}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
+		{"header_map key", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", HeaderMap: [][3]string{{"x-api-key", keyAlice, ""}, {"x-" + bad, "v", ""}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
 		// raw_value is bytes: it decodes, and the pipeline must judge it.
 		{"header_map raw_value of an unrelated header", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
 			HeaderMap: [][3]string{{"x-api-key", "", keyAlice}, {"x-note", "", "a" + bad}}}, want{http: 200}},

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,11 +21,12 @@ import (
 	"google.golang.org/grpc/health"
 
 	"github.com/ext-authz/ext-authz/authz"
-	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
+	"github.com/ext-authz/ext-authz/internal/pool"
 )
 
 // service is the running process: the gRPC and admin servers, the live
-// pipeline, the authenticators' background work, and config reloads.
+// configuration generation, and config reloads.
 type service struct {
 	path     string
 	getenv   func(string) string
@@ -34,14 +34,18 @@ type service struct {
 	logger   *slog.Logger
 	registry *prometheus.Registry
 	env      *buildEnv
+	// pool holds the components generations share (see generation).
+	pool *pool.Pool
 
-	// base is cancelled at shutdown, after the drain; authenticators'
+	// base is cancelled at shutdown, after the drain; components'
 	// background work runs under it.
 	base       context.Context
 	cancelBase context.CancelFunc
 
-	live     *authz.Live
-	rl       *rateLimiting // nil without rate_limit.files
+	live *authz.Live
+	// rl is the limiter every generation shares (nil without
+	// rate_limit.files); its settings are restart-only.
+	rl       *rateLimiting
 	health   *health.Server
 	grpc     *grpc.Server
 	admin    *http.Server
@@ -52,156 +56,71 @@ type service struct {
 	// redisDown holds the last Redis PING failure (nil when it answered).
 	redisDown atomic.Pointer[error]
 
-	mu  sync.Mutex // serialises reloads; guards cfg, fileSum
-	cfg *fileConfig
-	sum [sha256.Size]byte
-	// auths are the authenticators serving now. Only a holder of mu
-	// replaces them, but ready() reads them without it: a reload holds mu
-	// while it waits (up to reloadWait) for new authenticators, and a
-	// readiness probe must not wait with it.
-	auths      atomic.Pointer[map[string]*runningAuth]
+	mu sync.Mutex // serialises reloads
+	// gen is the generation serving now. Only a holder of mu replaces it,
+	// but ready() reads it without mu: a reload holds mu while it waits
+	// (up to reloadWait) for a new generation to be ready, and a readiness
+	// probe must not wait with it.
+	gen        atomic.Pointer[generation]
 	reloadWait time.Duration
 }
 
-// running returns the authenticators serving now (none before newService
-// stored the first set).
-func (s *service) running() map[string]*runningAuth {
-	if p := s.auths.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// runningAuth is a built authenticator with its own background work, so
-// an unchanged one survives a reload untouched.
-type runningAuth struct {
-	cfg    authenticatorConfig
-	built  builtAuthenticator
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func (r *runningAuth) start(parent context.Context, logger *slog.Logger) {
-	if r.built.run == nil || r.cancel != nil {
-		return
-	}
-	ctx, cancel := context.WithCancel(parent)
-	r.cancel, r.done = cancel, make(chan struct{})
-	go func() {
-		defer close(r.done)
-		if err := r.built.run(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("authenticator background work stopped", "authenticator", r.cfg.Name, "error", err)
-		}
-	}()
-}
-
-func (r *runningAuth) stop() {
-	if r.cancel != nil {
-		r.cancel()
-		<-r.done
-	}
-}
-
-func (r *runningAuth) ready() error {
-	if r.built.ready == nil {
-		return nil
-	}
-	if err := r.built.ready(); err != nil {
-		return fmt.Errorf("authenticator %s: %w", r.cfg.Name, err)
-	}
-	return nil
-}
-
-// newService builds everything from a validated config. It starts no
-// goroutine and opens no socket.
+// newService compiles the first generation from a validated config. It
+// starts no goroutine and opens no socket.
 func newService(path string, cfg *fileConfig, getenv func(string) string, tel *telemetry) (*service, error) {
-	logger := tel.logger
 	s := &service{
-		path:     path,
-		getenv:   getenv,
-		tel:      tel,
-		logger:   logger,
-		registry: tel.registry,
-		health:   health.NewServer(),
-		cfg:      cfg,
+		path:       path,
+		getenv:     getenv,
+		tel:        tel,
+		logger:     tel.logger,
+		registry:   tel.registry,
+		health:     health.NewServer(),
+		reloadWait: 10 * time.Second,
 	}
-	s.base, s.cancelBase = context.WithCancel(context.Background())
-	s.env = &buildEnv{logger: logger, registry: s.registry, redisCfg: cfg.Redis}
-	if tel.tracing() {
-		s.env.tracerProvider = tel.tracerProvider
-	}
-	rl, err := s.buildRateLimiting(cfg)
+	s.pool = pool.New(pool.Options{OnRunError: func(key string, err error) {
+		s.logger.Error("background work stopped", "component", componentName(key), "error", err)
+	}})
+	s.env = newBuildEnv(tel, s.pool)
+	g, err := compile(s.env, cfg)
 	if err != nil {
-		s.cancelBase()
-		_ = s.env.close()
 		return nil, cfg.annotate(err)
 	}
-	s.rl = rl
-	auths, err := s.buildAuthenticators(cfg)
-	if err != nil {
-		s.cancelBase()
-		return nil, err
-	}
-	p, err := s.buildPipeline(cfg, auths)
-	if err != nil {
-		s.cancelBase()
-		return nil, err
-	}
-	s.auths.Store(&auths)
-	s.reloadWait = 10 * time.Second
-	s.live = authz.NewLive(p)
-	s.sum, _ = fileSum(path)
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.gen.Store(g)
+	s.rl = g.rl
+	s.live = authz.NewLive(g.pipeline)
 	s.grpc = s.newGRPCServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
 	return s, nil
 }
 
-// buildAuthenticators builds every configured authenticator, reusing a
-// running one whose config is unchanged when it has background state (JWKS
-// key sets, session caches): a reload must not drop warm keys or depend on
-// the key endpoint being up. Stateless ones are rebuilt so rotated key files
-// are read again.
-func (s *service) buildAuthenticators(cfg *fileConfig) (map[string]*runningAuth, error) {
-	out := make(map[string]*runningAuth, len(cfg.Authenticators))
-	var errs []error
-	for i := range cfg.Authenticators {
-		ac := cfg.Authenticators[i]
-		if old := s.running()[ac.Name]; old != nil && old.built.run != nil && reflect.DeepEqual(old.cfg, ac) {
-			out[ac.Name] = old
-			continue
-		}
-		b, err := s.env.authenticator(&ac)
-		if err != nil {
-			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
-			continue
-		}
-		out[ac.Name] = &runningAuth{cfg: ac, built: b}
+// newBuildEnv is what compiling a generation uses from the process.
+func newBuildEnv(tel *telemetry, p *pool.Pool) *buildEnv {
+	env := &buildEnv{logger: tel.logger, registry: tel.registry, pool: p}
+	if tel.tracing() {
+		env.tracerProvider, env.tracer = tel.tracerProvider, tel.tracer
 	}
-	return out, errors.Join(errs...)
+	return env
 }
 
-// buildPipeline compiles the policy over the given authenticators.
-func (s *service) buildPipeline(cfg *fileConfig, auths map[string]*runningAuth) (*authz.Pipeline, error) {
-	list := make([]*authz.Authenticator, 0, len(auths))
-	for _, ac := range cfg.Authenticators {
-		list = append(list, auths[ac.Name].built.auth)
-	}
-	opts := authz.Options{}
-	if s.tel.tracing() {
-		opts.Tracer = s.tel.tracer
-	}
-	p, err := authz.NewPipeline(cfg.Policy, list, s.rl.pipelineOptions(opts))
-	return p, yamlfile.Wrap("policy", err)
+// componentName is the readable part of a pool key: its kind and name,
+// never its config (which may hold a password).
+func componentName(key string) string {
+	name, _, _ := strings.Cut(key, "\x00")
+	return name
 }
+
+// cfg is the configuration serving now.
+func (s *service) cfg() *fileConfig { return s.gen.Load().cfg }
 
 // listen opens both sockets, so a port conflict fails start-up at once.
 func (s *service) listen() error {
 	var err error
-	if s.grpcLis, err = net.Listen("tcp", s.cfg.Server.GRPCAddress); err != nil {
+	if s.grpcLis, err = net.Listen("tcp", s.cfg().Server.GRPCAddress); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
 	}
-	if s.adminLis, err = net.Listen("tcp", s.cfg.Admin.Address); err != nil {
+	if s.adminLis, err = net.Listen("tcp", s.cfg().Admin.Address); err != nil {
 		_ = s.grpcLis.Close()
 		return fmt.Errorf("admin listener: %w", err)
 	}
@@ -212,18 +131,19 @@ func (s *service) listen() error {
 // drain.
 func (s *service) serve(ctx context.Context) error {
 	s.mu.Lock()
-	for _, a := range s.running() {
-		a.start(s.base, s.logger)
+	if err := s.gen.Load().lease.Start(s.base); err != nil {
+		s.mu.Unlock()
+		return err
 	}
-	// A reload may swap s.cfg at any time; the sections read here are the
-	// restart-only ones, so one read at start is the truth for this run.
-	watchRedis := s.cfg.Redis.RequiredForReadiness
+	// The sections read here are restart-only: every generation has the
+	// values this one has.
+	watchRedis := s.cfg().Redis.RequiredForReadiness
 	s.mu.Unlock()
 	s.logger.Info("serving", "grpc_address", s.grpcLis.Addr().String(), "admin_address", s.adminLis.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		if err := s.grpc.Serve(s.grpcLis); err != nil {
+		if err := s.serveGRPC(s.grpcLis); err != nil {
 			return fmt.Errorf("grpc server: %w", err)
 		}
 		return nil
@@ -239,9 +159,6 @@ func (s *service) serve(ctx context.Context) error {
 		g.Go(func() error { s.watchRedis(gctx); return nil })
 	}
 	g.Go(func() error { s.watchConfig(gctx); return nil })
-	if s.rl != nil {
-		g.Go(func() error { return s.rl.run(gctx) })
-	}
 	g.Go(func() error {
 		<-gctx.Done()
 		s.drain()
@@ -253,9 +170,7 @@ func (s *service) serve(ctx context.Context) error {
 // drain: health NOT_SERVING → wait drain_delay → GracefulStop bounded by
 // drain_timeout → Stop; then the admin server and background work.
 func (s *service) drain() {
-	s.mu.Lock()
-	sc := s.cfg.Server
-	s.mu.Unlock()
+	sc := s.cfg().Server
 	s.logger.Info("draining", "drain_delay", sc.DrainDelay.String(), "drain_timeout", sc.DrainTimeout.String())
 	s.draining.Store(true)
 	s.health.Shutdown()
@@ -279,14 +194,13 @@ func (s *service) drain() {
 	s.logger.Info("drained")
 }
 
-// close releases what newService built. Call it after serve returns (or
-// instead of serve).
+// close releases what newService built: the serving generation, and with
+// it every shared component. Call it after serve returns (or instead of
+// serve).
 func (s *service) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, a := range s.running() {
-		a.stop()
-	}
+	err := s.gen.Load().release()
 	s.cancelBase()
 	if s.grpcLis != nil {
 		_ = s.grpcLis.Close()
@@ -294,7 +208,7 @@ func (s *service) close() error {
 	if s.adminLis != nil {
 		_ = s.adminLis.Close()
 	}
-	return s.env.close()
+	return err
 }
 
 // ready returns nil when the service can decide requests.
@@ -305,17 +219,15 @@ func (s *service) ready() error {
 	if p := s.redisDown.Load(); p != nil && *p != nil {
 		return fmt.Errorf("redis: %w", *p)
 	}
-	var errs []error
-	for _, a := range s.running() {
-		errs = append(errs, a.ready())
-	}
-	return errors.Join(errs...)
+	return s.gen.Load().ready()
 }
 
 // watchRedis pings Redis every second for readiness (only with
 // redis.required_for_readiness).
 func (s *service) watchRedis(ctx context.Context) {
-	cli, err := s.env.redis()
+	l := s.pool.NewLease()
+	defer func() { _ = l.Release() }()
+	cli, err := s.env.redis(l, &s.cfg().Redis)
 	if err != nil {
 		s.redisDown.Store(&err)
 		return
@@ -378,140 +290,163 @@ func (s *service) watchReadiness(ctx context.Context) {
 	}
 }
 
-// watchConfig reloads on SIGHUP and when the file's content changes.
-// Content, not mtime, is compared: a Kubernetes ConfigMap update swaps a
-// symlink and keeps old timestamps.
+// watchConfig reloads on SIGHUP at once, and every reload_interval when
+// the content of the config file or of any file it references has changed
+// and then stayed the same for a whole interval: a file rewritten in place
+// is not applied half-written (unless its writer pauses for longer than
+// that; write a new file and rename it over the old one, as a Kubernetes
+// ConfigMap update does). Content, not mtime, is compared: a ConfigMap
+// update swaps a symlink and keeps old timestamps.
 func (s *service) watchConfig(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var tick <-chan time.Time
-	s.mu.Lock()
-	iv := s.cfg.Server.ReloadInterval
-	s.mu.Unlock()
+	iv := s.cfg().Server.ReloadInterval
 	if iv > 0 {
 		t := time.NewTicker(iv)
 		defer t.Stop()
 		tick = t.C
 	}
+	var st filewatch.Settle
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
+			st = filewatch.Settle{}
 			_ = s.reload("sighup")
-		case <-tick:
-			sum, err := fileSum(s.path)
-			s.mu.Lock()
-			changed := err == nil && sum != s.sum
-			s.mu.Unlock()
-			if changed {
-				_ = s.reload("file changed")
-			}
+		case now := <-tick:
+			_ = s.poll(&st, now, iv)
 		}
 	}
 }
 
-func fileSum(path string) ([sha256.Size]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return [sha256.Size]byte{}, err
+// poll is one look at the files: it applies them when they changed and
+// have settled (see filewatch.Settle). It reports whether it attempted a reload.
+func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration) bool {
+	data, cur := s.snapshot()
+	if !st.Observe(cur, s.gen.Load().files, now, quiet) {
+		return false
 	}
-	return sha256.Sum256(b), nil
+	if err := s.apply("file changed", data, cur); errors.Is(err, errFilesChanged) {
+		st.Retry()
+	}
+	return true
 }
 
-// reload reads the config file again and, if it is valid and its
-// authenticators become ready, swaps in the new pipeline. A bad file is
-// rejected with a log line and the old config keeps serving. Sections that
-// cannot change without a restart (listeners, redis) keep their old values.
+// snapshot reads the config file and digests it (the digest of exactly
+// the bytes returned) and every file the serving generation references.
+func (s *service) snapshot() ([]byte, filewatch.Digests) {
+	g := s.gen.Load()
+	paths := make([]string, 0, len(g.files))
+	for p := range g.files {
+		if p != s.path {
+			paths = append(paths, p)
+		}
+	}
+	cur := filewatch.DigestAll(paths)
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		cur[s.path] = "unreadable: " + err.Error()
+		return nil, cur
+	}
+	cur[s.path] = filewatch.DigestBytes(data)
+	return data, cur
+}
+
+// reload reads the config file and applies it.
 func (s *service) reload(why string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sum, _ := fileSum(s.path)
-	s.sum = sum // a bad file is reported once, not every poll
-	cfg, err := loadConfig(s.path, s.getenv)
+	data, err := os.ReadFile(s.path)
 	if err != nil {
 		s.tel.reloads.WithLabelValues("failure").Inc()
 		s.logger.Error("config reload rejected", "reason", why, "error", err)
 		return err
 	}
-	for _, sec := range []struct {
-		name     string
-		old, new any
-	}{
-		{"server", s.cfg.Server, cfg.Server},
-		{"admin", s.cfg.Admin, cfg.Admin},
-		{"redis", s.cfg.Redis, cfg.Redis},
-		{"telemetry", s.cfg.Telemetry, cfg.Telemetry},
-	} {
-		if !reflect.DeepEqual(sec.old, sec.new) {
-			s.logger.Warn("config section changed; restart to apply it", "section", sec.name)
-		}
-	}
-	cfg.Server, cfg.Admin, cfg.Redis, cfg.Telemetry = s.cfg.Server, s.cfg.Admin, s.cfg.Redis, s.cfg.Telemetry
-
-	commitLimits, warnLimits, err := s.rl.prepareReload(cfg)
-	if warnLimits {
-		s.logger.Warn("config section changed; restart to apply it", "section", "rate_limit")
-	}
-	var auths map[string]*runningAuth
-	if err == nil {
-		auths, err = s.buildAuthenticators(cfg)
-	}
-	if err == nil {
-		var p *authz.Pipeline
-		if p, err = s.buildPipeline(cfg, auths); err == nil {
-			if err = s.startAndAwait(auths); err == nil {
-				commitLimits()
-				s.swap(cfg, auths, p)
-				s.tel.reloads.WithLabelValues("success").Inc()
-				s.logger.Info("config reloaded", "reason", why)
-				return nil
-			}
-		}
-	}
-	for name, a := range auths {
-		if s.running()[name] != a {
-			a.stop()
-		}
-	}
-	err = cfg.annotate(err)
-	s.tel.reloads.WithLabelValues("failure").Inc()
-	s.logger.Error("config reload rejected", "reason", why, "error", err)
-	return err
+	return s.apply(why, data, nil)
 }
 
-// startAndAwait starts new authenticators' background work and waits for
-// them to be ready, so a reload never swaps in a pipeline that cannot
-// verify (a JWKS issuer without keys yet).
-func (s *service) startAndAwait(auths map[string]*runningAuth) error {
-	for name, a := range auths {
-		if s.running()[name] != a {
-			a.start(s.base, s.logger)
+// apply parses data (the config file's content), compiles a new
+// generation, waits until it is ready, swaps it in and releases the old
+// one. A bad file, or one whose generation does not become ready, is
+// rejected with a log line and the old generation keeps serving.
+// Restart-only settings keep their running values. With expect, the
+// generation must have read exactly the files expect describes (the
+// content that settled) where it read the same paths, or it is discarded
+// with errFilesChanged.
+func (s *service) apply(why string, data []byte, expect filewatch.Digests) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := s.gen.Load()
+	next, err := s.prepare(data, old, expect)
+	if err != nil {
+		if errors.Is(err, errFilesChanged) {
+			s.logger.Info("config reload postponed", "reason", why, "error", err)
+			return err
 		}
+		s.tel.reloads.WithLabelValues("failure").Inc()
+		s.logger.Error("config reload rejected", "reason", why, "error", err)
+		return err
+	}
+	// The logger learns new credential carriers before any request can
+	// bring one.
+	s.tel.redact.add(credentialKeys(next.cfg))
+	if next.rl != nil {
+		next.rl.limiter.SetMatcher(next.limits)
+	}
+	s.live.Store(next.pipeline)
+	s.gen.Store(next)
+	if err := old.release(); err != nil {
+		s.logger.Warn("releasing the old configuration", "error", err)
+	}
+	s.tel.reloads.WithLabelValues("success").Inc()
+	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
+	for _, f := range next.cfg.restartOnlyFiles() {
+		if d, ok := old.files[f]; ok && d != next.files[f] {
+			s.logger.Warn("file read only at start changed; restart to apply it", "file", f)
+		}
+	}
+	return nil
+}
+
+// prepare builds the next generation from data and starts it; on error
+// nothing it built is left running.
+func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests) (*generation, error) {
+	cfg, err := parseConfig(s.path, data, s.getenv)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range keepRestartOnly(cfg, old.cfg) {
+		s.logger.Warn("config setting changed; restart to apply it", "section", name)
+	}
+	next, err := compile(s.env, cfg)
+	if err != nil {
+		return nil, cfg.annotate(err)
+	}
+	if !next.files.Agree(expect) {
+		_ = next.release()
+		return nil, errFilesChanged
+	}
+	if err := s.startAndAwait(next); err != nil {
+		_ = next.release()
+		return nil, cfg.annotate(err)
+	}
+	return next, nil
+}
+
+// startAndAwait starts the generation's new components and waits for it to
+// be ready, so a reload never swaps in a pipeline that cannot verify (a
+// JWKS issuer without keys yet).
+func (s *service) startAndAwait(g *generation) error {
+	if err := g.lease.Start(s.base); err != nil {
+		return err
 	}
 	deadline := time.Now().Add(s.reloadWait)
 	for {
-		var errs []error
-		for _, a := range auths {
-			errs = append(errs, a.ready())
-		}
-		err := errors.Join(errs...)
+		err := g.ready()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func (s *service) swap(cfg *fileConfig, auths map[string]*runningAuth, p *authz.Pipeline) {
-	old := s.running()
-	s.cfg = cfg
-	s.auths.Store(&auths)
-	s.live.Store(p)
-	for name, a := range old {
-		if auths[name] != a {
-			a.stop()
-		}
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"net"
 	"runtime/debug"
 	"strings"
 
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/grpcedge"
 )
 
 const (
@@ -34,11 +36,20 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		ka.MaxConnectionAge = c.MaxConnectionAge
 		ka.MaxConnectionAgeGrace = c.DrainTimeout
 	}
+	if c.Edge.MaxConnectionIdle > 0 {
+		ka.MaxConnectionIdle = c.Edge.MaxConnectionIdle
+	}
 	opts := []grpc.ServerOption{
 		grpc.KeepaliveParams(ka),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: c.Keepalive.MinTime, PermitWithoutStream: true}),
 		grpc.MaxConcurrentStreams(c.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(c.Edge.HandshakeTimeout),
+		grpc.InTapHandle(grpcedge.CallDeadline([]string{authv3.Authorization_Check_FullMethodName,
+			rlsv3.RateLimitService_ShouldRateLimit_FullMethodName}, c.Edge.CallDeadline)),
 		grpc.MaxRecvMsgSize(c.MaxRecvMessageBytes),
+		// A CheckRequest Go's protobuf cannot decode (invalid UTF-8, too
+		// deep) is answered 400 and counted, not failed with INTERNAL.
+		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
 		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), newAdmission(c.Overload, s.registry).admitUnary()),
@@ -76,6 +87,19 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
 	return srv
+}
+
+// serveGRPC serves the gRPC server on lis behind the server.edge bounds
+// (connection cap, early-reset budget, write timeout).
+func (s *service) serveGRPC(lis net.Listener) error {
+	sc := s.cfg().Server // restart-only: a reload keeps the running values
+	el, maxConns, err := s.edgeListener(lis, &sc)
+	if err != nil {
+		return err
+	}
+	s.logger.Info("grpc edge limits", "max_connections", maxConns, "stream_reset_budget", sc.Edge.StreamResetBudget,
+		"max_connection_idle", sc.Edge.MaxConnectionIdle.String(), "write_timeout", sc.Edge.WriteTimeout.String())
+	return s.grpc.Serve(el)
 }
 
 // recoverUnary turns a panic in a handler into codes.Internal so one bad

@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
+	"maps"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -26,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/decisionlog"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 )
 
@@ -47,17 +46,10 @@ type logConfig struct {
 	Decisions decisionLogConfig `yaml:"decisions"`
 }
 
-type decisionLogConfig struct {
-	// Denials is all (default), sampled (at allow_sample_rate) or none.
-	Denials string `yaml:"denials"`
-	// AllowSampleRate is the fraction of allowed decisions logged, 0..1.
-	// Default 0.
-	AllowSampleRate float64 `yaml:"allow_sample_rate"`
-	// MaxPerSecond caps decision lines so an attack cannot flood the log;
-	// the excess is counted in ext_authz_decision_logs_dropped_total.
-	// Default 1000; negative means no cap.
-	MaxPerSecond int `yaml:"max_per_second"`
-}
+// decisionLogConfig is telemetry.log.decisions: denials all (default),
+// sampled or none; allow_sample_rate (default 0); max_per_second (default
+// 1000; negative: no cap). See internal/decisionlog.
+type decisionLogConfig = decisionlog.Config
 
 type tracingConfig struct {
 	// Enabled turns on OTLP trace export. Off by default.
@@ -124,15 +116,17 @@ var alwaysRedacted = []string{"authorization", "proxy-authorization", "cookie", 
 // any group) names a credential carrier has its value replaced: a second
 // line of defence, since no code logs credentials on purpose.
 func newRedactingLogger(w io.Writer, c logConfig, credentialKeys []string) *slog.Logger {
+	r := &redactKeys{}
+	r.add(append(append(append([]string{}, alwaysRedacted...), c.Redact...), credentialKeys...))
+	return newRedactingLoggerWith(w, c, r)
+}
+
+func newRedactingLoggerWith(w io.Writer, c logConfig, r *redactKeys) *slog.Logger {
 	level, _ := parseLevel(c.Level)
-	redact := map[string]bool{}
-	for _, k := range append(append(append([]string{}, alwaysRedacted...), c.Redact...), credentialKeys...) {
-		redact[strings.ToLower(k)] = true
-	}
 	opts := &slog.HandlerOptions{
 		Level: level,
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
-			if redact[strings.ToLower(a.Key)] {
+			if r.has(a.Key) {
 				return slog.String(a.Key, "[REDACTED]")
 			}
 			return a
@@ -142,6 +136,32 @@ func newRedactingLogger(w io.Writer, c logConfig, credentialKeys []string) *slog
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
 	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// redactKeys is the set of attribute keys logged as [REDACTED]. It only
+// grows: a reload that adds an authenticator adds its header or cookie
+// name, and one that removes it keeps the name redacted.
+type redactKeys struct {
+	mu sync.Mutex // serialises add
+	m  atomic.Pointer[map[string]bool]
+}
+
+func (r *redactKeys) add(keys []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := map[string]bool{}
+	if cur := r.m.Load(); cur != nil {
+		maps.Copy(next, *cur)
+	}
+	for _, k := range keys {
+		next[strings.ToLower(k)] = true
+	}
+	r.m.Store(&next)
+}
+
+func (r *redactKeys) has(key string) bool {
+	m := r.m.Load()
+	return m != nil && (*m)[strings.ToLower(key)]
 }
 
 // credentialKeys are the header and cookie names the config says carry
@@ -168,6 +188,8 @@ type telemetry struct {
 	propagator     propagation.TextMapPropagator
 	shutdown       func(context.Context) error
 	decisions      *decisionLog
+	// redact grows with every reload's credential carriers.
+	redact *redactKeys
 
 	reloads *prometheus.CounterVec
 }
@@ -175,7 +197,7 @@ type telemetry struct {
 func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 	tc := cfg.Telemetry
 	t := &telemetry{
-		logger:   newRedactingLogger(stderr, tc.Log, credentialKeys(cfg)),
+		redact:   &redactKeys{},
 		registry: prometheus.NewRegistry(),
 		// Envoy forwards W3C traceparent, or B3 when the mesh uses Zipkin.
 		propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{},
@@ -183,6 +205,8 @@ func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 		tracerProvider: noop.NewTracerProvider(),
 		shutdown:       func(context.Context) error { return nil },
 	}
+	t.redact.add(append(append(append([]string{}, alwaysRedacted...), tc.Log.Redact...), credentialKeys(cfg)...))
+	t.logger = newRedactingLoggerWith(stderr, tc.Log, t.redact)
 	t.tracer = t.tracerProvider.Tracer("")
 	t.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	t.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -224,162 +248,24 @@ func (t *telemetry) tracing() bool {
 	return !isNoop
 }
 
-// redisLogger sends go-redis's own messages (pool and dial trouble) to the
-// process logger instead of its default plain-text stderr logger.
-// redisLogger sends go-redis's own log lines to our logger, at most one
-// per format string every redisLogEvery: while Redis is down go-redis logs
-// every failed dial, hundreds of lines a second, and the redis metrics
-// already count each failure.
-type redisLogger struct {
-	logger *slog.Logger
-	every  time.Duration
-
-	mu   sync.Mutex
-	last map[string]*redisLogState // keyed by format: go-redis has a few dozen
-}
-
-type redisLogState struct {
-	at         time.Time
-	suppressed int
-}
-
-const redisLogEvery = 10 * time.Second
-
-func newRedisLogger(logger *slog.Logger) *redisLogger {
-	return &redisLogger{logger: logger, every: redisLogEvery, last: map[string]*redisLogState{}}
-}
-
-func (l *redisLogger) Printf(ctx context.Context, format string, v ...any) {
-	now := time.Now()
-	l.mu.Lock()
-	st := l.last[format]
-	if st == nil {
-		st = &redisLogState{}
-		l.last[format] = st
-	}
-	if !st.at.IsZero() && now.Sub(st.at) < l.every {
-		st.suppressed++
-		l.mu.Unlock()
-		return
-	}
-	suppressed := st.suppressed
-	st.at, st.suppressed = now, 0
-	l.mu.Unlock()
-	l.logger.WarnContext(ctx, "redis client", "message", fmt.Sprintf(format, v...), "suppressed", suppressed)
-}
-
-// decisionLog writes sampled decision lines, capped per second.
-type decisionLog struct {
-	logger       *slog.Logger
-	denials      string
-	allowRate    float64
-	maxPerSecond int
-	dropped      prometheus.Counter
-
-	mu     sync.Mutex
-	second int64
-	count  int
-}
+// decisionLog adapts internal/decisionlog to extauthz's Observe hook.
+type decisionLog struct{ l *decisionlog.Log }
 
 func newDecisionLog(logger *slog.Logger, c decisionLogConfig, reg prometheus.Registerer) *decisionLog {
-	d := &decisionLog{
-		logger: logger, denials: c.Denials, allowRate: c.AllowSampleRate, maxPerSecond: c.MaxPerSecond,
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ext_authz_decision_logs_dropped_total",
-			Help: "Decision log lines not written because of log.decisions.max_per_second.",
-		}),
-	}
-	reg.MustRegister(d.dropped)
-	return d
+	return &decisionLog{l: decisionlog.New(logger, c, reg)}
 }
 
 // observe is the extauthz Observe hook.
 func (d *decisionLog) observe(ctx context.Context, r *authz.Request, dec *authz.Decision, elapsed time.Duration) {
-	if !d.sampled(dec) {
+	if !d.l.Sampled(dec.Allowed()) {
 		return
 	}
-	if !d.admit() {
-		d.dropped.Inc()
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("decision_id", dec.ID),
-		slog.String("request_id", clip(r.RequestID, maxLoggedRequestID)),
-		slog.String("result", dec.Code.String()),
-		slog.String("reason", dec.Reason),
-		slog.String("rule", dec.Rule),
-		slog.String("method", clip(r.Method, maxLoggedMethod)),
-		slog.String("host", clip(r.Host, maxLoggedHost)),
-		// The path without its query: a query string may carry tokens.
-		slog.String("path", clip(r.Path, maxLoggedPath)),
-		slog.Int64("latency_us", elapsed.Microseconds()),
-	}
-	if len(r.Path) > maxLoggedPath {
-		attrs = append(attrs, slog.Int("path_bytes", len(r.Path)))
+	e := decisionlog.Entry{
+		DecisionID: dec.ID, RequestID: r.RequestID, Result: dec.Code.String(), Reason: dec.Reason, Rule: dec.Rule,
+		Method: r.Method, Host: r.Host, Path: r.Path, Latency: elapsed,
 	}
 	if dec.Identity != nil {
-		attrs = append(attrs, slog.String("subject_hash", subjectHash(dec.Identity.Subject)),
-			slog.String("authenticator", dec.Identity.Authenticator))
+		e.Identified, e.Subject, e.Authenticator = true, dec.Identity.Subject, dec.Identity.Authenticator
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
-		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
-	}
-	d.logger.LogAttrs(ctx, slog.LevelInfo, "decision", attrs...)
-}
-
-// The client chooses these fields' lengths (a path may be near the 1 MiB
-// message limit), so a decision line keeps only their start: enough to
-// find the route, never a megabyte log line.
-const (
-	maxLoggedPath      = 1024
-	maxLoggedHost      = 256
-	maxLoggedMethod    = 32
-	maxLoggedRequestID = 128
-)
-
-// clip cuts s to at most n bytes, at a UTF-8 boundary, marking a cut with
-// "...".
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("...")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "..."
-}
-
-func (d *decisionLog) sampled(dec *authz.Decision) bool {
-	if dec.Allowed() {
-		return d.allowRate > 0 && rand.Float64() < d.allowRate
-	}
-	switch d.denials {
-	case "all":
-		return true
-	case "sampled":
-		return d.allowRate > 0 && rand.Float64() < d.allowRate
-	}
-	return false
-}
-
-func (d *decisionLog) admit() bool {
-	if d.maxPerSecond < 0 {
-		return true
-	}
-	now := time.Now().Unix()
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if now != d.second {
-		d.second, d.count = now, 0
-	}
-	d.count++
-	return d.count <= d.maxPerSecond
-}
-
-// subjectHash pseudonymises a subject for logs: stable, so one user's lines
-// correlate, but not the subject itself.
-func subjectHash(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:6])
+	d.l.Write(ctx, &e)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/filewatch"
+	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
@@ -158,32 +160,41 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 	if _, err := yamlfile.Decode("test.yaml", []byte(doc), &acs, func(string) string { return "" }); err != nil {
 		t.Fatal(err)
 	}
-	env := &buildEnv{logger: slog.New(slog.DiscardHandler), registry: prometheus.NewRegistry(), redisCfg: redisconf.Config{Addrs: []string{rs.Addr}}}
-	defer env.close()
-	built := map[string]builtAuthenticator{}
+	p := pool.New(pool.Options{})
+	env := &buildEnv{logger: slog.New(slog.DiscardHandler), registry: prometheus.NewRegistry(), pool: p}
+	lease := p.NewLease()
+	defer func() { _ = lease.Release() }()
+	redisCfg := redisconf.Config{Addrs: []string{rs.Addr}}
+	built := map[string]*authz.Authenticator{}
 	for i := range acs {
 		if err := acs[i].validate(); err != nil {
 			t.Fatal(err)
 		}
-		b, err := env.authenticator(&acs[i])
+		k, sec := acs[i].kind()
+		a, _, err := env.authenticator(lease, &acs[i], k, sec, &redisCfg, filewatch.DigestAll(acs[i].files()))
 		if err != nil {
 			t.Fatal(err)
 		}
-		built[acs[i].Name] = b
+		built[acs[i].Name] = a
 	}
 
-	jwtA := built["jwt"]
-	if jwtA.run == nil || jwtA.ready == nil {
-		t.Fatal("jwt authenticator has no run/ready")
+	// The seam's optional capabilities are found by type assertion.
+	jwtReady, okReady := built["jwt"].Verifier.(readier)
+	jwtRun, okRun := built["jwt"].Verifier.(pool.Runner)
+	if !okReady || !okRun {
+		t.Fatal("jwt verifier has no Run/Ready")
 	}
-	if jwtA.ready() == nil {
+	if _, ok := built["session"].Verifier.(pool.Runner); ok {
+		t.Error("session verifier has a Run: the seam's capabilities changed")
+	}
+	if jwtReady.Ready() == nil {
 		t.Fatal("jwt ready before its keys were fetched")
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- jwtA.run(ctx) }()
+	go func() { done <- jwtRun.Run(ctx) }()
 	deadline := time.Now().Add(5 * time.Second)
-	for jwtA.ready() != nil {
+	for jwtReady.Ready() != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("jwt never became ready")
 		}
@@ -195,16 +206,16 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 	}
 	tok := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-es256.pem", "--kid", "dev-es256-1",
 		"--issuer", "https://issuer.quickstart.example", "--audience", "quickstart", "--subject", "erin")[0]
-	if p, err := jwtA.auth.Verifier.Verify(context.Background(), tok); err != nil || p.Subject != "erin" {
+	if p, err := built["jwt"].Verifier.Verify(context.Background(), tok); err != nil || p.Subject != "erin" {
 		t.Fatalf("jwt: %+v, %v", p, err)
 	}
 
 	tk := mintCmd(t, "--kind", "udb-ticket", "--key-file", quickstartKeys+"ticket-hs256.key", "--kid", "dev-1", "--subject", "frank")[0]
-	if p, err := built["ticket"].auth.Verifier.Verify(context.Background(), tk); err != nil || p.Subject != "frank" {
+	if p, err := built["ticket"].Verifier.Verify(context.Background(), tk); err != nil || p.Subject != "frank" {
 		t.Fatalf("ticket: %+v, %v", p, err)
 	}
 
-	sess := built["session"].auth.Verifier
+	sess := built["session"].Verifier
 	const token = "Zm9vYmFyLXNlc3Npb24tMDAwMQ"
 	if _, err := sess.Verify(context.Background(), token); !errors.Is(err, tokens.ErrUnknownCredential) {
 		t.Fatalf("unknown session: %v", err)
@@ -219,8 +230,11 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 }
 
 func TestSessionAuthenticatorNeedsRedis(t *testing.T) {
-	env := &buildEnv{logger: slog.New(slog.DiscardHandler)}
-	_, err := env.authenticator(&authenticatorConfig{Name: "s", Source: authz.CredentialSource{Header: "x-s"}, UDBSession: &tokens.SessionConfig{}})
+	p := pool.New(pool.Options{})
+	env := &buildEnv{logger: slog.New(slog.DiscardHandler), pool: p}
+	ac := &authenticatorConfig{Name: "s", Source: authz.CredentialSource{Header: "x-s"}, UDBSession: &tokens.SessionConfig{}}
+	k, sec := ac.kind()
+	_, _, err := env.authenticator(p.NewLease(), ac, k, sec, &redisconf.Config{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "udb_session: needs the redis section") {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,7 +1,7 @@
 // Package yamlfile loads one YAML config file strictly and reports every
 // problem as "file:line: field.path: message".
 //
-// Decoding rejects unknown fields. After decoding, "${NAME}" in string values
+// Decoding rejects unknown fields, suggesting the field meant. After decoding, "${NAME}" in string values
 // is replaced from the environment (so a secret never has to be written into
 // the file, and line numbers stay those of the file as written). Validation
 // errors built with Errorf or Wrap carry a field path; Annotate resolves that
@@ -111,9 +111,12 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 	f := &File{Name: name}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
+		return nil, syntaxError(name, err)
 	}
 	f.root = &root
+	if err := check(name, &root, reflect.TypeOf(dst)); err != nil {
+		return nil, err
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
@@ -123,6 +126,33 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 		return nil, f.Annotate(err)
 	}
 	return f, nil
+}
+
+// Check reports, without decoding, what Decode would reject in the
+// structure of data for the type dst points to: syntax errors, unknown
+// fields and values of the wrong type, each as "file:line: field.path:
+// message". It lets a package that hands the file to another parser explain
+// that parser's complaint.
+func Check(name string, data []byte, dst any) error {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return syntaxError(name, err)
+	}
+	return check(name, &root, reflect.TypeOf(dst))
+}
+
+// syntaxError puts the line of a YAML syntax error where a reader expects
+// it: "file:3: did not find expected key".
+func syntaxError(name string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if n, after, ok := strings.Cut(rest, ": "); ok {
+			if line, err := strconv.Atoi(n); err == nil && line > 0 {
+				return fmt.Errorf("%s:%d: %s", name, line, after)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s", name, msg)
 }
 
 // cleanYAMLError drops the library's "yaml: unmarshal errors:" preamble so

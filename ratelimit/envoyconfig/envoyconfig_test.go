@@ -126,10 +126,17 @@ func TestBadFiles(t *testing.T) {
 	}{
 		{"unit.yaml", "unit.yaml:5: descriptors[0].rate_limit.unit: invalid rate limit unit 'fortnight'"},
 		{"empty_key.yaml", "empty_key.yaml:5: descriptors[0].descriptors[0].key: descriptor has empty key"},
-		{"unknown_key.yaml", "unknown_key.yaml:4: descriptors[0].rate_limt: config error, unknown key 'rate_limt'"},
+		{"unknown_key.yaml", `unknown_key.yaml:4: descriptors[0]: unknown field "rate_limt" (did you mean "rate_limit"?)`},
+		{"unknown_key_nested.yaml", `unknown_key_nested.yaml:7: descriptors[0].rate_limit: unknown field "shadow" ("shadow_mode" is a field of "descriptors[0]": it is indented too far)`},
+		{"unknown_key_child.yaml", `unknown_key_child.yaml:5: descriptors[0]: unknown field "descriptor" (did you mean "descriptors"?)`},
+		{"wrong_type.yaml", `wrong_type.yaml:6: descriptors[0].rate_limit.requests_per_unit: want a non-negative integer (32 bits), got !!str "lots"`},
+		{"float.yaml", `float.yaml:4: descriptors[0].rate_limit.requests_per_unit: want a string, an integer or true/false, got !!float 1.5 (error checking config)`},
+		{"wrong_shape.yaml", `wrong_shape.yaml:3: descriptors: want a list, got a mapping`},
+		{"misindented.yaml", `misindented.yaml:6: descriptors[0].rate_limit.unit: invalid rate limit unit ''
+../testdata/bad/misindented.yaml:4: descriptors[0]: unknown field "unit" ("unit" is a field of "descriptors[0].rate_limit": indent it under "rate_limit")`},
 		{"duplicate.yaml", "duplicate.yaml:5: descriptors[1].key: duplicate descriptor composite key 'bad.user'"},
 		{"no_domain.yaml", "no_domain.yaml:1: domain: config file cannot have empty domain"},
-		{"syntax.yaml", "syntax.yaml: error loading config file"},
+		{"syntax.yaml", "syntax.yaml:2: did not find expected '-' indicator"},
 		{"unlimited_with_unit.yaml", "unlimited_with_unit.yaml:6: descriptors[0].rate_limit.unit: should not specify rate limit unit when unlimited"},
 		{"replaces_self.yaml", "replaces_self.yaml:9: descriptors[0].rate_limit.replaces[0].name: replaces should not contain name of same descriptor"},
 	}

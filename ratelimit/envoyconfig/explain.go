@@ -22,7 +22,60 @@ func explain(f File, err error) error {
 	if errors.As(err, &ce) {
 		msg = strings.TrimPrefix(string(ce), f.Name+": ")
 	}
-	return locate(f, problemKind(msg), msg)
+	// The library's YAML errors carry Go type names and at most a line,
+	// and its unknown-key error neither; the same check as our own
+	// config's finds every such problem with its line and path. For a
+	// complaint about a value, a misplaced key it finds is the likely
+	// cause (a "unit" one level too far out leaves rate_limit without
+	// one), so it follows the library's message.
+	cerr := yamlfile.Check(f.Name, f.Content, &schemaRoot{})
+	if cerr != nil && structural(msg) {
+		return cerr
+	}
+	return errors.Join(locate(f, problemKind(msg), msg), cerr)
+}
+
+// structural reports whether the library rejected the file's YAML or its
+// keys (rather than a value's meaning).
+func structural(msg string) bool {
+	return strings.HasPrefix(msg, "error loading config file") ||
+		strings.Contains(msg, "unknown key") ||
+		strings.Contains(msg, "list of type other than map") ||
+		strings.Contains(msg, "key is not of type string") ||
+		msg == "error checking config"
+}
+
+// schemaRoot mirrors the library's YamlRoot (src/config/config_impl.go),
+// field for field, so that yamlfile.Check can name misplaced or misspelt
+// keys and mistyped values. It is only consulted once the library has
+// rejected a file: the library decides what is valid.
+type schemaRoot struct {
+	Domain      string             `yaml:"domain"`
+	Descriptors []schemaDescriptor `yaml:"descriptors"`
+}
+
+type schemaDescriptor struct {
+	Key            string             `yaml:"key"`
+	Value          string             `yaml:"value"`
+	RateLimit      *schemaRateLimit   `yaml:"rate_limit"`
+	Descriptors    []schemaDescriptor `yaml:"descriptors"`
+	ShadowMode     bool               `yaml:"shadow_mode"`
+	QuotaMode      bool               `yaml:"quota_mode"`
+	DetailedMetric bool               `yaml:"detailed_metric"`
+	ValueToMetric  bool               `yaml:"value_to_metric"`
+	ShareThreshold bool               `yaml:"share_threshold"`
+}
+
+type schemaRateLimit struct {
+	RequestsPerUnit uint32          `yaml:"requests_per_unit"`
+	Unit            string          `yaml:"unit"`
+	Unlimited       bool            `yaml:"unlimited"`
+	Name            string          `yaml:"name"`
+	Replaces        []schemaReplace `yaml:"replaces"`
+}
+
+type schemaReplace struct {
+	Name string `yaml:"name"`
 }
 
 // locate returns msg for file f at the first field of kind (a field name
@@ -31,9 +84,18 @@ func locate(f File, kind, msg string) error {
 	var root yaml.Node
 	if kind != "" && yaml.Unmarshal(f.Content, &root) == nil && len(root.Content) > 0 {
 		w := walker{kind: kind}
-		if kind == "domain" {
+		switch kind {
+		case "domain":
 			w.path, w.line = "domain", lineOf(root.Content[0], "domain")
-		} else {
+		case "leaf_type":
+			// The library's key check accepts only strings, integers,
+			// booleans and nulls as values, and says only "error checking
+			// config" otherwise.
+			if n, path := oddScalar(root.Content[0], "", 0); n != nil {
+				return fmt.Errorf("%s:%d: %s: want a string, an integer or true/false, got %s %s (%s)",
+					f.Name, n.Line, path, n.ShortTag(), short(n.Value), msg)
+			}
+		default:
 			w.mapping(root.Content[0], "", true)
 		}
 		if w.path != "" {
@@ -62,6 +124,8 @@ func problemKind(msg string) string {
 		return "replaces"
 	case strings.Contains(msg, "share_threshold"):
 		return "share_threshold"
+	case msg == "error checking config":
+		return "leaf_type"
 	}
 	return ""
 }
@@ -165,6 +229,43 @@ func (w *walker) rateLimit(n *yaml.Node, path string) {
 			}
 		}
 	}
+}
+
+// oddScalar finds the first scalar that is not a string, integer, boolean
+// or null, with its path.
+func oddScalar(n *yaml.Node, path string, depth int) (*yaml.Node, string) {
+	if depth > 100 {
+		return nil, ""
+	}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch n.ShortTag() {
+		case "!!str", "!!int", "!!bool", "!!null":
+			return nil, ""
+		}
+		return n, path
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if m, p := oddScalar(n.Content[i+1], join(path, n.Content[i].Value), depth+1); m != nil {
+				return m, p
+			}
+		}
+	case yaml.SequenceNode:
+		for i, e := range n.Content {
+			if m, p := oddScalar(e, yamlfile.Index(path, i), depth+1); m != nil {
+				return m, p
+			}
+		}
+	}
+	return nil, ""
+}
+
+// short quotes at most the first 10 bytes of a value.
+func short(v string) string {
+	if len(v) > 10 {
+		v = v[:7] + "..."
+	}
+	return v
 }
 
 func childNode(n *yaml.Node, key string) *yaml.Node {

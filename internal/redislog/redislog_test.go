@@ -1,14 +1,38 @@
-package main
+package redislog
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"go.uber.org/goleak"
 )
+
+// syncBuffer is a log sink written from the logger.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // TestRedisLoggerThrottles: go-redis logs every failed dial while Redis is
 // down; one line per message kind per 10 s reaches the log, with the count
@@ -16,14 +40,14 @@ import (
 func TestRedisLoggerThrottles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var buf syncBuffer
-		l := newRedisLogger(slog.New(slog.NewJSONHandler(&buf, nil)))
+		l := New(slog.New(slog.NewJSONHandler(&buf, nil)))
 		ctx := context.Background()
 		for range 500 {
 			l.Printf(ctx, "redis: failed to dial after %d attempts: %v", 5, "connection refused")
 			l.Printf(ctx, "redis: discarding bad PubSub connection: %v", "EOF")
 			time.Sleep(time.Millisecond)
 		}
-		time.Sleep(redisLogEvery)
+		time.Sleep(Every)
 		l.Printf(ctx, "redis: failed to dial after %d attempts: %v", 5, "connection refused")
 
 		var lines []map[string]any

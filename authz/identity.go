@@ -1,0 +1,240 @@
+package authz
+
+import (
+	"slices"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// identityHeaders is the compiled IdentityHeaders: the names to set, and
+// every name (identity and also_remove) a client may never send upstream.
+type identityHeaders struct {
+	subject, issuer, method, appID, scopes string
+	claims                                 []claimHeader
+	// all is every identity header name, lower case, sorted: removed from
+	// every allowed request unless set.
+	all []string
+	// keys holds the headerKey of every name in all: a request header whose
+	// headerKey is here is a spelling of an identity header.
+	keys map[string]bool
+}
+
+type claimHeader struct{ claim, header string }
+
+func compileIdentity(h IdentityHeaders) identityHeaders {
+	name := func(s string) string {
+		if s == "-" {
+			return ""
+		}
+		return headerKey(s)
+	}
+	out := identityHeaders{
+		subject: name(h.Subject), issuer: name(h.Issuer), method: name(h.Method),
+		appID: name(h.AppID), scopes: name(h.Scopes), keys: map[string]bool{},
+	}
+	claims := make([]string, 0, len(h.Claims))
+	for c := range h.Claims {
+		claims = append(claims, c)
+	}
+	slices.Sort(claims)
+	for _, c := range claims {
+		if n := name(h.Claims[c]); n != "" {
+			out.claims = append(out.claims, claimHeader{claim: c, header: n})
+		}
+	}
+	for _, n := range []string{out.subject, out.issuer, out.method, out.appID, out.scopes} {
+		if n != "" {
+			out.all = append(out.all, n)
+		}
+	}
+	for _, c := range out.claims {
+		out.all = append(out.all, c.header)
+	}
+	for _, n := range h.AlsoRemove {
+		out.all = append(out.all, asciiLower(n))
+	}
+	slices.Sort(out.all)
+	out.all = slices.Compact(out.all)
+	for _, n := range out.all {
+		out.keys[headerKey(n)] = true
+	}
+	return out
+}
+
+// headerKey is the name an upstream may map a header name to: ASCII lower
+// case with '_' read as '-'. CGI-style servers (PHP, WSGI, Rack, many
+// frameworks) turn both "X-Auth-Subject" and "X_Auth_Subject" into
+// HTTP_X_AUTH_SUBJECT, so removing only the dashed spelling lets a client
+// forge the identity.
+func headerKey(name string) string {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == '_' || 'A' <= c && c <= 'Z' {
+			b := []byte(name)
+			for j, c := range b {
+				switch {
+				case c == '_':
+					b[j] = '-'
+				case 'A' <= c && c <= 'Z':
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return name
+}
+
+// spellings returns the names of the request's headers that are variant
+// spellings of a name in keys (not the exact lower-case name: callers list
+// those already), sorted. Envoy's headers_to_remove takes exact names, so
+// the variants are found in the request itself. Nil when there are none:
+// this is the common case and allocates nothing.
+func spellings(headers map[string]string, keys map[string]bool) []string {
+	var out []string
+	for k := range headers {
+		if isHeaderKey(k) {
+			continue
+		}
+		if keys[headerKey(k)] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isHeaderKey reports whether name is its own headerKey (no '_', no upper
+// case): the common case, checked without allocating.
+func isHeaderKey(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == '_' || 'A' <= c && c <= 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// render computes the identity headers of an allowed, authenticated request:
+// the ones to set and every other identity header (in any spelling the
+// request carries) to remove, so a client can never forge one. (Envoy
+// applies headers before removals, so a header is never both set and
+// removed.) It returns false when a value cannot be forwarded faithfully:
+// the request is then refused rather than sent without its identity.
+func (h *identityHeaders) render(id *Identity, headers map[string]string) (set []Header, remove []string, ok bool) {
+	set = make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
+	ok = true
+	add := func(name, value string, required bool) {
+		if name == "" {
+			return
+		}
+		if value == "" && !required {
+			return
+		}
+		if !forwardable(value) {
+			ok = false
+			return
+		}
+		set = append(set, Header{Name: name, Value: value})
+	}
+	add(h.subject, id.Subject, true)
+	add(h.issuer, id.Issuer, false)
+	add(h.method, id.Method, false)
+	add(h.appID, id.AppID, false)
+	for _, s := range id.Scopes {
+		// One scope holding a space would read as two upstream, and not
+		// only an ASCII one: Python's str.split() and strings.Fields also
+		// split at U+00A0, U+2003, U+0085 and the other Unicode spaces.
+		if s == "" || strings.ContainsFunc(s, unicode.IsSpace) {
+			ok = false
+		}
+	}
+	add(h.scopes, strings.Join(id.Scopes, " "), false)
+	for _, c := range h.claims {
+		if v, present, good := claimHeaderValue(id.Claims[c.claim]); present {
+			ok = ok && good
+			add(c.header, v, false)
+		}
+	}
+	if !ok {
+		return nil, nil, false
+	}
+	remove = make([]string, 0, len(h.all)+1) // +1: the credential header, when stripped
+	for _, n := range h.all {
+		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == n }) {
+			remove = append(remove, n)
+		}
+	}
+	remove = append(remove, spellings(headers, h.keys)...)
+	return set, remove, true
+}
+
+// claimHeaderValue renders a claim for an identity header. present is
+// false when the claim is absent or not a scalar or list of scalars (then
+// the header is removed, not set); good is false when a list element holds
+// the ',' that separates elements, which would forge another element.
+func claimHeaderValue(v any) (s string, present, good bool) {
+	if v == nil {
+		return "", false, true
+	}
+	s, present = claimString(v)
+	if !present {
+		return "", false, true
+	}
+	if _, scalar := v.(string); scalar {
+		return s, true, true
+	}
+	return s, true, !listHoldsComma(v)
+}
+
+func listHoldsComma(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, ",")
+	case []any:
+		return slices.ContainsFunc(x, listHoldsComma)
+	case []string:
+		return slices.ContainsFunc(x, func(e string) bool { return strings.Contains(e, ",") })
+	}
+	return false
+}
+
+// forwardable reports whether an identity value reaches the upstream
+// exactly as we judged it: valid UTF-8 (protobuf would otherwise replace
+// bytes and merge distinct identities), no control characters (Envoy
+// refuses the C0 ones; a tab is folded by some parsers; C1 controls such as
+// U+0085 NEL and the separators U+2028 and U+2029 are line breaks to
+// Python's str.splitlines and JavaScript), no leading or trailing
+// whitespace (HTTP parsers trim spaces, so " admin" would arrive as
+// "admin", and an upstream that decodes the value as UTF-8 and calls
+// Python's strip() or Java's strip() also trims "admin\u00a0"), not empty,
+// and not overlong.
+func forwardable(v string) bool {
+	if v == "" || len(v) > 4096 {
+		return false
+	}
+	ascii := true
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < 0x20 || c == 0x7f {
+			return false
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	if ascii {
+		return v[0] != ' ' && v[len(v)-1] != ' '
+	}
+	if !utf8.ValidString(v) {
+		return false
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return false
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(v)
+	last, _ := utf8.DecodeLastRuneInString(v)
+	return !unicode.IsSpace(first) && !unicode.IsSpace(last)
+}

@@ -1,0 +1,143 @@
+package grpcedge
+
+import "encoding/binary"
+
+// HTTP/2 (RFC 9113) framing: what the scanner needs.
+const (
+	frameHeaderLen = 9
+	// clientPrefaceLen is len("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"): the
+	// client sends it before its first frame.
+	clientPrefaceLen = 24
+
+	frameData         = 0x0
+	frameHeaders      = 0x1
+	frameRSTStream    = 0x3
+	frameSettings     = 0x4
+	frameGoAway       = 0x7
+	frameWindowUpdate = 0x8
+
+	flagAck = 0x1
+
+	settingInitialWindowSize = 0x4
+	// initialWindow is HTTP/2's initial flow-control window, of every
+	// stream and of the connection.
+	initialWindow = 65535
+
+	errCodeEnhanceYourCalm = 0xb
+)
+
+// frameHeader is a parsed 9-byte frame header.
+type frameHeader struct {
+	length uint32
+	typ    byte
+	flags  byte
+	stream uint32
+}
+
+// frameScanner follows frame boundaries in a byte stream that arrives in
+// arbitrary pieces. It reads only the 9-byte headers and skips payloads,
+// so its cost is a few instructions per frame and per call.
+type frameScanner struct {
+	preface int // preface bytes still to skip
+	hdr     [frameHeaderLen]byte
+	nhdr    int    // header bytes collected
+	skip    uint32 // payload bytes of the current frame still to come
+
+	// onPayload, when set, gets the whole payload of the frames
+	// wantPayload accepts (small control frames), after their header.
+	wantPayload func(frameHeader) bool
+	onPayload   func(frameHeader, []byte)
+	cur         frameHeader
+	payload     []byte
+	capturing   bool
+}
+
+// controlPayload selects the payloads the read side needs: the client's
+// SETTINGS and its connection-level WINDOW_UPDATEs.
+func controlPayload(h frameHeader) bool {
+	return h.stream == 0 && h.length <= 64*6 &&
+		(h.typ == frameSettings && h.flags&flagAck == 0 || h.typ == frameWindowUpdate)
+}
+
+// atBoundary reports whether the stream seen so far ends between frames.
+func (s *frameScanner) atBoundary() bool { return s.preface == 0 && s.nhdr == 0 && s.skip == 0 }
+
+// scan consumes p, calling onFrame for each complete frame header. When
+// onFrame returns false, scan stops and returns the offset in p where that
+// frame's header began (0 when it began in an earlier piece) and false.
+func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool) {
+	i := 0
+	for i < len(p) {
+		if s.preface > 0 {
+			n := min(s.preface, len(p)-i)
+			s.preface -= n
+			i += n
+			continue
+		}
+		if s.skip > 0 {
+			n := int(min(s.skip, uint32(len(p)-i)))
+			if s.capturing {
+				s.payload = append(s.payload, p[i:i+n]...)
+			}
+			s.skip -= uint32(n)
+			i += n
+			if s.skip == 0 && s.capturing {
+				s.capturing = false
+				s.onPayload(s.cur, s.payload)
+			}
+			continue
+		}
+		start := i - s.nhdr
+		n := copy(s.hdr[s.nhdr:], p[i:])
+		s.nhdr += n
+		i += n
+		if s.nhdr < frameHeaderLen {
+			break
+		}
+		s.nhdr = 0
+		h := frameHeader{
+			length: uint32(s.hdr[0])<<16 | uint32(s.hdr[1])<<8 | uint32(s.hdr[2]),
+			typ:    s.hdr[3],
+			flags:  s.hdr[4],
+			stream: binary.BigEndian.Uint32(s.hdr[5:9]) & (1<<31 - 1),
+		}
+		s.skip = h.length
+		if !onFrame(h) {
+			return max(start, 0), false
+		}
+		if s.onPayload != nil && s.wantPayload(h) {
+			s.cur, s.payload = h, s.payload[:0]
+			if h.length == 0 {
+				s.onPayload(h, nil)
+			} else {
+				s.capturing = true
+			}
+		}
+	}
+	return len(p), true
+}
+
+// initialWindowSetting returns the SETTINGS_INITIAL_WINDOW_SIZE in a
+// SETTINGS payload, the last one if repeated.
+func initialWindowSetting(p []byte) (uint32, bool) {
+	v, ok := uint32(0), false
+	for ; len(p) >= 6; p = p[6:] {
+		if binary.BigEndian.Uint16(p) == settingInitialWindowSize {
+			v, ok = binary.BigEndian.Uint32(p[2:]), true
+		}
+	}
+	return v, ok
+}
+
+// goAwayFrame is a GOAWAY with the given last stream id and error code and
+// a short debug text.
+func goAwayFrame(lastStream uint32, code uint32, debug string) []byte {
+	b := make([]byte, frameHeaderLen+8+len(debug))
+	n := 8 + len(debug)
+	b[0], b[1], b[2] = byte(n>>16), byte(n>>8), byte(n)
+	b[3] = frameGoAway
+	binary.BigEndian.PutUint32(b[9:], lastStream&(1<<31-1))
+	binary.BigEndian.PutUint32(b[13:], code)
+	copy(b[17:], debug)
+	return b
+}

@@ -1,0 +1,141 @@
+package grpcedge
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"testing"
+
+	"golang.org/x/net/http2"
+)
+
+// framesOf scans b in pieces of the given sizes (cycled) and returns every
+// header seen, and the payloads of the control frames the read side reads.
+func framesOf(b []byte, preface int, pieces []int) ([]frameHeader, []string) {
+	s := frameScanner{preface: preface}
+	var got []frameHeader
+	var payloads []string
+	s.wantPayload = controlPayload
+	s.onPayload = func(h frameHeader, p []byte) { payloads = append(payloads, fmt.Sprintf("%d:%x", h.typ, p)) }
+	on := func(h frameHeader) bool { got = append(got, h); return true }
+	for i, k := 0, 0; i < len(b); k++ {
+		n := len(b) - i
+		if len(pieces) > 0 {
+			n = min(max(pieces[k%len(pieces)], 1), n)
+		}
+		s.scan(b[i:i+n], on)
+		i += n
+	}
+	return got, payloads
+}
+
+// TestFrameScanner: the scanner finds the frames golang.org/x/net/http2
+// writes, whatever pieces the bytes arrive in.
+func TestFrameScanner(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&buf, nil)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+	_ = fr.WriteWindowUpdate(0, 1000)
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte("abc"), EndHeaders: true})
+	_ = fr.WriteData(1, true, bytes.Repeat([]byte("d"), 40000))
+	_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: nil, EndHeaders: true, EndStream: true})
+	_ = fr.WriteGoAway(3, http2.ErrCodeNo, nil)
+	want := []frameHeader{
+		{length: 6, typ: 0x4},
+		{length: 4, typ: frameWindowUpdate},
+		{length: 3, typ: frameHeaders, flags: 0x4, stream: 1},
+		{length: 40000, typ: 0x0, flags: 0x1, stream: 1},
+		{length: 4, typ: frameRSTStream, stream: 1},
+		{length: 0, typ: frameHeaders, flags: 0x5, stream: 3},
+		{length: 8, typ: frameGoAway},
+	}
+	tests := []struct {
+		name   string
+		pieces []int
+	}{
+		{name: "whole"},
+		{name: "byte by byte", pieces: []int{1}},
+		{name: "odd pieces", pieces: []int{7, 3, 11, 2, 100}},
+		{name: "header split", pieces: []int{24 + 4, 5}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, payloads := framesOf(buf.Bytes(), clientPrefaceLen, tt.pieces)
+			if !slices.Equal(got, want) {
+				t.Errorf("frames = %+v\nwant %+v", got, want)
+			}
+			if wantP := []string{"4:000400100000", "8:000003e8"}; !slices.Equal(payloads, wantP) {
+				t.Errorf("payloads = %q, want %q", payloads, wantP)
+			}
+		})
+	}
+}
+
+// TestFrameScannerStop: stopping returns where the stopping frame's
+// header began in this piece, or 0 when it began in an earlier one.
+func TestFrameScannerStop(t *testing.T) {
+	var buf bytes.Buffer
+	fr := http2.NewFramer(&buf, nil)
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte("ab"), EndHeaders: true})
+	_ = fr.WriteRSTStream(1, http2.ErrCodeCancel)
+	b := buf.Bytes()
+	stopAtRST := func(h frameHeader) bool { return h.typ != frameRSTStream }
+	s := frameScanner{}
+	if n, ok := s.scan(b, stopAtRST); ok || n != 11 {
+		t.Errorf("whole: scan = %d, %v; want 11, false", n, ok)
+	}
+	s = frameScanner{}
+	if n, ok := s.scan(b[:14], stopAtRST); !ok || n != 14 {
+		t.Errorf("first piece: scan = %d, %v; want 14, true", n, ok)
+	}
+	if n, ok := s.scan(b[14:], stopAtRST); ok || n != 0 {
+		t.Errorf("second piece: scan = %d, %v; want 0, false", n, ok)
+	}
+}
+
+// FuzzFrameScanner: scanning in any pieces finds the same frames as
+// scanning at once, and never panics.
+func FuzzFrameScanner(f *testing.F) {
+	f.Add([]byte(http2.ClientPreface+"\x00\x00\x00\x04\x00\x00\x00\x00\x00"), uint8(3))
+	f.Add([]byte("\x00\x00\x04\x03\x00\x00\x00\x00\x01\x00\x00\x00\x08"), uint8(1))
+	f.Add([]byte(http2.ClientPreface+"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x04\x00\x00\x00\x00\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x01\x00\x00"), uint8(7))
+	f.Fuzz(func(t *testing.T, b []byte, piece uint8) {
+		whole, wp := framesOf(b, clientPrefaceLen, nil)
+		split, sp := framesOf(b, clientPrefaceLen, []int{int(piece%13) + 1, int(piece%5) + 1})
+		if !slices.Equal(whole, split) || !slices.Equal(wp, sp) {
+			t.Fatalf("whole %+v %q, split %+v %q", whole, wp, split, sp)
+		}
+		for _, p := range wp {
+			if len(p) > 2+2*64*6 {
+				t.Fatalf("captured a %d-byte payload", len(p))
+			}
+		}
+	})
+}
+
+// TestCapFor: the cap leaves the reserve free under the descriptor limit.
+func TestCapFor(t *testing.T) {
+	tests := []struct {
+		name          string
+		want, reserve int
+		nofile        uint64
+		wantCap       int
+		wantErr       bool
+	}{
+		{name: "configured under the limit", want: 4096, reserve: 256, nofile: 1 << 20, wantCap: 4096},
+		{name: "lowered to leave the reserve", want: 4096, reserve: 256, nofile: 1024, wantCap: 768},
+		{name: "no configured cap: the room", want: 0, reserve: 256, nofile: 1024, wantCap: 768},
+		{name: "no room", want: 10, reserve: 256, nofile: 256, wantErr: true},
+		{name: "huge limit", want: 0, reserve: 256, nofile: 1 << 62, wantCap: 1<<31 - 256},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := capFor(tt.want, tt.reserve, tt.nofile)
+			if (err != nil) != tt.wantErr || got != tt.wantCap {
+				t.Errorf("capFor = %d, %v; want %d, error %v", got, err, tt.wantCap, tt.wantErr)
+			}
+		})
+	}
+}
