@@ -44,6 +44,7 @@ type Options struct {
 type Pipeline struct {
 	realm          string
 	rules          []rule
+	index          *ruleIndex // nil: first scans rules linearly (tests' oracle)
 	identity       identityHeaders
 	allowEncoded   bool
 	methodOverride string
@@ -107,6 +108,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		}
 		p.rules = append(p.rules, r)
 	}
+	p.index = newRuleIndex(p.rules)
 	return p, nil
 }
 
@@ -225,7 +227,17 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 	return ru, ""
 }
 
+// first returns the first rule, in config order, that matches.
 func (p *Pipeline) first(host, path, method string) *rule {
+	if p.index != nil {
+		return p.index.first(p.rules, host, path, method)
+	}
+	return p.firstLinear(host, path, method)
+}
+
+// firstLinear is first by trying every rule in order: the definition the
+// index must agree with, and the oracle of its differential tests.
+func (p *Pipeline) firstLinear(host, path, method string) *rule {
 	for i := range p.rules {
 		if p.rules[i].match.matches(host, path, method) {
 			return &p.rules[i]
