@@ -27,6 +27,9 @@ type ruleIndex struct {
 	exact  map[string]*pathIndex // canonical host
 	suffix map[string]*pathIndex // ".example.com"
 	any    *pathIndex            // rules matching every host; nil if none
+	// suffixLens has bit n set when suffix has a key of length n: a host
+	// suffix of another length is not looked up.
+	suffixLens []uint64
 }
 
 type pathIndex struct {
@@ -70,8 +73,12 @@ func newRuleIndex(rules []rule) *ruleIndex {
 	for _, b := range x.exact {
 		b.finish()
 	}
-	for _, b := range x.suffix {
+	for s, b := range x.suffix {
 		b.finish()
+		for len(x.suffixLens) <= len(s)/64 {
+			x.suffixLens = append(x.suffixLens, 0)
+		}
+		x.suffixLens[len(s)/64] |= 1 << (len(s) % 64)
 	}
 	if x.any != nil {
 		x.any.finish()
@@ -134,6 +141,9 @@ func (x *ruleIndex) first(rules []rule, host, path, method string) *rule {
 				break
 			}
 			j += k
+			if n := len(host) - j; n/64 >= len(x.suffixLens) || x.suffixLens[n/64]&(1<<(n%64)) == 0 {
+				continue
+			}
 			if b := x.suffix[host[j:]]; b != nil {
 				best = b.first(rules, path, method, best)
 			}
