@@ -74,7 +74,8 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	if err := cfg.Validate(func(n string) bool { return byName[n] != nil }); err != nil {
+	matchers, err := cfg.validate(func(n string) bool { return byName[n] != nil })
+	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{
@@ -93,13 +94,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	if p.newID == nil {
 		p.newID = newIDGenerator()
 	}
+	p.rules = make([]rule, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
-		m, err := compileMatch(&rc.Match)
-		if err != nil {
-			return nil, err // unreachable: Validate compiled it already
-		}
-		r := rule{name: rc.Name, match: m, action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
+		r := rule{name: rc.Name, match: matchers[i], action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
