@@ -147,6 +147,7 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 		s.cancelBase()
 		return nil, err
 	}
+	cfg.compiled()
 	s.auths.Store(&auths)
 	s.reloadWait = 10 * time.Second
 	s.live = authz.NewLive(p)
@@ -506,6 +507,7 @@ func (s *service) startAndAwait(auths map[string]*runningAuth) error {
 
 func (s *service) swap(cfg *fileConfig, auths map[string]*runningAuth, p *authz.Pipeline) {
 	old := s.running()
+	cfg.compiled()
 	s.cfg = cfg
 	s.auths.Store(&auths)
 	s.live.Store(p)
