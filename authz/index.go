@@ -53,7 +53,7 @@ func newRuleIndex(rules []rule) *ruleIndex {
 	}
 	for i := range rules {
 		m := rules[i].match
-		pos := int32(i) //nolint:gosec // rule counts are far below 2^31 (config files)
+		pos := int32(i) // config files hold far fewer than 2^31 rules
 		if m.anyHost {
 			if x.any == nil {
 				x.any = &pathIndex{}

@@ -77,7 +77,7 @@ func BenchmarkPolicyLoad(b *testing.B) {
 		var m runtime.MemStats
 		runtime.GC()
 		runtime.ReadMemStats(&m)
-		return int64(m.HeapAlloc) //nolint:gosec // heap sizes fit int64
+		return int64(m.HeapAlloc)
 	}
 	base := heap()
 	cfg, err := loadConfig(path, os.Getenv)
