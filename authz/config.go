@@ -19,6 +19,12 @@ type Config struct {
 	// AllowEncodedSlashes lets paths contain %2F and %5C. Off by default:
 	// an upstream that decodes them would route differently from the rules.
 	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
+	// CaseSensitivePaths says every upstream routes paths case-sensitively.
+	// Off by default: a path whose case-folded form (/ADMIN → /admin)
+	// picks a different rule is refused with 400 ambiguous_path, because
+	// Express (by default), ASP.NET Core and IIS serve it from the
+	// lower-case route.
+	CaseSensitivePaths bool `yaml:"case_sensitive_paths"`
 	// MethodOverride says what to do with X-HTTP-Method-Override and
 	// friends: strip (default), reject or match (see method.go).
 	MethodOverride string `yaml:"method_override"`

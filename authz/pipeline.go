@@ -47,6 +47,7 @@ type Pipeline struct {
 	index          *ruleIndex // nil: first scans rules linearly (tests' oracle)
 	identity       identityHeaders
 	allowEncoded   bool
+	caseSensitive  bool
 	methodOverride string
 	newID          func() string
 	authenticators map[string]*Authenticator
@@ -82,6 +83,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		realm:          cfg.Realm,
 		identity:       compileIdentity(cfg.IdentityHeaders),
 		allowEncoded:   cfg.AllowEncodedSlashes,
+		caseSensitive:  cfg.CaseSensitivePaths,
 		methodOverride: cfg.MethodOverride,
 		newID:          opts.NewID,
 		authenticators: byName,
@@ -219,17 +221,57 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 			return nil, "ambiguous_method"
 		}
 	}
-	if stripped := stripPathParams(r.Path); stripped != r.Path {
-		if p.first(r.Host, stripped, r.Method) != ru {
+	// Every other reading of the path a mainstream upstream may serve must
+	// pick the same rule: a servlet container strips ;parameters, and a
+	// case-insensitive router (Express by default, ASP.NET Core, IIS)
+	// serves /ADMIN from its /admin handler.
+	stripped := stripPathParams(r.Path)
+	readings := [3]string{stripped}
+	n := 1
+	if !p.caseSensitive {
+		if f := foldPathCase(r.Path); f != r.Path {
+			readings[n], n = f, n+1
+			if fs := stripPathParams(f); fs != f {
+				readings[n], n = fs, n+1
+			}
+		}
+	}
+	for _, path := range readings[:n] {
+		if path == r.Path {
+			continue
+		}
+		if p.first(r.Host, path, r.Method) != ru {
 			return nil, ErrAmbiguousPath.Error()
 		}
 		for _, m := range overrides {
-			if p.first(r.Host, stripped, m) != ru {
+			if p.first(r.Host, path, m) != ru {
 				return nil, ErrAmbiguousPath.Error()
 			}
 		}
 	}
 	return ru, ""
+}
+
+// foldPathCase returns the path as a case-insensitive router compares it:
+// every letter in lower case after upper-casing it, so the Unicode letters
+// whose simple case mapping lands on ASCII (U+0131 dotless i and U+017F long
+// s upper-case to I and S; U+212A KELVIN SIGN lower-cases to k) fold as
+// .NET's OrdinalIgnoreCase folds them. It returns p itself when p has no
+// letter to fold (the common all-lower-case ASCII path costs one scan).
+func foldPathCase(p string) string {
+	upper := false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= 0x80:
+			return strings.ToLower(strings.ToUpper(p))
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		}
+	}
+	if !upper {
+		return p
+	}
+	return asciiLower(p) // ASCII only: one allocation
 }
 
 // first returns the first rule, in config order, that matches.
