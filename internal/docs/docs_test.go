@@ -193,8 +193,7 @@ func registeredMetrics(t *testing.T) map[string]string {
 			return err
 		}
 		if d.IsDir() {
-			switch d.Name() {
-			case ".git", "tools", "testdata", "node_modules":
+			if skipDir(d.Name()) || d.Name() == "tools" || d.Name() == "testdata" {
 				return filepath.SkipDir
 			}
 			return nil
@@ -247,6 +246,14 @@ func TestDocsListEveryMetric(t *testing.T) {
 	}
 }
 
+// skipDir: hidden directories (.git, and the run-time artefacts under
+// loadtest/.out, .bin, .pool) and build output, which hold no document of
+// ours but may hold third-party sources.
+func skipDir(name string) bool {
+	return (name != "." && name != ".." && strings.HasPrefix(name, ".")) ||
+		name == "node_modules" || name == "bin" || name == "dist" || name == "results"
+}
+
 // markdownFiles are the repository's *.md files, relative to root.
 func markdownFiles(t *testing.T) []string {
 	t.Helper()
@@ -256,8 +263,7 @@ func markdownFiles(t *testing.T) []string {
 			return err
 		}
 		if d.IsDir() {
-			switch d.Name() {
-			case ".git", "node_modules":
+			if skipDir(d.Name()) {
 				return filepath.SkipDir
 			}
 			return nil
