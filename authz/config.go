@@ -121,7 +121,15 @@ func (c *Config) ApplyDefaults() {
 // Validate checks the policy. authenticators reports whether a name is a
 // configured authenticator. Paths in errors are relative to the policy.
 func (c *Config) Validate(authenticators func(name string) bool) error {
+	_, err := c.validate(authenticators)
+	return err
+}
+
+// validate is Validate that also returns the rules' compiled matchers (in
+// rule order), so NewPipeline compiles each path regex once.
+func (c *Config) validate(authenticators func(name string) bool) ([]*matcher, error) {
 	var errs []error
+	matchers := make([]*matcher, len(c.Rules))
 	if strings.ContainsAny(c.Realm, "\"\\\r\n") {
 		errs = append(errs, yamlfile.Errorf("realm", "must not contain quotes, backslashes or line breaks"))
 	}
@@ -142,9 +150,14 @@ func (c *Config) Validate(authenticators func(name string) bool) error {
 			errs = append(errs, yamlfile.Errorf(p+".name", "%q is also the name of rules[%d]", r.Name, j))
 		}
 		seen[r.Name] = i
-		errs = append(errs, yamlfile.Wrap(p, r.validate(authenticators)))
+		m, err := r.validate(authenticators)
+		matchers[i] = m
+		errs = append(errs, yamlfile.Wrap(p, err))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return matchers, nil
 }
 
 func (h *IdentityHeaders) validate() error {
@@ -189,14 +202,17 @@ func isProtectedHeader(name string) bool {
 	return strings.HasPrefix(name, ":")
 }
 
-func (r *RuleConfig) validate(authenticators func(string) bool) error {
+// validate checks the rule and returns its compiled match (nil when the
+// match is invalid).
+func (r *RuleConfig) validate(authenticators func(string) bool) (*matcher, error) {
 	var errs []error
 	if r.Name == "" {
 		errs = append(errs, yamlfile.Errorf("name", "required"))
 	} else if strings.ContainsAny(r.Name, " \t\r\n\"") {
 		errs = append(errs, yamlfile.Errorf("name", "%q must not contain spaces or quotes", r.Name))
 	}
-	if _, err := compileMatch(&r.Match); err != nil {
+	m, err := compileMatch(&r.Match)
+	if err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
 	}
 	errs = append(errs, yamlfile.Wrap("rate_limits", r.RateLimits.validate()))
@@ -227,7 +243,7 @@ func (r *RuleConfig) validate(authenticators func(string) bool) error {
 	default:
 		errs = append(errs, yamlfile.Errorf("action", "%q is not one of allow, deny, authenticate", r.Action))
 	}
-	return errors.Join(errs...)
+	return m, errors.Join(errs...)
 }
 
 func compileMatch(m *MatchConfig) (*matcher, error) {

@@ -44,6 +44,7 @@ type Options struct {
 type Pipeline struct {
 	realm          string
 	rules          []rule
+	index          *ruleIndex // nil: first scans rules linearly (tests' oracle)
 	identity       identityHeaders
 	allowEncoded   bool
 	methodOverride string
@@ -73,7 +74,8 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	if err := cfg.Validate(func(n string) bool { return byName[n] != nil }); err != nil {
+	matchers, err := cfg.validate(func(n string) bool { return byName[n] != nil })
+	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{
@@ -92,13 +94,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	if p.newID == nil {
 		p.newID = newIDGenerator()
 	}
+	p.rules = make([]rule, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
-		m, err := compileMatch(&rc.Match)
-		if err != nil {
-			return nil, err // unreachable: Validate compiled it already
-		}
-		r := rule{name: rc.Name, match: m, action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
+		r := rule{name: rc.Name, match: matchers[i], action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
@@ -107,6 +106,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		}
 		p.rules = append(p.rules, r)
 	}
+	p.index = newRuleIndex(p.rules)
 	return p, nil
 }
 
@@ -232,7 +232,17 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 	return ru, ""
 }
 
+// first returns the first rule, in config order, that matches.
 func (p *Pipeline) first(host, path, method string) *rule {
+	if p.index != nil {
+		return p.index.first(p.rules, host, path, method)
+	}
+	return p.firstLinear(host, path, method)
+}
+
+// firstLinear is first by trying every rule in order: the definition the
+// index must agree with, and the oracle of its differential tests.
+func (p *Pipeline) firstLinear(host, path, method string) *rule {
 	for i := range p.rules {
 		if p.rules[i].match.matches(host, path, method) {
 			return &p.rules[i]

@@ -209,6 +209,16 @@ func (c *fileConfig) annotate(err error) error {
 	return c.src.Annotate(err)
 }
 
+// compiled drops what only building the service needed, once the policy
+// is compiled: the file's YAML node tree (kept to put lines on errors) and
+// the policy's rules (the pipeline holds their compiled form). The service
+// keeps the rest for what a reload compares. With 10,000 rules the two are
+// most of the config's memory (loadtest/RESULTS.md).
+func (c *fileConfig) compiled() {
+	c.src = nil
+	c.Policy.Rules = nil
+}
+
 // describe is the start-up summary for the log: no secrets.
 func (c *fileConfig) describe() []any {
 	names := make([]string, len(c.Authenticators))
