@@ -253,7 +253,7 @@ func section[T any](name string, get func(*fileConfig) *T) restartSetting {
 }
 
 // restartOnly are the settings a reload keeps at their running values
-// (declared here once; the README's restart list follows it): listeners and
+// (declared here once; docs/operations.md lists them): listeners and
 // their limits, the admin server, the Redis client (the limiter and
 // readiness hold it for the process's life), telemetry (the logger and
 // tracer are built before the service), and every rate_limit setting but
