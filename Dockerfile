@@ -8,8 +8,9 @@
 # The go build below uses exactly the flags of `make build` (the Makefile's
 # LDFLAGS); internal/release's test keeps the two in step.
 #
-# Both bases are pinned by version; CI pins them by digest too
-# (--build-arg GO_IMAGE=golang:1.26.8-bookworm@sha256:...).
+# Both bases are pinned by version tag only: nothing in this repository (CI
+# included) pins them by digest. A release build that wants a digest pin
+# passes it, e.g. --build-arg GO_IMAGE=golang:1.26.8-bookworm@sha256:...
 ARG GO_IMAGE=golang:1.26.8-bookworm
 ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
 

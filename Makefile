@@ -13,7 +13,7 @@ BENCH ?= .
 # Dockerfile's go build uses the same flags (internal/release checks it).
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
-# The image; its tag is VERSION (README, "Images and versions").
+# The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
 .PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput resilience soak

@@ -81,6 +81,19 @@ func TestAdversarialRequests(t *testing.T) {
 		{"parameter on the protected segment", req("GET", "api.example.com", "/admin;x/users"), authz.BadRequest, "ambiguous_path", ""},
 		{"parameter that changes nothing", req("GET", "api.example.com", "/admin/users;x"), authz.Unauthenticated, "missing_credential", "admin"},
 		{"parameter on a public path", req("GET", "h", "/shop;jsessionid=1/cart"), authz.OK, "", "public"},
+		// Letter case: Express (by default), ASP.NET Core and IIS route
+		// case-insensitively, so a spelling that a case-folding router
+		// serves from a protected route is refused, not judged public.
+		{"upper-case protected prefix", req("GET", "api.example.com", "/ADMIN/users"), authz.BadRequest, "ambiguous_path", ""},
+		{"mixed-case exact rule", req("GET", "api.example.com", "/Admin"), authz.BadRequest, "ambiguous_path", ""},
+		{"case and parameters together", req("GET", "api.example.com", "/ADMIN;x/"), authz.BadRequest, "ambiguous_path", ""},
+		{"encoded upper case", req("GET", "api.example.com", "/%41dmin/"), authz.BadRequest, "ambiguous_path", ""},
+		{"dotless i upper-cases to I", req("GET", "api.example.com", "/adm\u0131n/"), authz.BadRequest, "ambiguous_path", ""},
+		{"long s upper-cases to S", req("GET", "h", "/login\u017f"), authz.OK, "", "public"},
+		{"kelvin sign lower-cases to k", req("GET", "api.example.com", "/admin/\u212a"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"case inside one rule", req("GET", "api.example.com", "/admin/Users/ABC"), authz.Unauthenticated, "missing_credential", "admin"},
+		{"case on a public path", req("GET", "h", "/Shop/Cart"), authz.OK, "", "public"},
+		{"case on the deny rule", req("GET", "h", "/LOGIN"), authz.BadRequest, "ambiguous_path", ""},
 
 		// Hosts.
 		{"host case", req("GET", "API.EXAMPLE.COM", "/admin"), authz.Unauthenticated, "missing_credential", "admin-exact"},
@@ -625,5 +638,56 @@ func TestAmbiguousCredentialRefused(t *testing.T) {
 				t.Fatalf("Decide = %v %q, want %v %q", d.Code, d.Reason, tt.wantCode, tt.wantReason)
 			}
 		})
+	}
+}
+
+// With case_sensitive_paths the operator vouches that every upstream
+// routes case-sensitively: a case variant is judged as the path it is.
+func TestCaseSensitivePaths(t *testing.T) {
+	cfg := adversarialPolicy("")
+	cfg.CaseSensitivePaths = true
+	auths := []*authz.Authenticator{{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, Verifier: authztest.Credentials{"k-alice": alice}}}
+	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		give     string
+		wantCode authz.Code
+		wantRule string
+	}{
+		{give: "/ADMIN/users", wantCode: authz.OK, wantRule: "public"},
+		{give: "/admin/users", wantCode: authz.Unauthenticated, wantRule: "admin"},
+	} {
+		d := p.Decide(context.Background(), req("GET", "api.example.com", tt.give))
+		if d.Code != tt.wantCode || d.Rule != tt.wantRule {
+			t.Errorf("%s: Decide = %v rule %q; want %v rule %q", tt.give, d.Code, d.Rule, tt.wantCode, tt.wantRule)
+		}
+	}
+}
+
+// BenchmarkDecideCaseFold is what the case-folded reading costs a path
+// with upper-case letters (an id, say), against the same pipeline with
+// case_sensitive_paths set, in the same run.
+func BenchmarkDecideCaseFold(b *testing.B) {
+	for _, sensitive := range []bool{false, true} {
+		cfg := adversarialPolicy("")
+		cfg.CaseSensitivePaths = sensitive
+		auths := []*authz.Authenticator{{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, Verifier: authztest.Credentials{}}}
+		p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: func() string { return "id" }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, path := range []string{"/shop/orders/abc123", "/shop/Orders/ABC123"} {
+			b.Run(fmt.Sprintf("case_sensitive=%v/path=%s", sensitive, path), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					d := p.Decide(context.Background(), req("GET", "h", path))
+					if d.Code != authz.OK {
+						b.Fatal(d.Reason)
+					}
+				}
+			})
+		}
 	}
 }

@@ -19,6 +19,12 @@ type Config struct {
 	// AllowEncodedSlashes lets paths contain %2F and %5C. Off by default:
 	// an upstream that decodes them would route differently from the rules.
 	AllowEncodedSlashes bool `yaml:"allow_encoded_slashes"`
+	// CaseSensitivePaths says every upstream routes paths case-sensitively.
+	// Off by default: a path whose case-folded form (/ADMIN → /admin)
+	// picks a different rule is refused with 400 ambiguous_path, because
+	// Express (by default), ASP.NET Core and IIS serve it from the
+	// lower-case route.
+	CaseSensitivePaths bool `yaml:"case_sensitive_paths"`
 	// MethodOverride says what to do with X-HTTP-Method-Override and
 	// friends: strip (default), reject or match (see method.go).
 	MethodOverride string `yaml:"method_override"`
@@ -121,7 +127,15 @@ func (c *Config) ApplyDefaults() {
 // Validate checks the policy. authenticators reports whether a name is a
 // configured authenticator. Paths in errors are relative to the policy.
 func (c *Config) Validate(authenticators func(name string) bool) error {
+	_, err := c.validate(authenticators)
+	return err
+}
+
+// validate is Validate that also returns the rules' compiled matchers (in
+// rule order), so NewPipeline compiles each path regex once.
+func (c *Config) validate(authenticators func(name string) bool) ([]*matcher, error) {
 	var errs []error
+	matchers := make([]*matcher, len(c.Rules))
 	if strings.ContainsAny(c.Realm, "\"\\\r\n") {
 		errs = append(errs, yamlfile.Errorf("realm", "must not contain quotes, backslashes or line breaks"))
 	}
@@ -142,9 +156,14 @@ func (c *Config) Validate(authenticators func(name string) bool) error {
 			errs = append(errs, yamlfile.Errorf(p+".name", "%q is also the name of rules[%d]", r.Name, j))
 		}
 		seen[r.Name] = i
-		errs = append(errs, yamlfile.Wrap(p, r.validate(authenticators)))
+		m, err := r.validate(authenticators)
+		matchers[i] = m
+		errs = append(errs, yamlfile.Wrap(p, err))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return matchers, nil
 }
 
 func (h *IdentityHeaders) validate() error {
@@ -189,14 +208,17 @@ func isProtectedHeader(name string) bool {
 	return strings.HasPrefix(name, ":")
 }
 
-func (r *RuleConfig) validate(authenticators func(string) bool) error {
+// validate checks the rule and returns its compiled match (nil when the
+// match is invalid).
+func (r *RuleConfig) validate(authenticators func(string) bool) (*matcher, error) {
 	var errs []error
 	if r.Name == "" {
 		errs = append(errs, yamlfile.Errorf("name", "required"))
 	} else if strings.ContainsAny(r.Name, " \t\r\n\"") {
 		errs = append(errs, yamlfile.Errorf("name", "%q must not contain spaces or quotes", r.Name))
 	}
-	if _, err := compileMatch(&r.Match); err != nil {
+	m, err := compileMatch(&r.Match)
+	if err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
 	}
 	errs = append(errs, yamlfile.Wrap("rate_limits", r.RateLimits.validate()))
@@ -227,7 +249,7 @@ func (r *RuleConfig) validate(authenticators func(string) bool) error {
 	default:
 		errs = append(errs, yamlfile.Errorf("action", "%q is not one of allow, deny, authenticate", r.Action))
 	}
-	return errors.Join(errs...)
+	return m, errors.Join(errs...)
 }
 
 func compileMatch(m *MatchConfig) (*matcher, error) {

@@ -44,8 +44,10 @@ type Options struct {
 type Pipeline struct {
 	realm          string
 	rules          []rule
+	index          *ruleIndex // nil: first scans rules linearly (tests' oracle)
 	identity       identityHeaders
 	allowEncoded   bool
+	caseSensitive  bool
 	methodOverride string
 	newID          func() string
 	authenticators map[string]*Authenticator
@@ -73,13 +75,15 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	if err := cfg.Validate(func(n string) bool { return byName[n] != nil }); err != nil {
+	matchers, err := cfg.validate(func(n string) bool { return byName[n] != nil })
+	if err != nil {
 		return nil, err
 	}
 	p := &Pipeline{
 		realm:          cfg.Realm,
 		identity:       compileIdentity(cfg.IdentityHeaders),
 		allowEncoded:   cfg.AllowEncodedSlashes,
+		caseSensitive:  cfg.CaseSensitivePaths,
 		methodOverride: cfg.MethodOverride,
 		newID:          opts.NewID,
 		authenticators: byName,
@@ -92,13 +96,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	if p.newID == nil {
 		p.newID = newIDGenerator()
 	}
+	p.rules = make([]rule, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
-		m, err := compileMatch(&rc.Match)
-		if err != nil {
-			return nil, err // unreachable: Validate compiled it already
-		}
-		r := rule{name: rc.Name, match: m, action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
+		r := rule{name: rc.Name, match: matchers[i], action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
@@ -107,6 +108,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		}
 		p.rules = append(p.rules, r)
 	}
+	p.index = newRuleIndex(p.rules)
 	return p, nil
 }
 
@@ -219,12 +221,30 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 			return nil, "ambiguous_method"
 		}
 	}
-	if stripped := stripPathParams(r.Path); stripped != r.Path {
-		if p.first(r.Host, stripped, r.Method) != ru {
+	// Every other reading of the path a mainstream upstream may serve must
+	// pick the same rule: a servlet container strips ;parameters, and a
+	// case-insensitive router (Express by default, ASP.NET Core, IIS)
+	// serves /ADMIN from its /admin handler.
+	stripped := stripPathParams(r.Path)
+	readings := [3]string{stripped}
+	n := 1
+	if !p.caseSensitive {
+		if f := foldPathCase(r.Path); f != r.Path {
+			readings[n], n = f, n+1
+			if fs := stripPathParams(f); fs != f {
+				readings[n], n = fs, n+1
+			}
+		}
+	}
+	for _, path := range readings[:n] {
+		if path == r.Path {
+			continue
+		}
+		if p.first(r.Host, path, r.Method) != ru {
 			return nil, ErrAmbiguousPath.Error()
 		}
 		for _, m := range overrides {
-			if p.first(r.Host, stripped, m) != ru {
+			if p.first(r.Host, path, m) != ru {
 				return nil, ErrAmbiguousPath.Error()
 			}
 		}
@@ -232,7 +252,39 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 	return ru, ""
 }
 
+// foldPathCase returns the path as a case-insensitive router compares it:
+// every letter in lower case after upper-casing it, so the Unicode letters
+// whose simple case mapping lands on ASCII (U+0131 dotless i and U+017F long
+// s upper-case to I and S; U+212A KELVIN SIGN lower-cases to k) fold as
+// .NET's OrdinalIgnoreCase folds them. It returns p itself when p has no
+// letter to fold (the common all-lower-case ASCII path costs one scan).
+func foldPathCase(p string) string {
+	upper := false
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case c >= 0x80:
+			return strings.ToLower(strings.ToUpper(p))
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		}
+	}
+	if !upper {
+		return p
+	}
+	return asciiLower(p) // ASCII only: one allocation
+}
+
+// first returns the first rule, in config order, that matches.
 func (p *Pipeline) first(host, path, method string) *rule {
+	if p.index != nil {
+		return p.index.first(p.rules, host, path, method)
+	}
+	return p.firstLinear(host, path, method)
+}
+
+// firstLinear is first by trying every rule in order: the definition the
+// index must agree with, and the oracle of its differential tests.
+func (p *Pipeline) firstLinear(host, path, method string) *rule {
 	for i := range p.rules {
 		if p.rules[i].match.matches(host, path, method) {
 			return &p.rules[i]

@@ -12,7 +12,7 @@
 // current Unix time truncated to the limit's unit, so every replica and
 // every Redis key agree on where a window begins.
 //
-// Keys are built here, never by a backend (see EncodeKey): they are
+// Keys are built here, never by a backend (see AppendKey): they are
 // length-prefixed, so no descriptor value can collide with another
 // descriptor, and each Store script touches exactly one key, so they are
 // safe for Redis Cluster without hash tags.

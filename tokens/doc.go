@@ -25,7 +25,7 @@
 // remote key sets fresh and JWTVerifier.Ready reports readiness.
 //
 // The token formats and the Redis session layout are specified in
-// README.md, for teams that issue tokens in other languages.
+// docs/tokens.md, for teams that issue tokens in other languages.
 //
 // Import rules: tokens imports neither authz nor any Envoy proto; go-redis
 // is confined to tokens/redis.

@@ -403,14 +403,14 @@ func TestJOSEDepthBound(t *testing.T) {
 	}
 }
 
-// TestREADMEListsEveryReason keeps the reason list of README.md complete:
+// TestREADMEListsEveryReason keeps the reason list of docs/tokens.md complete:
 // every CredentialError reason declared in errors.go appears there.
 func TestREADMEListsEveryReason(t *testing.T) {
 	src, err := os.ReadFile("errors.go")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/tokens.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,7 +420,7 @@ func TestREADMEListsEveryReason(t *testing.T) {
 	}
 	for _, m := range found {
 		if !bytes.Contains(readme, []byte("`"+string(m[1])+"`")) {
-			t.Errorf("README.md does not list reason %s", m[1])
+			t.Errorf("docs/tokens.md does not list reason %s", m[1])
 		}
 	}
 }

@@ -249,14 +249,14 @@ func TestSessionConfigErrors(t *testing.T) {
 	}
 }
 
-// TestREADMESessionExample checks the key the README shows for its example
+// TestREADMESessionExample checks the key docs/tokens.md shows for its example
 // session token.
 func TestREADMESessionExample(t *testing.T) {
 	var cfg SessionConfig
 	cfg.ApplyDefaults()
 	key := cfg.SessionKey("Zm9vYmFyLXNlc3Npb24tMDAwMQ")
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/tokens.md")
 	if err != nil || !strings.Contains(string(readme), "HSET "+key+" uid") {
-		t.Fatalf("README.md does not show key %s: %v", key, err)
+		t.Fatalf("docs/tokens.md does not show key %s: %v", key, err)
 	}
 }

@@ -21,7 +21,7 @@ import (
 )
 
 // TicketPrefix starts every signed UDB ticket; it names the format version.
-// See README.md for the format.
+// See docs/tokens.md for the format.
 const TicketPrefix = "udbt1"
 
 // TicketConfig configures a TicketVerifier (authenticator kind udb_ticket).

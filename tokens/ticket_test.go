@@ -257,7 +257,7 @@ func TestTicketSignerRefusesBadInput(t *testing.T) {
 	}
 }
 
-// TestREADMETicketVector checks the test vector published in README.md, so
+// TestREADMETicketVector checks the test vector published in docs/tokens.md, so
 // other teams' implementations can rely on it.
 func TestREADMETicketVector(t *testing.T) {
 	key := writeFile(t, "k1.key", []byte("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n"))
@@ -274,8 +274,8 @@ func TestREADMETicketVector(t *testing.T) {
 	if p.Subject != "u-42" || p.AppID != "shop" || p.Expiry.Unix() != 1795003600 || len(p.Scopes) != 1 || p.Scopes[0] != "orders:read" {
 		t.Fatalf("principal = %+v", p)
 	}
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/tokens.md")
 	if err != nil || !strings.Contains(string(readme), vector) {
-		t.Fatalf("README.md does not carry the vector: %v", err)
+		t.Fatalf("docs/tokens.md does not carry the vector: %v", err)
 	}
 }

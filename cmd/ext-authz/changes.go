@@ -1,8 +1,11 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"slices"
+
+	"github.com/ext-authz/ext-authz/authz"
 )
 
 // describeChanges says, for the reload log line, what the new generation
@@ -57,11 +60,15 @@ func describeChanges(old, next *generation) []any {
 	return out
 }
 
-func rulesByName(g *generation) map[string]string {
-	m := make(map[string]string, len(g.cfg.Policy.Rules))
-	for _, r := range g.cfg.Policy.Rules {
+func rulesByName(g *generation) map[string]string { return g.rules }
+
+// ruleDigests maps each rule's name to a digest of its configuration.
+func ruleDigests(rules []authz.RuleConfig) map[string]string {
+	m := make(map[string]string, len(rules))
+	for _, r := range rules {
 		b, _ := json.Marshal(r)
-		m[r.Name] = string(b)
+		sum := sha256.Sum256(b)
+		m[r.Name] = string(sum[:])
 	}
 	return m
 }

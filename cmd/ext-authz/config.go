@@ -255,6 +255,16 @@ func (c *fileConfig) annotate(err error) error {
 	return c.src.Annotate(err)
 }
 
+// compiled drops what only building the service needed, once the policy
+// is compiled: the file's YAML node tree (kept to put lines on errors) and
+// the policy's rules (the pipeline holds their compiled form). The service
+// keeps the rest for what a reload compares. With 10,000 rules the two are
+// most of the config's memory (loadtest/RESULTS.md).
+func (c *fileConfig) compiled() {
+	c.src = nil
+	c.Policy.Rules = nil
+}
+
 // describe is the start-up summary for the log: no secrets.
 func (c *fileConfig) describe() []any {
 	names := make([]string, len(c.Authenticators))
@@ -290,7 +300,7 @@ func section[T any](name string, get func(*fileConfig) *T) restartSetting {
 }
 
 // restartOnly are the settings a reload keeps at their running values
-// (declared here once; the README's restart list follows it): listeners and
+// (declared here once; docs/operations.md lists them): listeners and
 // their limits, the admin server, the Redis client (the limiter and
 // readiness hold it for the process's life), telemetry (the logger and
 // tracer are built before the service), and every rate_limit setting but

@@ -34,6 +34,10 @@ type generation struct {
 	// of every file it references, as read to build this generation; a
 	// poll that finds other content reloads.
 	files filewatch.Digests
+	// rules are the policy's rules by name, each as a digest of its
+	// config, for the reload log's diff: the rules themselves are dropped
+	// once compiled (fileConfig.compiled).
+	rules map[string]string
 }
 
 type genAuth struct {
@@ -101,6 +105,8 @@ func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
 	}
 	g.files = before
 	g.files[cfg.path] = cfg.sum
+	g.rules = ruleDigests(cfg.Policy.Rules)
+	cfg.compiled()
 	return g, nil
 }
 

@@ -1,7 +1,6 @@
 package envoyconfig
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -9,9 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
-	pb_struct "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	pb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	rlconfig "github.com/envoyproxy/ratelimit/src/config"
 
@@ -27,38 +24,11 @@ type File struct {
 // Rules are the limits of a set of files. They are immutable and safe for
 // concurrent use; reload by loading new Rules.
 type Rules struct {
+	// cfg is the library's config: it validated the files, and Dump
+	// describes it. Match uses tree, compiled from the same files.
 	cfg     rlconfig.RateLimitConfig
+	tree    *compiled
 	domains []string
-	cache   matchCache
-}
-
-// matchCache remembers Match results: GetLimit is a pure function of the
-// domain and the descriptor's entries, and costs a dozen allocations, while
-// gateways see the same descriptors again and again. It is bounded: when
-// full it starts over.
-type matchCache struct {
-	mu  sync.RWMutex
-	m   map[string]*ratelimit.Limit
-	max int
-}
-
-// noLimit caches "no limit applies".
-var noLimit = &ratelimit.Limit{}
-
-func (c *matchCache) get(key []byte) (*ratelimit.Limit, bool) {
-	c.mu.RLock()
-	l, ok := c.m[string(key)]
-	c.mu.RUnlock()
-	return l, ok
-}
-
-func (c *matchCache) put(key []byte, l *ratelimit.Limit) {
-	c.mu.Lock()
-	if len(c.m) >= c.max {
-		clear(c.m)
-	}
-	c.m[string(key)] = l
-	c.mu.Unlock()
 }
 
 var _ ratelimit.Matcher = (*Rules)(nil)
@@ -140,7 +110,11 @@ func Parse(files []File) (*Rules, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rate limit config: %w", err)
 	}
-	r := &Rules{cfg: cfg, cache: matchCache{m: map[string]*ratelimit.Limit{}, max: 10000}}
+	roots := make([]*rlconfig.YamlRoot, len(toLoad))
+	for i, c := range toLoad {
+		roots[i] = c.ConfigYaml
+	}
+	r := &Rules{cfg: cfg, tree: compile(roots)}
 	for d := range domains {
 		r.domains = append(r.domains, d)
 	}
@@ -191,77 +165,11 @@ func (r *Rules) HasDomain(domain string) bool {
 // Dump is the library's description of the loaded limits, for debugging.
 func (r *Rules) Dump() string { return r.cfg.Dump() }
 
-var entryPool = sync.Pool{New: func() any { return new(pbDescriptor) }}
-
-// pbDescriptor is a reusable proto descriptor with its entries.
-type pbDescriptor struct {
-	d       pb_struct.RateLimitDescriptor
-	entries []pb_struct.RateLimitDescriptor_Entry
-	ptrs    []*pb_struct.RateLimitDescriptor_Entry
-}
-
 // Match returns the limit envoyproxy/ratelimit's GetLimit finds for d in
-// domain, or nil. The Limit may be shared with other calls: do not modify
-// it.
+// domain, or nil (see compiled for how). The Limit may be shared with
+// other calls: do not modify it.
 func (r *Rules) Match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
-	if len(d.Entries) == 0 {
-		return nil
-	}
-	var buf [256]byte
-	key := ratelimit.AppendKey(buf[:0], "", domain, d.Entries, nil, ratelimit.UnitUnknown, 0)
-	if l, ok := r.cache.get(key); ok {
-		if l == noLimit {
-			return nil
-		}
-		return l
-	}
-	l := r.match(domain, d)
-	if l == nil {
-		r.cache.put(key, noLimit)
-	} else {
-		r.cache.put(key, l)
-	}
-	return l
-}
-
-// match asks the library.
-func (r *Rules) match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
-	p := entryPool.Get().(*pbDescriptor)
-	defer entryPool.Put(p)
-	p.entries = slices.Grow(p.entries[:0], len(d.Entries))[:len(d.Entries)]
-	p.ptrs = p.ptrs[:0]
-	for i, e := range d.Entries {
-		p.entries[i].Key, p.entries[i].Value = e.Key, e.Value
-		p.ptrs = append(p.ptrs, &p.entries[i])
-	}
-	p.d.Entries = p.ptrs
-	rl := r.cfg.GetLimit(context.Background(), domain, &p.d)
-	p.d.Entries = nil
-	clear(p.entries) // drop references to request values
-	if rl == nil || rl.Limit == nil {
-		return nil
-	}
-	unit, ok := unitFromProto(rl.Limit.Unit)
-	if !ok && !rl.Unlimited {
-		return nil // unreachable: the library rejects files with unknown units
-	}
-	lm := &ratelimit.Limit{
-		Name:      rl.Name,
-		Policy:    rl.Name,
-		Requests:  rl.Limit.RequestsPerUnit,
-		Unit:      unit,
-		Unlimited: rl.Unlimited,
-		// quota_mode, like shadow_mode, reports over-limit but allows:
-		// envoyproxy/ratelimit answers OK for it and only records the
-		// violation in dynamic metadata.
-		Shadow:       rl.ShadowMode || rl.QuotaMode,
-		Replaces:     rl.Replaces,
-		SharedValues: rl.ShareThresholdKeyPattern,
-	}
-	if lm.Policy == "" {
-		lm.Policy = policyName(domain, d.Entries)
-	}
-	return lm
+	return r.tree.match(domain, d.Entries)
 }
 
 // policyName names an unnamed limit by its domain and descriptor keys; never

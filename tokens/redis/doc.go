@@ -1,5 +1,5 @@
 // Package redis is the Redis implementation of tokens.SessionStore: it reads
-// the session hashes the user database writes (layout in tokens/README.md)
+// the session hashes the user database writes (layout in docs/tokens.md)
 // through a go-redis UniversalClient, so standalone, sentinel and cluster
 // deployments all work.
 //

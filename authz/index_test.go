@@ -1,0 +1,243 @@
+package authz
+
+import (
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The rule index must pick exactly the rule the linear scan picks: the same
+// rule (pointer), or no rule for both, for every host, path and method, and
+// Pipeline.match must give the same rule and reason with both (it also
+// looks up the servlet reading of ";" paths and override methods).
+
+// Pools small enough that random rule sets overlap a lot: the same host
+// exact and as a wildcard, nested prefixes, exact paths inside prefixes,
+// regexes that cover prefixes, ";" parameters, methods in any case.
+var (
+	genRuleHosts = []string{"a.com", "b.a.com", "x.b.a.com", "*.a.com", "*.b.a.com", "*.com", "*", "c.org",
+		"*.org", "A.Com", "a.com.", "a.com:8443", "[::1]", "xa.com", "*.c.org"}
+	genReqHosts = []string{"a.com", "b.a.com", "x.b.a.com", "y.x.b.a.com", "com", "c.org", "d.c.org", "org",
+		"", "xa.com", "a.com.b", ".a.com", "..a.com", "a..com", "[::1]", "b.xa.com", "e.d.c.org"}
+	genExact    = []string{"/", "/a", "/a/", "/a/b", "/a/b/c", "/b", "/ab", "/a;x/b", "/a/b;y"}
+	genPref     = []string{"/", "/a", "/a/", "/ab", "/a/b", "/a/b/", "/b", "/a;", "/a;x/"}
+	genRegex    = []string{"/a.*", "/[ab]+", "/a/b(/.*)?", ".*;.*", "/a/b", "(/a)?/b", "/[^/]*", "/a/?", ".*"}
+	genReqPaths = []string{"/", "/a", "/a/", "/ab", "/abc", "/a/b", "/a/b/", "/a/b/c", "/a;x/b", "/a/b;y",
+		"/a;x", "/a;x/b;y/c", "/b", "/b;q", "/c", "", "/a/b/c;z/d", "/a;"}
+	genMethods    = [][]string{nil, {"GET"}, {"post"}, {"GET", "POST"}, {"PUT", "DELETE", "GET"}, {"get", "GET"}}
+	genReqMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH"}
+	genOverrides  = [][]string{nil, {"POST"}, {"GET", "PUT"}, {"DELETE"}}
+)
+
+// ruleGen draws choices from a byte string (the fuzzer's input) or, when
+// that runs out or is absent, from a seeded generator.
+type ruleGen struct {
+	data []byte
+	rnd  *rand.Rand
+}
+
+func (g *ruleGen) intn(n int) int {
+	if len(g.data) > 0 {
+		v := int(g.data[0])
+		g.data = g.data[1:]
+		return v % n
+	}
+	if g.rnd == nil {
+		return 0
+	}
+	return g.rnd.IntN(n)
+}
+
+func pick[T any](g *ruleGen, xs []T) T { return xs[g.intn(len(xs))] }
+
+// rules compiles up to n random rules; ones the validator refuses (a path
+// not in canonical form) are left out, as NewPipeline would refuse them.
+func (g *ruleGen) rules(n int) []rule {
+	var out []rule
+	for i := range n {
+		var mc MatchConfig
+		for range g.intn(4) { // 0 hosts: any host
+			mc.Hosts = append(mc.Hosts, pick(g, genRuleHosts))
+		}
+		switch g.intn(4) {
+		case 0:
+			mc.Path.Exact = pick(g, genExact)
+		case 1:
+			mc.Path.Prefix = pick(g, genPref)
+		case 2:
+			mc.Path.Regex = pick(g, genRegex)
+		}
+		mc.Methods = pick(g, genMethods)
+		m, err := compileMatch(&mc)
+		if err != nil {
+			continue
+		}
+		out = append(out, rule{name: "r" + itoa(i), match: m, action: ActionAllow})
+	}
+	return out
+}
+
+// checkIndex compares the index with the linear scan on every request the
+// pools make, and returns how many lookups matched a rule.
+func checkIndex(t *testing.T, rules []rule, extraHosts, extraPaths []string) int {
+	t.Helper()
+	linear := &Pipeline{rules: rules}
+	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	hosts := append(append([]string(nil), genReqHosts...), extraHosts...)
+	paths := append(append([]string(nil), genReqPaths...), extraPaths...)
+	matched := 0
+	for _, h := range hosts {
+		for _, path := range paths {
+			for _, meth := range genReqMethods {
+				want := linear.firstLinear(h, path, meth)
+				if got := indexed.first(h, path, meth); got != want {
+					t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s\nrules:\n%s", h, path, meth,
+						ruleDesc(rules, got), ruleDesc(rules, want), rulesDesc(rules))
+				}
+				if want != nil {
+					matched++
+				}
+			}
+			for _, ov := range genOverrides {
+				r := &Request{Host: h, Path: path, Method: "GET"}
+				wantRule, wantReason := linear.match(r, ov)
+				gotRule, gotReason := indexed.match(r, ov)
+				if gotRule != wantRule || gotReason != wantReason {
+					t.Fatalf("match(%q, %q, overrides %v) = %s %q, linear scan: %s %q\nrules:\n%s", h, path, ov,
+						ruleDesc(rules, gotRule), gotReason, ruleDesc(rules, wantRule), wantReason, rulesDesc(rules))
+				}
+			}
+		}
+	}
+	return matched
+}
+
+func ruleDesc(rules []rule, r *rule) string {
+	if r == nil {
+		return "no rule"
+	}
+	for i := range rules {
+		if &rules[i] == r {
+			return "rules[" + itoa(i) + "]"
+		}
+	}
+	return "a rule not in the set"
+}
+
+func rulesDesc(rules []rule) string {
+	var b strings.Builder
+	for i := range rules {
+		b.WriteString("  [" + itoa(i) + "] " + rules[i].match.String() + "\n")
+	}
+	return b.String()
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+func TestRuleIndexMatchesLinearScan(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(20, 2026))
+	matched, total := 0, 0
+	for range 400 {
+		g := &ruleGen{rnd: rnd}
+		rules := g.rules(1 + rnd.IntN(40))
+		matched += checkIndex(t, rules, nil, nil)
+		total += len(genReqHosts) * len(genReqPaths) * len(genReqMethods)
+	}
+	// The comparison means something only if both outcomes are common.
+	if matched < total/10 || matched > total*9/10 {
+		t.Fatalf("%d of %d lookups matched a rule: the generator is not exercising both outcomes", matched, total)
+	}
+}
+
+// TestRuleIndexCases pins overlaps where an index could pick a later rule
+// or none, each against the linear scan and against the rule it must be.
+func TestRuleIndexCases(t *testing.T) {
+	mk := func(specs ...MatchConfig) []rule {
+		var rs []rule
+		for i := range specs {
+			m, err := compileMatch(&specs[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, rule{name: itoa(i), match: m})
+		}
+		return rs
+	}
+	tests := []struct {
+		name               string
+		rules              []MatchConfig
+		host, path, method string
+		want               int // -1: none
+	}{
+		{"regex before exact", []MatchConfig{{Path: PathMatch{Regex: "/a.*"}}, {Path: PathMatch{Exact: "/a/b"}}}, "h", "/a/b", "GET", 0},
+		{"exact before regex", []MatchConfig{{Path: PathMatch{Exact: "/a/b"}}, {Path: PathMatch{Regex: "/a.*"}}}, "h", "/a/b", "GET", 0},
+		{"longer prefix first", []MatchConfig{{Path: PathMatch{Prefix: "/a/b"}}, {Path: PathMatch{Prefix: "/a"}}}, "h", "/a/b/c", "GET", 0},
+		{"shorter prefix first", []MatchConfig{{Path: PathMatch{Prefix: "/a"}}, {Path: PathMatch{Prefix: "/a/b"}}}, "h", "/a/b/c", "GET", 0},
+		{"prefix is not segment aligned", []MatchConfig{{Path: PathMatch{Prefix: "/a"}}}, "h", "/ab", "GET", 0},
+		{"method skips earlier rule", []MatchConfig{{Path: PathMatch{Prefix: "/a"}, Methods: []string{"POST"}}, {Path: PathMatch{Exact: "/a"}}}, "h", "/a", "GET", 1},
+		{"any host after exact host", []MatchConfig{{Hosts: []string{"a.com"}, Path: PathMatch{Exact: "/x"}}, {Path: PathMatch{Exact: "/x"}}}, "a.com", "/x", "GET", 0},
+		{"any host before exact host", []MatchConfig{{Path: PathMatch{Exact: "/x"}}, {Hosts: []string{"a.com"}, Path: PathMatch{Exact: "/x"}}}, "a.com", "/x", "GET", 0},
+		{"wildcard not apex", []MatchConfig{{Hosts: []string{"*.a.com"}}}, "a.com", "/", "GET", -1},
+		{"wildcard any depth", []MatchConfig{{Hosts: []string{"*.a.com"}}}, "x.y.a.com", "/", "GET", 0},
+		{"wildcard label aligned", []MatchConfig{{Hosts: []string{"*.a.com"}}}, "xa.com", "/", "GET", -1},
+		{"inner wildcard before outer", []MatchConfig{{Hosts: []string{"*.com"}, Methods: []string{"PUT"}}, {Hosts: []string{"*.b.a.com"}}, {Hosts: []string{"*.a.com"}}}, "x.b.a.com", "/", "GET", 1},
+		{"outer wildcard before inner", []MatchConfig{{Hosts: []string{"*.com"}}, {Hosts: []string{"*.b.a.com"}}}, "x.b.a.com", "/", "GET", 0},
+		{"host listed twice", []MatchConfig{{Hosts: []string{"a.com", "A.COM", "*.com"}, Methods: []string{"POST"}}, {Hosts: []string{"a.com"}}}, "a.com", "/", "GET", 1},
+		{"no match", []MatchConfig{{Hosts: []string{"a.com"}}, {Path: PathMatch{Prefix: "/b"}}}, "b.com", "/a", "GET", -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rules := mk(tt.rules...)
+			p := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+			got, lin := p.first(tt.host, tt.path, tt.method), p.firstLinear(tt.host, tt.path, tt.method)
+			var want *rule
+			if tt.want >= 0 {
+				want = &rules[tt.want]
+			}
+			if got != want || lin != want {
+				t.Fatalf("index: %s, linear: %s, want %s", ruleDesc(rules, got), ruleDesc(rules, lin), ruleDesc(rules, want))
+			}
+		})
+	}
+}
+
+// TestRuleIndexLarge compares the benchmark's 10,000-rule policy on random
+// requests made from its own hosts and paths (hits, near misses, misses).
+func TestRuleIndexLarge(t *testing.T) {
+	rules := benchRules(t, 10000)
+	linear := &Pipeline{rules: rules}
+	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	rnd := rand.New(rand.NewPCG(1, 2))
+	hits := 0
+	for range 3000 {
+		r := benchRequest(len(rules), rnd.IntN(len(rules)+len(rules)/4), rnd)
+		want := linear.firstLinear(r.Host, r.Path, r.Method)
+		if got := indexed.first(r.Host, r.Path, r.Method); got != want {
+			t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s", r.Host, r.Path, r.Method, ruleDesc(rules, got), ruleDesc(rules, want))
+		}
+		if want != nil {
+			hits++
+		}
+	}
+	if hits < 1000 || hits > 2900 {
+		t.Fatalf("%d of 3000 requests matched: not exercising both outcomes", hits)
+	}
+}
+
+// FuzzRuleIndex builds a rule set and a request from the input and requires
+// the index and Pipeline.match to agree with the linear scan.
+func FuzzRuleIndex(f *testing.F) {
+	f.Add([]byte{}, "a.com", "/a;x/b")
+	f.Add([]byte{3, 0, 1, 2, 1, 3, 1, 6, 0, 4, 2, 2, 3, 1, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9}, "x.b.a.com", "/a/b")
+	f.Add([]byte{9, 2, 6, 3, 1, 1, 8, 0, 0, 2, 4, 0, 3, 2, 0, 1, 0, 5, 1, 2, 1, 0}, "d.c.org", "/ab;c")
+	f.Fuzz(func(t *testing.T, data []byte, host, path string) {
+		if len(data) > 256 || len(host) > 64 || len(path) > 64 {
+			return // bounded work per input
+		}
+		g := &ruleGen{data: data}
+		n := g.intn(24)
+		rules := g.rules(n)
+		checkIndex(t, rules, []string{host}, []string{path})
+	})
+}
