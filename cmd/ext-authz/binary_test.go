@@ -97,7 +97,12 @@ type proc struct {
 // which names the ports it got.
 func startBinary(t *testing.T, cfgPath string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--config", cfgPath)
+	return startCmd(t, exec.Command(binary(t), "serve", "--config", cfgPath))
+}
+
+// startCmd starts cmd, a prepared `ext-authz serve`, as startBinary does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

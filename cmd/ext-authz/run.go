@@ -28,12 +28,15 @@ import (
 // service is the running process: the gRPC and admin servers, the live
 // configuration generation, and config reloads.
 type service struct {
-	path     string
-	getenv   func(string) string
-	tel      *telemetry
-	logger   *slog.Logger
-	registry *prometheus.Registry
-	env      *buildEnv
+	path   string
+	getenv func(string) string
+	// overrides are the listen addresses from flags or env, applied to
+	// every reload's config too so it matches the running one.
+	overrides listenOverrides
+	tel       *telemetry
+	logger    *slog.Logger
+	registry  *prometheus.Registry
+	env       *buildEnv
 	// pool holds the components generations share (see generation).
 	pool *pool.Pool
 
@@ -416,6 +419,7 @@ func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests
 	if err != nil {
 		return nil, err
 	}
+	_ = s.overrides.apply(cfg) // checked at start; server and admin are restart-only
 	for _, name := range keepRestartOnly(cfg, old.cfg) {
 		s.logger.Warn("config setting changed; restart to apply it", "section", name)
 	}
