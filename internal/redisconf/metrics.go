@@ -43,7 +43,7 @@ func NewMetricsHook(reg prometheus.Registerer) *MetricsHook {
 		}, []string{"command"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_redis_errors_total",
-			Help: "Failed Redis round trips by command and error class: timeout (no answer in time), network (refused, reset, closed), server (a Redis error reply), pool (no free connection in time), canceled, other. A call that timed out while dials failed has the dial's class; failed dials are counted as command dial.",
+			Help: "Failed Redis round trips by command (dial: failed connects) and error class (timeout, network, server, pool, canceled, other).",
 		}, []string{"command", "class"}),
 	}
 	reg.MustRegister(h.duration, h.errors)
