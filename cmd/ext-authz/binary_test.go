@@ -91,6 +91,8 @@ type proc struct {
 	adminAddr string
 	lines     chan map[string]any
 	done      chan error
+	// starting is the "starting" log line.
+	starting map[string]any
 }
 
 // startBinary runs `ext-authz serve` and waits for its "serving" line,
@@ -131,6 +133,7 @@ func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
 			_ = cmd.Process.Kill()
 		}
 	})
+	p.starting = p.waitLine(t, "starting")
 	if m := p.waitLine(t, "serving"); m != nil {
 		p.grpcAddr, _ = m["grpc_address"].(string)
 		p.adminAddr, _ = m["admin_address"].(string)

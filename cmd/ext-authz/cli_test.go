@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,7 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,6 +40,33 @@ func runBin(t *testing.T, dir string, env []string, args ...string) (stdout, std
 		t.Fatalf("%v: %v", args, err)
 	}
 	return o.String(), e.String(), code
+}
+
+var stampedOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// stampedVersion is what stampedBinary is stamped with.
+const stampedVersion = "v9.8.7-test"
+
+// stampedBinary is the binary built as the Makefile builds it, with
+// -X main.version (removed with the plain one in TestMain).
+func stampedBinary(t *testing.T) string {
+	t.Helper()
+	plain := binary(t) // owns the directory TestMain removes
+	stampedOnce.Do(func() {
+		stampedOnce.path = filepath.Join(filepath.Dir(plain), "ext-authz-stamped")
+		out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+stampedVersion, "-o", stampedOnce.path, ".").CombinedOutput()
+		if err != nil {
+			stampedOnce.err = fmt.Errorf("%v\n%s", err, out)
+		}
+	})
+	if stampedOnce.err != nil {
+		t.Fatalf("go build: %v", stampedOnce.err)
+	}
+	return stampedOnce.path
 }
 
 // startQuickstart serves the quickstart config from the repository root,
@@ -186,14 +218,10 @@ func TestCLIHelpAndVersion(t *testing.T) {
 		}
 	}
 	// The real binary, stamped as the Makefile stamps it.
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "ext-authz")
-	if out, err := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := stampedBinary(t)
 	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
 		out, err := exec.Command(bin, args...).Output()
-		if err != nil || string(out) != "ext-authz v9.8.7-test\n" {
+		if err != nil || string(out) != "ext-authz "+stampedVersion+"\n" {
 			t.Errorf("%v: %q, %v", args, out, err)
 		}
 	}
@@ -440,5 +468,134 @@ rate_limit:
 	}
 	if got := cfg.Policy.Rules[0].Match.Path.Exact; got != "/etc/keys/x" {
 		t.Errorf("policy path rewritten: %q", got)
+	}
+}
+
+// TestOperatorMetrics runs the stamped binary and checks, over a real
+// scrape, what an operator's first dashboard needs: the version in
+// build_info and in the start-up log line, the config's load time and
+// hash, reload counters present from start, gRPC server series, and a
+// rejected reload that logs every error it found.
+func TestOperatorMetrics(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(root, "examples/quickstart/config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfgPath, string(good))
+	before := time.Now()
+	cmd := exec.Command(stampedBinary(t), "serve", "--config", cfgPath, "--grpc-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
+	cmd.Dir = root // the quickstart's key paths are relative to it
+	p := startCmd(t, cmd)
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	p.waitLine(t, "ready")
+	if v, _ := p.starting["version"].(string); v != stampedVersion {
+		t.Errorf("starting line version = %q, want %q", v, stampedVersion)
+	}
+	admin := "http://" + p.adminAddr
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+	fams := scrape(t, admin)
+	if v, ok := value(fams, "ext_authz_build_info", map[string]string{"version": stampedVersion, "goversion": runtime.Version()}); !ok || v != 1 {
+		t.Errorf("build_info{version=%s} = %v (present %v)", stampedVersion, v, ok)
+	}
+	for _, r := range []string{"success", "failure"} {
+		if v, ok := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": r}); !ok || v != 0 {
+			t.Errorf("reloads_total{result=%s} before any reload = %v (present %v), want 0", r, v, ok)
+		}
+	}
+	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok || v != 1 {
+		t.Errorf("config_hash{sha256=sha256sum of the file} = %v (present %v)", v, ok)
+	}
+	ts, ok := value(fams, "ext_authz_config_last_reload_success_timestamp_seconds", nil)
+	if !ok || ts < float64(before.Unix()) || ts > float64(time.Now().Unix()+1) {
+		t.Errorf("config load timestamp %v, want between start and now", ts)
+	}
+
+	// gRPC server series: every code of every method from start; a
+	// Check counted under its code.
+	if _, _, code := runBin(t, ".", nil, "check", "--addr", p.grpcAddr, "--url", "https://other.org/"); code != 4 {
+		t.Fatalf("check exit %d", code)
+	}
+	fams = scrape(t, admin)
+	check := map[string]string{"grpc_service": "envoy.service.auth.v3.Authorization", "grpc_method": "Check", "grpc_type": "unary"}
+	for code, want := range map[string]float64{"OK": 1, "Internal": 0, "ResourceExhausted": 0, "Unavailable": 0} {
+		l := map[string]string{"grpc_code": code}
+		for k, v := range check {
+			l[k] = v
+		}
+		if v, ok := value(fams, "grpc_server_handled_total", l); !ok || v != want {
+			t.Errorf("grpc_server_handled_total%v = %v (present %v), want %v", l, v, ok, want)
+		}
+	}
+	if v, ok := value(fams, "grpc_server_handling_seconds", check); !ok || v != 1 {
+		t.Errorf("grpc_server_handling_seconds count = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := value(fams, "grpc_server_started_total", map[string]string{"grpc_method": "ShouldRateLimit"}); !ok || v != 0 {
+		t.Errorf("ShouldRateLimit started = %v (present %v), want 0 from start", v, ok)
+	}
+
+	// A rejected reload logs all of its errors and counts one failure;
+	// the hash stays the serving file's.
+	bad := strings.Replace(string(good), "  drain_delay: 1s\n", "  drain_delay: -1s\n  max_recv_message_bytes: 10\n", 1)
+	bad += "telemetry:\n  log: {level: loud}\n"
+	writeFile(t, cfgPath, bad)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	m := p.waitLine(t, "config reload rejected")
+	msg, _ := m["error"].(string)
+	errs, _ := m["errors"].([]any)
+	for _, want := range []string{"server.drain_delay", "server.max_recv_message_bytes", "telemetry.log.level"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("rejected reload's error does not name %s: %q", want, msg)
+		}
+		found := false
+		for _, e := range errs {
+			s, _ := e.(string)
+			found = found || strings.Contains(s, want)
+		}
+		if !found {
+			t.Errorf("errors list %q has no entry for %s", errs, want)
+		}
+	}
+	if n, _ := m["error_count"].(float64); int(n) != len(errs) || n < 3 {
+		t.Errorf("error_count %v, errors %d", m["error_count"], len(errs))
+	}
+	fams = scrape(t, admin)
+	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "failure"}); v != 1 {
+		t.Errorf("failure count %v after a rejected reload", v)
+	}
+	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok {
+		t.Error("the hash changed to a rejected file's")
+	}
+
+	// A good reload: success counted, new hash, the old hash gone.
+	next := strings.Replace(string(good), "policy:", "# a comment changes the hash\npolicy:", 1)
+	writeFile(t, cfgPath, next)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLine(t, "config reloaded")
+	fams = scrape(t, admin)
+	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "success"}); v != 1 {
+		t.Errorf("success count %v after a good reload", v)
+	}
+	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum([]byte(next))}); !ok || v != 1 {
+		t.Error("config_hash does not name the reloaded file")
+	}
+	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); ok {
+		t.Error("the old hash is still exported")
 	}
 }

@@ -95,6 +95,7 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	s.grpc = s.newGRPCServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
+	tel.configLoaded(cfg)
 	return s, nil
 }
 
@@ -363,7 +364,7 @@ func (s *service) reload(why string) error {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", "reason", why, "error", err)
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
 		return err
 	}
 	return s.apply(why, data, nil)
@@ -388,7 +389,7 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 			return err
 		}
 		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", "reason", why, "error", err)
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
 		return err
 	}
 	// The logger learns new credential carriers before any request can
@@ -403,6 +404,7 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 		s.logger.Warn("releasing the old configuration", "error", err)
 	}
 	s.tel.reloads.WithLabelValues("success").Inc()
+	s.tel.configLoaded(next.cfg)
 	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
 	for _, f := range next.cfg.restartOnlyFiles() {
 		if d, ok := old.files[f]; ok && d != next.files[f] {
