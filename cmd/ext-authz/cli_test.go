@@ -60,7 +60,7 @@ func stampedBinary(t *testing.T) string {
 		stampedOnce.path = filepath.Join(filepath.Dir(plain), "ext-authz-stamped")
 		out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+stampedVersion, "-o", stampedOnce.path, ".").CombinedOutput()
 		if err != nil {
-			stampedOnce.err = fmt.Errorf("%v\n%s", err, out)
+			stampedOnce.err = fmt.Errorf("%w\n%s", err, out)
 		}
 	})
 	if stampedOnce.err != nil {

@@ -79,18 +79,18 @@ func readPEMKey(data []byte) (*pemKey, error) {
 // algFamily describes the key an algorithm signs with, or "" for an
 // algorithm this tool does not know.
 func algFamily(alg string) string {
-	switch {
-	case alg == "RS256" || alg == "RS384" || alg == "RS512" || alg == "PS256" || alg == "PS384" || alg == "PS512":
+	switch alg {
+	case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512":
 		return "an RSA key"
-	case alg == "ES256":
+	case "ES256":
 		return "an EC P-256 key"
-	case alg == "ES384":
+	case "ES384":
 		return "an EC P-384 key"
-	case alg == "ES512":
+	case "ES512":
 		return "an EC P-521 key"
-	case alg == "EdDSA":
+	case "EdDSA":
 		return "an Ed25519 key"
-	case alg == "HS256" || alg == "HS384" || alg == "HS512":
+	case "HS256", "HS384", "HS512":
 		return "a base64 secret"
 	}
 	return ""

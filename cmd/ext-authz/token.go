@@ -179,7 +179,7 @@ func checkJWTKey(keyFile, kid, alg string) error {
 	}
 	k, err := readPEMKey(data)
 	if err != nil {
-		return fmt.Errorf("%s holds no PEM key (%v); a base64 HMAC secret needs --alg HS256, HS384 or HS512", keyFile, err)
+		return fmt.Errorf("%s holds no PEM key (%w); a base64 HMAC secret needs --alg HS256, HS384 or HS512", keyFile, err)
 	}
 	if alg != "" && !k.fits(alg) {
 		return fmt.Errorf("--alg %s needs %s, but %s holds %s; use --alg %s or omit --alg", alg, algFamily(alg), keyFile, k.desc, k.alg)
