@@ -10,6 +10,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"math/big"
+	"os"
+	"strings"
 	"testing"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -81,4 +83,80 @@ func TestThumbprintMatchesGoJose(t *testing.T) {
 			t.Errorf("go-jose reads another key from %s", b)
 		}
 	}
+}
+
+// FuzzReadPEMKey: any file is a key with a usable JWK or an error, never a
+// panic; a key's default algorithm fits it and its JWK reads back (go-jose)
+// as the same key.
+func FuzzReadPEMKey(f *testing.F) {
+	for _, name := range []string{"jwt-rs256.pem", "jwt-es256.pem", "ticket-ed25519.pem", "ticket-ed25519.pub.pem", "ticket-hs256.key"} {
+		b, err := os.ReadFile(quickstartKeys + name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"))
+	f.Add([]byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := readPEMKey(data)
+		if err != nil {
+			return
+		}
+		if !k.fits(k.alg) {
+			t.Fatalf("%s does not fit its own default %s", k.desc, k.alg)
+		}
+		j, err := newJWK(k.pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(j.Kid) != 43 {
+			t.Fatalf("thumbprint %q", j.Kid)
+		}
+		b, err := jwksJSON(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(b, &set); err != nil || len(set.Keys) != 1 {
+			t.Fatalf("go-jose cannot read %s: %v", b, err)
+		}
+		if eq, ok := set.Keys[0].Key.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(k.pub) {
+			t.Fatalf("go-jose reads another key from %s", b)
+		}
+	})
+}
+
+// FuzzDescriptorFlag: a --descriptor value is refused or split into
+// entries that print back as it was written.
+func FuzzDescriptorFlag(f *testing.F) {
+	for _, s := range []string{"a=b", "route=api,user=x", "k", "=v", "a=b,", "a==b", ",", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		var d descriptorFlags
+		if err := d.Set(v); err != nil {
+			return
+		}
+		if len(d) != 1 || len(d[0].GetEntries()) != strings.Count(v, ",")+1 {
+			t.Fatalf("%q: %d descriptors, %v", v, len(d), d)
+		}
+		parts := make([]string, 0, len(d[0].GetEntries()))
+		for _, e := range d[0].GetEntries() {
+			if e.GetKey() == "" {
+				t.Fatalf("%q: entry without key", v)
+			}
+			parts = append(parts, e.GetKey()+"="+e.GetValue())
+		}
+		// An entry written without "=" has the empty value.
+		want := strings.Split(v, ",")
+		for i, p := range want {
+			if !strings.Contains(p, "=") {
+				want[i] = p + "="
+			}
+		}
+		if got := strings.Join(parts, ","); got != strings.Join(want, ",") {
+			t.Fatalf("%q prints back as %q", v, got)
+		}
+	})
 }
