@@ -91,13 +91,20 @@ type proc struct {
 	adminAddr string
 	lines     chan map[string]any
 	done      chan error
+	// starting is the "starting" log line.
+	starting map[string]any
 }
 
 // startBinary runs `ext-authz serve` and waits for its "serving" line,
 // which names the ports it got.
 func startBinary(t *testing.T, cfgPath string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--config", cfgPath)
+	return startCmd(t, exec.Command(binary(t), "serve", "--config", cfgPath))
+}
+
+// startCmd starts cmd, a prepared `ext-authz serve`, as startBinary does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
+	t.Helper()
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -126,6 +133,7 @@ func startBinary(t *testing.T, cfgPath string) *proc {
 			_ = cmd.Process.Kill()
 		}
 	})
+	p.starting = p.waitLine(t, "starting")
 	if m := p.waitLine(t, "serving"); m != nil {
 		p.grpcAddr, _ = m["grpc_address"].(string)
 		p.adminAddr, _ = m["admin_address"].(string)

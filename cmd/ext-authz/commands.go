@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -43,19 +44,68 @@ func versionString() string {
 	return "unknown"
 }
 
-func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) error {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+const serveUsage = `usage: ext-authz serve --config FILE [--grpc-address ADDR] [--admin-address ADDR]
+
+Runs the server until SIGTERM or SIGINT (drains, exits 0); SIGHUP reloads the
+config. The listen addresses come from the flag, else from the environment
+(EXT_AUTHZ_GRPC_ADDRESS, EXT_AUTHZ_ADMIN_ADDRESS), else from the file's
+server.grpc_address and admin.address.`
+
+// Environment variables that override the config file's listen addresses
+// (read only here, in cmd).
+const (
+	envGRPCAddress  = "EXT_AUTHZ_GRPC_ADDRESS"
+	envAdminAddress = "EXT_AUTHZ_ADMIN_ADDRESS"
+)
+
+// listenOverrides replace the file's listen addresses; an empty address
+// keeps the file's. The from fields name where each came from, for errors.
+type listenOverrides struct{ grpc, grpcFrom, admin, adminFrom string }
+
+// newListenOverrides takes each address from its flag, else its variable.
+func newListenOverrides(grpcFlag, adminFlag string, getenv func(string) string) listenOverrides {
+	o := listenOverrides{grpc: grpcFlag, grpcFrom: "--grpc-address", admin: adminFlag, adminFrom: "--admin-address"}
+	if o.grpc == "" {
+		o.grpc, o.grpcFrom = getenv(envGRPCAddress), envGRPCAddress
+	}
+	if o.admin == "" {
+		o.admin, o.adminFrom = getenv(envAdminAddress), envAdminAddress
+	}
+	return o
+}
+
+// apply sets the overridden addresses on cfg, checked.
+func (o listenOverrides) apply(cfg *fileConfig) error {
+	var errs []error
+	if o.grpc != "" {
+		cfg.Server.GRPCAddress = o.grpc
+		errs = append(errs, validateAddress(o.grpcFrom, o.grpc))
+	}
+	if o.admin != "" {
+		cfg.Admin.Address = o.admin
+		errs = append(errs, validateAddress(o.adminFrom, o.admin))
+	}
+	return errors.Join(errs...)
+}
+
+func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	fs := newFlags("serve")
 	path := fs.String("config", "", "config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return &usageError{err.Error()}
+	grpcAddr := fs.String("grpc-address", "", "gRPC listen address, overrides server.grpc_address (env "+envGRPCAddress+")")
+	adminAddr := fs.String("admin-address", "", "admin listen address, overrides admin.address (env "+envAdminAddress+")")
+	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
+		return err
 	}
 	if *path == "" || fs.NArg() > 0 {
-		return &usageError{"serve needs --config FILE and nothing else"}
+		return &usageError{msg: "serve needs --config FILE and nothing else", help: hint(fs.Name())}
 	}
+	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
 	cfg, err := loadConfig(*path, getenv)
 	if err != nil {
 		return err
+	}
+	if err := ov.apply(cfg); err != nil {
+		return &usageError{msg: err.Error(), help: hint(fs.Name())}
 	}
 	tel, err := newTelemetry(cfg, stderr)
 	if err != nil {
@@ -71,6 +121,7 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	if err != nil {
 		return cfg.annotate(err)
 	}
+	svc.overrides = ov
 	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
 	defer func() {
 		if err := svc.close(); err != nil {
@@ -83,16 +134,40 @@ func serveCommand(ctx context.Context, args []string, stderr io.Writer, getenv f
 	return svc.serve(ctx)
 }
 
+const checkConfigUsage = `usage: ext-authz check-config [--base-dir DIR] [--map-path FROM=TO]... [--allow-unset-env] FILE...
+
+Loads and fully builds each config (reads the files it references, compiles
+the rules) without serving: a file it accepts will start. Errors are
+file:line: field.path: message; exit status 1 when any file is rejected.
+
+To check a config written for the cluster on a workstation, --map-path and
+--base-dir read the absolute paths of its file fields (file, files,
+jwks_file, ca_file, cert_file, key_file) from local directories, and
+--allow-unset-env lets ${NAME} placeholders stay unset.`
+
 // checkConfigCommand loads and fully builds each file (reading key files,
 // compiling rules) without serving, so a file it accepts will start.
 func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) string) error {
-	if len(args) == 0 {
-		return &usageError{"check-config needs at least one FILE"}
+	fs := newFlags("check-config")
+	var pm pathMap
+	fs.StringVar(&pm.baseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
+	fs.Var(&pm, "map-path", "read absolute paths under FROM from directory TO instead (repeatable; before --base-dir)")
+	allowUnset := fs.Bool("allow-unset-env", false, "let ${NAME} placeholders be unset (each is replaced by a placeholder value and listed)")
+	if err := parseFlags(fs, checkConfigUsage, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return &usageError{msg: "check-config needs at least one FILE", help: hint(fs.Name())}
 	}
 	var errs []error
-	for _, path := range args {
-		if err := checkConfig(path, getenv); err != nil {
+	for _, path := range fs.Args() {
+		env := &lenientEnv{getenv: getenv, lenient: *allowUnset}
+		if err := checkConfig(path, env.get, pm.apply); err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if len(env.unset) > 0 {
+			fmt.Fprintf(stdout, "%s: ok (unset: %s)\n", path, strings.Join(env.unset, ", "))
 			continue
 		}
 		fmt.Fprintf(stdout, "%s: ok\n", path)
@@ -100,10 +175,34 @@ func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) str
 	return errors.Join(errs...)
 }
 
-func checkConfig(path string, getenv func(string) string) error {
+// lenientEnv is getenv that, when lenient, answers an unset or empty
+// variable with a placeholder and remembers its name.
+type lenientEnv struct {
+	getenv  func(string) string
+	lenient bool
+	unset   []string
+}
+
+func (e *lenientEnv) get(name string) string {
+	v := e.getenv(name)
+	if v == "" && e.lenient {
+		if !slices.Contains(e.unset, name) {
+			e.unset = append(e.unset, name)
+		}
+		return "unset-" + name
+	}
+	return v
+}
+
+// checkConfig builds the config at path; remap, when set, rewrites its
+// file paths first.
+func checkConfig(path string, getenv func(string) string, remap func(*fileConfig)) error {
 	cfg, err := loadConfig(path, getenv)
 	if err != nil {
 		return err
+	}
+	if remap != nil {
+		remap(cfg)
 	}
 	tel, err := newTelemetry(cfg, io.Discard)
 	if err != nil {

@@ -200,7 +200,7 @@ func halfWritten(t *testing.T, keys string) (full, prefix string) {
 	prefix = full[:i]
 	path := filepath.Join(t.TempDir(), "prefix.yaml")
 	writeFile(t, path, prefix)
-	if err := checkConfig(path, func(string) string { return "" }); err != nil {
+	if err := checkConfig(path, func(string) string { return "" }, nil); err != nil {
 		t.Fatalf("the prefix must be a valid config for the test to mean anything: %v", err)
 	}
 	return full, prefix

@@ -29,12 +29,15 @@ import (
 // service is the running process: the gRPC and admin servers, the live
 // configuration generation, and config reloads.
 type service struct {
-	path     string
-	getenv   func(string) string
-	tel      *telemetry
-	logger   *slog.Logger
-	registry *prometheus.Registry
-	env      *buildEnv
+	path   string
+	getenv func(string) string
+	// overrides are the listen addresses from flags or env, applied to
+	// every reload's config too so it matches the running one.
+	overrides listenOverrides
+	tel       *telemetry
+	logger    *slog.Logger
+	registry  *prometheus.Registry
+	env       *buildEnv
 	// pool holds the components generations share (see generation).
 	pool *pool.Pool
 
@@ -103,6 +106,7 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	s.http = s.newHTTPServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
+	tel.configLoaded(cfg)
 	return s, nil
 }
 
@@ -419,7 +423,7 @@ func (s *service) reload(why string) error {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", "reason", why, "error", err)
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
 		return err
 	}
 	return s.apply(why, data, nil)
@@ -444,7 +448,7 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 			return err
 		}
 		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", "reason", why, "error", err)
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
 		return err
 	}
 	// The logger learns new credential carriers before any request can
@@ -459,6 +463,7 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 		s.logger.Warn("releasing the old configuration", "error", err)
 	}
 	s.tel.reloads.WithLabelValues("success").Inc()
+	s.tel.configLoaded(next.cfg)
 	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
 	for _, f := range next.cfg.restartOnlyFiles() {
 		if d, ok := old.files[f]; ok && d != next.files[f] {
@@ -475,6 +480,7 @@ func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests
 	if err != nil {
 		return nil, err
 	}
+	_ = s.overrides.apply(cfg) // checked at start; server and admin are restart-only
 	for _, name := range keepRestartOnly(cfg, old.cfg) {
 		s.logger.Warn("config setting changed; restart to apply it", "section", name)
 	}

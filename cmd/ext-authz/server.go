@@ -58,8 +58,8 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
-		grpc.ChainUnaryInterceptor(recoverUnary(s.logger), s.admission.admitUnary()),
-		grpc.ChainStreamInterceptor(recoverStream(s.logger)),
+		grpc.ChainUnaryInterceptor(s.tel.grpc.unary(), recoverUnary(s.logger), s.admission.admitUnary()),
+		grpc.ChainStreamInterceptor(s.tel.grpc.stream(), recoverStream(s.logger)),
 	}
 	// The stats handler copies every call's metadata even when nothing is
 	// recorded (a load-test profile showed it), so it is installed only
@@ -92,6 +92,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
+	s.tel.grpc.initialize(srv)
 	return srv
 }
 

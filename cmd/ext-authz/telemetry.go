@@ -192,6 +192,12 @@ type telemetry struct {
 	redact *redactKeys
 
 	reloads *prometheus.CounterVec
+	// configTime and configHash describe the config serving now: when it
+	// was loaded and the SHA-256 of the file's bytes as written (${NAME}
+	// placeholders unexpanded, so no value from the environment enters it).
+	configTime prometheus.Gauge
+	configHash *prometheus.GaugeVec
+	grpc       *grpcMetrics
 }
 
 func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
@@ -213,7 +219,25 @@ func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 		Name: "ext_authz_config_reloads_total",
 		Help: "Config reloads by result (success or failure).",
 	}, []string{"result"})
-	t.registry.MustRegister(t.reloads)
+	for _, r := range []string{"success", "failure"} {
+		t.reloads.WithLabelValues(r) // present, at 0, before the first reload
+	}
+	t.configTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ext_authz_config_last_reload_success_timestamp_seconds",
+		Help: "When the config serving now was loaded (at start or by a reload), Unix seconds.",
+	})
+	t.configHash = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ext_authz_config_hash",
+		Help: "1 for the SHA-256 of the config file serving now, as written (sha256sum of the file; environment placeholders unexpanded).",
+	}, []string{"sha256"})
+	ver, goVersion, revision := buildInfo()
+	bi := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ext_authz_build_info",
+		Help: "1, labelled with the version, the Go version and the VCS revision of the running binary.",
+	}, []string{"version", "goversion", "revision"})
+	bi.WithLabelValues(ver, goVersion, revision).Set(1)
+	t.registry.MustRegister(t.reloads, t.configTime, t.configHash, bi)
+	t.grpc = newGRPCMetrics(t.registry)
 	t.decisions = newDecisionLog(t.logger, tc.Log.Decisions, t.registry)
 	if tc.Tracing.Enabled {
 		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(tc.Tracing.Endpoint)}
@@ -239,6 +263,39 @@ func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 		t.shutdown = tp.Shutdown
 	}
 	return t, nil
+}
+
+// errorAttrs are the log attributes of a possibly joined error: the whole
+// text, and each error on its own, so a rejected config shows every
+// mistake, not only the first line a log viewer displays.
+func errorAttrs(err error) []any {
+	list := flattenErrors(err)
+	texts := make([]string, len(list))
+	for i, e := range list {
+		texts[i] = e.Error()
+	}
+	return []any{"error", err, "error_count", len(texts), "errors", texts}
+}
+
+func flattenErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flattenErrors(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// configLoaded records that cfg now serves.
+func (t *telemetry) configLoaded(cfg *fileConfig) {
+	t.configTime.SetToCurrentTime()
+	t.configHash.Reset()
+	t.configHash.WithLabelValues(cfg.sum).Set(1)
 }
 
 // tracing reports whether spans are recorded at all; when not, the Check

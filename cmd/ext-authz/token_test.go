@@ -103,7 +103,10 @@ func TestTokenMintUsageErrors(t *testing.T) {
 		give []string
 		want string
 	}{
-		{"no subcommand", []string{"token"}, "usage: ext-authz token mint"},
+		{"no subcommand", []string{"token"}, "token needs mint or jwks"},
+		{"unknown subcommand", []string{"token", "burn"}, `unknown subcommand "burn"`},
+		{"jwks without key", []string{"token", "jwks"}, "--key-file is required"},
+		{"jwks with alg of another key", []string{"token", "jwks", "--key-file", quickstartKeys + "jwt-es256.pem", "--alg", "RS256"}, "holds an EC P-256 key"},
 		{"no kind", []string{"token", "mint", "--key-file", "x"}, "--kind must be udb-ticket or jwt"},
 		{"no key file", []string{"token", "mint", "--kind", "jwt"}, "--key-file is required"},
 		{"subject with count", []string{"token", "mint", "--kind", "jwt", "--key-file", "x", "--subject", "a", "--count", "2"}, "--subject names one user"},

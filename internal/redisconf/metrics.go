@@ -3,8 +3,11 @@ package redisconf
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +20,15 @@ import (
 type MetricsHook struct {
 	duration *prometheus.HistogramVec
 	errors   *prometheus.CounterVec
+	// dialFailed is the last failed dial, nil after a successful one. A
+	// call whose context ran out while go-redis was retrying dials reports
+	// only "context deadline exceeded"; the dial's error is the cause.
+	dialFailed atomic.Pointer[dialFailure]
+}
+
+type dialFailure struct {
+	at    time.Time
+	class string
 }
 
 var _ redis.Hook = (*MetricsHook)(nil)
@@ -31,15 +43,27 @@ func NewMetricsHook(reg prometheus.Registerer) *MetricsHook {
 		}, []string{"command"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_redis_errors_total",
-			Help: "Failed Redis round trips by command and error class (timeout, network, server).",
+			Help: "Failed Redis round trips by command (dial: failed connects) and error class (timeout, network, server, pool, canceled, other).",
 		}, []string{"command", "class"}),
 	}
 	reg.MustRegister(h.duration, h.errors)
 	return h
 }
 
-// DialHook passes dials through.
-func (h *MetricsHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+// DialHook counts failed dials and remembers the last one's class.
+func (h *MetricsHook) DialHook(next redis.DialHook) redis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err != nil {
+			class := errorClass(err)
+			h.errors.WithLabelValues("dial", class).Inc()
+			h.dialFailed.Store(&dialFailure{at: time.Now(), class: class})
+			return conn, err
+		}
+		h.dialFailed.Store(nil)
+		return conn, nil
+	}
+}
 
 // ProcessHook times one command.
 func (h *MetricsHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
@@ -64,22 +88,37 @@ func (h *MetricsHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 func (h *MetricsHook) record(command string, start time.Time, err error) {
 	h.duration.WithLabelValues(command).Observe(time.Since(start).Seconds())
 	if err != nil && !errors.Is(err, redis.Nil) {
-		h.errors.WithLabelValues(command, errorClass(err)).Inc()
+		h.errors.WithLabelValues(command, h.classify(err, start)).Inc()
 	}
+}
+
+// classify is errorClass, except that a timeout of a call during which a
+// dial failed (and none succeeded since) is the dial's failure: a Redis
+// that refuses connections is down, not slow.
+func (h *MetricsHook) classify(err error, start time.Time) string {
+	class := errorClass(err)
+	if class == "timeout" {
+		if f := h.dialFailed.Load(); f != nil && !f.at.Before(start) {
+			return f.class
+		}
+	}
+	return class
 }
 
 func errorClass(err error) string {
 	var ne net.Error
+	var re redis.Error
 	switch {
+	case errors.Is(err, redis.ErrPoolTimeout):
+		return "pool"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
-	case errors.As(err, &ne), errors.Is(err, redis.ErrClosed):
+	case errors.As(err, &ne), errors.Is(err, redis.ErrClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "network"
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
+	case errors.As(err, &re):
 		return "server"
 	}
 	return "other"

@@ -119,7 +119,7 @@ func TestMetricsHookCountsCallsAndErrors(t *testing.T) {
 		t.Errorf("%d duration series, want set, get, pipeline, ...", n)
 	}
 	want := `
-# HELP ext_authz_redis_errors_total Failed Redis round trips by command and error class (timeout, network, server).
+# HELP ext_authz_redis_errors_total Failed Redis round trips by command (dial: failed connects) and error class (timeout, network, server, pool, canceled, other).
 # TYPE ext_authz_redis_errors_total counter
 ext_authz_redis_errors_total{class="server",command="nosuchcommand"} 1
 ext_authz_redis_errors_total{class="timeout",command="get"} 1

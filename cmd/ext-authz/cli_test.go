@@ -1,0 +1,601 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ext-authz/ext-authz/tokens"
+)
+
+// runBin runs the built binary in dir with env added, and returns its
+// stdout, stderr and exit status.
+func runBin(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("%v: %v", args, err)
+	}
+	return o.String(), e.String(), code
+}
+
+var stampedOnce struct {
+	sync.Once
+	path string
+	err  error
+}
+
+// stampedVersion is what stampedBinary is stamped with.
+const stampedVersion = "v9.8.7-test"
+
+// stampedBinary is the binary built as the Makefile builds it, with
+// -X main.version (removed with the plain one in TestMain).
+func stampedBinary(t *testing.T) string {
+	t.Helper()
+	plain := binary(t) // owns the directory TestMain removes
+	stampedOnce.Do(func() {
+		stampedOnce.path = filepath.Join(filepath.Dir(plain), "ext-authz-stamped")
+		out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+stampedVersion, "-o", stampedOnce.path, ".").CombinedOutput()
+		if err != nil {
+			stampedOnce.err = fmt.Errorf("%w\n%s", err, out)
+		}
+	})
+	if stampedOnce.err != nil {
+		t.Fatalf("go build: %v", stampedOnce.err)
+	}
+	return stampedOnce.path
+}
+
+// startQuickstart serves the quickstart config from the repository root,
+// on free ports chosen by the flag and the environment overrides.
+func startQuickstart(t *testing.T) *proc {
+	t.Helper()
+	cmd := exec.Command(binary(t), "serve", "--config", "examples/quickstart/config.yaml", "--grpc-address", "127.0.0.1:0")
+	cmd.Dir = "../.."
+	cmd.Env = append(os.Environ(), envAdminAddress+"=127.0.0.1:0", envGRPCAddress+"=127.0.0.1:1") // the flag wins
+	p := startCmd(t, cmd)
+	p.waitLine(t, "ready")
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	if !strings.HasPrefix(p.grpcAddr, "127.0.0.1:") || p.grpcAddr == "127.0.0.1:1" || !strings.HasPrefix(p.adminAddr, "127.0.0.1:") {
+		t.Fatalf("overrides not applied: grpc %q admin %q", p.grpcAddr, p.adminAddr)
+	}
+	return p
+}
+
+// TestCLICheckExitCodes runs the real `check` against the real server: each
+// denial class has its own documented exit status.
+func TestCLICheckExitCodes(t *testing.T) {
+	p := startQuickstart(t)
+	for _, tt := range []struct {
+		name string
+		give []string
+		want int
+		out  string
+	}{
+		{"allowed", []string{"--url", "https://example.com/api/orders", "-H", "x-api-key: dev-key-alice"}, 0, "ALLOW rule=api subject=alice"},
+		{"no rule: 403", []string{"--url", "https://other.org/"}, 4, "DENY 403 rule= reason=no_matching_rule"},
+		{"no credential: 401", []string{"--url", "https://example.com/api/orders"}, 3, "DENY 401 rule=api reason=missing_credential"},
+		{"bad credential: 401", []string{"--url", "https://example.com/api/orders", "-H", "x-api-key: wrong"}, 3, "DENY 401"},
+		{"no scope: 403", []string{"--url", "https://example.com/admin/users", "-H", "x-api-key: dev-key-alice"}, 4, "DENY 403 rule=admin reason=insufficient_scope"},
+		{"json keeps the code", []string{"--json", "--url", "https://other.org/"}, 4, `"deniedResponse"`},
+		{"bad URL", []string{"--url", "nohost"}, 2, ""},
+		{"unknown flag", []string{"--frob"}, 2, ""},
+		{"stray argument", []string{"extra"}, 2, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out, errOut, code := runBin(t, ".", nil, append([]string{"check", "--addr", p.grpcAddr}, tt.give...)...)
+			if code != tt.want {
+				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.want, out, errOut)
+			}
+			if !strings.Contains(out, tt.out) {
+				t.Errorf("stdout %q does not contain %q", out, tt.out)
+			}
+			if code >= 3 && errOut != "" {
+				t.Errorf("a denial printed on stderr: %q", errOut)
+			}
+		})
+	}
+	// The rate-limited class: search allows 2 a second per user, so of 4
+	// quick calls the last is over unless a second began in between (then
+	// try again).
+	var codes []int
+	for attempt := 0; attempt < 5 && (len(codes) == 0 || codes[3] != 5); attempt++ {
+		codes = nil
+		for range 4 {
+			_, _, code := runBin(t, ".", []string{envGRPCAddress + "=" + p.grpcAddr}, "check", "--url", "https://example.com/api/search", "-H", "x-api-key: dev-key-alice")
+			codes = append(codes, code)
+		}
+	}
+	if codes[3] != 5 || (codes[0] != 0 && codes[0] != 5) {
+		t.Errorf("search x4 via $%s: exit codes %v, want 5 (429) last", envGRPCAddress, codes)
+	}
+
+	// No server: exit 1 with the transport error on stderr.
+	_, errOut, code := runBin(t, ".", nil, "check", "--addr", "127.0.0.1:1", "--timeout", "2s")
+	if code != 1 || !strings.Contains(errOut, "Unavailable") {
+		t.Errorf("no server: exit %d, stderr %q; want 1 and Unavailable", code, errOut)
+	}
+}
+
+// TestCLIRateLimit runs the real `ratelimit` (ShouldRateLimit) client.
+func TestCLIRateLimit(t *testing.T) {
+	p := startQuickstart(t)
+	rl := func(args ...string) (string, int) {
+		out, errOut, code := runBin(t, ".", nil, append([]string{"ratelimit", "--addr", p.grpcAddr}, args...)...)
+		return out + errOut, code
+	}
+	// route=search,user=U: 2 a second. Two hits fill it, the next is
+	// over, unless a second began in between (then a new user tries again).
+	var outs []string
+	var codes []int
+	for attempt := 0; attempt < 5 && (len(codes) == 0 || codes[1] != 5); attempt++ {
+		d := fmt.Sprintf("route=search,user=rl-bob%d", attempt)
+		out1, code1 := rl("--domain", "quickstart", "--descriptor", d, "--hits", "2")
+		out2, code2 := rl("--domain", "quickstart", "--descriptor", d)
+		outs, codes = []string{out1, out2}, []int{code1, code2}
+	}
+	if codes[0] != 0 || !strings.Contains(outs[0], "OK\n  [route=search,user=rl-bob") || !strings.Contains(outs[0], "] OK limit=2/second remaining=0") {
+		t.Errorf("filling hit: exit %d\n%s", codes[0], outs[0])
+	}
+	if codes[1] != 5 || !strings.Contains(outs[1], "OVER_LIMIT\n  [route=search,user=rl-bob") || !strings.Contains(outs[1], "] OVER_LIMIT limit=2/second remaining=0") {
+		t.Errorf("over-limit hit: exit %d, want 5\n%s", codes[1], outs[1])
+	}
+	if out, code := rl("--domain", "quickstart", "--descriptor", "route=api,user=rl-carol", "--hits", "61"); code != 5 {
+		t.Errorf("61 hits of 60/minute: exit %d\n%s", code, out)
+	}
+	out, code := rl("--domain", "quickstart", "--descriptor", "route=api,user=rl-dave", "--json")
+	var resp struct{ OverallCode string }
+	if err := json.Unmarshal([]byte(out), &resp); err != nil || code != 0 || resp.OverallCode != "OK" {
+		t.Errorf("--json: exit %d, %v\n%s", code, err, out)
+	}
+	for _, args := range [][]string{
+		{"--descriptor", "a=b"},                       // no domain
+		{"--domain", "quickstart"},                    // no descriptor
+		{"--domain", "d", "--descriptor", "=v"},       // entry without key
+		{"--domain", "d", "--descriptor", "a=b", "x"}, // stray argument
+	} {
+		if out, code := rl(args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2\n%s", args, code, out)
+		}
+	}
+	if out, code := rl("--addr", "127.0.0.1:1", "--domain", "d", "--descriptor", "a=b"); code != 1 {
+		t.Errorf("no server: exit %d, want 1\n%s", code, out)
+	}
+}
+
+// TestCLIHelpAndVersion: -h exits 0 on every command and prints its usage
+// on stdout; --version and version print the stamped version.
+func TestCLIHelpAndVersion(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"--help"}, {"help"},
+		{"serve", "-h"}, {"serve", "--help"}, {"check-config", "-h"}, {"check", "-h"}, {"ratelimit", "-h"},
+		{"token", "-h"}, {"token", "mint", "-h"}, {"token", "jwks", "-h"}, {"version", "-h"},
+	} {
+		var out, errOut bytes.Buffer
+		err := run(context.Background(), args, &out, &errOut, func(string) string { return "" })
+		if code := exitCode(err); code != 0 || !strings.Contains(out.String(), "usage") {
+			t.Errorf("%v: exit %d (%v), stdout %q", args, code, err, out.String())
+		}
+	}
+	// Usage errors: status 2, pointing at the help.
+	for _, args := range [][]string{
+		{}, {"frob"}, {"serve"}, {"serve", "--config", "x", "--frob"}, {"check-config"}, {"token"}, {"token", "frob"},
+		{"version", "extra"}, {"check", "--timeout", "soon"},
+	} {
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, func(string) string { return "" })
+		if code := exitCode(err); code != 2 {
+			t.Errorf("%v: exit %d (%v), want 2", args, code, err)
+		}
+	}
+	// The real binary, stamped as the Makefile stamps it.
+	bin := stampedBinary(t)
+	for _, args := range [][]string{{"version"}, {"--version"}, {"-version"}} {
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil || string(out) != "ext-authz "+stampedVersion+"\n" {
+			t.Errorf("%v: %q, %v", args, out, err)
+		}
+	}
+	out, err := exec.Command(bin, "serve", "-h").Output()
+	if err != nil || !strings.Contains(string(out), "--grpc-address") || !strings.Contains(string(out), envGRPCAddress) {
+		t.Errorf("serve -h: %v\n%s", err, out)
+	}
+}
+
+// TestCLIServeOverrideErrors: a bad override is a usage error naming its
+// source, before anything listens.
+func TestCLIServeOverrideErrors(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--grpc-address", "nocolon"}, nil, "--grpc-address"},
+		{nil, map[string]string{envAdminAddress: "nocolon"}, envAdminAddress},
+	} {
+		args := append([]string{"serve", "--config", "../../examples/quickstart/config.yaml"}, tt.args...)
+		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, func(k string) string { return tt.env[k] })
+		if exitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v %v: %v, want exit 2 naming %s", tt.args, tt.env, err, tt.want)
+		}
+	}
+}
+
+func TestDefaultAddr(t *testing.T) {
+	for _, tt := range []struct{ give, want string }{
+		{"", "127.0.0.1:8888"},
+		{":9888", "127.0.0.1:9888"},
+		{"0.0.0.0:9888", "127.0.0.1:9888"},
+		{"[::]:9888", "127.0.0.1:9888"},
+		{"10.0.0.1:9888", "10.0.0.1:9888"},
+	} {
+		if got := defaultAddr(func(string) string { return tt.give }); got != tt.want {
+			t.Errorf("%q: %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestTokenJWKSRoundTrip: a JWT minted with a key verifies against the JWK
+// Set `token jwks` prints for it, for every key type, with the derived kid
+// that `token mint` names when --kid is missing.
+func TestTokenJWKSRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, keyFile, alg string }{
+		{"rsa", quickstartKeys + "jwt-rs256.pem", ""},
+		{"rsa-pss", quickstartKeys + "jwt-rs256.pem", "PS256"},
+		{"ec", quickstartKeys + "jwt-es256.pem", ""},
+		{"ed25519", quickstartKeys + "ticket-ed25519.pem", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// Without --kid, mint refuses and names the thumbprint.
+			mintArgs := []string{"token", "mint", "--kind", "jwt", "--key-file", tt.keyFile, "--issuer", "https://iss.test", "--subject", "u1"}
+			if tt.alg != "" {
+				mintArgs = append(mintArgs, "--alg", tt.alg)
+			}
+			err := run(context.Background(), mintArgs, &bytes.Buffer{}, &bytes.Buffer{}, nil)
+			var ue *usageError
+			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--kid is required") {
+				t.Fatalf("mint without kid: %v", err)
+			}
+			_, kid, ok := strings.Cut(ue.msg, "use --kid ")
+			if !ok {
+				t.Fatalf("no kid suggested: %v", err)
+			}
+
+			var set bytes.Buffer
+			if err := run(context.Background(), []string{"token", "jwks", "--key-file", tt.keyFile}, &set, &bytes.Buffer{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			var doc struct {
+				Keys []map[string]string `json:"keys"`
+			}
+			if err := json.Unmarshal(set.Bytes(), &doc); err != nil || len(doc.Keys) != 1 || doc.Keys[0]["kid"] != kid || doc.Keys[0]["d"] != "" {
+				t.Fatalf("jwks %s: %v (want kid %s, no private part)", set.String(), err, kid)
+			}
+			jwksPath := filepath.Join(dir, tt.name+".json")
+			writeFile(t, jwksPath, set.String())
+
+			var tok bytes.Buffer
+			if err := run(context.Background(), append(mintArgs, "--kid", kid), &tok, &bytes.Buffer{}, nil); err != nil {
+				t.Fatal(err)
+			}
+			cfg := tokens.JWTConfig{Issuers: []tokens.IssuerConfig{{Issuer: "https://iss.test", JWKSFile: jwksPath}}}
+			cfg.ApplyDefaults()
+			v, err := tokens.NewJWTVerifier(cfg, tokens.JWTOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := v.Verify(context.Background(), strings.TrimSpace(tok.String()))
+			if err != nil || p.Subject != "u1" {
+				t.Fatalf("verify: %+v, %v", p, err)
+			}
+		})
+	}
+}
+
+// TestTokenMintExplainsKeyMismatch: each key/algorithm mismatch is a usage
+// error that names the key the file holds and the algorithm that fits it.
+func TestTokenMintExplainsKeyMismatch(t *testing.T) {
+	for _, tt := range []struct {
+		name, keyFile, alg string
+		want               []string
+	}{
+		{"ES256 with RSA", "jwt-rs256.pem", "ES256", []string{"--alg ES256 needs an EC P-256 key", "holds an RSA 2048-bit key", "use --alg RS256"}},
+		{"RS256 with EC", "jwt-es256.pem", "RS256", []string{"--alg RS256 needs an RSA key", "holds an EC P-256 key", "use --alg ES256"}},
+		{"ES384 with P-256", "jwt-es256.pem", "ES384", []string{"needs an EC P-384 key", "holds an EC P-256 key"}},
+		{"EdDSA with RSA", "jwt-rs256.pem", "EdDSA", []string{"needs an Ed25519 key", "use --alg RS256"}},
+		{"PS256 with Ed25519", "ticket-ed25519.pem", "PS256", []string{"needs an RSA key", "holds an Ed25519 key", "use --alg EdDSA"}},
+		{"HS256 with a PEM key", "jwt-rs256.pem", "HS256", []string{"needs a base64 secret", "holds a PEM key"}},
+		{"secret without HS alg", "ticket-hs256.key", "", []string{"holds no PEM key", "--alg HS256"}},
+		{"unknown alg", "jwt-rs256.pem", "RS1", []string{`--alg "RS1" is not one of`}},
+		{"none", "jwt-rs256.pem", "none", []string{`--alg "none" is not one of`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			args := []string{"token", "mint", "--kind", "jwt", "--issuer", "i", "--kid", "k", "--key-file", quickstartKeys + tt.keyFile}
+			if tt.alg != "" {
+				args = append(args, "--alg", tt.alg)
+			}
+			var out bytes.Buffer
+			err := run(context.Background(), args, &out, &bytes.Buffer{}, nil)
+			if exitCode(err) != 2 || out.Len() != 0 {
+				t.Fatalf("exit %d (%v), stdout %q; want a usage error and no token", exitCode(err), err, out.String())
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("%v\ndoes not say %q", err, w)
+				}
+			}
+		})
+	}
+	// An HS256 jwt needs a kid too.
+	err := run(context.Background(), []string{"token", "mint", "--kind", "jwt", "--issuer", "i", "--alg", "HS256", "--key-file", quickstartKeys + "ticket-hs256.key"}, &bytes.Buffer{}, &bytes.Buffer{}, nil)
+	if exitCode(err) != 2 || !strings.Contains(err.Error(), "--kid is required") {
+		t.Errorf("HS256 without kid: %v", err)
+	}
+}
+
+// TestCheckConfigDeployConfigs validates every service config shipped in
+// deploy/ on this workstation, as the README tells an operator to: the
+// cluster's mounts mapped to the directories their ConfigMap and Secret
+// are generated from, and the Secret-backed variables left unset.
+func TestCheckConfigDeployConfigs(t *testing.T) {
+	t.Chdir("../..")
+	files, _ := filepath.Glob("deploy/overlays/*/config.yaml")
+	files = append([]string{"deploy/base/config.yaml"}, files...)
+	if len(files) < 2 {
+		t.Fatalf("found only %v", files)
+	}
+	maps := []string{
+		"--map-path", "/etc/ext-authz-keys=deploy/overlays/dev/dev-only-keys",
+		"--map-path", "/etc/ext-authz-ratelimit=deploy/base/ratelimit",
+	}
+	var out bytes.Buffer
+	err := run(context.Background(), append(append([]string{"check-config", "--allow-unset-env"}, maps...), files...), &out, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Fatalf("check-config over %v: %v", files, err)
+	}
+	for _, f := range files {
+		if !strings.Contains(out.String(), f+": ok") {
+			t.Errorf("no verdict for %s in:\n%s", f, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "deploy/overlays/prod/config.yaml: ok (unset: REDIS_PASSWORD)") {
+		t.Errorf("the prod Redis password placeholder is not listed:\n%s", out.String())
+	}
+
+	// Without the options the same files fail, as they would on any
+	// workstation: the flags are what makes the check possible.
+	err = run(context.Background(), []string{"check-config", "deploy/overlays/prod/config.yaml"}, io.Discard, io.Discard, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "REDIS_PASSWORD") {
+		t.Errorf("without --allow-unset-env: %v", err)
+	}
+	err = run(context.Background(), []string{"check-config", "--allow-unset-env", "deploy/base/config.yaml"}, io.Discard, io.Discard, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "/etc/ext-authz-") {
+		t.Errorf("without --map-path: %v", err)
+	}
+
+	// --base-dir: the same check over a tree laid out as the pod's.
+	root := t.TempDir()
+	for from, to := range map[string]string{"deploy/overlays/dev/dev-only-keys": "etc/ext-authz-keys", "deploy/base/ratelimit": "etc/ext-authz-ratelimit"} {
+		if err := os.CopyFS(filepath.Join(root, to), os.DirFS(from)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = run(context.Background(), []string{"check-config", "--allow-unset-env", "--base-dir", root, "deploy/base/config.yaml", "deploy/overlays/prod/config.yaml"}, io.Discard, io.Discard, func(string) string { return "" })
+	if err != nil {
+		t.Errorf("--base-dir: %v", err)
+	}
+}
+
+func TestPathMap(t *testing.T) {
+	m := &pathMap{baseDir: "/root"}
+	for _, v := range []string{"/etc/keys=local/keys", "/etc/rl=/abs/rl"} {
+		if err := m.Set(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ give, want string }{
+		{"/etc/keys/a.pem", "local/keys/a.pem"},
+		{"/etc/keys", "local/keys"},
+		{"/etc/rl/", "/abs/rl/"}, // a directory stays one
+		{"/etc/keysX/a.pem", "/root/etc/keysX/a.pem"},
+		{"/etc/keys/../other", "/root/etc/other"}, // cleaned before matching
+		{"/x/y", "/root/x/y"},
+		{"relative/y", "relative/y"},
+		{"", ""},
+	} {
+		if got := m.remap(tt.give); got != tt.want {
+			t.Errorf("%q: %q, want %q", tt.give, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"noequals", "rel=x", "/a="} {
+		if err := m.Set(bad); err == nil {
+			t.Errorf("Set(%q) accepted", bad)
+		}
+	}
+	// Only file fields are rewritten: a policy path is not a file.
+	cfg, err := parseConfig("c.yaml", []byte(`
+authenticators:
+  - name: k
+    source: {header: x-api-key}
+    api_key: {file: /etc/keys/api.yaml}
+policy:
+  rules:
+    - name: r
+      match: {path: {exact: /etc/keys/x}}
+      action: allow
+rate_limit:
+  files: [/etc/rl/]
+`), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.apply(cfg)
+	if got := cfg.Authenticators[0].APIKey.File; got != "local/keys/api.yaml" {
+		t.Errorf("api_key.file = %q", got)
+	}
+	if got := cfg.RateLimit.Files; len(got) != 1 || got[0] != "/abs/rl/" {
+		t.Errorf("rate_limit.files = %q", got)
+	}
+	if got := cfg.Policy.Rules[0].Match.Path.Exact; got != "/etc/keys/x" {
+		t.Errorf("policy path rewritten: %q", got)
+	}
+}
+
+// TestOperatorMetrics runs the stamped binary and checks, over a real
+// scrape, what an operator's first dashboard needs: the version in
+// build_info and in the start-up log line, the config's load time and
+// hash, reload counters present from start, gRPC server series, and a
+// rejected reload that logs every error it found.
+func TestOperatorMetrics(t *testing.T) {
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := os.ReadFile(filepath.Join(root, "examples/quickstart/config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	writeFile(t, cfgPath, string(good))
+	before := time.Now()
+	cmd := exec.Command(stampedBinary(t), "serve", "--config", cfgPath, "--grpc-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
+	cmd.Dir = root // the quickstart's key paths are relative to it
+	p := startCmd(t, cmd)
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Signal(os.Interrupt)
+		select {
+		case <-p.done:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	p.waitLine(t, "ready")
+	if v, _ := p.starting["version"].(string); v != stampedVersion {
+		t.Errorf("starting line version = %q, want %q", v, stampedVersion)
+	}
+	admin := "http://" + p.adminAddr
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+	fams := scrape(t, admin)
+	if v, ok := value(fams, "ext_authz_build_info", map[string]string{"version": stampedVersion, "goversion": runtime.Version()}); !ok || v != 1 {
+		t.Errorf("build_info{version=%s} = %v (present %v)", stampedVersion, v, ok)
+	}
+	for _, r := range []string{"success", "failure"} {
+		if v, ok := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": r}); !ok || v != 0 {
+			t.Errorf("reloads_total{result=%s} before any reload = %v (present %v), want 0", r, v, ok)
+		}
+	}
+	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok || v != 1 {
+		t.Errorf("config_hash{sha256=sha256sum of the file} = %v (present %v)", v, ok)
+	}
+	ts, ok := value(fams, "ext_authz_config_last_reload_success_timestamp_seconds", nil)
+	if !ok || ts < float64(before.Unix()) || ts > float64(time.Now().Unix()+1) {
+		t.Errorf("config load timestamp %v, want between start and now", ts)
+	}
+
+	// gRPC server series: every code of every method from start; a
+	// Check counted under its code.
+	if _, _, code := runBin(t, ".", nil, "check", "--addr", p.grpcAddr, "--url", "https://other.org/"); code != 4 {
+		t.Fatalf("check exit %d", code)
+	}
+	fams = scrape(t, admin)
+	check := map[string]string{"grpc_service": "envoy.service.auth.v3.Authorization", "grpc_method": "Check", "grpc_type": "unary"}
+	for code, want := range map[string]float64{"OK": 1, "Internal": 0, "ResourceExhausted": 0, "Unavailable": 0} {
+		l := map[string]string{"grpc_code": code}
+		for k, v := range check {
+			l[k] = v
+		}
+		if v, ok := value(fams, "grpc_server_handled_total", l); !ok || v != want {
+			t.Errorf("grpc_server_handled_total%v = %v (present %v), want %v", l, v, ok, want)
+		}
+	}
+	if v, ok := value(fams, "grpc_server_handling_seconds", check); !ok || v != 1 {
+		t.Errorf("grpc_server_handling_seconds count = %v (present %v), want 1", v, ok)
+	}
+	if v, ok := value(fams, "grpc_server_started_total", map[string]string{"grpc_method": "ShouldRateLimit"}); !ok || v != 0 {
+		t.Errorf("ShouldRateLimit started = %v (present %v), want 0 from start", v, ok)
+	}
+
+	// A rejected reload logs all of its errors and counts one failure;
+	// the hash stays the serving file's.
+	bad := strings.Replace(string(good), "  drain_delay: 1s\n", "  drain_delay: -1s\n  max_recv_message_bytes: 10\n", 1)
+	bad += "telemetry:\n  log: {level: loud}\n"
+	writeFile(t, cfgPath, bad)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	m := p.waitLine(t, "config reload rejected")
+	msg, _ := m["error"].(string)
+	errs, _ := m["errors"].([]any)
+	for _, want := range []string{"server.drain_delay", "server.max_recv_message_bytes", "telemetry.log.level"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("rejected reload's error does not name %s: %q", want, msg)
+		}
+		found := false
+		for _, e := range errs {
+			s, _ := e.(string)
+			found = found || strings.Contains(s, want)
+		}
+		if !found {
+			t.Errorf("errors list %q has no entry for %s", errs, want)
+		}
+	}
+	if n, _ := m["error_count"].(float64); int(n) != len(errs) || n < 3 {
+		t.Errorf("error_count %v, errors %d", m["error_count"], len(errs))
+	}
+	fams = scrape(t, admin)
+	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "failure"}); v != 1 {
+		t.Errorf("failure count %v after a rejected reload", v)
+	}
+	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok {
+		t.Error("the hash changed to a rejected file's")
+	}
+
+	// A good reload: success counted, new hash, the old hash gone.
+	next := strings.Replace(string(good), "policy:", "# a comment changes the hash\npolicy:", 1)
+	writeFile(t, cfgPath, next)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLine(t, "config reloaded")
+	fams = scrape(t, admin)
+	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "success"}); v != 1 {
+		t.Errorf("success count %v after a good reload", v)
+	}
+	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum([]byte(next))}); !ok || v != 1 {
+		t.Error("config_hash does not name the reloaded file")
+	}
+	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); ok {
+		t.Error("the old hash is still exported")
+	}
+}
