@@ -16,7 +16,7 @@
 //
 // Usage, as loadtest/run.sh calls it:
 //
-//	k6judge -label memory -k 2 -slack 3ms -min-throughput 0.97 \
+//	k6judge -label memory -k 2 -slack 2ms -min-throughput 0.97 \
 //	  -authz a1.json,a2.json,a3.json -baseline b1.json,b2.json,b3.json
 //
 // It prints one line per scenario and a RESULT line, and exits 1 when a

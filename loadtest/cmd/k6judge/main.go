@@ -43,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var lim limits
 	fs.Float64Var(&lim.k, "k", 2, "latency: ext-authz p99 may be at most K × the no-op's p99 (+ slack)")
-	fs.DurationVar(&lim.slack, "slack", 3*time.Millisecond, "latency: absolute slack added to K × the no-op's p99")
+	fs.DurationVar(&lim.slack, "slack", 2*time.Millisecond, "latency: absolute slack added to K × the no-op's p99")
 	fs.Float64Var(&lim.minThroughput, "min-throughput", 0.97, "throughput: ext-authz's completed Checks over the no-op's, at least")
 	authz := fs.String("authz", "", "comma-separated k6 summaries of the rounds against ext-authz")
 	baseline := fs.String("baseline", "", "comma-separated k6 summaries of the rounds against the no-op server, in the same round order")

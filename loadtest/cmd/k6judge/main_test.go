@@ -85,20 +85,20 @@ func TestRun(t *testing.T) {
 		},
 		{
 			name:       "within K times the baseline plus slack passes",
-			authz:      []round{{p50: 1, p99: 10.9, count: 1000}, {p50: 1, p99: 10.9, count: 1000}, {p50: 1, p99: 10.9, count: 1000}},
+			authz:      []round{{p50: 1, p99: 9.9, count: 1000}, {p50: 1, p99: 9.9, count: 1000}, {p50: 1, p99: 9.9, count: 1000}},
 			baseline:   []round{quick, quick, quick},
-			wantOutput: []string{"RESULT t: pass"}, // 10.9 ≤ 2×4 + 3
+			wantOutput: []string{"RESULT t: pass"}, // 9.9 ≤ 2×4 + 2
 		},
 		{
 			name:       "beyond K times the baseline plus slack fails",
-			authz:      []round{{p50: 1, p99: 11.1, count: 1000}, {p50: 1, p99: 11.1, count: 1000}, {p50: 1, p99: 11.1, count: 1000}},
+			authz:      []round{{p50: 1, p99: 10.2, count: 1000}, {p50: 1, p99: 10.2, count: 1000}, {p50: 1, p99: 10.2, count: 1000}},
 			baseline:   []round{quick, quick, quick},
 			wantErr:    errFailed,
-			wantOutput: []string{"RESULT t: FAIL", "2.77x (2.77..2.77) FAIL"},
+			wantOutput: []string{"RESULT t: FAIL", "2.55x (2.55..2.55) FAIL"},
 		},
 		{
 			name:       "a larger K lets it pass",
-			authz:      []round{{p50: 1, p99: 11.1, count: 1000}, {p50: 1, p99: 11.1, count: 1000}, {p50: 1, p99: 11.1, count: 1000}},
+			authz:      []round{{p50: 1, p99: 10.2, count: 1000}, {p50: 1, p99: 10.2, count: 1000}, {p50: 1, p99: 10.2, count: 1000}},
 			baseline:   []round{quick, quick, quick},
 			args:       []string{"-k", "3"},
 			wantOutput: []string{"RESULT t: pass"},
