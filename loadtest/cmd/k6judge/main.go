@@ -42,8 +42,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("k6judge", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var lim limits
-	fs.Float64Var(&lim.k, "k", 2, "latency: ext-authz p99 may be at most K × the no-op's p99 (+ slack)")
-	fs.DurationVar(&lim.slack, "slack", 2*time.Millisecond, "latency: absolute slack added to K × the no-op's p99")
+	fs.Float64Var(&lim.k, "k", 2, "latency: ext-authz's p50 and p99 may be at most K × the no-op's (+ slack)")
+	fs.DurationVar(&lim.slack, "slack", 2*time.Millisecond, "latency: absolute slack added to K × the no-op's p50 and p99")
 	fs.Float64Var(&lim.minThroughput, "min-throughput", 0.97, "throughput: ext-authz's completed Checks over the no-op's, at least")
 	authz := fs.String("authz", "", "comma-separated k6 summaries of the rounds against ext-authz")
 	baseline := fs.String("baseline", "", "comma-separated k6 summaries of the rounds against the no-op server, in the same round order")
@@ -164,7 +164,7 @@ type scenarioVerdict struct {
 	// per-round ratios authz/baseline
 	p99Ratios, throughputRatios []float64
 	dropped                     float64 // ext-authz's dropped iterations, all rounds
-	latencyOK, throughputOK     bool
+	p50OK, p99OK, throughputOK  bool
 }
 
 type verdict struct {
@@ -177,7 +177,7 @@ func (v verdict) ok() bool {
 		return false
 	}
 	for _, s := range v.scenarios {
-		if !s.latencyOK || !s.throughputOK {
+		if !s.p50OK || !s.p99OK || !s.throughputOK {
 			return false
 		}
 	}
@@ -226,7 +226,8 @@ func judge(a, b []summary, lim limits) (verdict, error) {
 		s.authzP50, s.authzP99 = median(aP50), median(aP99)
 		s.baseP50, s.baseP99 = median(bP50), median(bP99)
 		slackMS := float64(lim.slack) / float64(time.Millisecond)
-		s.latencyOK = s.authzP99 <= lim.k*s.baseP99+slackMS
+		s.p50OK = s.authzP50 <= lim.k*s.baseP50+slackMS
+		s.p99OK = s.authzP99 <= lim.k*s.baseP99+slackMS
 		s.throughputOK = median(s.throughputRatios) >= lim.minThroughput
 		v.scenarios = append(v.scenarios, s)
 	}
@@ -271,16 +272,18 @@ func (v verdict) print(w io.Writer, label string, lim limits) {
 	if len(v.scenarios) > 0 {
 		rounds = len(v.scenarios[0].p99Ratios)
 	}
-	fmt.Fprintf(w, "%s: ext-authz vs no-op, %d rounds; limits: p99 ≤ %.3gx no-op + %.3g ms, throughput ≥ %.3gx no-op (medians over rounds)\n",
+	fmt.Fprintf(w, "%s: ext-authz vs no-op, %d rounds; limits: p50 and p99 ≤ %.3gx no-op + %.3g ms, throughput ≥ %.3gx no-op (medians over rounds)\n",
 		label, rounds, lim.k, slackMS, lim.minThroughput)
-	fmt.Fprintf(w, "%-14s %22s %22s %28s %26s\n", "scenario", "p50 ms authz/no-op", "p99 ms authz/no-op", "p99 ratio median (range)", "throughput ratio (range)")
+	fmt.Fprintf(w, "%-14s %-27s %-27s %28s %26s\n", "scenario", "p50 ms authz/no-op", "p99 ms authz/no-op", "p99 ratio median (range)", "throughput ratio (range)")
 	worstP99, worstTput := 0.0, math.Inf(1)
 	for _, s := range v.scenarios {
 		lo, hi := slices.Min(s.p99Ratios), slices.Max(s.p99Ratios)
 		tlo, thi := slices.Min(s.throughputRatios), slices.Max(s.throughputRatios)
-		fmt.Fprintf(w, "%-14s %10.2f / %-9.2f %10.2f / %-9.2f %8.2fx (%.2f..%.2f) %-4s %8.3fx (%.3f..%.3f) %s",
-			s.name, s.authzP50, s.baseP50, s.authzP99, s.baseP99,
-			median(s.p99Ratios), lo, hi, passFail(s.latencyOK),
+		fmt.Fprintf(w, "%-14s %-27s %-27s %8.2fx (%.2f..%.2f) %8.3fx (%.3f..%.3f) %s",
+			s.name,
+			fmt.Sprintf("%.2f / %.2f %s", s.authzP50, s.baseP50, passFail(s.p50OK)),
+			fmt.Sprintf("%.2f / %.2f %s", s.authzP99, s.baseP99, passFail(s.p99OK)),
+			median(s.p99Ratios), lo, hi,
 			median(s.throughputRatios), tlo, thi, passFail(s.throughputOK))
 		if s.dropped > 0 {
 			fmt.Fprintf(w, "  (ext-authz dropped %.0f)", s.dropped)
