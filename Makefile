@@ -104,9 +104,10 @@ tools/bin/istioctl: tools/istioctl/go.mod tools/istioctl/go.sum
 	cd tools/istioctl && $(GO) build -trimpath -o ../bin/istioctl istio.io/istio/istioctl/cmd/istioctl
 
 # Load tests (loadtest/README.md). Loopback only; each starts what it needs
-# on free ports, stops it, and exits non-zero when a threshold or an
+# on free ports, stops it, and exits non-zero when a judgement or an
 # expected answer fails. Not part of test.
-# k6 scenarios against ext-authz with in-memory state (~2 minutes).
+# k6 scenarios against ext-authz with in-memory state and, in alternating
+# rounds, against the no-op server; judged on ratios to it (~2.5 minutes).
 loadtest:
 	loadtest/run.sh memory
 

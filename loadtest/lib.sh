@@ -44,10 +44,14 @@ lt_build() {
   "$LT_BIN/protoset" -o "$LT_OUT/envoy.protoset"
 }
 
-# lt_k6 sets K6 to a k6 binary, installing the pinned version from the Go
-# module proxy when missing (a build of a few minutes, once).
+# lt_k6 sets K6 to a k6 binary (K6, else k6 on PATH, else loadtest/.bin/k6,
+# else GOPATH/bin/k6), installing the pinned version from the Go module
+# proxy when missing (a build of a few minutes, once).
 lt_k6() {
   K6=${K6:-$(command -v k6 || true)}
+  if [[ -z $K6 && -x $LT_BIN/k6 ]]; then
+    K6=$LT_BIN/k6
+  fi
   if [[ -z $K6 ]]; then
     K6="$(go env GOPATH)/bin/k6"
   fi

@@ -7,17 +7,38 @@
 //   k6 run -e GRPC_ADDR=127.0.0.1:8888 -e PROTOSET=/tmp/envoy.protoset \
 //          -e POOL_DIR=$PWD/loadtest/.pool loadtest/k6/check.js
 //
-// `make loadtest` mints the pools, starts ext-authz on loopback and runs
-// this; see lib.js for the scenarios, knobs and thresholds.
+// `make loadtest` mints the pools, starts ext-authz and the no-op server
+// (cmd/noopauthz) on loopback and runs this against each in alternating
+// rounds (ROLE=authz, ROLE=baseline); cmd/k6judge then judges ext-authz's
+// latency and throughput relative to the no-op's. This script itself holds
+// no millisecond threshold, only the correctness ones (see lib.js).
 import grpc from 'k6/net/grpc';
 import exec from 'k6/execution';
 import { env, record, requests, scenarios, thresholds } from './lib.js';
 
 export const options = {
   scenarios,
-  thresholds: thresholds('grpc_req_duration'),
-  summaryTrendStats: ['avg', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max'],
+  thresholds: thresholds('grpc_req_duration', 'relative'),
+  summaryTrendStats: ['count', 'avg', 'med', 'p(90)', 'p(99)', 'p(99.9)', 'max'],
 };
+
+// handleSummary writes k6's end-of-test summary (every metric and tracked
+// per-scenario submetric, and whether each threshold passed) as JSON to
+// SUMMARY_OUT for cmd/k6judge, and prints one line per threshold crossed.
+export function handleSummary(data) {
+  const crossed = [];
+  for (const [name, m] of Object.entries(data.metrics)) {
+    for (const [cond, r] of Object.entries(m.thresholds || {})) {
+      if (!r.ok) crossed.push(`${name} ${cond}`);
+    }
+  }
+  const line = crossed.length === 0
+    ? `k6 (${__ENV.ROLE || 'authz'}): all thresholds passed\n`
+    : `k6 (${__ENV.ROLE || 'authz'}): thresholds crossed: ${crossed.join('; ')}\n`;
+  const out = { stdout: line };
+  if (__ENV.SUMMARY_OUT) out[__ENV.SUMMARY_OUT] = JSON.stringify(data, null, 1);
+  return out;
+}
 
 const addr = __ENV.GRPC_ADDR || '127.0.0.1:8888';
 const client = new grpc.Client();

@@ -21,10 +21,30 @@
 //
 // A warmup scenario (WARMUP, default 5s, not judged) runs first.
 //
+// Two kinds of thresholds, on purpose:
+//
+//   - Correctness (the decision mix per scenario, nobody but the hot user
+//     limited, transport errors) is absolute everywhere: a 401 for a valid
+//     token is wrong on any machine.
+//   - Latency and throughput are judged in milliseconds ONLY by gateway.js
+//     (thresholds(..., 'absolute')), a run against a real gateway where the
+//     operator owns the machine and the numbers. check.js, which
+//     `make loadtest` runs on loopback next to k6 on a possibly busy
+//     machine, gets no millisecond threshold at all ('relative'): run.sh
+//     runs the same script against the no-op server (cmd/noopauthz) in
+//     alternating rounds and cmd/k6judge passes or fails ext-authz on its
+//     p99 and throughput relative to that baseline. An absolute p99 there
+//     measured the machine, not ext-authz (loadtest/RESULTS.md).
+//
 // Knobs (environment): DURATION (steady part, default 40s), RATE_SCALE
 // (multiplies every rate, default 1), RAMP_PEAK (default 300/s), RAMP_TIME
-// (default 20s), P99_MS (default 50), RAMP_P99_MS (default 150), POOL_DIR
-// (the minted token pools: jwt.txt, udb.txt, hot.txt).
+// (default 20s), RAMP_HOLD (the peak held, default 5s), RAMP_GAP (pause
+// between the steady part and the ramp, default 2s), POOL_DIR (the minted token pools: jwt.txt, udb.txt,
+// hot.txt); gateway.js only: P99_MS (default 50), RAMP_P99_MS (default 150),
+// MAX_DROPPED (default 200); check.js only: ROLE (authz, the default, or
+// baseline: the target is the no-op server, whose answers are all OK, so
+// the decision mix is not judged), SUMMARY_OUT (where handleSummary writes
+// the summary JSON that cmd/k6judge reads).
 import { SharedArray } from 'k6/data';
 import { Counter, Rate } from 'k6/metrics';
 
@@ -34,8 +54,12 @@ export const env = {
   scale: parseFloat(__ENV.RATE_SCALE || '1'),
   rampPeak: parseInt(__ENV.RAMP_PEAK || '300', 10),
   rampTime: __ENV.RAMP_TIME || '20s',
+  rampHold: __ENV.RAMP_HOLD || '5s',
+  rampGap: __ENV.RAMP_GAP || '2s',
   p99: parseInt(__ENV.P99_MS || '50', 10),
   rampP99: parseInt(__ENV.RAMP_P99_MS || '150', 10),
+  maxDropped: parseInt(__ENV.MAX_DROPPED || '200', 10),
+  role: __ENV.ROLE || 'authz',
   poolDir: __ENV.POOL_DIR || '../.pool',
   host: __ENV.HOST || 'example.com',
 };
@@ -106,28 +130,50 @@ export const scenarios = {
   ramp: {
     executor: 'ramping-arrival-rate',
     exec: 'jwtUsers',
-    startTime: `${seconds(env.warmup) + seconds(env.duration) + 2}s`,
+    startTime: `${seconds(env.warmup) + seconds(env.duration) + seconds(env.rampGap)}s`,
     startRate: rate(100),
     timeUnit: '1s',
     preAllocatedVUs: 20,
     maxVUs: 60,
     stages: [
       { target: rate(env.rampPeak), duration: env.rampTime },
-      { target: rate(env.rampPeak), duration: '5s' },
+      { target: rate(env.rampPeak), duration: env.rampHold },
     ],
   },
 };
 
+export const judged = Object.keys(scenarios).filter((n) => n !== 'warmup');
+
 // thresholds: pass/fail per scenario. latencyMetric is grpc_req_duration
-// or http_req_duration.
-export function thresholds(latencyMetric) {
-  const t = {
-    transport_errors: ['rate<0.01'],
-    dropped_iterations: ['count<200'],
-  };
-  for (const name of Object.keys(scenarios).filter((n) => n !== 'warmup')) {
-    t[`${latencyMetric}{scenario:${name}}`] = [`p(99)<${name === 'ramp' ? env.rampP99 : env.p99}`];
-    t[`decision_expected{scenario:${name}}`] = ['rate>0.99'];
+// or http_req_duration. mode is 'absolute' (gateway.js: millisecond p99
+// and dropped-iteration limits) or 'relative' (check.js: no latency limit
+// here; the per-scenario latency and counts are only tracked, with
+// always-true thresholds, so that they appear in the summary cmd/k6judge
+// compares with the no-op baseline's).
+export function thresholds(latencyMetric, mode) {
+  if (mode !== 'absolute' && mode !== 'relative') {
+    throw new Error(`thresholds mode ${mode}: use absolute or relative`);
+  }
+  if (env.role !== 'authz' && env.role !== 'baseline') {
+    throw new Error(`ROLE=${env.role}: use authz or baseline`);
+  }
+  const t = { transport_errors: ['rate<0.01'] };
+  if (mode === 'absolute') {
+    t.dropped_iterations = [`count<${env.maxDropped}`];
+  } else {
+    t.dropped_iterations = ['count>=0'];
+  }
+  for (const name of judged) {
+    t[`${latencyMetric}{scenario:${name}}`] = mode === 'absolute'
+      ? [`p(99)<${name === 'ramp' ? env.rampP99 : env.p99}`]
+      : ['max>=0'];
+    t[`dropped_iterations{scenario:${name}}`] = ['count>=0'];
+    if (env.role === 'authz') {
+      t[`decision_expected{scenario:${name}}`] = ['rate>0.99'];
+    }
+  }
+  if (env.role === 'baseline') {
+    return t; // the no-op server allows everything: only transport errors count
   }
   // Allowed where expected: nobody but the hot user is ever limited...
   for (const name of ['jwt_users', 'udb_users', 'limited_users', 'public', 'ramp']) {
