@@ -76,7 +76,7 @@ type conn struct {
 	// window is the connection-level window the client has granted and
 	// the server not yet used: WINDOW_UPDATEs in, DATA out.
 	window      atomic.Int64
-	tinyWindow  bool // the client's SETTINGS set a stream window too small
+	tinyWindow  bool // an entry of the client's SETTINGS set a stream window too small
 	stallMu     sync.Mutex
 	stall       *time.Timer // armed while window < minClientWindow
 	closeReason atomic.Pointer[string]
@@ -116,7 +116,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// payloadIn sees the client's SETTINGS and connection WINDOW_UPDATEs.
+// payloadIn sees each entry of the client's SETTINGS and the increment of
+// its connection WINDOW_UPDATEs.
 func (c *conn) payloadIn(h frameHeader, p []byte) {
 	switch h.typ {
 	case frameSettings:

@@ -425,6 +425,14 @@ func TestWithheldWindowIsClosed(t *testing.T) {
 		{name: "stream window 0", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}, wantBefore: wt / 2},
 		{name: "stream window 1 KiB", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1024}}, wantBefore: wt / 2},
 		{name: "default windows, never a WINDOW_UPDATE", wantBefore: wt + 5*time.Second},
+		// The same window 0 at the end of a long SETTINGS frame (unknown
+		// ids, which a peer must ignore): the scanner once read only
+		// SETTINGS of up to 64 entries, so this one withheld the window
+		// unseen and grpc-go kept every answer until max_connection_age.
+		{name: "stream window 0 after 64 unknown settings", settings: append(unknownSettings(64),
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}), wantBefore: wt / 2},
+		{name: "stream window 0 after 1000 unknown settings", settings: append(unknownSettings(1000),
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}), wantBefore: wt / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,6 +454,16 @@ func TestWithheldWindowIsClosed(t *testing.T) {
 			t.Logf("closed after %v", time.Since(began).Round(time.Millisecond))
 		})
 	}
+}
+
+// unknownSettings are n settings with ids HTTP/2 does not define, which a
+// peer must ignore (RFC 9113 6.5.2).
+func unknownSettings(n int) []http2.Setting {
+	out := make([]http2.Setting, n)
+	for i := range out {
+		out[i] = http2.Setting{ID: http2.SettingID(0x100 + i), Val: 1}
+	}
+	return out
 }
 
 // TestReadingClientIsNotTimedOut: the same responses to a client that

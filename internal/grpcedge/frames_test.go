@@ -73,6 +73,35 @@ func TestFrameScanner(t *testing.T) {
 	}
 }
 
+// TestFrameScannerLongSettings: every entry of a SETTINGS frame is read,
+// however many there are and however the bytes arrive, one entry at a
+// time; the last one here is the window the read side must see.
+func TestFrameScannerLongSettings(t *testing.T) {
+	for _, n := range []int{1, 64, 65, 2730} { // 2730 entries: a 16 KiB frame
+		var buf bytes.Buffer
+		fr := http2.NewFramer(&buf, nil)
+		settings := make([]http2.Setting, n)
+		for i := range settings[:n-1] {
+			settings[i] = http2.Setting{ID: http2.SettingID(0x100 + i), Val: 1}
+		}
+		settings[n-1] = http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}
+		_ = fr.WriteSettings(settings...)
+		_ = fr.WriteWindowUpdate(0, 1000)
+		for _, pieces := range [][]int{nil, {1}, {5, 7}, {4096}} {
+			_, payloads := framesOf(buf.Bytes(), 0, pieces)
+			if len(payloads) != n+1 {
+				t.Fatalf("%d settings in pieces %v: %d payloads, want %d", n, pieces, len(payloads), n+1)
+			}
+			if got, want := payloads[n-1], "4:000400000000"; got != want {
+				t.Errorf("%d settings in pieces %v: last entry %q, want %q", n, pieces, got, want)
+			}
+			if got, want := payloads[n], "8:000003e8"; got != want {
+				t.Errorf("%d settings in pieces %v: window update %q, want %q", n, pieces, got, want)
+			}
+		}
+	}
+}
+
 // TestFrameScannerStop: stopping returns where the stopping frame's
 // header began in this piece, or 0 when it began in an earlier one.
 func TestFrameScannerStop(t *testing.T) {
@@ -108,7 +137,7 @@ func FuzzFrameScanner(f *testing.F) {
 			t.Fatalf("whole %+v %q, split %+v %q", whole, wp, split, sp)
 		}
 		for _, p := range wp {
-			if len(p) > 2+2*64*6 {
+			if len(p) > 2+2*settingLen {
 				t.Fatalf("captured a %d-byte payload", len(p))
 			}
 		}
