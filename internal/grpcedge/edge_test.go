@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
@@ -254,6 +255,40 @@ func TestGoAwayLetsCallsInFlightFinish(t *testing.T) {
 	}
 	if got := s.closed(grpcedge.CloseStreamResets); got != 0 {
 		t.Errorf("closed{stream_resets} = %v", got)
+	}
+}
+
+// TestGoAwayNeverRaisesLastStream: after the edge's GOAWAY, grpc-go's own
+// (max_connection_age here; GracefulStop alike) must not name a higher
+// last stream: RFC 9113 6.8 forbids it, and Envoy's and grpc-go's clients
+// treat it as a connection error, failing the calls in flight.
+func TestGoAwayNeverRaisesLastStream(t *testing.T) {
+	const budget = 10
+	s := serve(t, grpcedge.Options{ResetBudget: budget},
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 300 * time.Millisecond, MaxConnectionAgeGrace: 5 * time.Second}))
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	if _, err := c.Headers(healthCheck, false); err != nil { // in flight through both GOAWAYs
+		t.Fatal(err)
+	}
+	for range budget + 1 {
+		id, err := c.Headers(healthCheck, false)
+		if err == nil {
+			err = c.Reset(id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return len(c.GoAways()) >= 2 }) {
+		t.Fatalf("GOAWAYs %v, want the edge's and grpc-go's", c.GoAways())
+	}
+	time.Sleep(200 * time.Millisecond)
+	gas := c.GoAways()
+	for i := 1; i < len(gas); i++ {
+		if gas[i] > gas[i-1] {
+			t.Errorf("GOAWAY last stream ids %v: %d raised to %d", gas, gas[i-1], gas[i])
+		}
 	}
 }
 

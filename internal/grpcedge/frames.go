@@ -53,8 +53,15 @@ type frameScanner struct {
 	onPayload   func(frameHeader, []byte)
 	cur         frameHeader
 	record      int
-	payload     []byte
-	capturing   bool
+	// onBytes, when set, gets the payload bytes of the frames wantBytes
+	// accepts as they pass, with their offset in the frame's payload; it
+	// may change them.
+	wantBytes func(frameHeader) bool
+	onBytes   func(h frameHeader, off uint32, b []byte)
+	bytesOf   frameHeader
+	passing   bool
+	payload   []byte
+	capturing bool
 }
 
 // Record sizes of the payloads the read side reads.
@@ -96,6 +103,9 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		}
 		if s.skip > 0 {
 			n := int(min(s.skip, uint32(len(p)-i)))
+			if s.passing {
+				s.onBytes(s.bytesOf, s.bytesOf.length-s.skip, p[i:i+n])
+			}
 			if s.capturing {
 				n = min(n, s.record-len(s.payload))
 				s.payload = append(s.payload, p[i:i+n]...)
@@ -107,7 +117,7 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 			s.skip -= uint32(n)
 			i += n
 			if s.skip == 0 {
-				s.capturing = false
+				s.capturing, s.passing = false, false
 			}
 			continue
 		}
@@ -128,6 +138,9 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		s.skip = h.length
 		if !onFrame(h) {
 			return max(start, 0), false
+		}
+		if s.onBytes != nil && h.length > 0 && s.wantBytes(h) {
+			s.bytesOf, s.passing = h, true
 		}
 		if s.onPayload != nil && h.length > 0 {
 			if r := s.wantPayload(h); r > 0 {
