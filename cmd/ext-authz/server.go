@@ -131,8 +131,18 @@ func (s *service) newHTTPServer(c *serverConfig) *http.Server {
 		Handler:           httpauthz.New(s.live, opts),
 		MaxHeaderBytes:    c.HTTP.MaxHeaderBytes,
 		ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout,
-		WriteTimeout:      c.HTTP.WriteTimeout,
-		IdleTimeout:       c.HTTP.IdleTimeout,
+		// The whole request, body included, within the same bound: Envoy
+		// sends a check's body (with_request_body) with its headers. The
+		// handler never reads a body, and net/http then reads up to 256
+		// KiB of what is left to reuse the connection; without a read
+		// deadline a client trickling a byte now and then holds the
+		// connection, its goroutine and a place under max_connections for
+		// ever. (A check still running when it passes has its context
+		// ended: Envoy's own timeout, a fraction of a second, is long
+		// gone.)
+		ReadTimeout:  c.HTTP.ReadHeaderTimeout,
+		WriteTimeout: c.HTTP.WriteTimeout,
+		IdleTimeout:  c.HTTP.IdleTimeout,
 		// net/http logs malformed requests and TLS noise here; a request
 		// line may hold a credential in its query, so it goes to the
 		// service's logger at debug, where the request is not printed.

@@ -72,11 +72,23 @@ type conn struct {
 	out   frameScanner
 	onOut func(frameHeader) bool
 	dead  bool // nothing more may be written
+	// sentLast is the last stream id of the edge's GOAWAY once written
+	// (sentGoAway). grpc-go knows nothing of it and later sends its own
+	// (max_connection_age, GracefulStop: first 2^31-1, then its highest
+	// stream); RFC 9113 6.8 forbids raising the id, and Envoy and grpc-go
+	// clients treat a raise as a connection error that fails the calls in
+	// flight, so those ids are lowered to sentLast as they pass.
+	sentGoAway bool
+	sentLast   uint32
+	// cmp is, within the id of the GOAWAY passing now, how the bytes
+	// seen so far compare with sentLast's (big-endian: the first
+	// difference decides): 0 equal, -1 lower (kept), 1 higher (replaced).
+	cmp int
 
 	// window is the connection-level window the client has granted and
 	// the server not yet used: WINDOW_UPDATEs in, DATA out.
 	window      atomic.Int64
-	tinyWindow  bool // the client's SETTINGS set a stream window too small
+	tinyWindow  bool // an entry of the client's SETTINGS set a stream window too small
 	stallMu     sync.Mutex
 	stall       *time.Timer // armed while window < minClientWindow
 	closeReason atomic.Pointer[string]
@@ -88,6 +100,8 @@ func newConn(c net.Conn, l *Listener) *conn {
 	cc.onIn = cc.frameIn
 	cc.in.wantPayload, cc.in.onPayload = controlPayload, cc.payloadIn
 	cc.onOut = cc.frameOut
+	cc.out.wantBytes = func(h frameHeader) bool { return h.typ == frameGoAway && cc.sentGoAway }
+	cc.out.onBytes = cc.lowerGoAway
 	cc.window.Store(initialWindow)
 	return cc
 }
@@ -116,7 +130,8 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// payloadIn sees the client's SETTINGS and connection WINDOW_UPDATEs.
+// payloadIn sees each entry of the client's SETTINGS and the increment of
+// its connection WINDOW_UPDATEs.
 func (c *conn) payloadIn(h frameHeader, p []byte) {
 	switch h.typ {
 	case frameSettings:
@@ -243,6 +258,35 @@ func (c *conn) flushGoAway() {
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		_, _ = c.Conn.Write(*f)
 		_ = c.SetWriteDeadline(time.Time{})
+		c.sentGoAway, c.sentLast = true, binary.BigEndian.Uint32((*f)[frameHeaderLen:])
+	}
+}
+
+// lowerGoAway lowers the last stream id of a GOAWAY grpc-go writes after
+// the edge's to the edge's, byte by byte as the bytes pass (the id may
+// be split between writes). The caller holds wmu.
+func (c *conn) lowerGoAway(_ frameHeader, off uint32, b []byte) {
+	var last [4]byte
+	binary.BigEndian.PutUint32(last[:], c.sentLast)
+	for i := range b {
+		k := off + uint32(i)
+		if k >= 4 {
+			return
+		}
+		if k == 0 {
+			c.cmp = 0
+		}
+		if c.cmp == 0 {
+			switch {
+			case b[i] < last[k]:
+				c.cmp = -1
+			case b[i] > last[k]:
+				c.cmp = 1
+			}
+		}
+		if c.cmp > 0 {
+			b[i] = last[k]
+		}
 	}
 }
 
@@ -301,8 +345,23 @@ func (c *conn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 	}
+	if c.sentGoAway {
+		// Rare (after the edge's GOAWAY): scan a copy first, so a
+		// GOAWAY's id can be lowered before it is written; io.Writer
+		// forbids changing p.
+		q := append([]byte(nil), p...)
+		c.out.scan(q, c.onOut)
+		n, err := c.Conn.Write(q)
+		return c.wrote(n, err)
+	}
 	n, err := c.Conn.Write(p)
 	c.out.scan(p[:n], c.onOut)
+	return c.wrote(n, err)
+}
+
+// wrote finishes a Write of n bytes: the flow-control watch, a waiting
+// GOAWAY, the write timeout. The caller holds wmu.
+func (c *conn) wrote(n int, err error) (int, error) {
 	c.checkWindow()
 	if err == nil && c.goAway.Load() != nil {
 		c.flushGoAway()

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/mem"
 
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
@@ -257,6 +258,40 @@ func TestGoAwayLetsCallsInFlightFinish(t *testing.T) {
 	}
 }
 
+// TestGoAwayNeverRaisesLastStream: after the edge's GOAWAY, grpc-go's own
+// (max_connection_age here; GracefulStop alike) must not name a higher
+// last stream: RFC 9113 6.8 forbids it, and Envoy's and grpc-go's clients
+// treat it as a connection error, failing the calls in flight.
+func TestGoAwayNeverRaisesLastStream(t *testing.T) {
+	const budget = 10
+	s := serve(t, grpcedge.Options{ResetBudget: budget},
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionAge: 300 * time.Millisecond, MaxConnectionAgeGrace: 5 * time.Second}))
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	if _, err := c.Headers(healthCheck, false); err != nil { // in flight through both GOAWAYs
+		t.Fatal(err)
+	}
+	for range budget + 1 {
+		id, err := c.Headers(healthCheck, false)
+		if err == nil {
+			err = c.Reset(id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return len(c.GoAways()) >= 2 }) {
+		t.Fatalf("GOAWAYs %v, want the edge's and grpc-go's", c.GoAways())
+	}
+	time.Sleep(200 * time.Millisecond)
+	gas := c.GoAways()
+	for i := 1; i < len(gas); i++ {
+		if gas[i] > gas[i-1] {
+			t.Errorf("GOAWAY last stream ids %v: %d raised to %d", gas, gas[i-1], gas[i])
+		}
+	}
+}
+
 // TestLegitimateResetsKeepTheConnection: what Envoy does is not abuse.
 // Resets of streams older than the window (Envoy's ext_authz timeout
 // firing) never count, however many; early resets count only while they
@@ -425,6 +460,14 @@ func TestWithheldWindowIsClosed(t *testing.T) {
 		{name: "stream window 0", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 0}}, wantBefore: wt / 2},
 		{name: "stream window 1 KiB", settings: []http2.Setting{{ID: http2.SettingInitialWindowSize, Val: 1024}}, wantBefore: wt / 2},
 		{name: "default windows, never a WINDOW_UPDATE", wantBefore: wt + 5*time.Second},
+		// The same window 0 at the end of a long SETTINGS frame (unknown
+		// ids, which a peer must ignore): the scanner once read only
+		// SETTINGS of up to 64 entries, so this one withheld the window
+		// unseen and grpc-go kept every answer until max_connection_age.
+		{name: "stream window 0 after 64 unknown settings", settings: append(unknownSettings(64),
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}), wantBefore: wt / 2},
+		{name: "stream window 0 after 1000 unknown settings", settings: append(unknownSettings(1000),
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}), wantBefore: wt / 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -446,6 +489,16 @@ func TestWithheldWindowIsClosed(t *testing.T) {
 			t.Logf("closed after %v", time.Since(began).Round(time.Millisecond))
 		})
 	}
+}
+
+// unknownSettings are n settings with ids HTTP/2 does not define, which a
+// peer must ignore (RFC 9113 6.5.2).
+func unknownSettings(n int) []http2.Setting {
+	out := make([]http2.Setting, n)
+	for i := range out {
+		out[i] = http2.Setting{ID: http2.SettingID(0x100 + i), Val: 1}
+	}
+	return out
 }
 
 // TestReadingClientIsNotTimedOut: the same responses to a client that

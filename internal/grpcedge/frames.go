@@ -43,20 +43,47 @@ type frameScanner struct {
 	nhdr    int    // header bytes collected
 	skip    uint32 // payload bytes of the current frame still to come
 
-	// onPayload, when set, gets the whole payload of the frames
-	// wantPayload accepts (small control frames), after their header.
-	wantPayload func(frameHeader) bool
+	// onPayload, when set, gets the payload of the frames wantPayload
+	// accepts, in records of the size it returns (0: skip the payload),
+	// each as soon as it is complete: a SETTINGS frame entry by entry,
+	// however many entries it has, with at most one record buffered. A
+	// partial record at the frame's end is dropped (the peer rejects
+	// such a frame).
+	wantPayload func(frameHeader) int
 	onPayload   func(frameHeader, []byte)
 	cur         frameHeader
-	payload     []byte
-	capturing   bool
+	record      int
+	// onBytes, when set, gets the payload bytes of the frames wantBytes
+	// accepts as they pass, with their offset in the frame's payload; it
+	// may change them.
+	wantBytes func(frameHeader) bool
+	onBytes   func(h frameHeader, off uint32, b []byte)
+	bytesOf   frameHeader
+	passing   bool
+	payload   []byte
+	capturing bool
 }
 
-// controlPayload selects the payloads the read side needs: the client's
-// SETTINGS and its connection-level WINDOW_UPDATEs.
-func controlPayload(h frameHeader) bool {
-	return h.stream == 0 && h.length <= 64*6 &&
-		(h.typ == frameSettings && h.flags&flagAck == 0 || h.typ == frameWindowUpdate)
+// Record sizes of the payloads the read side reads.
+const (
+	settingLen      = 6
+	windowUpdateLen = 4
+)
+
+// controlPayload selects the payloads the read side needs: each entry of
+// the client's SETTINGS (of any length: a frame of many entries must not
+// hide a setting), and the increment of its connection-level
+// WINDOW_UPDATEs.
+func controlPayload(h frameHeader) int {
+	switch {
+	case h.stream != 0:
+		return 0
+	case h.typ == frameSettings && h.flags&flagAck == 0:
+		return settingLen
+	case h.typ == frameWindowUpdate && h.length == windowUpdateLen:
+		return windowUpdateLen
+	}
+	return 0
 }
 
 // atBoundary reports whether the stream seen so far ends between frames.
@@ -76,14 +103,21 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		}
 		if s.skip > 0 {
 			n := int(min(s.skip, uint32(len(p)-i)))
+			if s.passing {
+				s.onBytes(s.bytesOf, s.bytesOf.length-s.skip, p[i:i+n])
+			}
 			if s.capturing {
+				n = min(n, s.record-len(s.payload))
 				s.payload = append(s.payload, p[i:i+n]...)
+				if len(s.payload) == s.record {
+					s.onPayload(s.cur, s.payload)
+					s.payload = s.payload[:0]
+				}
 			}
 			s.skip -= uint32(n)
 			i += n
-			if s.skip == 0 && s.capturing {
-				s.capturing = false
-				s.onPayload(s.cur, s.payload)
+			if s.skip == 0 {
+				s.capturing, s.passing = false, false
 			}
 			continue
 		}
@@ -105,20 +139,20 @@ func (s *frameScanner) scan(p []byte, onFrame func(frameHeader) bool) (int, bool
 		if !onFrame(h) {
 			return max(start, 0), false
 		}
-		if s.onPayload != nil && s.wantPayload(h) {
-			s.cur, s.payload = h, s.payload[:0]
-			if h.length == 0 {
-				s.onPayload(h, nil)
-			} else {
-				s.capturing = true
+		if s.onBytes != nil && h.length > 0 && s.wantBytes(h) {
+			s.bytesOf, s.passing = h, true
+		}
+		if s.onPayload != nil && h.length > 0 {
+			if r := s.wantPayload(h); r > 0 {
+				s.cur, s.record, s.payload, s.capturing = h, r, s.payload[:0], true
 			}
 		}
 	}
 	return len(p), true
 }
 
-// initialWindowSetting returns the SETTINGS_INITIAL_WINDOW_SIZE in a
-// SETTINGS payload, the last one if repeated.
+// initialWindowSetting returns the SETTINGS_INITIAL_WINDOW_SIZE in
+// SETTINGS entries, the last one if repeated.
 func initialWindowSetting(p []byte) (uint32, bool) {
 	v, ok := uint32(0), false
 	for ; len(p) >= 6; p = p[6:] {

@@ -2,6 +2,7 @@ package grpcedge
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -73,6 +74,35 @@ func TestFrameScanner(t *testing.T) {
 	}
 }
 
+// TestFrameScannerLongSettings: every entry of a SETTINGS frame is read,
+// however many there are and however the bytes arrive, one entry at a
+// time; the last one here is the window the read side must see.
+func TestFrameScannerLongSettings(t *testing.T) {
+	for _, n := range []int{1, 64, 65, 2730} { // 2730 entries: a 16 KiB frame
+		var buf bytes.Buffer
+		fr := http2.NewFramer(&buf, nil)
+		settings := make([]http2.Setting, n)
+		for i := range settings[:n-1] {
+			settings[i] = http2.Setting{ID: http2.SettingID(0x100 + i), Val: 1}
+		}
+		settings[n-1] = http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}
+		_ = fr.WriteSettings(settings...)
+		_ = fr.WriteWindowUpdate(0, 1000)
+		for _, pieces := range [][]int{nil, {1}, {5, 7}, {4096}} {
+			_, payloads := framesOf(buf.Bytes(), 0, pieces)
+			if len(payloads) != n+1 {
+				t.Fatalf("%d settings in pieces %v: %d payloads, want %d", n, pieces, len(payloads), n+1)
+			}
+			if got, want := payloads[n-1], "4:000400000000"; got != want {
+				t.Errorf("%d settings in pieces %v: last entry %q, want %q", n, pieces, got, want)
+			}
+			if got, want := payloads[n], "8:000003e8"; got != want {
+				t.Errorf("%d settings in pieces %v: window update %q, want %q", n, pieces, got, want)
+			}
+		}
+	}
+}
+
 // TestFrameScannerStop: stopping returns where the stopping frame's
 // header began in this piece, or 0 when it began in an earlier one.
 func TestFrameScannerStop(t *testing.T) {
@@ -108,7 +138,7 @@ func FuzzFrameScanner(f *testing.F) {
 			t.Fatalf("whole %+v %q, split %+v %q", whole, wp, split, sp)
 		}
 		for _, p := range wp {
-			if len(p) > 2+2*64*6 {
+			if len(p) > 2+2*settingLen {
 				t.Fatalf("captured a %d-byte payload", len(p))
 			}
 		}
@@ -137,5 +167,53 @@ func TestCapFor(t *testing.T) {
 				t.Errorf("capFor = %d, %v; want %d, error %v", got, err, tt.wantCap, tt.wantErr)
 			}
 		})
+	}
+}
+
+// TestLowerGoAway: after the edge's GOAWAY, the last stream id of every
+// later GOAWAY comes out no higher than the edge's, whatever pieces it is
+// written in; a lower one is kept, and nothing else is changed.
+func TestLowerGoAway(t *testing.T) {
+	const sent = 0x0102f0
+	tests := []struct {
+		name       string
+		give, want uint32
+	}{
+		{name: "grpc-go's heads-up", give: 1<<31 - 1, want: sent},
+		{name: "higher in the last byte only", give: 0x0102f1, want: sent},
+		{name: "equal", give: sent, want: sent},
+		{name: "lower in the last byte", give: 0x0102ef, want: 0x0102ef},
+		{name: "lower in an early byte, higher later", give: 0x0101ff, want: 0x0101ff},
+		{name: "higher in an early byte, lower later", give: 0x010300, want: sent},
+		{name: "zero", give: 0, want: 0},
+	}
+	for _, tt := range tests {
+		for _, pieces := range [][]int{nil, {1}, {10, 1, 2}, {11}} {
+			var buf bytes.Buffer
+			fr := http2.NewFramer(&buf, nil)
+			_ = fr.WriteData(1, false, []byte("\x00\x00\x00\x05abcde"))
+			_ = fr.WriteGoAway(tt.give, http2.ErrCodeNo, []byte("max_age"))
+			_ = fr.WritePing(false, [8]byte{0xff, 0xff, 0xff, 0xff})
+			b := buf.Bytes()
+			before := append([]byte(nil), b...)
+			c := &conn{sentGoAway: true, sentLast: sent}
+			s := frameScanner{wantBytes: func(h frameHeader) bool { return h.typ == frameGoAway }, onBytes: c.lowerGoAway}
+			for i, k := 0, 0; i < len(b); k++ {
+				n := len(b) - i
+				if len(pieces) > 0 {
+					n = min(pieces[k%len(pieces)], n)
+				}
+				s.scan(b[i:i+n], func(frameHeader) bool { return true })
+				i += n
+			}
+			goAwayID := 9 + 9 + 9 // after the DATA frame (9-byte payload) and the GOAWAY header
+			if got := binary.BigEndian.Uint32(b[goAwayID:]); got != tt.want {
+				t.Errorf("%s in pieces %v: last stream %#x, want %#x", tt.name, pieces, got, tt.want)
+			}
+			copy(b[goAwayID:], before[goAwayID:goAwayID+4])
+			if !bytes.Equal(b, before) {
+				t.Errorf("%s in pieces %v: bytes other than the id changed", tt.name, pieces)
+			}
+		}
 	}
 }

@@ -29,6 +29,7 @@ type Client struct {
 	// Filled by the reader goroutine, when started.
 	mu       sync.Mutex
 	goAway   *http2.GoAwayFrame
+	goAways  []uint32 // the last stream ids of every GOAWAY, in order
 	closed   bool
 	pingAcks int
 	ends     int           // END_STREAM flags the server sent
@@ -106,6 +107,7 @@ func (c *Client) StartReader() {
 			case *http2.GoAwayFrame:
 				c.mu.Lock()
 				c.goAway = &http2.GoAwayFrame{LastStreamID: f.LastStreamID, ErrCode: f.ErrCode}
+				c.goAways = append(c.goAways, f.LastStreamID)
 				c.mu.Unlock()
 			case *http2.PingFrame:
 				if f.IsAck() {
@@ -120,6 +122,13 @@ func (c *Client) StartReader() {
 			}
 		}
 	}()
+}
+
+// GoAways returns the last stream id of every GOAWAY received, in order.
+func (c *Client) GoAways() []uint32 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]uint32(nil), c.goAways...)
 }
 
 // Headers opens the next stream for method; endStream ends it at once.
