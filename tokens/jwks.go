@@ -293,7 +293,9 @@ func (r *remoteKeySet) fetchOnce(ctx context.Context) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
 	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
+		// Not wrapped: net/url's error repeats the whole URL, query
+		// secrets included.
+		return fmt.Errorf("jwks fetch %s: invalid request URL", r.logURL)
 	}
 	req.Header.Set("Accept", "application/json, application/jwk-set+json")
 	resp, err := r.client.Do(req)
