@@ -131,11 +131,18 @@ func (c *Config) Validate(authenticators func(name string) bool) error {
 	return err
 }
 
-// validate is Validate that also returns the rules' compiled matchers (in
-// rule order), so NewPipeline compiles each path regex once.
-func (c *Config) validate(authenticators func(name string) bool) ([]*matcher, error) {
+// compiledRule is what validation compiled of one rule: NewPipeline builds
+// the rule from it instead of compiling the RuleConfig again.
+type compiledRule struct {
+	match  *matcher
+	limits *rateLimits // nil when the rule has no rate limits
+}
+
+// validate is Validate that also returns the rules' compiled matchers and
+// rate limits (in rule order), so NewPipeline compiles each regex once.
+func (c *Config) validate(authenticators func(name string) bool) ([]compiledRule, error) {
 	var errs []error
-	matchers := make([]*matcher, len(c.Rules))
+	compiled := make([]compiledRule, len(c.Rules))
 	if strings.ContainsAny(c.Realm, "\"\\\r\n") {
 		errs = append(errs, yamlfile.Errorf("realm", "must not contain quotes, backslashes or line breaks"))
 	}
@@ -156,14 +163,14 @@ func (c *Config) validate(authenticators func(name string) bool) ([]*matcher, er
 			errs = append(errs, yamlfile.Errorf(p+".name", "%q is also the name of rules[%d]", r.Name, j))
 		}
 		seen[r.Name] = i
-		m, err := r.validate(authenticators)
-		matchers[i] = m
+		cr, err := r.validate(authenticators)
+		compiled[i] = cr
 		errs = append(errs, yamlfile.Wrap(p, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return matchers, nil
+	return compiled, nil
 }
 
 func (h *IdentityHeaders) validate() error {
@@ -208,9 +215,9 @@ func isProtectedHeader(name string) bool {
 	return strings.HasPrefix(name, ":")
 }
 
-// validate checks the rule and returns its compiled match (nil when the
-// match is invalid).
-func (r *RuleConfig) validate(authenticators func(string) bool) (*matcher, error) {
+// validate checks the rule and returns its compiled match and rate limits
+// (each nil when invalid).
+func (r *RuleConfig) validate(authenticators func(string) bool) (compiledRule, error) {
 	var errs []error
 	if r.Name == "" {
 		errs = append(errs, yamlfile.Errorf("name", "required"))
@@ -221,7 +228,8 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (*matcher, error
 	if err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
 	}
-	errs = append(errs, yamlfile.Wrap("rate_limits", r.RateLimits.validate()))
+	limits, err := r.RateLimits.compile()
+	errs = append(errs, yamlfile.Wrap("rate_limits", err))
 	switch r.Action {
 	case ActionAllow, ActionDeny:
 		if len(r.Authenticators) > 0 || len(r.Require.Scopes) > 0 || len(r.Require.Claims) > 0 {
@@ -249,7 +257,7 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (*matcher, error
 	default:
 		errs = append(errs, yamlfile.Errorf("action", "%q is not one of allow, deny, authenticate", r.Action))
 	}
-	return m, errors.Join(errs...)
+	return compiledRule{match: m, limits: limits}, errors.Join(errs...)
 }
 
 func compileMatch(m *MatchConfig) (*matcher, error) {

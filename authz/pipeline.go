@@ -75,7 +75,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	matchers, err := cfg.validate(func(n string) bool { return byName[n] != nil })
+	compiled, err := cfg.validate(func(n string) bool { return byName[n] != nil })
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +99,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	p.rules = make([]rule, 0, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
-		r := rule{name: rc.Name, match: matchers[i], action: rc.Action, require: rc.Require, limits: compileRateLimits(&rc.RateLimits)}
+		r := rule{name: rc.Name, match: compiled[i].match, action: rc.Action, require: rc.Require, limits: compiled[i].limits}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}

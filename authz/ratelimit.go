@@ -126,9 +126,12 @@ type IdentityAction struct {
 	SkipIfAbsent  bool   `yaml:"skip_if_absent"`
 }
 
-func (c *RateLimits) validate() error {
+// compile checks the rate limits and returns their compiled form (nil when
+// the rule has none). It is their only validator: NewPipeline uses what it
+// returns, so each action is compiled once.
+func (c *RateLimits) compile() (*rateLimits, error) {
 	if c.Domain == "" && len(c.Descriptors) == 0 {
-		return nil
+		return nil, nil
 	}
 	var errs []error
 	if c.Domain == "" {
@@ -137,17 +140,24 @@ func (c *RateLimits) validate() error {
 	if len(c.Descriptors) == 0 {
 		errs = append(errs, yamlfile.Errorf("descriptors", "at least one descriptor is required"))
 	}
+	out := &rateLimits{domain: c.Domain, descriptors: make([][]action, 0, len(c.Descriptors))}
 	for i := range c.Descriptors {
 		p := yamlfile.Index("descriptors", i)
 		if len(c.Descriptors[i].Actions) == 0 {
 			errs = append(errs, yamlfile.Errorf(p+".actions", "at least one action is required"))
 		}
+		acts := make([]action, 0, len(c.Descriptors[i].Actions))
 		for j := range c.Descriptors[i].Actions {
-			_, err := compileAction(&c.Descriptors[i].Actions[j])
+			a, err := compileAction(&c.Descriptors[i].Actions[j])
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index(p+".actions", j), err))
+			acts = append(acts, a)
 		}
+		out.descriptors = append(out.descriptors, acts)
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // action kinds.
@@ -357,22 +367,6 @@ func (m *headerMatch) matches(r *Request) bool {
 type rateLimits struct {
 	domain      string
 	descriptors [][]action
-}
-
-func compileRateLimits(c *RateLimits) *rateLimits {
-	if len(c.Descriptors) == 0 {
-		return nil
-	}
-	out := &rateLimits{domain: c.Domain}
-	for _, d := range c.Descriptors {
-		acts := make([]action, 0, len(d.Actions))
-		for i := range d.Actions {
-			a, _ := compileAction(&d.Actions[i]) // validated already
-			acts = append(acts, a)
-		}
-		out.descriptors = append(out.descriptors, acts)
-	}
-	return out
 }
 
 // build returns the request's descriptors; id is nil for anonymous rules.

@@ -343,3 +343,44 @@ func TestRateLimitsValidate(t *testing.T) {
 		t.Fatalf("no limiter: %v", err)
 	}
 }
+
+// TestNewPipelineCompilesRateLimitsOnce: the rate-limit actions NewPipeline
+// uses are the ones validation compiled, not a second compilation. Counted
+// in allocations, the cost rate limits add to NewPipeline is their cost in
+// Validate (regex compilation dominates both), not twice that.
+func TestNewPipelineCompilesRateLimitsOnce(t *testing.T) {
+	var rl authz.RateLimits
+	rl.Domain = "d"
+	for i := range 40 {
+		rl.Descriptors = append(rl.Descriptors, authz.RateLimitDescriptor{Actions: []authz.RateLimitAction{
+			{HeaderValueMatch: &authz.HeaderValueMatchAction{DescriptorValue: "v", Headers: []authz.HeaderMatcher{
+				{Name: "user-agent", Regex: `(?i)(curl|wget|python-requests|go-http-client)/[0-9]+(\.[0-9]+)*-` + strings.Repeat("x", i)},
+			}}},
+		}})
+	}
+	limited := limitedPolicy(authz.ActionAllow, rl)
+	plain := limitedPolicy(authz.ActionAllow, authz.RateLimits{})
+	limited.ApplyDefaults()
+	plain.ApplyDefaults()
+	none := func(string) bool { return false }
+	opts := authz.Options{Limiter: &recorder{}}
+	for _, cfg := range []authz.Config{limited, plain} {
+		if err := cfg.Validate(none); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := authz.NewPipeline(cfg, nil, opts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	validate := testing.AllocsPerRun(10, func() { _ = limited.Validate(none) }) -
+		testing.AllocsPerRun(10, func() { _ = plain.Validate(none) })
+	build := testing.AllocsPerRun(10, func() { _, _ = authz.NewPipeline(limited, nil, opts) }) -
+		testing.AllocsPerRun(10, func() { _, _ = authz.NewPipeline(plain, nil, opts) })
+	t.Logf("allocations of 40 rate-limit regexes: Validate %.0f, NewPipeline %.0f", validate, build)
+	if validate < 40 {
+		t.Fatalf("Validate allocates %.0f for 40 regexes: the measurement does not see compilation", validate)
+	}
+	if build > validate*5/4 {
+		t.Fatalf("NewPipeline allocates %.0f for the rate limits, Validate %.0f: they are compiled more than once", build, validate)
+	}
+}
