@@ -227,18 +227,16 @@ func (c *compiled) match(domain string, entries []ratelimit.Entry) *ratelimit.Li
 			}
 			shared[i] = strings.TrimPrefix(next.sharePattern, e.Key+"_")
 		}
-		if i == len(entries)-1 {
-			if next.limit == nil {
-				return nil
-			}
-			return next.result(domain, entries, shared)
-		}
-		if len(next.children) == 0 {
+		if i < len(entries)-1 && len(next.children) == 0 {
 			return nil
 		}
 		n = next
 	}
-	return nil // unreachable: the loop returns at the last entry
+	// n is the level of the last entry.
+	if n.limit == nil {
+		return nil
+	}
+	return n.result(domain, entries, shared)
 }
 
 // result is the node's limit for a match of entries, shared unless the
