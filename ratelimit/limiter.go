@@ -162,7 +162,11 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 			l.m.result("unlimited")
 			continue
 		case lm.Unit.Seconds() == 0:
-			continue // unreachable for matcher limits: envoyconfig rejects unknown units
+			// A limit without a window cannot be counted and applies as
+			// none. envoyconfig and rls never produce one (they reject or
+			// ignore unknown units), but Matcher and Override are open to
+			// any caller, and WindowStart needs a window.
+			continue
 		}
 		d := &req.Descriptors[i]
 		ws := WindowStart(sec, lm.Unit)

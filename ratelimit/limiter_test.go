@@ -227,3 +227,39 @@ func TestSetMatcherReload(t *testing.T) {
 		t.Fatalf("local cache survived a reload: %+v", res)
 	}
 }
+
+type matcherFunc func(domain string, d *ratelimit.Descriptor) *ratelimit.Limit
+
+func (f matcherFunc) Match(domain string, d *ratelimit.Descriptor) *ratelimit.Limit {
+	return f(domain, d)
+}
+
+// TestLimitWithoutWindowAppliesAsNone: a limit whose unit has no window
+// length, from a Matcher or an Override, is neither counted (the store,
+// which fails here, is not called) nor enforced, and does not crash.
+func TestLimitWithoutWindowAppliesAsNone(t *testing.T) {
+	for _, unit := range []ratelimit.Unit{ratelimit.UnitUnknown, ratelimit.Unit(-1), ratelimit.Unit(99)} {
+		windowless := &ratelimit.Limit{Policy: "p", Requests: 0, Unit: unit}
+		fromMatcher := ratelimit.New(failingStore{errors.New("store called")}, matcherFunc(func(string, *ratelimit.Descriptor) *ratelimit.Limit {
+			return windowless
+		}), ratelimit.Options{})
+		overridden := req("d", "k", "v")
+		overridden.Descriptors[0].Override = windowless
+		for _, tt := range []struct {
+			name string
+			l    *ratelimit.Limiter
+			give ratelimit.Request
+		}{
+			{"matcher", fromMatcher, req("d", "k", "v")},
+			{"override", ratelimit.New(failingStore{errors.New("store called")}, nil, ratelimit.Options{}), overridden},
+		} {
+			res, err := tt.l.Check(context.Background(), tt.give)
+			if err != nil {
+				t.Fatalf("unit %d, %s: %v", unit, tt.name, err)
+			}
+			if res.Code != ratelimit.OK || len(res.Statuses) != 1 || res.Statuses[0] != (ratelimit.Status{}) {
+				t.Errorf("unit %d, %s: %+v, want OK with no limit applied", unit, tt.name, res)
+			}
+		}
+	}
+}
