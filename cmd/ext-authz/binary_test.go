@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/grpcserver"
 	"github.com/ext-authz/ext-authz/internal/redislog"
 )
 
@@ -226,7 +227,7 @@ func TestBinaryBadConfigExitsNonZero(t *testing.T) {
 
 func TestRecoverUnaryTurnsPanicIntoInternal(t *testing.T) {
 	logs := &syncBuffer{}
-	interceptor := recoverUnary(newRedactingLogger(logs, logConfig{Level: "info", Format: "json"}, nil))
+	interceptor := grpcserver.RecoverUnary(newRedactingLogger(logs, logConfig{Level: "info", Format: "json"}, nil))
 	_, err := interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { panic("boom") })
 	if status.Code(err) != codes.Internal {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
+	"github.com/ext-authz/ext-authz/internal/grpcedge"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
@@ -62,7 +63,7 @@ type serverConfig struct {
 	// Overload bounds the calls decided and waiting at once.
 	Overload overloadConfig `yaml:"overload"`
 	// Edge bounds connections and what each may make the server do.
-	Edge edgeConfig `yaml:"edge"`
+	Edge grpcedge.Config `yaml:"edge"`
 	// HTTPAddress serves Envoy's HTTP ext_authz service (http_service,
 	// Istio's envoyExtAuthzHttp) from the same pipeline. Empty (the
 	// default): off. See docs/http-transport.md.
@@ -119,7 +120,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.DrainTimeout, 15*time.Second)
 	setDefault(&s.ReloadInterval, 2*time.Second)
 	s.Overload.ApplyDefaults()
-	s.Edge.applyDefaults()
+	s.Edge.ApplyDefaults()
 	setDefault(&s.HTTP.MaxHeaderBytes, 64<<10)
 	setDefault(&s.HTTP.ReadHeaderTimeout, 5*time.Second)
 	setDefault(&s.HTTP.WriteTimeout, 30*time.Second)
@@ -176,7 +177,7 @@ func (c *fileConfig) validateGeneration() error {
 
 func (s *serverConfig) validate() error {
 	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
-	errs = append(errs, yamlfile.Wrap("edge", s.Edge.validate()))
+	errs = append(errs, yamlfile.Wrap("edge", s.Edge.Validate()))
 	if s.HTTPAddress != "" {
 		errs = append(errs, validateAddress("http_address", s.HTTPAddress))
 	}

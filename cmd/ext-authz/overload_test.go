@@ -21,6 +21,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/admission"
+	"github.com/ext-authz/ext-authz/internal/grpcserver"
 	"github.com/ext-authz/ext-authz/tokens"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -146,7 +147,7 @@ func TestAdmission(t *testing.T) {
 	t.Run("a panic releases its turn", func(t *testing.T) {
 		h := newAdmissionHarness(t, overloadConfig{MaxInFlight: 1})
 		chain := func(handler grpc.UnaryHandler) error {
-			_, err := recoverUnary(slog.New(slog.DiscardHandler))(context.Background(), nil, checkInfo, func(ctx context.Context, req any) (any, error) {
+			_, err := grpcserver.RecoverUnary(slog.New(slog.DiscardHandler))(context.Background(), nil, checkInfo, func(ctx context.Context, req any) (any, error) {
 				return h.a.admitUnary()(ctx, req, checkInfo, handler)
 			})
 			return err

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/drain"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
 )
@@ -212,39 +213,42 @@ func (s *service) drain() {
 	if s.http != nil {
 		s.http.SetKeepAlivesEnabled(false)
 	}
-	time.Sleep(sc.DrainDelay)
-
-	stopped := make(chan struct{})
-	httpCtx, cancelHTTP := context.WithCancel(context.Background())
-	defer cancelHTTP()
-	go func() {
-		var wg sync.WaitGroup
-		if s.http != nil {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				_ = s.http.Shutdown(httpCtx) // returns when the last check is answered, or at cancelHTTP
-			}()
-		}
-		s.grpc.GracefulStop()
-		wg.Wait()
-		close(stopped)
-	}()
-	select {
-	case <-stopped:
-	case <-time.After(sc.DrainTimeout):
-		s.logger.Warn("drain timeout: closing remaining calls")
-		cancelHTTP()
-		s.grpc.Stop()
-		if s.http != nil {
-			_ = s.http.Close()
-		}
-		<-stopped
+	servers := []drain.Server{s.grpc}
+	if s.http != nil {
+		h := newHTTPDrain(s.http)
+		defer h.cancel()
+		servers = append(servers, h)
 	}
+	drain.Run(drain.Options{
+		Delay:     sc.DrainDelay,
+		Timeout:   sc.DrainTimeout,
+		OnTimeout: func() { s.logger.Warn("drain timeout: closing remaining calls") },
+	}, servers...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = s.admin.Shutdown(ctx)
 	s.logger.Info("drained")
+}
+
+// httpDrain is an *http.Server as a drain.Server: Shutdown returns when
+// the last check is answered, or once Stop cancels it and closes the
+// connections left.
+type httpDrain struct {
+	srv    *http.Server
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func newHTTPDrain(srv *http.Server) *httpDrain {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &httpDrain{srv: srv, ctx: ctx, cancel: cancel}
+}
+
+func (h *httpDrain) GracefulStop() { _ = h.srv.Shutdown(h.ctx) }
+
+func (h *httpDrain) Stop() {
+	h.cancel()
+	_ = h.srv.Close()
 }
 
 // close releases what newService built: the serving generation, and with

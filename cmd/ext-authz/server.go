@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime/debug"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -14,12 +12,10 @@ import (
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
 	noopmetric "go.opentelemetry.io/otel/metric/noop"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/stats"
-	"google.golang.org/grpc/status"
 
 	"golang.org/x/net/netutil"
 
@@ -27,6 +23,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/httpauthz"
 	"github.com/ext-authz/ext-authz/authz/transport"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
+	"github.com/ext-authz/ext-authz/internal/grpcserver"
 )
 
 const (
@@ -58,8 +55,8 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
-		grpc.ChainUnaryInterceptor(s.tel.grpc.unary(), recoverUnary(s.logger), s.admission.admitUnary()),
-		grpc.ChainStreamInterceptor(s.tel.grpc.stream(), recoverStream(s.logger)),
+		grpc.ChainUnaryInterceptor(s.tel.grpc.Unary(), grpcserver.RecoverUnary(s.logger), s.admission.admitUnary()),
+		grpc.ChainStreamInterceptor(s.tel.grpc.Stream(), grpcserver.RecoverStream(s.logger)),
 	}
 	// The stats handler copies every call's metadata even when nothing is
 	// recorded (a load-test profile showed it), so it is installed only
@@ -92,7 +89,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
-	s.tel.grpc.initialize(srv)
+	s.tel.grpc.Initialize(srv)
 	return srv
 }
 
@@ -161,43 +158,4 @@ func (s *service) serveHTTP(lis net.Listener) error {
 		return err
 	}
 	return nil
-}
-
-// recoverUnary turns a panic in a handler into codes.Internal so one bad
-// request cannot kill the process. The request is not logged: it may hold
-// credentials.
-func recoverUnary(logger *slog.Logger) grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				logger.Error("panic in handler", "method", info.FullMethod, "panic", panicText(r), "stack", string(debug.Stack()))
-				resp, err = nil, status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(ctx, req)
-	}
-}
-
-func recoverStream(logger *slog.Logger) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				logger.Error("panic in stream handler", "method", info.FullMethod, "panic", panicText(r), "stack", string(debug.Stack()))
-				err = status.Error(codes.Internal, "internal error")
-			}
-		}()
-		return handler(srv, ss)
-	}
-}
-
-// panicText keeps the panic's type only for values that might carry
-// request data.
-func panicText(r any) string {
-	switch v := r.(type) {
-	case error:
-		return v.Error()
-	case string:
-		return v
-	}
-	return "non-error panic value"
 }

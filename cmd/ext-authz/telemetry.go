@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +27,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/decisionlog"
+	"github.com/ext-authz/ext-authz/internal/grpcserver"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 )
 
@@ -197,7 +200,7 @@ type telemetry struct {
 	// placeholders unexpanded, so no value from the environment enters it).
 	configTime prometheus.Gauge
 	configHash *prometheus.GaugeVec
-	grpc       *grpcMetrics
+	grpc       *grpcserver.Metrics
 }
 
 func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
@@ -237,7 +240,7 @@ func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry, error) {
 	}, []string{"version", "goversion", "revision"})
 	bi.WithLabelValues(ver, goVersion, revision).Set(1)
 	t.registry.MustRegister(t.reloads, t.configTime, t.configHash, bi)
-	t.grpc = newGRPCMetrics(t.registry)
+	t.grpc = grpcserver.NewMetrics(t.registry)
 	t.decisions = newDecisionLog(t.logger, tc.Log.Decisions, t.registry)
 	if tc.Tracing.Enabled {
 		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(tc.Tracing.Endpoint)}
@@ -325,4 +328,34 @@ func (d *decisionLog) observe(ctx context.Context, r *authz.Request, dec *authz.
 		e.Identified, e.Subject, e.Authenticator = true, dec.Identity.Subject, dec.Identity.Authenticator
 	}
 	d.l.Write(ctx, &e)
+}
+
+// buildInfo is the ext_authz_build_info gauge's labels: the stamped
+// version (main.version, else the module's), the Go version, and the VCS
+// revision the binary was built from ("-dirty" with local changes).
+func buildInfo() (ver, goVersion, revision string) {
+	ver, goVersion, revision = version, runtime.Version(), "unknown"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		if ver == "" {
+			ver = "unknown"
+		}
+		return ver, goVersion, revision
+	}
+	if ver == "" {
+		ver = bi.Main.Version
+	}
+	dirty := false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			revision = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if dirty && revision != "unknown" {
+		revision += "-dirty"
+	}
+	return ver, goVersion, revision
 }

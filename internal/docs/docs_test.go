@@ -34,6 +34,7 @@ var configDirs = []string{
 	"internal/redisconf",
 	"internal/admission",
 	"internal/decisionlog",
+	"internal/grpcedge",
 }
 
 func read(t *testing.T, name string) string {

@@ -24,6 +24,9 @@
 // and closed if it goes on; grpc-go sees the connection end and cleans up
 // as for any other.
 //
+// Config is the server.edge section of the config file those limits come
+// from (the program turns it into Options).
+//
 //	client ─TCP─▶ Listener.Accept ─(cap)─▶ conn{frames in: HEADERS, RST_STREAM} ─▶ grpc-go
 //	       ◀──────────────────────────────  conn{frames out, write deadline}   ◀──
 package grpcedge

@@ -42,6 +42,10 @@ var rules = []struct {
 		"deciding when files changed needs no parser: callers parse the bytes they digested"},
 	{"internal/redislog", []string{"github.com/redis/go-redis", "google.golang.org/grpc"},
 		"the go-redis logger is implemented by its method set; the Redis client is built in redisconf"},
+	{"internal/grpcserver", []string{"github.com/envoyproxy/", "net/http"},
+		"the gRPC server parts serve any gRPC service: no Envoy protos, no HTTP transport"},
+	{"internal/drain", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", "net/http"},
+		"the drain knows servers only by GracefulStop and Stop: each transport adapts its own"},
 }
 
 type pkgInfo struct {

@@ -1,4 +1,4 @@
-package main
+package grpcserver
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 func TestGRPCMetricsCodes(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newGRPCMetrics(reg)
-	u := m.unary()
+	m := NewMetrics(reg)
+	u := m.Unary()
 	info := &grpc.UnaryServerInfo{FullMethod: "/envoy.service.auth.v3.Authorization/Check"}
 	for _, err := range []error{nil, status.Error(codes.ResourceExhausted, "x"), status.Error(codes.Code(99), "odd"), context.Canceled} {
 		_, _ = u(context.Background(), nil, info, func(context.Context, any) (any, error) { return nil, err })
@@ -40,13 +40,13 @@ func TestGRPCMetricsCodes(t *testing.T) {
 // BenchmarkGRPCMetrics is the cost the metrics interceptor adds to a call:
 // compare "interceptor" with "bare" (the handler alone) in the same run.
 func BenchmarkGRPCMetrics(b *testing.B) {
-	m := newGRPCMetrics(prometheus.NewRegistry())
+	m := NewMetrics(prometheus.NewRegistry())
 	srv := grpc.NewServer()
 	defer srv.Stop()
-	m.initialize(srv) // no services: the lookup falls back; then a real one
+	m.Initialize(srv) // no services: the lookup falls back; then a real one
 	all := map[string]*methodSeries{"/envoy.service.auth.v3.Authorization/Check": m.seriesFor("unary", "/envoy.service.auth.v3.Authorization/Check")}
 	m.methods.Store(&all)
-	u := m.unary()
+	u := m.Unary()
 	info := &grpc.UnaryServerInfo{FullMethod: "/envoy.service.auth.v3.Authorization/Check"}
 	h := func(context.Context, any) (any, error) { return nil, nil }
 	b.Run("bare", func(b *testing.B) {

@@ -1,9 +1,7 @@
-package main
+package grpcserver
 
 import (
 	"context"
-	"runtime"
-	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -14,16 +12,16 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// grpcMetrics are the gRPC server series under the names
+// Metrics are the gRPC server series under the names
 // go-grpc-prometheus uses (grpc_server_started_total, _handled_total,
 // _handling_seconds), so the usual dashboards and alerts work without that
 // dependency. Every registered method has every code's series from start.
-type grpcMetrics struct {
+type Metrics struct {
 	started  *prometheus.CounterVec
 	handled  *prometheus.CounterVec
 	handling *prometheus.HistogramVec
 	// methods are the pre-resolved series of each registered method,
-	// built once by initialize and only read afterwards.
+	// built once by Initialize and only read afterwards.
 	methods atomic.Pointer[map[string]*methodSeries]
 }
 
@@ -35,9 +33,11 @@ type methodSeries struct {
 	handling prometheus.Observer
 }
 
-func newGRPCMetrics(reg prometheus.Registerer) *grpcMetrics {
+// NewMetrics registers the series with reg (it panics, as MustRegister
+// does, if they are registered there already).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
 	labels := []string{"grpc_type", "grpc_service", "grpc_method"}
-	m := &grpcMetrics{
+	m := &Metrics{
 		started: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "grpc_server_started_total",
 			Help: "gRPC calls started on the server.",
@@ -65,7 +65,7 @@ func splitMethod(full string) (service, method string) {
 	return "unknown", full
 }
 
-func (m *grpcMetrics) seriesFor(typ, full string) *methodSeries {
+func (m *Metrics) seriesFor(typ, full string) *methodSeries {
 	svc, meth := splitMethod(full)
 	s := &methodSeries{
 		started:  m.started.WithLabelValues(typ, svc, meth),
@@ -77,9 +77,9 @@ func (m *grpcMetrics) seriesFor(typ, full string) *methodSeries {
 	return s
 }
 
-// initialize creates every series of every method srv serves (call it
+// Initialize creates every series of every method srv serves (call it
 // after registering the services).
-func (m *grpcMetrics) initialize(srv *grpc.Server) {
+func (m *Metrics) Initialize(srv *grpc.Server) {
 	all := map[string]*methodSeries{}
 	for name, info := range srv.GetServiceInfo() {
 		for _, mi := range info.Methods {
@@ -99,7 +99,7 @@ func (m *grpcMetrics) initialize(srv *grpc.Server) {
 	m.methods.Store(&all)
 }
 
-func (m *grpcMetrics) lookup(typ, full string) *methodSeries {
+func (m *Metrics) lookup(typ, full string) *methodSeries {
 	if all := m.methods.Load(); all != nil {
 		if s, ok := (*all)[full]; ok {
 			return s
@@ -124,9 +124,9 @@ func (s *methodSeries) done(start time.Time, err error) {
 	s.handling.Observe(time.Since(start).Seconds())
 }
 
-// unary records each unary call; it goes first in the chain so it sees
+// Unary records each unary call; it goes first in the chain so it sees
 // the status a recovered panic or a refused admission gets.
-func (m *grpcMetrics) unary() grpc.UnaryServerInterceptor {
+func (m *Metrics) Unary() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		s := m.lookup("unary", info.FullMethod)
 		s.started.Inc()
@@ -137,7 +137,8 @@ func (m *grpcMetrics) unary() grpc.UnaryServerInterceptor {
 	}
 }
 
-func (m *grpcMetrics) stream() grpc.StreamServerInterceptor {
+// Stream records each streaming call.
+func (m *Metrics) Stream() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		typ := "server_stream"
 		switch {
@@ -153,34 +154,4 @@ func (m *grpcMetrics) stream() grpc.StreamServerInterceptor {
 		s.done(start, err)
 		return err
 	}
-}
-
-// buildInfo is the ext_authz_build_info gauge's labels: the stamped
-// version (main.version, else the module's), the Go version, and the VCS
-// revision the binary was built from ("-dirty" with local changes).
-func buildInfo() (ver, goVersion, revision string) {
-	ver, goVersion, revision = version, runtime.Version(), "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		if ver == "" {
-			ver = "unknown"
-		}
-		return ver, goVersion, revision
-	}
-	if ver == "" {
-		ver = bi.Main.Version
-	}
-	dirty := false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			revision = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if dirty && revision != "unknown" {
-		revision += "-dirty"
-	}
-	return ver, goVersion, revision
 }
