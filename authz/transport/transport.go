@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/decisionlog"
 )
 
 // Decider decides requests; *authz.Pipeline and *authz.Live implement it.
@@ -161,26 +162,13 @@ func DenyBody(d *authz.Decision, requestID string) string {
 		Error     string `json:"error"`
 		Reason    string `json:"reason"`
 		RequestID string `json:"request_id,omitempty"`
-	}{d.Code.String(), d.Reason, clip(ValidUTF8(clip(requestID, MaxEchoedRequestID)), MaxEchoedRequestID)})
+	}{d.Code.String(), d.Reason, decisionlog.Clip(ValidUTF8(decisionlog.Clip(requestID, MaxEchoedRequestID)), MaxEchoedRequestID)})
 	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // MaxEchoedRequestID bounds the request id echoed in a denial's body, in
 // bytes. Envoy's own ids are 36-byte UUIDs.
 const MaxEchoedRequestID = 128
-
-// clip cuts s to at most n bytes, at a UTF-8 boundary, marking a cut with
-// "...".
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	i := n - len("...")
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + "..."
-}
 
 // ValidUTF8 makes a string valid UTF-8: protobuf refuses to marshal
 // anything else, and a value echoed from the request may not be.
