@@ -32,26 +32,40 @@ type discoveryDoc struct {
 // parseDiscovery parses a configuration document strictly: one JSON object
 // in valid UTF-8, no member name twice at any depth (a cache or proxy that
 // keeps the first of two "issuer" members would read another document than
-// we do), issuer and jwks_uri non-empty strings, the algorithms a list of
+// we do), member names matched exactly (encoding/json alone would take
+// "JWKS_URI" for jwks_uri, where every other reader sees an unknown
+// member), issuer and jwks_uri non-empty strings, the algorithms a list of
 // strings when present. Its errors never wrap a CredentialError: a bad
 // document means the issuer's keys could not be loaded (503), never that a
 // token is bad.
 func parseDiscovery(data []byte) (*discoveryDoc, error) {
-	if err := walkJSON(data, func(_, _ []byte) error { return nil }); err != nil {
-		if errors.Is(err, ErrDuplicateMember) {
-			return nil, errors.New("document has a member name twice")
-		}
-		return nil, errors.New("document is not one JSON object in UTF-8")
-	}
 	var doc discoveryDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return nil, fmt.Errorf("document member %q has the wrong type", te.Field)
+	var typeErr error
+	err := walkJSON(data, func(name, raw []byte) error {
+		var dst any
+		switch string(name) {
+		case "issuer":
+			dst = &doc.Issuer
+		case "jwks_uri":
+			dst = &doc.JWKSURI
+		case "id_token_signing_alg_values_supported":
+			dst = &doc.Algs
+		default:
+			return nil
 		}
-		return nil, errors.New("document is not valid JSON")
-	}
+		if string(raw) == "null" || json.Unmarshal(raw, dst) != nil {
+			typeErr = fmt.Errorf("document member %q has the wrong type", name)
+			return typeErr
+		}
+		return nil
+	})
 	switch {
+	case typeErr != nil:
+		return nil, typeErr
+	case errors.Is(err, ErrDuplicateMember):
+		return nil, errors.New("document has a member name twice")
+	case err != nil:
+		return nil, errors.New("document is not one JSON object in UTF-8")
 	case doc.Issuer == "":
 		return nil, errors.New("document has no issuer")
 	case doc.JWKSURI == "":
