@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 )
 
 // endpoint serves whatever status, headers and body it is told to,
@@ -680,4 +681,68 @@ func mustHost(t *testing.T, raw string) string {
 		t.Fatal(err)
 	}
 	return u.Host
+}
+
+// TestDiscoveryRunLeavesNoGoroutines stops Run while its first document
+// fetch hangs on an endpoint that never answers: Run returns at once and
+// leaves nothing behind (as TestJWTVerifierRunLeavesNoGoroutines for
+// jwks_url).
+func TestDiscoveryRunLeavesNoGoroutines(t *testing.T) {
+	b := newBlackHole(t)
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
+	log, _ := logBuffer()
+	iss := strings.TrimSuffix(b.URL, "/jwks.json")
+	v, err := NewJWTVerifier(JWTConfig{Issuers: []IssuerConfig{{
+		Issuer: iss, Discovery: true, AllowHTTP: true, FetchTimeout: 30 * time.Second,
+		RefreshInterval: time.Hour, MinRefreshInterval: time.Millisecond,
+	}}}, JWTOptions{Options: Options{Logger: log}, HTTPClient: &http.Client{Transport: tr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := goleak.IgnoreCurrent()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- v.Run(ctx) }()
+	b.waitAccepted(t)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return 5s after its context was cancelled")
+	}
+	tr.CloseIdleConnections()
+	goleak.VerifyNone(t, before)
+}
+
+// TestDiscoveryRedactsJWKSURI: a jwks_uri carrying a secret in its query
+// is never logged or put in an error with it.
+func TestDiscoveryRedactsJWKSURI(t *testing.T) {
+	k := getKeys(t)
+	p := newOIDCProvider(t, jwksJSON(jwk("a", k.rsa)))
+	p.setDoc(func(d map[string]any) { d["jwks_uri"] = p.issuer() + "/keys2?access_token=sekrit-value" })
+	clk := &clock{t: time.Now()}
+	v, _, logs := discoveryFixture(t, p, clk.Now)
+	_, err1 := v.Verify(context.Background(), mint(t, "RS256", "a", k.rsa, claimsFor(p.issuer())))
+	p.keys2.set(http.StatusOK, jwksJSON(jwk("a", k.rsa)))
+	if _, err := v.Verify(context.Background(), mint(t, "RS256", "a", k.rsa, claimsFor(p.issuer()))); err == nil {
+		t.Fatal("rate limit did not hold") // the test relies on the first error
+	}
+	clk.Advance(11 * time.Second)
+	if _, err := v.Verify(context.Background(), mint(t, "RS256", "a", k.rsa, claimsFor(p.issuer()))); err != nil {
+		t.Fatalf("after the key endpoint came up: %v", err)
+	}
+	p.doc.set(http.StatusInternalServerError, nil)
+	clk.Advance(11 * time.Second)
+	_, err2 := v.Verify(context.Background(), mint(t, "RS256", "zz", k.rsa, claimsFor(p.issuer())))
+	all := fmt.Sprint(err1, err2) + logs.String()
+	if !strings.Contains(all, "access_token=xxxxx") || !strings.Contains(logs.String(), "using the last good jwks_uri") {
+		t.Fatalf("the test did not exercise the error and fallback paths: %s", all)
+	}
+	if strings.Contains(all, "sekrit") {
+		t.Fatalf("secret in errors or logs: %s", all)
+	}
 }
