@@ -8,7 +8,9 @@
 //
 //	TicketVerifier   udbt1.<kid>.<payload>.<sig>, keys by id from files (ticket.go)
 //	SessionVerifier  opaque token ─▶ SessionStore (tokens/redis: HGETALL) (session.go)
-//	JWTVerifier      golang-jwt/v5 + per-issuer JWKS file and/or URL (jwt.go, jwks.go)
+//	JWTVerifier      golang-jwt/v5 + per-issuer key sources (jwt.go):
+//	                 JWKS file, JWKS URL, OIDC discovery (keysource.go,
+//	                 jwks.go, discovery.go)
 //	APIKeyVerifier   static keys (apikey.go)
 //
 // Every verifier implements authz.Verifier's method set:

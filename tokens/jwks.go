@@ -13,8 +13,11 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +33,9 @@ type verificationKey struct {
 	kid string
 	alg string // the JWK's "alg", empty when it names none
 	key any    // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte (oct)
+	// algs, when not nil, are the only algorithms the key may verify: the
+	// issuer's discovery document listed them.
+	algs []string
 }
 
 // keySnapshot is an immutable key set; it is replaced whole, never changed.
@@ -179,33 +185,79 @@ var errNoKeys = errors.New("no JWKS keys loaded yet")
 // fetch was too recent.
 var errRateLimited = errors.New("jwks refetch rate-limited")
 
-// remoteKeySet is a JWKS fetched from a URL. The current set is an immutable
-// snapshot behind an atomic pointer; Run refreshes it on an interval; an
-// unknown kid triggers an immediate refetch that concurrent callers share
+// freshness is how long a fetched key set may be used before the next
+// background refresh, as its response's Cache-Control said; set is false
+// when the response said nothing usable.
+type freshness struct {
+	age time.Duration
+	set bool
+}
+
+// remoteKeySet is a key set fetched over the network (kinds jwks_url and
+// discovery; fetchKeys is what differs). The current set is an immutable
+// snapshot behind an atomic pointer; Run refreshes it on an interval (or as
+// the key endpoint's Cache-Control max-age says, within [minAge, maxAge]);
+// an unknown kid triggers an immediate refetch that concurrent callers share
 // (singleflight) and that happens at most once per minInterval. A failed or
 // unusable fetch keeps the last good set; before any fetch succeeds the set
 // is empty and lookups report errNoKeys (could not decide), and every later
 // lookup or tick tries again.
 type remoteKeySet struct {
 	issuer      string
-	url         string
-	logURL      string // url without any userinfo password, for logs and errors
-	client      *http.Client
+	logURL      string // what is fetched first, redacted, for logs
 	interval    time.Duration
 	minInterval time.Duration
 	timeout     time.Duration
+	minAge      time.Duration
+	maxAge      time.Duration
 	metrics     *metrics
 	log         *slog.Logger
 	now         func() time.Time
+	// fetchKeys fetches a new set; ctx carries the fetch timeout. It is
+	// never called concurrently with itself (all calls go through
+	// flights under one key).
+	fetchKeys func(ctx context.Context) (*keySnapshot, freshness, error)
 
 	current atomic.Pointer[keySnapshot]
 	flights singleflight.Group
 
 	mu          sync.Mutex
 	lastAttempt time.Time
+	fresh       freshness // of the last good fetch
 }
 
-// lookup returns the key for kid, refetching once if the kid is unknown.
+var _ keySource = (*remoteKeySet)(nil)
+
+func newRemoteKeySet(ic *IssuerConfig, d keySourceDeps, logURL string) *remoteKeySet {
+	return &remoteKeySet{
+		issuer:      ic.Issuer,
+		logURL:      logURL,
+		interval:    ic.RefreshInterval,
+		minInterval: ic.MinRefreshInterval,
+		timeout:     ic.FetchTimeout,
+		minAge:      ic.MinCacheAge,
+		maxAge:      ic.MaxCacheAge,
+		metrics:     d.metrics,
+		log:         d.log,
+		now:         d.now,
+	}
+}
+
+// Ready reports nil once a key set has been loaded.
+func (r *remoteKeySet) Ready() error {
+	if r.current.Load().size() == 0 {
+		return errNoKeys
+	}
+	return nil
+}
+
+// Key returns the key for kid, refetching once if the kid is unknown.
+func (r *remoteKeySet) Key(ctx context.Context, kid string) (*verificationKey, error) {
+	return r.lookup(ctx, kid)
+}
+
+// lookup is Key (named so for goroutine dumps: operators' runbooks and the
+// resilience tests count the requests waiting here).
 func (r *remoteKeySet) lookup(ctx context.Context, kid string) (*verificationKey, error) {
 	if k := r.current.Load().find(kid); k != nil {
 		return k, nil
@@ -275,10 +327,18 @@ func (r *remoteKeySet) startAttempt(force bool) bool {
 	return true
 }
 
+// fetch runs one fetch bounded by the fetch timeout, stores a good set,
+// and counts and logs the outcome.
 func (r *remoteKeySet) fetch(ctx context.Context) error {
-	err := r.fetchOnce(ctx)
+	snap, fresh, err := r.fetchOnce(ctx)
 	if err != nil && ctx.Err() != nil {
 		return err // Run stopped: not a failure of the endpoint
+	}
+	if err == nil {
+		r.current.Store(snap)
+		r.mu.Lock()
+		r.fresh = fresh
+		r.mu.Unlock()
 	}
 	r.metrics.jwksRefresh(r.issuer, err, r.now())
 	if err != nil {
@@ -288,62 +348,40 @@ func (r *remoteKeySet) fetch(ctx context.Context) error {
 	return err
 }
 
-func (r *remoteKeySet) fetchOnce(ctx context.Context) error {
+// fetchOnce is one fetchKeys bounded by the fetch timeout (named so for
+// goroutine dumps: a goroutine here is running a fetch).
+func (r *remoteKeySet) fetchOnce(ctx context.Context) (*keySnapshot, freshness, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.url, nil)
-	if err != nil {
-		// Not wrapped: net/url's error repeats the whole URL, query
-		// secrets included.
-		return fmt.Errorf("jwks fetch %s: invalid request URL", r.logURL)
-	}
-	req.Header.Set("Accept", "application/json, application/jwk-set+json")
-	resp, err := r.client.Do(req)
-	if err != nil {
-		// A *url.Error repeats the URL, query and all (net/http hides
-		// only a userinfo password): say it once, redacted.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("jwks fetch %s: HTTP status %d", r.logURL, resp.StatusCode)
-	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKSBytes+1))
-	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
-	}
-	if len(data) > maxJWKSBytes {
-		return fmt.Errorf("jwks fetch %s: document larger than %d bytes", r.logURL, maxJWKSBytes)
-	}
-	snap, skipped, err := parseJWKS(data)
-	if err != nil {
-		return fmt.Errorf("jwks fetch %s: %w", r.logURL, err)
-	}
-	if skipped > 0 {
-		r.log.Info("jwks keys skipped (unsupported or malformed)", "issuer", r.issuer, "skipped", skipped)
-	}
-	r.current.Store(snap)
-	return nil
+	return r.fetchKeys(ctx)
 }
 
-// run fetches now if no keys are loaded, then every interval; after a
-// failure it retries every minInterval until a fetch succeeds. It returns
+// nextWait is how long Run waits after a fetch that ended with err: after a
+// failure min_refresh_interval (when shorter than refresh_interval); after
+// a success the key endpoint's max-age clamped to [min_cache_age,
+// max_cache_age], or refresh_interval when it sent none.
+func (r *remoteKeySet) nextWait(err error) time.Duration {
+	if err != nil {
+		return min(r.interval, r.minInterval)
+	}
+	r.mu.Lock()
+	f := r.fresh
+	r.mu.Unlock()
+	if !f.set {
+		return r.interval
+	}
+	return min(max(f.age, r.minAge), r.maxAge)
+}
+
+// Run fetches now if no keys are loaded, then as nextWait says. It returns
 // nil when ctx ends.
-func (r *remoteKeySet) run(ctx context.Context) error {
+func (r *remoteKeySet) Run(ctx context.Context) error {
 	var err error
 	if r.current.Load().size() == 0 {
 		err = r.refreshOwned(ctx)
 	}
 	for {
-		wait := r.interval
-		if err != nil && r.minInterval < wait {
-			wait = r.minInterval
-		}
-		t := time.NewTimer(wait)
+		t := time.NewTimer(r.nextWait(err))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -352,4 +390,246 @@ func (r *remoteKeySet) run(ctx context.Context) error {
 		}
 		err = r.refreshOwned(ctx)
 	}
+}
+
+// getJWKS fetches and parses the JWK Set at rawURL.
+func (r *remoteKeySet) getJWKS(ctx context.Context, client *http.Client, rawURL, logURL string) (*keySnapshot, freshness, error) {
+	data, h, err := httpGet(ctx, client, "jwks", rawURL, logURL, "application/json, application/jwk-set+json", maxJWKSBytes)
+	if err != nil {
+		return nil, freshness{}, err
+	}
+	snap, skipped, err := parseJWKS(data)
+	if err != nil {
+		return nil, freshness{}, fmt.Errorf("jwks fetch %s: %w", logURL, err)
+	}
+	if skipped > 0 {
+		r.log.Info("jwks keys skipped (unsupported or malformed)", "issuer", r.issuer, "skipped", skipped)
+	}
+	return snap, freshnessOf(h), nil
+}
+
+// httpGet fetches rawURL and returns a 200 response's body, at most limit
+// bytes. Errors name the URL only as logURL (redacted), never as net/url
+// prints it.
+func httpGet(ctx context.Context, client *http.Client, what, rawURL, logURL, accept string, limit int) ([]byte, http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		// Not wrapped: net/url's error repeats the whole URL, query
+		// secrets included.
+		return nil, nil, fmt.Errorf("%s fetch %s: invalid request URL", what, logURL)
+	}
+	req.Header.Set("Accept", accept)
+	resp, err := client.Do(req)
+	if err != nil {
+		// A *url.Error repeats the URL, query and all (net/http hides
+		// only a userinfo password): say it once, redacted.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, nil, fmt.Errorf("%s fetch %s: %w", what, logURL, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("%s fetch %s: HTTP status %d", what, logURL, resp.StatusCode)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s fetch %s: %w", what, logURL, err)
+	}
+	if len(data) > limit {
+		return nil, nil, fmt.Errorf("%s fetch %s: document larger than %d bytes", what, logURL, limit)
+	}
+	return data, resp.Header, nil
+}
+
+// maxFreshness caps a max-age before arithmetic (RFC 9111 §1.2.2: 2^31
+// seconds stands for "infinity").
+const maxFreshness = (1<<31 - 1) * time.Second
+
+// freshnessOf reads the freshness lifetime a response grants a private
+// cache (RFC 9111 §4.2): Cache-Control max-age less the Age header. An
+// unqualified no-store or no-cache, an invalid max-age, or two max-age
+// directives that disagree make the response stale at once (age 0, set);
+// s-maxage is for shared caches and Expires is not read. Without
+// Cache-Control the result is unset and the configured refresh_interval
+// applies.
+func freshnessOf(h http.Header) freshness {
+	var (
+		age   time.Duration
+		found bool
+		stale bool
+	)
+	for _, line := range h.Values("Cache-Control") {
+		for _, d := range strings.Split(line, ",") {
+			name, value, hasValue := strings.Cut(strings.TrimSpace(d), "=")
+			name = strings.ToLower(strings.TrimSpace(name))
+			value = strings.TrimSpace(value)
+			switch {
+			case (name == "no-store" || name == "no-cache") && !hasValue:
+				stale = true
+			case name == "max-age":
+				v, ok := deltaSeconds(strings.Trim(value, `"`))
+				switch {
+				case !ok:
+					stale = true
+				case found && v != age:
+					stale = true
+				default:
+					age, found = v, true
+				}
+			}
+		}
+	}
+	if stale {
+		return freshness{set: true}
+	}
+	if !found {
+		return freshness{}
+	}
+	if a, ok := deltaSeconds(strings.TrimSpace(h.Get("Age"))); ok {
+		age = max(age-a, 0)
+	}
+	return freshness{age: age, set: true}
+}
+
+// deltaSeconds parses RFC 9111 delta-seconds (digits only), capped at
+// maxFreshness.
+func deltaSeconds(s string) (time.Duration, bool) {
+	if s == "" {
+		return 0, false
+	}
+	const capSeconds = int64(maxFreshness / time.Second)
+	var n int64
+	for i := range len(s) {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = min(n*10+int64(c-'0'), capSeconds)
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// hostPolicy says where a remote key source may be sent: by a redirect, and
+// for discovery by the document's jwks_uri. A host is allowed when it is a
+// home host (the configured URL's, or the issuer's for discovery: same
+// hostname and port) or listed in allowed_hosts; http only with allow_http
+// (a jwks_url written as http:// is that choice).
+type hostPolicy struct {
+	home      []string // normalised host:port
+	allowed   []string // allowed_hosts entries, normalised
+	allowHTTP bool
+	what      string // whose host home is, for messages
+}
+
+// maxRedirects bounds the redirects one fetch follows.
+const maxRedirects = 5
+
+func newHostPolicy(ic *IssuerConfig, what string, home ...*url.URL) *hostPolicy {
+	p := &hostPolicy{allowHTTP: ic.AllowHTTP, what: what}
+	for _, u := range home {
+		p.home = append(p.home, hostPort(u))
+	}
+	for _, h := range ic.AllowedHosts {
+		p.allowed = append(p.allowed, normaliseAllowedHost(h))
+	}
+	return p
+}
+
+// hostPort is u's lowercased hostname and its port (the scheme's default
+// when none is written).
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// normaliseAllowedHost lowercases an allowed_hosts entry: "host" (any port)
+// or "host:port".
+func normaliseAllowedHost(h string) string {
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		return net.JoinHostPort(strings.ToLower(host), port)
+	}
+	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+}
+
+// check reports why u may not be fetched, or nil.
+func (p *hostPolicy) check(u *url.URL) error {
+	switch {
+	case u.Scheme == "http" && !p.allowHTTP:
+		return fmt.Errorf("http URL for host %q refused (https required; allow_http permits http)", u.Host)
+	case u.Scheme != "https" && u.Scheme != "http":
+		return fmt.Errorf("scheme %q refused (https required)", u.Scheme)
+	case u.Host == "":
+		return errors.New("URL has no host")
+	case u.User != nil:
+		return fmt.Errorf("URL for host %q carries credentials", u.Host)
+	}
+	hp := hostPort(u)
+	if slices.Contains(p.home, hp) {
+		return nil
+	}
+	for _, a := range p.allowed {
+		if a == hp || a == strings.ToLower(u.Hostname()) {
+			return nil
+		}
+	}
+	return fmt.Errorf("host %q is neither the %s host nor in allowed_hosts", u.Host, p.what)
+}
+
+// client is base with redirects limited to maxRedirects, each checked.
+func (p *hostPolicy) client(base *http.Client) *http.Client {
+	c := *base
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= maxRedirects {
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		}
+		if err := p.check(req.URL); err != nil {
+			return fmt.Errorf("redirect refused: %w", err)
+		}
+		return nil
+	}
+	return &c
+}
+
+// validateJWKSURL checks jwks_url; paths are relative to the issuer entry.
+func validateJWKSURL(ic *IssuerConfig) []error {
+	u, err := url.Parse(ic.JWKSURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return []error{errorf("jwks_url", "must be an http or https URL")}
+	}
+	return nil
+}
+
+func buildJWKSURL(ic *IssuerConfig, d keySourceDeps) (keySource, error) {
+	u, err := url.Parse(ic.JWKSURL)
+	if err != nil {
+		return nil, errors.New("must be an http or https URL")
+	}
+	pol := newHostPolicy(ic, "jwks_url", u)
+	pol.allowHTTP = pol.allowHTTP || u.Scheme == "http"
+	client := pol.client(d.client)
+	logURL := redactURL(ic.JWKSURL)
+	r := newRemoteKeySet(ic, d, logURL)
+	r.fetchKeys = func(ctx context.Context) (*keySnapshot, freshness, error) {
+		return r.getJWKS(ctx, client, ic.JWKSURL, logURL)
+	}
+	return r, nil
+}
+
+// validAllowedHost reports whether h is a host name or IP literal,
+// optionally with a port, and nothing else (no scheme, path, user info or
+// wildcard).
+func validAllowedHost(h string) bool {
+	if h == "" || strings.ContainsAny(h, "*/@?#") {
+		return false
+	}
+	u, err := url.Parse("https://" + h)
+	return err == nil && u.Host == h && u.Hostname() != ""
 }

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -45,17 +44,42 @@ type IssuerConfig struct {
 	Algorithms []string `yaml:"algorithms"`
 	// Leeway tolerates clock skew on exp, nbf and iat; default 30s.
 	Leeway time.Duration `yaml:"leeway"`
-	// JWKSURL is fetched on start, every RefreshInterval, and on an unknown
-	// kid (at most once per MinRefreshInterval).
+	// JWKSURL is fetched on start, every RefreshInterval (or as its
+	// Cache-Control max-age says), and on an unknown kid (at most once per
+	// MinRefreshInterval). An http:// URL is allowed as written.
 	JWKSURL string `yaml:"jwks_url"`
-	// JWKSFile is a local JWK Set, read once when the verifier is built.
+	// JWKSFile is a local JWK Set, read once when the verifier is built;
+	// it is searched before the remote source.
 	JWKSFile string `yaml:"jwks_file"`
-	// RefreshInterval between background fetches; default 5m.
+	// Discovery finds the keys through OpenID Connect discovery: it
+	// fetches <issuer>/.well-known/openid-configuration, requires its
+	// issuer to equal Issuer exactly, and fetches its jwks_uri (on the
+	// issuer's host unless AllowedHosts lists another), restricting the
+	// algorithms to those it lists in
+	// id_token_signing_alg_values_supported. Refreshed like JWKSURL, which
+	// it excludes.
+	Discovery bool `yaml:"discovery"`
+	// AllowedHosts are further hosts ("host" or "host:port") a remote
+	// source may be sent to by a redirect, or by the discovery document's
+	// jwks_uri. By default only the jwks_url's host, or the issuer's host
+	// for discovery.
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// AllowHTTP lets discovery use an http:// issuer and jwks_uri, and
+	// redirects go from https to http. Only for tests and trusted networks.
+	AllowHTTP bool `yaml:"allow_http"`
+	// RefreshInterval between background fetches when the key endpoint
+	// sends no Cache-Control max-age; default 5m.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
+	// MinCacheAge and MaxCacheAge bound the key endpoint's Cache-Control
+	// max-age when it sets the time to the next background fetch; default
+	// 1m and 1h.
+	MinCacheAge time.Duration `yaml:"min_cache_age"`
+	MaxCacheAge time.Duration `yaml:"max_cache_age"`
 	// MinRefreshInterval is the shortest time between fetches caused by
 	// unknown kids or failures; default 10s.
 	MinRefreshInterval time.Duration `yaml:"min_refresh_interval"`
-	// FetchTimeout bounds one JWKS fetch; default 5s.
+	// FetchTimeout bounds one refresh (for discovery: the document and the
+	// key set together); default 5s.
 	FetchTimeout time.Duration `yaml:"fetch_timeout"`
 	// StartWithoutKeys lets the server report ready before this issuer's
 	// keys are loaded (its tokens are answered 503 until then).
@@ -88,6 +112,12 @@ func (c *JWTConfig) ApplyDefaults() {
 		if is.FetchTimeout == 0 {
 			is.FetchTimeout = 5 * time.Second
 		}
+		if is.MinCacheAge == 0 {
+			is.MinCacheAge = time.Minute
+		}
+		if is.MaxCacheAge == 0 {
+			is.MaxCacheAge = time.Hour
+		}
 	}
 }
 
@@ -118,19 +148,20 @@ func (c *JWTConfig) Validate() error {
 				errs = append(errs, errorf(ap, "unknown algorithm %q (want one of %s)", a, strings.Join(knownAlgs, " ")))
 			}
 		}
-		if is.JWKSURL == "" && is.JWKSFile == "" {
-			errs = append(errs, errorf(p, "set jwks_url, jwks_file or both"))
-		}
-		if is.JWKSURL != "" {
-			u, err := url.Parse(is.JWKSURL)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				errs = append(errs, errorf(p+".jwks_url", "must be an http or https URL"))
+		errs = append(errs, validateKeySources(is, p)...)
+		for j, h := range is.AllowedHosts {
+			if !validAllowedHost(h) {
+				errs = append(errs, errorf(yamlfile.Index(p+".allowed_hosts", j), "want a host name or host:port, got %q", h))
 			}
+		}
+		if is.MinCacheAge > is.MaxCacheAge {
+			errs = append(errs, errorf(p+".min_cache_age", "larger than max_cache_age (%s)", is.MaxCacheAge))
 		}
 		for _, d := range []struct {
 			name string
 			v    time.Duration
-		}{{"leeway", is.Leeway}, {"refresh_interval", is.RefreshInterval}, {"min_refresh_interval", is.MinRefreshInterval}, {"fetch_timeout", is.FetchTimeout}} {
+		}{{"leeway", is.Leeway}, {"refresh_interval", is.RefreshInterval}, {"min_refresh_interval", is.MinRefreshInterval}, {"fetch_timeout", is.FetchTimeout},
+			{"min_cache_age", is.MinCacheAge}, {"max_cache_age", is.MaxCacheAge}} {
 			if d.v < 0 {
 				errs = append(errs, errorf(p+"."+d.name, "must not be negative"))
 			}
@@ -164,8 +195,7 @@ type issuer struct {
 	audiences        []string
 	algs             []string
 	leeway           time.Duration
-	file             *keySnapshot  // from jwks_file; nil when none
-	remote           *remoteKeySet // from jwks_url; nil when none
+	sources          []keySource // in keySourceKinds order
 	startWithoutKeys bool
 }
 
@@ -198,6 +228,7 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 		// line.
 		parser: jwt.NewParser(jwt.WithoutClaimsValidation(), jwt.WithStrictDecoding()),
 	}
+	deps := keySourceDeps{client: opts.HTTPClient, metrics: m, log: opts.Logger, now: opts.Now}
 	var errs []error
 	for i, ic := range cfg.Issuers {
 		is := &issuer{
@@ -207,27 +238,11 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 			leeway:           ic.Leeway,
 			startWithoutKeys: ic.StartWithoutKeys,
 		}
-		if ic.JWKSFile != "" {
-			snap, err := readJWKSFile(ic.JWKSFile)
-			if err != nil {
-				errs = append(errs, errorf(yamlfile.Index("issuers", i)+".jwks_file", "%v", err))
-			}
-			is.file = snap
+		srcs, err := buildKeySources(&ic, yamlfile.Index("issuers", i), deps)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		if ic.JWKSURL != "" {
-			is.remote = &remoteKeySet{
-				issuer:      ic.Issuer,
-				url:         ic.JWKSURL,
-				logURL:      redactURL(ic.JWKSURL),
-				client:      opts.HTTPClient,
-				interval:    ic.RefreshInterval,
-				minInterval: ic.MinRefreshInterval,
-				timeout:     ic.FetchTimeout,
-				metrics:     m,
-				log:         opts.Logger,
-				now:         opts.Now,
-			}
-		}
+		is.sources = srcs
 		v.issuers[is.name] = is
 		v.order = append(v.order, is)
 	}
@@ -237,31 +252,23 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 	return v, nil
 }
 
-func readJWKSFile(path string) (*keySnapshot, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	snap, _, err := parseJWKS(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	return snap, nil
-}
-
-// Run keeps every remote JWKS fresh until ctx ends; it returns nil then.
+// Run keeps every remote key source fresh until ctx ends; it returns nil
+// then.
 func (v *JWTVerifier) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	n := 0
 	for _, is := range v.order {
-		if is.remote == nil {
-			continue
+		for _, src := range is.sources {
+			r, ok := src.(interface{ Run(context.Context) error })
+			if !ok {
+				continue
+			}
+			n++
+			go func() {
+				defer func() { done <- struct{}{} }()
+				_ = r.Run(ctx) // returns nil on ctx end; failures are logged and counted
+			}()
 		}
-		n++
-		go func() {
-			defer func() { done <- struct{}{} }()
-			_ = is.remote.run(ctx) // returns nil on ctx end; failures are logged and counted
-		}()
 	}
 	for range n {
 		<-done
@@ -274,13 +281,9 @@ func (v *JWTVerifier) Run(ctx context.Context) error {
 func (v *JWTVerifier) Ready() error {
 	var waiting []string
 	for _, is := range v.order {
-		if is.startWithoutKeys || is.file.size() > 0 {
-			continue
+		if !is.startWithoutKeys && !is.ready() {
+			waiting = append(waiting, is.name)
 		}
-		if is.remote != nil && is.remote.current.Load().size() > 0 {
-			continue
-		}
-		waiting = append(waiting, is.name)
 	}
 	if len(waiting) > 0 {
 		return fmt.Errorf("jwt: no keys loaded yet for issuer(s) %s", strings.Join(waiting, ", "))
@@ -363,31 +366,15 @@ func classify(err error) error {
 	return ErrMalformed
 }
 
-// key finds the key for kid: in the local file first, then the remote set.
-func (is *issuer) key(ctx context.Context, kid string) (*verificationKey, error) {
-	if k := is.file.find(kid); k != nil {
-		return k, nil
-	}
-	if is.remote == nil {
-		return nil, ErrUnknownKey
-	}
-	k, err := is.remote.lookup(ctx, kid)
-	if err != nil {
-		var ce *CredentialError
-		if errors.As(err, &ce) {
-			return nil, err
-		}
-		return nil, &undecided{err: err}
-	}
-	return k, nil
-}
-
 // keyFits reports whether a key may verify alg: the key's own alg (when the
-// JWK names one) must match, HMAC needs a symmetric key (so a public key is
+// JWK names one) must match, so must the issuer's discovered algorithms, HMAC needs a symmetric key (so a public key is
 // never used as an HMAC secret), and curves must match.
 func keyFits(k *verificationKey, alg string) bool {
 	if k.alg != "" && k.alg != alg {
 		return false
+	}
+	if k.algs != nil && !slices.Contains(k.algs, alg) {
+		return false // not among the algorithms the discovery document lists
 	}
 	switch key := k.key.(type) {
 	case []byte:

@@ -274,7 +274,7 @@ func TestJWTConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"no issuers", JWTConfig{}, []string{"issuers: at least one issuer is required"}},
-		{"no key source", JWTConfig{Issuers: []IssuerConfig{{Issuer: "a"}}}, []string{"issuers[0]: set jwks_url, jwks_file or both"}},
+		{"no key source", JWTConfig{Issuers: []IssuerConfig{{Issuer: "a"}}}, []string{"issuers[0]: set a key source: jwks_file, jwks_url or discovery"}},
 		{"none and unknown", JWTConfig{Issuers: []IssuerConfig{{Issuer: "a", JWKSFile: "x", Algorithms: []string{"RS256", "none", "HS1"}}}},
 			[]string{`issuers[0].algorithms[1]: "none" is never allowed`, `issuers[0].algorithms[2]: unknown algorithm "HS1"`}},
 		{"duplicate, bad url", JWTConfig{Issuers: []IssuerConfig{{Issuer: "a", JWKSFile: "x"}, {Issuer: "a", JWKSURL: "ftp://x/jwks"}}},

@@ -13,6 +13,7 @@ type metrics struct {
 	cache    *prometheus.CounterVec // kind, result=hit|miss
 	jwks     *prometheus.CounterVec // issuer, result=ok|error
 	jwksLast *prometheus.GaugeVec   // issuer: unix time of the last good fetch
+	disc     *prometheus.CounterVec // issuer, result=ok|error
 	sessions *prometheus.CounterVec // result
 }
 
@@ -36,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ext_authz_jwks_last_success_timestamp_seconds",
 			Help: "Unix time of the last JWKS fetch that yielded a usable key set, by issuer; alert when it grows old.",
 		}, []string{"issuer"})),
+		disc: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ext_authz_oidc_discovery_fetches_total",
+			Help: "OpenID Connect discovery document fetches, by configured issuer and result (ok, error).",
+		}, []string{"issuer", "result"})),
 		sessions: register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_session_lookups_total",
 			Help: "UDB session store lookups (cache misses only), by result (found, missing, revoked, expired, invalid, error); stale counts answers served by stale_if_error while the store failed.",
@@ -91,6 +96,17 @@ func (m *metrics) jwksRefresh(issuer string, err error, now time.Time) {
 		m.jwksLast.WithLabelValues(issuer).Set(float64(now.Unix()))
 	}
 	m.jwks.WithLabelValues(issuer, result).Inc()
+}
+
+func (m *metrics) discoveryFetch(issuer string, err error) {
+	if m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.disc.WithLabelValues(issuer, result).Inc()
 }
 
 func (m *metrics) session(result string) {
