@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ext-authz/ext-authz/tokens"
+	"github.com/ext-authz/ext-authz/internal/cli"
 )
 
 // runBin runs the built binary in dir with env added, and returns its
@@ -75,7 +75,7 @@ func startQuickstart(t *testing.T) *proc {
 	t.Helper()
 	cmd := exec.Command(binary(t), "serve", "--config", "examples/quickstart/config.yaml", "--grpc-address", "127.0.0.1:0")
 	cmd.Dir = "../.."
-	cmd.Env = append(os.Environ(), envAdminAddress+"=127.0.0.1:0", envGRPCAddress+"=127.0.0.1:1") // the flag wins
+	cmd.Env = append(os.Environ(), cli.EnvAdminAddress+"=127.0.0.1:0", cli.EnvGRPCAddress+"=127.0.0.1:1") // the flag wins
 	p := startCmd(t, cmd)
 	p.waitLine(t, "ready")
 	t.Cleanup(func() {
@@ -132,12 +132,12 @@ func TestCLICheckExitCodes(t *testing.T) {
 	for attempt := 0; attempt < 5 && (len(codes) == 0 || codes[3] != 5); attempt++ {
 		codes = nil
 		for range 4 {
-			_, _, code := runBin(t, ".", []string{envGRPCAddress + "=" + p.grpcAddr}, "check", "--url", "https://example.com/api/search", "-H", "x-api-key: dev-key-alice")
+			_, _, code := runBin(t, ".", []string{cli.EnvGRPCAddress + "=" + p.grpcAddr}, "check", "--url", "https://example.com/api/search", "-H", "x-api-key: dev-key-alice")
 			codes = append(codes, code)
 		}
 	}
 	if codes[3] != 5 || (codes[0] != 0 && codes[0] != 5) {
-		t.Errorf("search x4 via $%s: exit codes %v, want 5 (429) last", envGRPCAddress, codes)
+		t.Errorf("search x4 via $%s: exit codes %v, want 5 (429) last", cli.EnvGRPCAddress, codes)
 	}
 
 	// No server: exit 1 with the transport error on stderr.
@@ -203,7 +203,7 @@ func TestCLIHelpAndVersion(t *testing.T) {
 	} {
 		var out, errOut bytes.Buffer
 		err := run(context.Background(), args, &out, &errOut, func(string) string { return "" })
-		if code := exitCode(err); code != 0 || !strings.Contains(out.String(), "usage") {
+		if code := cli.ExitCode(err); code != 0 || !strings.Contains(out.String(), "usage") {
 			t.Errorf("%v: exit %d (%v), stdout %q", args, code, err, out.String())
 		}
 	}
@@ -213,7 +213,7 @@ func TestCLIHelpAndVersion(t *testing.T) {
 		{"version", "extra"}, {"check", "--timeout", "soon"},
 	} {
 		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, func(string) string { return "" })
-		if code := exitCode(err); code != 2 {
+		if code := cli.ExitCode(err); code != 2 {
 			t.Errorf("%v: exit %d (%v), want 2", args, code, err)
 		}
 	}
@@ -226,7 +226,7 @@ func TestCLIHelpAndVersion(t *testing.T) {
 		}
 	}
 	out, err := exec.Command(bin, "serve", "-h").Output()
-	if err != nil || !strings.Contains(string(out), "--grpc-address") || !strings.Contains(string(out), envGRPCAddress) {
+	if err != nil || !strings.Contains(string(out), "--grpc-address") || !strings.Contains(string(out), cli.EnvGRPCAddress) {
 		t.Errorf("serve -h: %v\n%s", err, out)
 	}
 }
@@ -240,126 +240,13 @@ func TestCLIServeOverrideErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"--grpc-address", "nocolon"}, nil, "--grpc-address"},
-		{nil, map[string]string{envAdminAddress: "nocolon"}, envAdminAddress},
+		{nil, map[string]string{cli.EnvAdminAddress: "nocolon"}, cli.EnvAdminAddress},
 	} {
 		args := append([]string{"serve", "--config", "../../examples/quickstart/config.yaml"}, tt.args...)
 		err := run(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}, func(k string) string { return tt.env[k] })
-		if exitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {
+		if cli.ExitCode(err) != 2 || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%v %v: %v, want exit 2 naming %s", tt.args, tt.env, err, tt.want)
 		}
-	}
-}
-
-func TestDefaultAddr(t *testing.T) {
-	for _, tt := range []struct{ give, want string }{
-		{"", "127.0.0.1:8888"},
-		{":9888", "127.0.0.1:9888"},
-		{"0.0.0.0:9888", "127.0.0.1:9888"},
-		{"[::]:9888", "127.0.0.1:9888"},
-		{"10.0.0.1:9888", "10.0.0.1:9888"},
-	} {
-		if got := defaultAddr(func(string) string { return tt.give }); got != tt.want {
-			t.Errorf("%q: %q, want %q", tt.give, got, tt.want)
-		}
-	}
-}
-
-// TestTokenJWKSRoundTrip: a JWT minted with a key verifies against the JWK
-// Set `token jwks` prints for it, for every key type, with the derived kid
-// that `token mint` names when --kid is missing.
-func TestTokenJWKSRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	for _, tt := range []struct{ name, keyFile, alg string }{
-		{"rsa", quickstartKeys + "jwt-rs256.pem", ""},
-		{"rsa-pss", quickstartKeys + "jwt-rs256.pem", "PS256"},
-		{"ec", quickstartKeys + "jwt-es256.pem", ""},
-		{"ed25519", quickstartKeys + "ticket-ed25519.pem", ""},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			// Without --kid, mint refuses and names the thumbprint.
-			mintArgs := []string{"token", "mint", "--kind", "jwt", "--key-file", tt.keyFile, "--issuer", "https://iss.test", "--subject", "u1"}
-			if tt.alg != "" {
-				mintArgs = append(mintArgs, "--alg", tt.alg)
-			}
-			err := run(context.Background(), mintArgs, &bytes.Buffer{}, &bytes.Buffer{}, nil)
-			var ue *usageError
-			if !errors.As(err, &ue) || !strings.Contains(err.Error(), "--kid is required") {
-				t.Fatalf("mint without kid: %v", err)
-			}
-			_, kid, ok := strings.Cut(ue.msg, "use --kid ")
-			if !ok {
-				t.Fatalf("no kid suggested: %v", err)
-			}
-
-			var set bytes.Buffer
-			if err := run(context.Background(), []string{"token", "jwks", "--key-file", tt.keyFile}, &set, &bytes.Buffer{}, nil); err != nil {
-				t.Fatal(err)
-			}
-			var doc struct {
-				Keys []map[string]string `json:"keys"`
-			}
-			if err := json.Unmarshal(set.Bytes(), &doc); err != nil || len(doc.Keys) != 1 || doc.Keys[0]["kid"] != kid || doc.Keys[0]["d"] != "" {
-				t.Fatalf("jwks %s: %v (want kid %s, no private part)", set.String(), err, kid)
-			}
-			jwksPath := filepath.Join(dir, tt.name+".json")
-			writeFile(t, jwksPath, set.String())
-
-			var tok bytes.Buffer
-			if err := run(context.Background(), append(mintArgs, "--kid", kid), &tok, &bytes.Buffer{}, nil); err != nil {
-				t.Fatal(err)
-			}
-			cfg := tokens.JWTConfig{Issuers: []tokens.IssuerConfig{{Issuer: "https://iss.test", JWKSFile: jwksPath}}}
-			cfg.ApplyDefaults()
-			v, err := tokens.NewJWTVerifier(cfg, tokens.JWTOptions{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			p, err := v.Verify(context.Background(), strings.TrimSpace(tok.String()))
-			if err != nil || p.Subject != "u1" {
-				t.Fatalf("verify: %+v, %v", p, err)
-			}
-		})
-	}
-}
-
-// TestTokenMintExplainsKeyMismatch: each key/algorithm mismatch is a usage
-// error that names the key the file holds and the algorithm that fits it.
-func TestTokenMintExplainsKeyMismatch(t *testing.T) {
-	for _, tt := range []struct {
-		name, keyFile, alg string
-		want               []string
-	}{
-		{"ES256 with RSA", "jwt-rs256.pem", "ES256", []string{"--alg ES256 needs an EC P-256 key", "holds an RSA 2048-bit key", "use --alg RS256"}},
-		{"RS256 with EC", "jwt-es256.pem", "RS256", []string{"--alg RS256 needs an RSA key", "holds an EC P-256 key", "use --alg ES256"}},
-		{"ES384 with P-256", "jwt-es256.pem", "ES384", []string{"needs an EC P-384 key", "holds an EC P-256 key"}},
-		{"EdDSA with RSA", "jwt-rs256.pem", "EdDSA", []string{"needs an Ed25519 key", "use --alg RS256"}},
-		{"PS256 with Ed25519", "ticket-ed25519.pem", "PS256", []string{"needs an RSA key", "holds an Ed25519 key", "use --alg EdDSA"}},
-		{"HS256 with a PEM key", "jwt-rs256.pem", "HS256", []string{"needs a base64 secret", "holds a PEM key"}},
-		{"secret without HS alg", "ticket-hs256.key", "", []string{"holds no PEM key", "--alg HS256"}},
-		{"unknown alg", "jwt-rs256.pem", "RS1", []string{`--alg "RS1" is not one of`}},
-		{"none", "jwt-rs256.pem", "none", []string{`--alg "none" is not one of`}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			args := []string{"token", "mint", "--kind", "jwt", "--issuer", "i", "--kid", "k", "--key-file", quickstartKeys + tt.keyFile}
-			if tt.alg != "" {
-				args = append(args, "--alg", tt.alg)
-			}
-			var out bytes.Buffer
-			err := run(context.Background(), args, &out, &bytes.Buffer{}, nil)
-			if exitCode(err) != 2 || out.Len() != 0 {
-				t.Fatalf("exit %d (%v), stdout %q; want a usage error and no token", exitCode(err), err, out.String())
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("%v\ndoes not say %q", err, w)
-				}
-			}
-		})
-	}
-	// An HS256 jwt needs a kid too.
-	err := run(context.Background(), []string{"token", "mint", "--kind", "jwt", "--issuer", "i", "--alg", "HS256", "--key-file", quickstartKeys + "ticket-hs256.key"}, &bytes.Buffer{}, &bytes.Buffer{}, nil)
-	if exitCode(err) != 2 || !strings.Contains(err.Error(), "--kid is required") {
-		t.Errorf("HS256 without kid: %v", err)
 	}
 }
 

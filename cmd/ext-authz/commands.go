@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ext-authz/ext-authz/internal/cli"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
 )
@@ -51,13 +52,6 @@ config. The listen addresses come from the flag, else from the environment
 (EXT_AUTHZ_GRPC_ADDRESS, EXT_AUTHZ_ADMIN_ADDRESS), else from the file's
 server.grpc_address and admin.address.`
 
-// Environment variables that override the config file's listen addresses
-// (read only here, in cmd).
-const (
-	envGRPCAddress  = "EXT_AUTHZ_GRPC_ADDRESS"
-	envAdminAddress = "EXT_AUTHZ_ADMIN_ADDRESS"
-)
-
 // listenOverrides replace the file's listen addresses; an empty address
 // keeps the file's. The from fields name where each came from, for errors.
 type listenOverrides struct{ grpc, grpcFrom, admin, adminFrom string }
@@ -66,10 +60,10 @@ type listenOverrides struct{ grpc, grpcFrom, admin, adminFrom string }
 func newListenOverrides(grpcFlag, adminFlag string, getenv func(string) string) listenOverrides {
 	o := listenOverrides{grpc: grpcFlag, grpcFrom: "--grpc-address", admin: adminFlag, adminFrom: "--admin-address"}
 	if o.grpc == "" {
-		o.grpc, o.grpcFrom = getenv(envGRPCAddress), envGRPCAddress
+		o.grpc, o.grpcFrom = getenv(cli.EnvGRPCAddress), cli.EnvGRPCAddress
 	}
 	if o.admin == "" {
-		o.admin, o.adminFrom = getenv(envAdminAddress), envAdminAddress
+		o.admin, o.adminFrom = getenv(cli.EnvAdminAddress), cli.EnvAdminAddress
 	}
 	return o
 }
@@ -89,15 +83,15 @@ func (o listenOverrides) apply(cfg *fileConfig) error {
 }
 
 func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	fs := newFlags("serve")
+	fs := cli.NewFlags("serve")
 	path := fs.String("config", "", "config file (YAML)")
-	grpcAddr := fs.String("grpc-address", "", "gRPC listen address, overrides server.grpc_address (env "+envGRPCAddress+")")
-	adminAddr := fs.String("admin-address", "", "admin listen address, overrides admin.address (env "+envAdminAddress+")")
-	if err := parseFlags(fs, serveUsage, args, stdout); err != nil {
+	grpcAddr := fs.String("grpc-address", "", "gRPC listen address, overrides server.grpc_address (env "+cli.EnvGRPCAddress+")")
+	adminAddr := fs.String("admin-address", "", "admin listen address, overrides admin.address (env "+cli.EnvAdminAddress+")")
+	if err := cli.ParseFlags(fs, serveUsage, args, stdout); err != nil {
 		return err
 	}
 	if *path == "" || fs.NArg() > 0 {
-		return &usageError{msg: "serve needs --config FILE and nothing else", help: hint(fs.Name())}
+		return &cli.UsageError{Msg: "serve needs --config FILE and nothing else", Help: cli.Hint(fs.Name())}
 	}
 	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
 	cfg, err := loadConfig(*path, getenv)
@@ -105,7 +99,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return err
 	}
 	if err := ov.apply(cfg); err != nil {
-		return &usageError{msg: err.Error(), help: hint(fs.Name())}
+		return &cli.UsageError{Msg: err.Error(), Help: cli.Hint(fs.Name())}
 	}
 	tel, err := newTelemetry(cfg, stderr)
 	if err != nil {
@@ -148,16 +142,16 @@ jwks_file, ca_file, cert_file, key_file) from local directories, and
 // checkConfigCommand loads and fully builds each file (reading key files,
 // compiling rules) without serving, so a file it accepts will start.
 func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) string) error {
-	fs := newFlags("check-config")
+	fs := cli.NewFlags("check-config")
 	var pm pathMap
 	fs.StringVar(&pm.baseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
 	fs.Var(&pm, "map-path", "read absolute paths under FROM from directory TO instead (repeatable; before --base-dir)")
 	allowUnset := fs.Bool("allow-unset-env", false, "let ${NAME} placeholders be unset (each is replaced by a placeholder value and listed)")
-	if err := parseFlags(fs, checkConfigUsage, args, stdout); err != nil {
+	if err := cli.ParseFlags(fs, checkConfigUsage, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return &usageError{msg: "check-config needs at least one FILE", help: hint(fs.Name())}
+		return &cli.UsageError{Msg: "check-config needs at least one FILE", Help: cli.Hint(fs.Name())}
 	}
 	var errs []error
 	for _, path := range fs.Args() {

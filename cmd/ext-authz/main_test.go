@@ -24,6 +24,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/cli"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -533,10 +534,10 @@ func TestCommands(t *testing.T) {
 		t.Errorf("version: %q, %v", out.String(), err)
 	}
 	err := run(context.Background(), []string{"frobnicate"}, io.Discard, io.Discard, os.Getenv)
-	if exitCode(err) != 2 {
-		t.Errorf("unknown command: exit %d (%v), want 2", exitCode(err), err)
+	if cli.ExitCode(err) != 2 {
+		t.Errorf("unknown command: exit %d (%v), want 2", cli.ExitCode(err), err)
 	}
-	if err := run(context.Background(), []string{"serve"}, io.Discard, io.Discard, os.Getenv); exitCode(err) != 2 {
+	if err := run(context.Background(), []string{"serve"}, io.Discard, io.Discard, os.Getenv); cli.ExitCode(err) != 2 {
 		t.Errorf("serve without --config: %v", err)
 	}
 	out.Reset()

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/ext-authz/ext-authz/internal/cli"
 )
 
 // The fresh-clone walk-through, checked: the docs mark the quickstart's
@@ -151,7 +153,7 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	}
 
 	p := startQuickstart(t)
-	env := []string{envGRPCAddress + "=" + p.grpcAddr, envAdminAddress + "=" + p.adminAddr}
+	env := []string{cli.EnvGRPCAddress + "=" + p.grpcAddr, cli.EnvAdminAddress + "=" + p.adminAddr}
 	got := map[string]string{} // args as written → stdout
 	ran := 0
 	for _, b := range commands {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/cli"
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/tokens"
 	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
@@ -79,7 +79,7 @@ func BenchmarkCheckWithTokens(b *testing.B) {
 
 	mint := func(args ...string) string {
 		var out strings.Builder
-		if err := tokenCommand(context.Background(), append([]string{"mint", "--subject", "alice", "--scope", "read"}, args...), &out, io.Discard); err != nil {
+		if err := cli.Token(context.Background(), append([]string{"mint", "--subject", "alice", "--scope", "read"}, args...), &out); err != nil {
 			b.Fatal(err)
 		}
 		return strings.TrimSpace(out.String())

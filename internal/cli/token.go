@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -38,22 +38,22 @@ private key (only its public part is printed). kid defaults to the key's
 RFC 7638 thumbprint, which 'token mint --kind jwt' names when --kid is
 missing. --alg, when given, restricts the key to that algorithm.`
 
-// tokenCommand runs `ext-authz token mint|jwks ...`.
-func tokenCommand(ctx context.Context, args []string, stdout, _ io.Writer) error {
+// Token runs `ext-authz token mint|jwks ...`.
+func Token(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &usageError{msg: "token needs mint or jwks", help: hint("token")}
+		return &UsageError{Msg: "token needs mint or jwks", Help: Hint("token")}
 	}
 	switch args[0] {
 	case "mint":
 	case "jwks":
-		return jwksCommand(args[1:], stdout)
+		return jwks(args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, tokenUsage)
-		return errHelp
+		return ErrHelp
 	default:
-		return &usageError{msg: fmt.Sprintf("token: unknown subcommand %q", args[0]), help: hint("token")}
+		return &UsageError{Msg: fmt.Sprintf("token: unknown subcommand %q", args[0]), Help: Hint("token")}
 	}
-	fs := newFlags("token mint")
+	fs := NewFlags("token mint")
 	kind := fs.String("kind", "", "token kind: udb-ticket or jwt")
 	keyFile := fs.String("key-file", "", "signing key: base64 secret (HS256) or PEM private key")
 	kid := fs.String("kid", "", "key id the verifier selects the key by (required)")
@@ -66,10 +66,10 @@ func tokenCommand(ctx context.Context, args []string, stdout, _ io.Writer) error
 	issuer := fs.String("issuer", "", "jwt iss (required for jwt)")
 	audience := fs.String("audience", "", "jwt aud (comma-separated for several)")
 	scope := fs.String("scope", "", "space-separated scopes")
-	if err := parseFlags(fs, mintUsage, args[1:], stdout); err != nil {
+	if err := ParseFlags(fs, mintUsage, args[1:], stdout); err != nil {
 		return err
 	}
-	usageErr := func(msg string) error { return &usageError{msg: "token mint: " + msg, help: hint(fs.Name())} }
+	usageErr := func(msg string) error { return &UsageError{Msg: "token mint: " + msg, Help: Hint(fs.Name())} }
 	switch {
 	case fs.NArg() > 0:
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
@@ -194,16 +194,16 @@ func checkJWTKey(keyFile, kid, alg string) error {
 	return nil
 }
 
-// jwksCommand prints the JWK Set of one public key.
-func jwksCommand(args []string, stdout io.Writer) error {
-	fs := newFlags("token jwks")
+// jwks prints the JWK Set of one public key.
+func jwks(args []string, stdout io.Writer) error {
+	fs := NewFlags("token jwks")
 	keyFile := fs.String("key-file", "", "PEM public key, certificate or private key")
 	kid := fs.String("kid", "", "key id (default: the RFC 7638 thumbprint)")
 	alg := fs.String("alg", "", "restrict the key to this algorithm (default: none named)")
-	if err := parseFlags(fs, jwksUsage, args, stdout); err != nil {
+	if err := ParseFlags(fs, jwksUsage, args, stdout); err != nil {
 		return err
 	}
-	usageErr := func(msg string) error { return &usageError{msg: "token jwks: " + msg, help: hint(fs.Name())} }
+	usageErr := func(msg string) error { return &UsageError{Msg: "token jwks: " + msg, Help: Hint(fs.Name())} }
 	switch {
 	case fs.NArg() > 0:
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))

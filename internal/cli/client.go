@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 )
@@ -44,10 +45,10 @@ Exit status: 0 allowed; 1 no answer (connection, deadline, gRPC error);
 2 usage error; 3 denied 401; 4 denied 403; 5 denied 429; 6 denied with
 another status (400, 413, 503, ...).`
 
-// defaultAddr is the address a client dials: $EXT_AUTHZ_GRPC_ADDRESS
+// DefaultAddr is the address a client dials: $EXT_AUTHZ_GRPC_ADDRESS
 // (the server's override) made dialable, else the default port locally.
-func defaultAddr(getenv func(string) string) string {
-	a := getenv(envGRPCAddress)
+func DefaultAddr(getenv func(string) string) string {
+	a := getenv(EnvGRPCAddress)
 	if a == "" {
 		return "127.0.0.1:8888"
 	}
@@ -57,68 +58,83 @@ func defaultAddr(getenv func(string) string) string {
 	return a
 }
 
+// call dials addr, makes one RPC under timeout and prints its answer: as
+// JSON with asJSON, else with show. name prefixes a transport error.
+func call(ctx context.Context, name, addr string, timeout time.Duration, rpc func(context.Context, *grpc.ClientConn) (proto.Message, error), asJSON bool, stdout io.Writer, show func()) error {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp, err := rpc(ctx, conn)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", name, addr, err)
+	}
+	if !asJSON {
+		show()
+		return nil
+	}
+	b, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(stdout, string(b))
+	return err
+}
+
 // denialExit is the exit status for an HTTP status a Check denied with.
 func denialExit(httpStatus int32) int {
 	switch httpStatus {
 	case 401:
-		return exitUnauth
+		return ExitUnauth
 	case 403, 0: // no status: Envoy answers 403
-		return exitForbidden
+		return ExitForbidden
 	case 429:
-		return exitRateLimited
+		return ExitRateLimited
 	}
-	return exitDeniedOther
+	return ExitDeniedOther
 }
 
-// checkCommand sends one Check, built as Envoy builds it, and prints the
+// Check sends one Check, built as Envoy builds it, and prints the
 // decision: a way to see an allow and a deny by hand without grpcurl.
-func checkCommand(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
-	fs := newFlags("check")
-	addr := fs.String("addr", defaultAddr(getenv), "ext-authz gRPC address")
+func Check(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := NewFlags("check")
+	addr := fs.String("addr", DefaultAddr(getenv), "ext-authz gRPC address")
 	method := fs.String("X", "GET", "HTTP method")
 	rawURL := fs.String("url", "https://example.com/", "request URL as the client sent it to the gateway")
 	timeout := fs.Duration("timeout", 2*time.Second, "Check deadline")
 	asJSON := fs.Bool("json", false, "print the whole CheckResponse as JSON")
 	var headers headerFlags
 	fs.Var(&headers, "H", `request header "Name: value" (repeatable)`)
-	if err := parseFlags(fs, checkUsage, args, stdout); err != nil {
+	if err := ParseFlags(fs, checkUsage, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return &usageError{msg: fmt.Sprintf("check: unexpected argument %q", fs.Arg(0)), help: hint(fs.Name())}
+		return &UsageError{Msg: fmt.Sprintf("check: unexpected argument %q", fs.Arg(0)), Help: Hint(fs.Name())}
 	}
 	u, err := url.Parse(*rawURL)
 	if err != nil || u.Host == "" {
-		return &usageError{msg: fmt.Sprintf("--url %q is not an absolute URL", *rawURL), help: hint(fs.Name())}
+		return &UsageError{Msg: fmt.Sprintf("--url %q is not an absolute URL", *rawURL), Help: Hint(fs.Name())}
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return err
-	}
-	defer func() { _ = conn.Close() }()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
 	req := extauthz.BuildCheckRequest(extauthz.HTTPRequest{
 		Method: strings.ToUpper(*method), Scheme: u.Scheme, Host: u.Host, Path: u.RequestURI(),
 		Headers: headers, RequestID: fmt.Sprintf("check-%d", time.Now().UnixNano()),
 	})
-	resp, err := authv3.NewAuthorizationClient(conn).Check(ctx, req)
+	var resp *authv3.CheckResponse
+	err = call(ctx, "check", *addr, *timeout, func(ctx context.Context, conn *grpc.ClientConn) (proto.Message, error) {
+		var err error
+		resp, err = authv3.NewAuthorizationClient(conn).Check(ctx, req)
+		return resp, err
+	}, *asJSON, stdout, func() { printResponse(stdout, resp) })
 	if err != nil {
-		return fmt.Errorf("check %s: %w", *addr, err)
-	}
-	if *asJSON {
-		b, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		printResponse(stdout, resp)
+		return err
 	}
 	if resp.GetStatus().GetCode() == 0 {
 		return nil
 	}
-	return &exitError{code: denialExit(int32(resp.GetDeniedResponse().GetStatus().GetCode()))}
+	return &ExitError{Code: denialExit(int32(resp.GetDeniedResponse().GetStatus().GetCode()))}
 }
 
 func printResponse(w io.Writer, resp *authv3.CheckResponse) {
@@ -173,58 +189,47 @@ func (d *descriptorFlags) Set(v string) error {
 	return nil
 }
 
-// rateLimitCommand sends one ShouldRateLimit, the RLS client.
-func rateLimitCommand(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
-	fs := newFlags("ratelimit")
-	addr := fs.String("addr", defaultAddr(getenv), "ext-authz gRPC address")
+// RateLimit sends one ShouldRateLimit, the RLS client.
+func RateLimit(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	fs := NewFlags("ratelimit")
+	addr := fs.String("addr", DefaultAddr(getenv), "ext-authz gRPC address")
 	domain := fs.String("domain", "", "rate-limit domain (required)")
 	hits := fs.Uint("hits", 1, "hits_addend: how many requests this call counts")
 	timeout := fs.Duration("timeout", 2*time.Second, "call deadline")
 	asJSON := fs.Bool("json", false, "print the whole RateLimitResponse as JSON")
 	var descs descriptorFlags
 	fs.Var(&descs, "descriptor", "descriptor 'key=value[,key=value]' (repeatable, at least one)")
-	if err := parseFlags(fs, rateLimitUsage, args, stdout); err != nil {
+	if err := ParseFlags(fs, rateLimitUsage, args, stdout); err != nil {
 		return err
 	}
 	switch {
 	case fs.NArg() > 0:
-		return &usageError{msg: fmt.Sprintf("ratelimit: unexpected argument %q", fs.Arg(0)), help: hint(fs.Name())}
+		return &UsageError{Msg: fmt.Sprintf("ratelimit: unexpected argument %q", fs.Arg(0)), Help: Hint(fs.Name())}
 	case *domain == "":
-		return &usageError{msg: "ratelimit: --domain is required", help: hint(fs.Name())}
+		return &UsageError{Msg: "ratelimit: --domain is required", Help: Hint(fs.Name())}
 	case len(descs) == 0:
-		return &usageError{msg: "ratelimit: at least one --descriptor is required", help: hint(fs.Name())}
+		return &UsageError{Msg: "ratelimit: at least one --descriptor is required", Help: Hint(fs.Name())}
 	case *hits > math.MaxUint32:
-		return &usageError{msg: "ratelimit: --hits is too large", help: hint(fs.Name())}
+		return &UsageError{Msg: "ratelimit: --hits is too large", Help: Hint(fs.Name())}
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	var resp *rlsv3.RateLimitResponse
+	err := call(ctx, "ratelimit", *addr, *timeout, func(ctx context.Context, conn *grpc.ClientConn) (proto.Message, error) {
+		var err error
+		resp, err = rlsv3.NewRateLimitServiceClient(conn).ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{
+			Domain: *domain, Descriptors: descs, HitsAddend: uint32(*hits),
+		})
+		return resp, err
+	}, *asJSON, stdout, func() { printRateLimit(stdout, descs, resp) })
 	if err != nil {
 		return err
-	}
-	defer func() { _ = conn.Close() }()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
-	defer cancel()
-	resp, err := rlsv3.NewRateLimitServiceClient(conn).ShouldRateLimit(ctx, &rlsv3.RateLimitRequest{
-		Domain: *domain, Descriptors: descs, HitsAddend: uint32(*hits),
-	})
-	if err != nil {
-		return fmt.Errorf("ratelimit %s: %w", *addr, err)
-	}
-	if *asJSON {
-		b, err := protojson.MarshalOptions{Multiline: true}.Marshal(resp)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, string(b))
-	} else {
-		printRateLimit(stdout, descs, resp)
 	}
 	switch resp.GetOverallCode() {
 	case rlsv3.RateLimitResponse_OK:
 		return nil
 	case rlsv3.RateLimitResponse_OVER_LIMIT:
-		return &exitError{code: exitRateLimited}
+		return &ExitError{Code: ExitRateLimited}
 	}
-	return &exitError{code: exitFailure, msg: "ratelimit: the server answered overall code " + resp.GetOverallCode().String()}
+	return &ExitError{Code: ExitFailure, Msg: "ratelimit: the server answered overall code " + resp.GetOverallCode().String()}
 }
 
 func printRateLimit(w io.Writer, descs descriptorFlags, resp *rlsv3.RateLimitResponse) {
