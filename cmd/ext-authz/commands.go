@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -14,35 +13,11 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		rev, dirty := "", false
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-		if rev != "" {
-			if dirty {
-				rev += "-dirty"
-			}
-			return bi.Main.Version + " " + rev
-		}
-		return bi.Main.Version
-	}
-	return "unknown"
-}
 
 const serveUsage = `usage: ext-authz serve --config FILE [--grpc-address ADDR] [--admin-address ADDR]
 
@@ -114,18 +89,18 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = tel.shutdown(ctx) // flushes spans
+		_ = tel.Shutdown(ctx) // flushes spans
 	}()
-	redis.SetLogger(redislog.New(tel.logger)) // go-redis has only a global logger
+	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
 		return cfg.annotate(err)
 	}
 	svc.overrides = ov
-	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
+	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.describe()...)...)
 	defer func() {
 		if err := svc.close(); err != nil {
-			tel.logger.Warn("closing", "error", err)
+			tel.Logger.Warn("closing", "error", err)
 		}
 	}()
 	if err := svc.listen(); err != nil {
@@ -208,7 +183,7 @@ func checkConfig(path string, getenv func(string) string, remap func(*fileConfig
 	if err != nil {
 		return cfg.annotate(err)
 	}
-	defer func() { _ = tel.shutdown(context.Background()) }()
+	defer func() { _ = tel.Shutdown(context.Background()) }()
 	// The same compile serve and reload run, over a pool of its own.
 	g, err := compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
 	if err != nil {

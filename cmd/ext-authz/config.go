@@ -14,6 +14,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
 )
@@ -27,7 +28,7 @@ type fileConfig struct {
 	Redis          redisconf.Config      `yaml:"redis"`
 	Authenticators []authenticatorConfig `yaml:"authenticators"`
 	Policy         authz.Config          `yaml:"policy"`
-	Telemetry      telemetryConfig       `yaml:"telemetry"`
+	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
 
 	// src is the file it came from, to put lines on later errors; path
@@ -127,7 +128,7 @@ func (c *fileConfig) applyDefaults() {
 	setDefault(&s.HTTP.IdleTimeout, 2*time.Minute)
 	setDefault(&c.Admin.Address, ":8081")
 	c.Policy.ApplyDefaults()
-	c.Telemetry.applyDefaults()
+	c.Telemetry.ApplyDefaults()
 	c.RateLimit.ApplyDefaults()
 }
 
@@ -146,7 +147,7 @@ func (c *fileConfig) validate() error {
 		yamlfile.Wrap("server", c.Server.validate()),
 		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
-		yamlfile.Wrap("telemetry", c.Telemetry.validate()),
+		yamlfile.Wrap("telemetry", c.Telemetry.Validate()),
 	)
 }
 
@@ -311,7 +312,7 @@ var restartOnly = []restartSetting{
 	section("server", func(c *fileConfig) *serverConfig { return &c.Server }),
 	section("admin", func(c *fileConfig) *adminConfig { return &c.Admin }),
 	section("redis", func(c *fileConfig) *redisconf.Config { return &c.Redis }),
-	section("telemetry", func(c *fileConfig) *telemetryConfig { return &c.Telemetry }),
+	section("telemetry", func(c *fileConfig) *telemetry.Config { return &c.Telemetry }),
 	{"rate_limit (all but files)", func(next, running *fileConfig) bool {
 		n, r := next.RateLimit, running.RateLimit
 		files := n.Files

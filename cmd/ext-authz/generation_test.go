@@ -461,7 +461,7 @@ policy:`, 1)
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
-	if !h.svc.tel.redact.has("x-partner-key") {
+	if !h.svc.tel.Redact.Has("x-partner-key") {
 		t.Error("a removed authenticator's header is no longer redacted")
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -18,7 +19,7 @@ import (
 // allowed decision (not sampled) and a denied one (logged, discarded).
 func BenchmarkServeHooks(b *testing.B) {
 	adm := newAdmission(overloadConfig{MaxInFlight: 1024, MaxQueued: 1024, MaxQueueWait: 100 * time.Millisecond}, prometheus.NewRegistry()).admitUnary()
-	dl := newDecisionLog(slog.New(slog.DiscardHandler), decisionLogConfig{Denials: "all", MaxPerSecond: -1}, prometheus.NewRegistry())
+	dl := newDecisionLog(slog.New(slog.DiscardHandler), telemetry.DecisionLogConfig{Denials: "all", MaxPerSecond: -1}, prometheus.NewRegistry())
 	req := &authz.Request{Method: "GET", Host: "shop.example.com", Path: "/api/orders", RequestID: "rid"}
 	info := &grpc.UnaryServerInfo{FullMethod: "/envoy.service.auth.v3.Authorization/Check"}
 	for _, c := range []struct {

@@ -23,6 +23,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 func main() {
@@ -179,7 +181,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if fs.NArg() > 0 {
 			return &usageError{msg: fmt.Sprintf("version: unexpected argument %q", fs.Arg(0)), help: hint("version")}
 		}
-		fmt.Fprintln(stdout, "ext-authz", versionString())
+		fmt.Fprintln(stdout, "ext-authz", telemetry.Version(version))
 		return nil
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintln(stdout, usage)

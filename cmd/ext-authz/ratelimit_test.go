@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 
 	pb_struct "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"

@@ -25,6 +25,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/drain"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 // service is the running process: the gRPC and admin servers, the live
@@ -35,7 +36,7 @@ type service struct {
 	// overrides are the listen addresses from flags or env, applied to
 	// every reload's config too so it matches the running one.
 	overrides listenOverrides
-	tel       *telemetry
+	tel       *telemetry.Telemetry
 	logger    *slog.Logger
 	registry  *prometheus.Registry
 	env       *buildEnv
@@ -62,6 +63,7 @@ type service struct {
 	// budget of calls, one count of decisions.
 	admission    *grpcAdmission
 	checkMetrics *extauthz.Metrics
+	decisions    *decisionLog
 
 	grpcLis, httpLis, adminLis net.Listener
 
@@ -79,13 +81,13 @@ type service struct {
 
 // newService compiles the first generation from a validated config. It
 // starts no goroutine and opens no socket.
-func newService(path string, cfg *fileConfig, getenv func(string) string, tel *telemetry) (*service, error) {
+func newService(path string, cfg *fileConfig, getenv func(string) string, tel *telemetry.Telemetry) (*service, error) {
 	s := &service{
 		path:       path,
 		getenv:     getenv,
 		tel:        tel,
-		logger:     tel.logger,
-		registry:   tel.registry,
+		logger:     tel.Logger,
+		registry:   tel.Registry,
 		health:     health.NewServer(),
 		reloadWait: 10 * time.Second,
 	}
@@ -103,19 +105,20 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	s.live = authz.NewLive(g.pipeline)
 	s.admission = newAdmission(cfg.Server.Overload, s.registry)
 	s.checkMetrics = extauthz.NewMetrics(s.registry)
+	s.decisions = newDecisionLog(s.logger, cfg.Telemetry.Log.Decisions, s.registry)
 	s.grpc = s.newGRPCServer(&cfg.Server)
 	s.http = s.newHTTPServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
-	tel.configLoaded(cfg)
+	tel.ConfigLoaded(cfg.sum)
 	return s, nil
 }
 
 // newBuildEnv is what compiling a generation uses from the process.
-func newBuildEnv(tel *telemetry, p *pool.Pool) *buildEnv {
-	env := &buildEnv{logger: tel.logger, registry: tel.registry, pool: p}
-	if tel.tracing() {
-		env.tracerProvider, env.tracer = tel.tracerProvider, tel.tracer
+func newBuildEnv(tel *telemetry.Telemetry, p *pool.Pool) *buildEnv {
+	env := &buildEnv{logger: tel.Logger, registry: tel.Registry, pool: p}
+	if tel.Tracing() {
+		env.tracerProvider, env.tracer = tel.TracerProvider, tel.Tracer
 	}
 	return env
 }
@@ -426,8 +429,8 @@ func (s *service) snapshot() ([]byte, filewatch.Digests) {
 func (s *service) reload(why string) error {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
-		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
+		s.tel.Reloads.WithLabelValues("failure").Inc()
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, telemetry.ErrorAttrs(err)...)...)
 		return err
 	}
 	return s.apply(why, data, nil)
@@ -451,13 +454,13 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 			s.logger.Info("config reload postponed", "reason", why, "error", err)
 			return err
 		}
-		s.tel.reloads.WithLabelValues("failure").Inc()
-		s.logger.Error("config reload rejected", append([]any{"reason", why}, errorAttrs(err)...)...)
+		s.tel.Reloads.WithLabelValues("failure").Inc()
+		s.logger.Error("config reload rejected", append([]any{"reason", why}, telemetry.ErrorAttrs(err)...)...)
 		return err
 	}
 	// The logger learns new credential carriers before any request can
 	// bring one.
-	s.tel.redact.add(credentialKeys(next.cfg))
+	s.tel.Redact.Add(credentialKeys(next.cfg))
 	if next.rl != nil {
 		next.rl.limiter.SetMatcher(next.limits)
 	}
@@ -466,8 +469,8 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 	if err := old.release(); err != nil {
 		s.logger.Warn("releasing the old configuration", "error", err)
 	}
-	s.tel.reloads.WithLabelValues("success").Inc()
-	s.tel.configLoaded(next.cfg)
+	s.tel.Reloads.WithLabelValues("success").Inc()
+	s.tel.ConfigLoaded(next.cfg.sum)
 	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
 	for _, f := range next.cfg.restartOnlyFiles() {
 		if d, ok := old.files[f]; ok && d != next.files[f] {

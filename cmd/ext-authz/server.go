@@ -55,16 +55,16 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		grpc.ForceServerCodecV2(extauthz.Codec{}),
 		// Admission runs inside recovery: a refused call never reaches the
 		// handler, and a panic still releases its turn.
-		grpc.ChainUnaryInterceptor(s.tel.grpc.Unary(), grpcserver.RecoverUnary(s.logger), s.admission.admitUnary()),
-		grpc.ChainStreamInterceptor(s.tel.grpc.Stream(), grpcserver.RecoverStream(s.logger)),
+		grpc.ChainUnaryInterceptor(s.tel.GRPC.Unary(), grpcserver.RecoverUnary(s.logger), s.admission.admitUnary()),
+		grpc.ChainStreamInterceptor(s.tel.GRPC.Stream(), grpcserver.RecoverStream(s.logger)),
 	}
 	// The stats handler copies every call's metadata even when nothing is
 	// recorded (a load-test profile showed it), so it is installed only
 	// with tracing on.
-	if s.tel.tracing() {
+	if s.tel.Tracing() {
 		opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
-			otelgrpc.WithTracerProvider(s.tel.tracerProvider),
-			otelgrpc.WithPropagators(s.tel.propagator),
+			otelgrpc.WithTracerProvider(s.tel.TracerProvider),
+			otelgrpc.WithPropagators(s.tel.Propagator),
 			otelgrpc.WithMeterProvider(noopmetric.NewMeterProvider()),
 			// Check makes its own server span, parented on the trace
 			// context inside the CheckRequest's HTTP headers, which this
@@ -78,10 +78,10 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	srv := grpc.NewServer(opts...)
 	eopts := extauthz.Options{
 		Metrics: s.checkMetrics,
-		Observe: s.tel.decisions.observe,
+		Observe: s.decisions.observe,
 	}
-	if s.tel.tracing() {
-		eopts.Tracer, eopts.Propagator = s.tel.tracer, s.tel.propagator
+	if s.tel.Tracing() {
+		eopts.Tracer, eopts.Propagator = s.tel.Tracer, s.tel.Propagator
 	}
 	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, eopts))
 	if r := s.rl.rlsServer(); r != nil {
@@ -89,7 +89,7 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
-	s.tel.grpc.Initialize(srv)
+	s.tel.GRPC.Initialize(srv)
 	return srv
 }
 
@@ -115,14 +115,14 @@ func (s *service) newHTTPServer(c *serverConfig) *http.Server {
 		return nil
 	}
 	opts := httpauthz.Options{
-		Core:         transport.Options{Metrics: s.checkMetrics.Decisions(), Observe: s.tel.decisions.observe},
+		Core:         transport.Options{Metrics: s.checkMetrics.Decisions(), Observe: s.decisions.observe},
 		PathPrefix:   c.HTTP.PathPrefix,
 		Admission:    s.admission.c,
 		CallDeadline: max(c.Edge.CallDeadline, 0),
 		Logger:       s.logger,
 	}
-	if s.tel.tracing() {
-		opts.Core.Tracer, opts.Core.Propagator = s.tel.tracer, s.tel.propagator
+	if s.tel.Tracing() {
+		opts.Core.Tracer, opts.Core.Propagator = s.tel.Tracer, s.tel.Propagator
 	}
 	return &http.Server{
 		Handler:           httpauthz.New(s.live, opts),
