@@ -6,17 +6,19 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ext-authz/ext-authz/internal/generation"
 )
 
 // newAdminServer serves liveness, readiness, metrics and, when enabled,
 // pprof on its own mux (never http.DefaultServeMux).
-func (s *service) newAdminServer(c *adminConfig) *http.Server {
+func (s *service) newAdminServer(c *generation.AdminConfig) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := s.ready(); err != nil {
+		if err := s.Ready(); err != nil {
 			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

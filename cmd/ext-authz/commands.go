@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
@@ -50,15 +51,15 @@ func newListenOverrides(grpcFlag, adminFlag string, getenv func(string) string) 
 }
 
 // apply sets the overridden addresses on cfg, checked.
-func (o listenOverrides) apply(cfg *fileConfig) error {
+func (o listenOverrides) apply(cfg *generation.Config) error {
 	var errs []error
 	if o.grpc != "" {
 		cfg.Server.GRPCAddress = o.grpc
-		errs = append(errs, validateAddress(o.grpcFrom, o.grpc))
+		errs = append(errs, generation.ValidateAddress(o.grpcFrom, o.grpc))
 	}
 	if o.admin != "" {
 		cfg.Admin.Address = o.admin
-		errs = append(errs, validateAddress(o.adminFrom, o.admin))
+		errs = append(errs, generation.ValidateAddress(o.adminFrom, o.admin))
 	}
 	return errors.Join(errs...)
 }
@@ -75,7 +76,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return &usageError{msg: "serve needs --config FILE and nothing else", help: hint(fs.Name())}
 	}
 	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
-	cfg, err := loadConfig(*path, getenv)
+	cfg, err := generation.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -84,7 +85,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	tel, err := newTelemetry(cfg, stderr)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -94,10 +95,10 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
 	svc, err := newService(*path, cfg, getenv, tel)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
 	svc.overrides = ov
-	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.describe()...)...)
+	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.Describe()...)...)
 	defer func() {
 		if err := svc.close(); err != nil {
 			tel.Logger.Warn("closing", "error", err)
@@ -124,8 +125,8 @@ jwks_file, ca_file, cert_file, key_file) from local directories, and
 // compiling rules) without serving, so a file it accepts will start.
 func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) string) error {
 	fs := newFlags("check-config")
-	var pm pathMap
-	fs.StringVar(&pm.baseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
+	var pm generation.PathMap
+	fs.StringVar(&pm.BaseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
 	fs.Var(&pm, "map-path", "read absolute paths under FROM from directory TO instead (repeatable; before --base-dir)")
 	allowUnset := fs.Bool("allow-unset-env", false, "let ${NAME} placeholders be unset (each is replaced by a placeholder value and listed)")
 	if err := parseFlags(fs, checkConfigUsage, args, stdout); err != nil {
@@ -137,7 +138,7 @@ func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) str
 	var errs []error
 	for _, path := range fs.Args() {
 		env := &lenientEnv{getenv: getenv, lenient: *allowUnset}
-		if err := checkConfig(path, env.get, pm.apply); err != nil {
+		if err := checkConfig(path, env.get, pm.Apply); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -171,8 +172,8 @@ func (e *lenientEnv) get(name string) string {
 
 // checkConfig builds the config at path; remap, when set, rewrites its
 // file paths first.
-func checkConfig(path string, getenv func(string) string, remap func(*fileConfig)) error {
-	cfg, err := loadConfig(path, getenv)
+func checkConfig(path string, getenv func(string) string, remap func(*generation.Config)) error {
+	cfg, err := generation.Load(path, getenv)
 	if err != nil {
 		return err
 	}
@@ -181,13 +182,13 @@ func checkConfig(path string, getenv func(string) string, remap func(*fileConfig
 	}
 	tel, err := newTelemetry(cfg, io.Discard)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 	// The same compile serve and reload run, over a pool of its own.
-	g, err := compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
+	g, err := generation.Compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
-	return g.release()
+	return g.Release()
 }

@@ -10,26 +10,13 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/decisionlog"
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 // newTelemetry builds the process's telemetry from cfg's telemetry section.
-func newTelemetry(cfg *fileConfig, stderr io.Writer) (*telemetry.Telemetry, error) {
-	return telemetry.New(cfg.Telemetry, stderr, telemetry.Options{Version: version, CredentialKeys: credentialKeys(cfg)})
-}
-
-// credentialKeys are the header and cookie names the config says carry
-// credentials.
-func credentialKeys(cfg *fileConfig) []string {
-	var keys []string
-	for _, a := range cfg.Authenticators {
-		for _, k := range []string{a.Source.Header, a.Source.Cookie} {
-			if k != "" {
-				keys = append(keys, k)
-			}
-		}
-	}
-	return keys
+func newTelemetry(cfg *generation.Config, stderr io.Writer) (*telemetry.Telemetry, error) {
+	return telemetry.New(cfg.Telemetry, stderr, telemetry.Options{Version: version, CredentialKeys: cfg.CredentialKeys()})
 }
 
 // decisionLog adapts internal/decisionlog to extauthz's Observe hook.

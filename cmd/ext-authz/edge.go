@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"net"
 
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 )
 
 // edgeListener wraps the gRPC listener with the server.edge bounds; it
 // returns the connection cap in force.
-func (s *service) edgeListener(lis net.Listener, c *serverConfig) (*grpcedge.Listener, int, error) {
+func (s *service) edgeListener(lis net.Listener, c *generation.ServerConfig) (*grpcedge.Listener, int, error) {
 	e := c.Edge
 	want := e.MaxConnections
 	if want < 0 {

@@ -244,7 +244,7 @@ func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
 	if got := httpStatusOf(h.check(t, "GET", "x", "/status")); got != 200 {
 		t.Errorf("the complete file was not applied: /status = %d", got)
 	}
-	if g := h.svc.gen.Load(); g.files[h.path] != filewatch.DigestBytes([]byte(full)) || g.cfg.sum != g.files[h.path] {
+	if g := h.svc.gen.Load(); g.Files[h.path] != filewatch.DigestBytes([]byte(full)) || g.Config.Sum() != g.Files[h.path] {
 		t.Errorf("the generation's digest is not that of the bytes it parsed")
 	}
 }
@@ -400,7 +400,7 @@ func TestReloadFailedBuildLeaksNothing(t *testing.T) {
 			}
 		})
 	}
-	if got := h.svc.pool.Refs(h.svc.gen.Load().auths[1].key); got != 1 {
+	if got := h.svc.pool.Refs(h.svc.gen.Load().Auths[1].Key); got != 1 {
 		t.Errorf("the serving jwt verifier has %d references, want 1", got)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -134,7 +135,7 @@ func startUnready(t *testing.T, cfgText string) *harness {
 	if err := os.WriteFile(path, []byte(cfgText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := loadConfig(path, os.Getenv)
+	cfg, err := generation.Load(path, os.Getenv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -28,7 +25,7 @@ func TestServiceKeepsNoPolicyTree(t *testing.T) {
 	kept := func() (tree bool, rules int) {
 		h.svc.mu.Lock()
 		defer h.svc.mu.Unlock()
-		return h.svc.cfg().src != nil, len(h.svc.cfg().Policy.Rules)
+		return h.svc.cfg().HoldsSource(), len(h.svc.cfg().Policy.Rules)
 	}
 	if tree, rules := kept(); tree || rules != 0 {
 		t.Fatalf("after start-up the service keeps the node tree: %v, %d configured rules", tree, rules)
@@ -50,44 +47,4 @@ func TestServiceKeepsNoPolicyTree(t *testing.T) {
 	if c := h.check(t, "GET", "svc1998.example.com", "/a/1998/x").GetDeniedResponse().GetStatus().GetCode(); c != 403 {
 		t.Fatalf("rule a1998 after the reload removed it: %d, want 403", c)
 	}
-}
-
-// BenchmarkPolicyLoad loads a config file with 10,000 rules (ns/op: read,
-// decode, validate) and reports the heap the loaded config holds
-// (loaded-B: with the node tree and the rules as configured) and what the
-// service keeps once the policy is compiled (compiled-B).
-func BenchmarkPolicyLoad(b *testing.B) {
-	dir := b.TempDir()
-	path := filepath.Join(dir, "config.yaml")
-	keys := filepath.Join(dir, "keys.yaml")
-	if err := os.WriteFile(keys, []byte("keys: []\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(baseConfig(keys, manyRules(10000, "r"))), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := loadConfig(path, os.Getenv); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	heap := func() int64 {
-		var m runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&m)
-		return int64(m.HeapAlloc)
-	}
-	base := heap()
-	cfg, err := loadConfig(path, os.Getenv)
-	if err != nil {
-		b.Fatal(err)
-	}
-	loaded := heap() - base
-	cfg.compiled()
-	compiled := heap() - base
-	runtime.KeepAlive(cfg)
-	b.ReportMetric(float64(loaded), "loaded-B")
-	b.ReportMetric(float64(compiled), "compiled-B")
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/drain"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
@@ -39,7 +40,7 @@ type service struct {
 	tel       *telemetry.Telemetry
 	logger    *slog.Logger
 	registry  *prometheus.Registry
-	env       *buildEnv
+	env       *generation.Env
 	// pool holds the components generations share (see generation).
 	pool *pool.Pool
 
@@ -51,7 +52,7 @@ type service struct {
 	live *authz.Live
 	// rl is the limiter every generation shares (nil without
 	// rate_limit.files); its settings are restart-only.
-	rl     *rateLimiting
+	rl     *generation.RateLimiting
 	health *health.Server
 	grpc   *grpc.Server
 	// http is the HTTP ext_authz server; nil when server.http_address is
@@ -75,13 +76,13 @@ type service struct {
 	// but ready() reads it without mu: a reload holds mu while it waits
 	// (up to reloadWait) for a new generation to be ready, and a readiness
 	// probe must not wait with it.
-	gen        atomic.Pointer[generation]
+	gen        atomic.Pointer[generation.Generation]
 	reloadWait time.Duration
 }
 
 // newService compiles the first generation from a validated config. It
 // starts no goroutine and opens no socket.
-func newService(path string, cfg *fileConfig, getenv func(string) string, tel *telemetry.Telemetry) (*service, error) {
+func newService(path string, cfg *generation.Config, getenv func(string) string, tel *telemetry.Telemetry) (*service, error) {
 	s := &service{
 		path:       path,
 		getenv:     getenv,
@@ -95,14 +96,14 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 		s.logger.Error("background work stopped", "component", componentName(key), "error", err)
 	}})
 	s.env = newBuildEnv(tel, s.pool)
-	g, err := compile(s.env, cfg)
+	g, err := generation.Compile(s.env, cfg)
 	if err != nil {
-		return nil, cfg.annotate(err)
+		return nil, cfg.Annotate(err)
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.gen.Store(g)
-	s.rl = g.rl
-	s.live = authz.NewLive(g.pipeline)
+	s.rl = g.RateLimit
+	s.live = authz.NewLive(g.Pipeline)
 	s.admission = newAdmission(cfg.Server.Overload, s.registry)
 	s.checkMetrics = extauthz.NewMetrics(s.registry)
 	s.decisions = newDecisionLog(s.logger, cfg.Telemetry.Log.Decisions, s.registry)
@@ -110,15 +111,15 @@ func newService(path string, cfg *fileConfig, getenv func(string) string, tel *t
 	s.http = s.newHTTPServer(&cfg.Server)
 	s.admin = s.newAdminServer(&cfg.Admin)
 	s.setServing(false)
-	tel.ConfigLoaded(cfg.sum)
+	tel.ConfigLoaded(cfg.Sum())
 	return s, nil
 }
 
 // newBuildEnv is what compiling a generation uses from the process.
-func newBuildEnv(tel *telemetry.Telemetry, p *pool.Pool) *buildEnv {
-	env := &buildEnv{logger: tel.Logger, registry: tel.Registry, pool: p}
+func newBuildEnv(tel *telemetry.Telemetry, p *pool.Pool) *generation.Env {
+	env := &generation.Env{Logger: tel.Logger, Registry: tel.Registry, Pool: p}
 	if tel.Tracing() {
-		env.tracerProvider, env.tracer = tel.TracerProvider, tel.Tracer
+		env.TracerProvider, env.Tracer = tel.TracerProvider, tel.Tracer
 	}
 	return env
 }
@@ -131,7 +132,7 @@ func componentName(key string) string {
 }
 
 // cfg is the configuration serving now.
-func (s *service) cfg() *fileConfig { return s.gen.Load().cfg }
+func (s *service) cfg() *generation.Config { return s.gen.Load().Config }
 
 // listen opens every socket, so a port conflict fails start-up at once.
 func (s *service) listen() error {
@@ -159,7 +160,7 @@ func (s *service) listen() error {
 // drain.
 func (s *service) serve(ctx context.Context) error {
 	s.mu.Lock()
-	if err := s.gen.Load().lease.Start(s.base); err != nil {
+	if err := s.gen.Load().Start(s.base); err != nil {
 		s.mu.Unlock()
 		return err
 	}
@@ -260,7 +261,7 @@ func (h *httpDrain) Stop() {
 func (s *service) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.gen.Load().release()
+	err := s.gen.Load().Release()
 	s.cancelBase()
 	if s.grpcLis != nil {
 		_ = s.grpcLis.Close()
@@ -281,15 +282,15 @@ func addrString(l net.Listener) string {
 	return l.Addr().String()
 }
 
-// ready returns nil when the service can decide requests.
-func (s *service) ready() error {
+// Ready returns nil when the service can decide requests.
+func (s *service) Ready() error {
 	if s.draining.Load() {
 		return errors.New("draining")
 	}
 	if p := s.redisDown.Load(); p != nil && *p != nil {
 		return fmt.Errorf("redis: %w", *p)
 	}
-	return s.gen.Load().ready()
+	return s.gen.Load().Ready()
 }
 
 // watchRedis pings Redis every second for readiness (only with
@@ -297,7 +298,7 @@ func (s *service) ready() error {
 func (s *service) watchRedis(ctx context.Context) {
 	l := s.pool.NewLease()
 	defer func() { _ = l.Release() }()
-	cli, err := s.env.redis(l, &s.cfg().Redis)
+	cli, err := s.env.Redis(l, &s.cfg().Redis)
 	if err != nil {
 		s.redisDown.Store(&err)
 		return
@@ -340,7 +341,7 @@ func (s *service) watchReadiness(ctx context.Context) {
 	last := false
 	first := true
 	for {
-		err := s.ready()
+		err := s.Ready()
 		if ok := err == nil; ok != last || first {
 			if !s.draining.Load() {
 				s.setServing(ok)
@@ -396,10 +397,10 @@ func (s *service) watchConfig(ctx context.Context) {
 // have settled (see filewatch.Settle). It reports whether it attempted a reload.
 func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration) bool {
 	data, cur := s.snapshot()
-	if !st.Observe(cur, s.gen.Load().files, now, quiet) {
+	if !st.Observe(cur, s.gen.Load().Files, now, quiet) {
 		return false
 	}
-	if err := s.apply("file changed", data, cur); errors.Is(err, errFilesChanged) {
+	if err := s.apply("file changed", data, cur); errors.Is(err, generation.ErrFilesChanged) {
 		st.Retry()
 	}
 	return true
@@ -409,8 +410,8 @@ func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration)
 // the bytes returned) and every file the serving generation references.
 func (s *service) snapshot() ([]byte, filewatch.Digests) {
 	g := s.gen.Load()
-	paths := make([]string, 0, len(g.files))
-	for p := range g.files {
+	paths := make([]string, 0, len(g.Files))
+	for p := range g.Files {
 		if p != s.path {
 			paths = append(paths, p)
 		}
@@ -443,14 +444,14 @@ func (s *service) reload(why string) error {
 // Restart-only settings keep their running values. With expect, the
 // generation must have read exactly the files expect describes (the
 // content that settled) where it read the same paths, or it is discarded
-// with errFilesChanged.
+// with generation.ErrFilesChanged.
 func (s *service) apply(why string, data []byte, expect filewatch.Digests) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.gen.Load()
 	next, err := s.prepare(data, old, expect)
 	if err != nil {
-		if errors.Is(err, errFilesChanged) {
+		if errors.Is(err, generation.ErrFilesChanged) {
 			s.logger.Info("config reload postponed", "reason", why, "error", err)
 			return err
 		}
@@ -460,20 +461,18 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 	}
 	// The logger learns new credential carriers before any request can
 	// bring one.
-	s.tel.Redact.Add(credentialKeys(next.cfg))
-	if next.rl != nil {
-		next.rl.limiter.SetMatcher(next.limits)
-	}
-	s.live.Store(next.pipeline)
+	s.tel.Redact.Add(next.Config.CredentialKeys())
+	next.ApplyLimits()
+	s.live.Store(next.Pipeline)
 	s.gen.Store(next)
-	if err := old.release(); err != nil {
+	if err := old.Release(); err != nil {
 		s.logger.Warn("releasing the old configuration", "error", err)
 	}
 	s.tel.Reloads.WithLabelValues("success").Inc()
-	s.tel.ConfigLoaded(next.cfg.sum)
-	s.logger.Info("config reloaded", append([]any{"reason", why}, describeChanges(old, next)...)...)
-	for _, f := range next.cfg.restartOnlyFiles() {
-		if d, ok := old.files[f]; ok && d != next.files[f] {
+	s.tel.ConfigLoaded(next.Config.Sum())
+	s.logger.Info("config reloaded", append([]any{"reason", why}, generation.DescribeChanges(old, next)...)...)
+	for _, f := range next.Config.RestartOnlyFiles() {
+		if d, ok := old.Files[f]; ok && d != next.Files[f] {
 			s.logger.Warn("file read only at start changed; restart to apply it", "file", f)
 		}
 	}
@@ -482,26 +481,26 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 
 // prepare builds the next generation from data and starts it; on error
 // nothing it built is left running.
-func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests) (*generation, error) {
-	cfg, err := parseConfig(s.path, data, s.getenv)
+func (s *service) prepare(data []byte, old *generation.Generation, expect filewatch.Digests) (*generation.Generation, error) {
+	cfg, err := generation.Parse(s.path, data, s.getenv)
 	if err != nil {
 		return nil, err
 	}
 	_ = s.overrides.apply(cfg) // checked at start; server and admin are restart-only
-	for _, name := range keepRestartOnly(cfg, old.cfg) {
+	for _, name := range generation.KeepRestartOnly(cfg, old.Config) {
 		s.logger.Warn("config setting changed; restart to apply it", "section", name)
 	}
-	next, err := compile(s.env, cfg)
+	next, err := generation.Compile(s.env, cfg)
 	if err != nil {
-		return nil, cfg.annotate(err)
+		return nil, cfg.Annotate(err)
 	}
-	if !next.files.Agree(expect) {
-		_ = next.release()
-		return nil, errFilesChanged
+	if !next.Files.Agree(expect) {
+		_ = next.Release()
+		return nil, generation.ErrFilesChanged
 	}
 	if err := s.startAndAwait(next); err != nil {
-		_ = next.release()
-		return nil, cfg.annotate(err)
+		_ = next.Release()
+		return nil, cfg.Annotate(err)
 	}
 	return next, nil
 }
@@ -509,13 +508,13 @@ func (s *service) prepare(data []byte, old *generation, expect filewatch.Digests
 // startAndAwait starts the generation's new components and waits for it to
 // be ready, so a reload never swaps in a pipeline that cannot verify (a
 // JWKS issuer without keys yet).
-func (s *service) startAndAwait(g *generation) error {
-	if err := g.lease.Start(s.base); err != nil {
+func (s *service) startAndAwait(g *generation.Generation) error {
+	if err := g.Start(s.base); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(s.reloadWait)
 	for {
-		err := g.ready()
+		err := g.Ready()
 		if err == nil || time.Now().After(deadline) {
 			return err
 		}

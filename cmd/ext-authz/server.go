@@ -22,8 +22,10 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/authz/httpauthz"
 	"github.com/ext-authz/ext-authz/authz/transport"
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
+	"github.com/ext-authz/ext-authz/ratelimit/rls"
 )
 
 const (
@@ -33,7 +35,7 @@ const (
 
 // newGRPCServer builds the gRPC server with its limits and registers
 // Check, health and reflection.
-func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
+func (s *service) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
 	ka := keepalive.ServerParameters{Time: c.Keepalive.Time, Timeout: c.Keepalive.Timeout}
 	if c.MaxConnectionAge > 0 {
 		ka.MaxConnectionAge = c.MaxConnectionAge
@@ -84,8 +86,8 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 		eopts.Tracer, eopts.Propagator = s.tel.Tracer, s.tel.Propagator
 	}
 	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, eopts))
-	if r := s.rl.rlsServer(); r != nil {
-		rlsv3.RegisterRateLimitServiceServer(srv, r)
+	if rl := s.rl; rl != nil && !rl.Config.Service.Disabled {
+		rlsv3.RegisterRateLimitServiceServer(srv, rls.New(rl.Limiter, rls.Options{ResponseHeaders: rl.Config.Service.ResponseHeaders}))
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)
@@ -110,7 +112,7 @@ func (s *service) serveGRPC(lis net.Listener) error {
 // server.http_address is empty): the same pipeline, decision series,
 // decision log, tracing and admission control as Check, behind bounded
 // headers and timeouts.
-func (s *service) newHTTPServer(c *serverConfig) *http.Server {
+func (s *service) newHTTPServer(c *generation.ServerConfig) *http.Server {
 	if c.HTTPAddress == "" {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os/exec"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -31,7 +32,12 @@ var rules = []struct {
 	{"authz/httpauthz", []string{"github.com/envoyproxy/", "google.golang.org/grpc", "google.golang.org/protobuf", module + "/authz/extauthz", module + "/cmd"},
 		"the HTTP ext_authz adapter speaks plain HTTP: it shares the gRPC adapter's logic through authz/transport, not its protos"},
 	{"internal/...", []string{module + "/authz", module + "/tokens", module + "/ratelimit", module + "/cmd"},
-		"internal helpers sit below the domain packages"},
+		"internal helpers sit below the domain packages; only the service's assembly (see exceptions) sits above it"},
+	{"internal/generation", []string{module + "/cmd", "google.golang.org/grpc", "net/http",
+		module + "/authz/extauthz", module + "/authz/httpauthz", module + "/ratelimit/rls", "github.com/envoyproxy/go-control-plane"},
+		"compiling a config knows no transport: check-config, serve and reload all call it; serving is internal/server's"},
+	{"internal/telemetry", []string{module + "/internal/generation", "github.com/envoyproxy/", "net/http"},
+		"telemetry is built first and injected: it knows no config file, request or transport"},
 	{"internal/admission", []string{"google.golang.org/grpc", "github.com/envoyproxy/", "net/http"},
 		"admission control is transport-neutral: each transport maps ErrOverloaded to its own answer"},
 	{"internal/decisionlog", []string{"google.golang.org/grpc", "github.com/envoyproxy/", "net/http"},
@@ -46,6 +52,13 @@ var rules = []struct {
 		"the gRPC server parts serve any gRPC service: no Envoy protos, no HTTP transport"},
 	{"internal/drain", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", "net/http"},
 		"the drain knows servers only by GracefulStop and Stop: each transport adapts its own"},
+}
+
+// exceptions are packages a rule's pattern matches that the rule skips:
+// internal/generation assembles the service from the domain packages, so
+// it sits above them (its own rule follows).
+var exceptions = map[string][]string{
+	"internal/...": {"internal/generation"},
 }
 
 type pkgInfo struct {
@@ -96,7 +109,7 @@ func TestImportRules(t *testing.T) {
 	}
 	for _, p := range pkgs {
 		for _, r := range rules {
-			if !matches(r.pkg, p.ImportPath) {
+			if !matches(r.pkg, p.ImportPath) || slices.ContainsFunc(exceptions[r.pkg], func(e string) bool { return matches(e, p.ImportPath) }) {
 				continue
 			}
 			for _, imp := range p.Imports {

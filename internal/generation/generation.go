@@ -1,6 +1,7 @@
-package main
+package generation
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -13,44 +14,49 @@ import (
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 )
 
-// generation is one configuration, compiled: the policy over its
+// Generation is one configuration, compiled: the policy over its
 // authenticators and rate-limit rules, ready to decide. A reload builds a
 // whole new generation from the new file, waits until it is ready, swaps
 // it in, then releases the old one. Components with state worth keeping
 // (verifiers, the Redis client, the limiter) are held through a lease on
 // the service's pool, so the two generations share the unchanged ones and
 // a changed one stops when its last generation is released.
-type generation struct {
-	cfg      *fileConfig
-	pipeline *authz.Pipeline
-	// auths are the authenticators in config order, with their pool keys.
-	auths []genAuth
-	// rl is the shared limiter and limits the rules to set on it at the
-	// swap; both nil without rate limits.
-	rl     *rateLimiting
-	limits *envoyconfig.Rules
-	lease  *pool.Lease
-	// files are the digests of the config file (of the bytes decoded) and
+type Generation struct {
+	// Config is the file it was compiled from, without what only
+	// compiling needed (the YAML tree, the policy's rules).
+	Config   *Config
+	Pipeline *authz.Pipeline
+	// Auths are the authenticators in config order, with their pool keys.
+	Auths []Auth
+	// RateLimit is the shared limiter (nil without rate limits); limits
+	// are the rules ApplyLimits sets on it at the swap.
+	RateLimit *RateLimiting
+	limits    *envoyconfig.Rules
+	lease     *pool.Lease
+	// Files are the digests of the config file (of the bytes decoded) and
 	// of every file it references, as read to build this generation; a
 	// poll that finds other content reloads.
-	files filewatch.Digests
+	Files filewatch.Digests
 	// rules are the policy's rules by name, each as a digest of its
 	// config, for the reload log's diff: the rules themselves are dropped
-	// once compiled (fileConfig.compiled).
+	// once compiled (Config.compiled).
 	rules map[string]string
 }
 
-type genAuth struct {
-	cfg  *authenticatorConfig
-	auth *authz.Authenticator
-	key  string
-	// keys name the keys it accepts (see authKind.keyNames).
-	keys []string
+// Auth is one authenticator of a generation.
+type Auth struct {
+	Config        *AuthenticatorConfig
+	Authenticator *authz.Authenticator
+	// Key is its pool key: the same key in two generations is the same
+	// verifier, state and all.
+	Key string
+	// Keys name the keys it accepts (see authKind.keyNames).
+	Keys []string
 }
 
-// errFilesChanged: a referenced file changed while the generation was
+// ErrFilesChanged: a referenced file changed while the generation was
 // built, so it may have read a mix of old and new content.
-var errFilesChanged = errors.New("referenced files changed while loading; will retry once they are stable")
+var ErrFilesChanged = errors.New("referenced files changed while loading; will retry once they are stable")
 
 // compile turns a loaded config into a generation: it validates the
 // authenticators, policy and rate_limit sections (it is their only
@@ -59,27 +65,27 @@ var errFilesChanged = errors.New("referenced files changed while loading; will r
 // policy. check-config, serve and reload all call it, so what it accepts
 // is what runs. It starts no goroutine; a failed compile releases
 // everything it acquired.
-func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
+func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 	if err := cfg.validateGeneration(); err != nil {
 		return nil, err
 	}
 	paths := cfg.referencedFiles()
 	before := filewatch.DigestAll(paths)
-	g := &generation{cfg: cfg, lease: env.pool.NewLease()}
+	g := &Generation{Config: cfg, lease: env.Pool.NewLease()}
 	defer func() {
 		if err != nil {
 			_ = g.lease.Release()
 		}
 	}()
-	opts := authz.Options{Tracer: env.tracer}
+	opts := authz.Options{Tracer: env.Tracer}
 	if cfg.RateLimit.Enabled() {
 		if g.limits, err = loadRateLimitRules(cfg); err != nil {
 			return nil, err
 		}
-		if g.rl, err = env.rateLimiting(g.lease, cfg, g.limits); err != nil {
+		if g.RateLimit, err = env.rateLimiting(g.lease, cfg, g.limits); err != nil {
 			return nil, err
 		}
-		opts = g.rl.pipelineOptions(opts)
+		opts = g.RateLimit.pipelineOptions(opts)
 	}
 	var errs []error
 	list := make([]*authz.Authenticator, 0, len(cfg.Authenticators))
@@ -91,58 +97,72 @@ func compile(env *buildEnv, cfg *fileConfig) (_ *generation, err error) {
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
 			continue
 		}
-		g.auths = append(g.auths, genAuth{cfg: ac, auth: a, key: key, keys: ac.keyNames()})
+		g.Auths = append(g.Auths, Auth{Config: ac, Authenticator: a, Key: key, Keys: ac.keyNames()})
 		list = append(list, a)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if g.pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
+	if g.Pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
 	}
 	if !maps.Equal(before, filewatch.DigestAll(paths)) {
-		return nil, errFilesChanged
+		return nil, ErrFilesChanged
 	}
-	g.files = before
-	g.files[cfg.path] = cfg.sum
+	g.Files = before
+	g.Files[cfg.path] = cfg.sum
 	g.rules = ruleDigests(cfg.Policy.Rules)
 	cfg.compiled()
 	return g, nil
 }
 
-// ready returns nil when every authenticator can verify.
-func (g *generation) ready() error {
+// Ready returns nil when every authenticator can verify.
+func (g *Generation) Ready() error {
 	var errs []error
-	for _, a := range g.auths {
-		if r, ok := a.auth.Verifier.(readier); ok {
+	for _, a := range g.Auths {
+		if r, ok := a.Authenticator.Verifier.(readier); ok {
 			if err := r.Ready(); err != nil {
-				errs = append(errs, fmt.Errorf("authenticator %s: %w", a.cfg.Name, err))
+				errs = append(errs, fmt.Errorf("authenticator %s: %w", a.Config.Name, err))
 			}
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// release drops the generation's hold on its components.
-func (g *generation) release() error { return g.lease.Release() }
+// Start runs the background work of the generation's components that are
+// not running yet (those it shares with the serving generation are),
+// under ctx.
+func (g *Generation) Start(ctx context.Context) error { return g.lease.Start(ctx) }
+
+// ApplyLimits sets the generation's rate-limit rules on the shared
+// limiter; call it when the generation is swapped in.
+func (g *Generation) ApplyLimits() {
+	if g.RateLimit != nil {
+		g.RateLimit.Limiter.SetMatcher(g.limits)
+	}
+}
+
+// Release drops the generation's hold on its components: those no other
+// generation holds stop and close.
+func (g *Generation) Release() error { return g.lease.Release() }
 
 // referencedFiles are the files and directories the config makes the
 // service read, all watched: key files, JWKS files, rate-limit files and
 // directories, which a reload re-reads; and the Redis TLS files, which
 // only a restart re-reads (a change is logged as such).
-func (c *fileConfig) referencedFiles() []string {
+func (c *Config) referencedFiles() []string {
 	var out []string
 	for i := range c.Authenticators {
 		out = append(out, c.Authenticators[i].files()...)
 	}
 	out = append(out, c.RateLimit.Files...)
-	out = append(out, c.restartOnlyFiles()...)
+	out = append(out, c.RestartOnlyFiles()...)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
 
-// restartOnlyFiles are referenced files read once, at start.
-func (c *fileConfig) restartOnlyFiles() []string {
+// RestartOnlyFiles are referenced files read once, at start.
+func (c *Config) RestartOnlyFiles() []string {
 	var out []string
 	for _, f := range []string{c.Redis.TLS.CAFile, c.Redis.TLS.CertFile, c.Redis.TLS.KeyFile} {
 		if f != "" {

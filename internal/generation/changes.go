@@ -1,4 +1,4 @@
-package main
+package generation
 
 import (
 	"crypto/sha256"
@@ -8,11 +8,11 @@ import (
 	"github.com/ext-authz/ext-authz/authz"
 )
 
-// describeChanges says, for the reload log line, what the new generation
+// DescribeChanges says, for the reload log line, what the new generation
 // changed: rules and authenticators added, removed or changed, which
 // authenticators were rebuilt and which kept their state, and which
 // referenced files changed. Names only: never a key, token or config value.
-func describeChanges(old, next *generation) []any {
+func DescribeChanges(old, next *Generation) []any {
 	var out []any
 	add := func(k string, v []string) {
 		if len(v) > 0 {
@@ -33,25 +33,25 @@ func describeChanges(old, next *generation) []any {
 
 	oldKeys := keysByAuth(old)
 	var keysAdded, keysRemoved []string
-	for _, a := range next.auths {
-		prev, ok := oldKeys[a.cfg.Name]
+	for _, a := range next.Auths {
+		prev, ok := oldKeys[a.Config.Name]
 		if !ok {
 			continue // a new authenticator: listed above
 		}
-		plus, minus := diffCounts(prev, a.keys)
+		plus, minus := diffCounts(prev, a.Keys)
 		for _, k := range plus {
-			keysAdded = append(keysAdded, a.cfg.Name+": "+k)
+			keysAdded = append(keysAdded, a.Config.Name+": "+k)
 		}
 		for _, k := range minus {
-			keysRemoved = append(keysRemoved, a.cfg.Name+": "+k)
+			keysRemoved = append(keysRemoved, a.Config.Name+": "+k)
 		}
 	}
 	add("keys_added", keysAdded)
 	add("keys_removed", keysRemoved)
 
 	var files []string
-	for p, d := range next.files {
-		if od, ok := old.files[p]; ok && od != d {
+	for p, d := range next.Files {
+		if od, ok := old.Files[p]; ok && od != d {
 			files = append(files, p)
 		}
 	}
@@ -60,7 +60,7 @@ func describeChanges(old, next *generation) []any {
 	return out
 }
 
-func rulesByName(g *generation) map[string]string { return g.rules }
+func rulesByName(g *Generation) map[string]string { return g.rules }
 
 // ruleDigests maps each rule's name to a digest of its configuration.
 func ruleDigests(rules []authz.RuleConfig) map[string]string {
@@ -73,10 +73,10 @@ func ruleDigests(rules []authz.RuleConfig) map[string]string {
 	return m
 }
 
-func authsByName(g *generation) map[string]string {
-	m := make(map[string]string, len(g.auths))
-	for _, a := range g.auths {
-		m[a.cfg.Name] = a.key
+func authsByName(g *Generation) map[string]string {
+	m := make(map[string]string, len(g.Auths))
+	for _, a := range g.Auths {
+		m[a.Config.Name] = a.Key
 	}
 	return m
 }
@@ -103,10 +103,10 @@ func diffByName(old, next map[string]string) (added, removed, changed []string) 
 	return added, removed, changed
 }
 
-func keysByAuth(g *generation) map[string][]string {
-	m := make(map[string][]string, len(g.auths))
-	for _, a := range g.auths {
-		m[a.cfg.Name] = a.keys
+func keysByAuth(g *Generation) map[string][]string {
+	m := make(map[string][]string, len(g.Auths))
+	for _, a := range g.Auths {
+		m[a.Config.Name] = a.Keys
 	}
 	return m
 }

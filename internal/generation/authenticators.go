@@ -1,16 +1,12 @@
-package main
+package generation
 
 import (
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
@@ -21,10 +17,10 @@ import (
 	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
 )
 
-// authenticatorConfig is one entry of `authenticators:`: a name, where the
+// AuthenticatorConfig is one entry of `authenticators:`: a name, where the
 // credential is carried, and exactly one kind of verifier (one field per
 // entry of authKinds).
-type authenticatorConfig struct {
+type AuthenticatorConfig struct {
 	Name   string                 `yaml:"name"`
 	Source authz.CredentialSource `yaml:"source"`
 	// ChallengeScheme overrides the WWW-Authenticate scheme.
@@ -59,12 +55,12 @@ type authenticatorConfig struct {
 // it reads, so one whose config and files did not change keeps its caches
 // and background state across reloads.
 //
-// Adding a kind: a pointer field in authenticatorConfig and an entry here.
+// Adding a kind: a pointer field in AuthenticatorConfig and an entry here.
 type authKind struct {
 	name string
 	// section is the entry's section of this kind (nil when unset), with
 	// the kind's defaults applied to a copy.
-	section func(a *authenticatorConfig) any
+	section func(a *AuthenticatorConfig) any
 	// validate checks the section; paths are relative to it.
 	validate func(sec any) error
 	// files are the files the section makes the verifier read.
@@ -87,7 +83,7 @@ type buildDeps struct {
 
 // kindFuncs are a kind's functions over its section type C.
 type kindFuncs[C any] struct {
-	field    func(*authenticatorConfig) *C
+	field    func(*AuthenticatorConfig) *C
 	defaults func(*C) // nil: none
 	validate func(*C) error
 	files    func(*C) []string // nil: reads no file
@@ -101,7 +97,7 @@ func kindOf[C any](name string, f kindFuncs[C]) authKind {
 	return authKind{
 		name:  name,
 		redis: f.redis,
-		section: func(a *authenticatorConfig) any {
+		section: func(a *AuthenticatorConfig) any {
 			p := f.field(a)
 			if p == nil {
 				return nil
@@ -132,14 +128,14 @@ func kindOf[C any](name string, f kindFuncs[C]) authKind {
 // authKinds are the authenticator kinds, by their yaml name.
 var authKinds = []authKind{
 	kindOf("api_key", kindFuncs[tokens.APIKeyConfig]{
-		field:    func(a *authenticatorConfig) *tokens.APIKeyConfig { return a.APIKey },
+		field:    func(a *AuthenticatorConfig) *tokens.APIKeyConfig { return a.APIKey },
 		validate: (*tokens.APIKeyConfig).Validate,
 		files:    func(c *tokens.APIKeyConfig) []string { return []string{c.File} },
 		keyNames: apiKeyNames,
 		build:    func(c tokens.APIKeyConfig, _ buildDeps) (authz.Verifier, error) { return tokens.NewAPIKeyVerifier(c) },
 	}),
 	kindOf("jwt", kindFuncs[tokens.JWTConfig]{
-		field:    func(a *authenticatorConfig) *tokens.JWTConfig { return a.JWT },
+		field:    func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },
 		defaults: (*tokens.JWTConfig).ApplyDefaults,
 		validate: (*tokens.JWTConfig).Validate,
 		files: func(c *tokens.JWTConfig) []string {
@@ -157,7 +153,7 @@ var authKinds = []authKind{
 		},
 	}),
 	kindOf("udb_ticket", kindFuncs[tokens.TicketConfig]{
-		field:    func(a *authenticatorConfig) *tokens.TicketConfig { return a.UDBTicket },
+		field:    func(a *AuthenticatorConfig) *tokens.TicketConfig { return a.UDBTicket },
 		defaults: (*tokens.TicketConfig).ApplyDefaults,
 		validate: (*tokens.TicketConfig).Validate,
 		files: func(c *tokens.TicketConfig) []string {
@@ -183,7 +179,7 @@ var authKinds = []authKind{
 		},
 	}),
 	kindOf("udb_session", kindFuncs[tokens.SessionConfig]{
-		field:    func(a *authenticatorConfig) *tokens.SessionConfig { return a.UDBSession },
+		field:    func(a *AuthenticatorConfig) *tokens.SessionConfig { return a.UDBSession },
 		defaults: (*tokens.SessionConfig).ApplyDefaults,
 		validate: (*tokens.SessionConfig).Validate,
 		redis:    true,
@@ -248,7 +244,7 @@ func kindNames() []string {
 
 // kind returns the entry's one kind and its section (after defaults), or
 // nil when it sets none or several.
-func (a *authenticatorConfig) kind() (*authKind, any) {
+func (a *AuthenticatorConfig) kind() (*authKind, any) {
 	var found *authKind
 	var sec any
 	for i := range authKinds {
@@ -263,14 +259,14 @@ func (a *authenticatorConfig) kind() (*authKind, any) {
 }
 
 // kindName is the entry's kind for logs ("" when invalid).
-func (a *authenticatorConfig) kindName() string {
+func (a *AuthenticatorConfig) kindName() string {
 	if k, _ := a.kind(); k != nil {
 		return k.name
 	}
 	return ""
 }
 
-func (a *authenticatorConfig) validate() error {
+func (a *AuthenticatorConfig) validate() error {
 	var errs []error
 	if a.Name == "" {
 		errs = append(errs, yamlfile.Errorf("name", "required"))
@@ -294,7 +290,7 @@ func (a *authenticatorConfig) validate() error {
 func joinNames(names []string) string { return strings.Join(names, ", ") }
 
 // files are the files the entry's verifier reads.
-func (a *authenticatorConfig) files() []string {
+func (a *AuthenticatorConfig) files() []string {
 	if k, sec := a.kind(); k != nil {
 		return k.files(sec)
 	}
@@ -302,7 +298,7 @@ func (a *authenticatorConfig) files() []string {
 }
 
 // keyNames name the keys the entry accepts, for the reload log.
-func (a *authenticatorConfig) keyNames() []string {
+func (a *AuthenticatorConfig) keyNames() []string {
 	if k, sec := a.kind(); k != nil {
 		return k.keyNames(sec)
 	}
@@ -313,7 +309,7 @@ func (a *authenticatorConfig) keyNames() []string {
 // generations: kind, name (logs and metrics carry it), the canonical
 // section, the digests of the files it reads, and for Redis-backed kinds
 // the Redis client's key. Any change makes a new verifier.
-func (a *authenticatorConfig) poolKey(k *authKind, sec any, digests filewatch.Digests, redisKey string) string {
+func (a *AuthenticatorConfig) poolKey(k *authKind, sec any, digests filewatch.Digests, redisKey string) string {
 	b, _ := json.Marshal(sec) // config sections are plain data: never fails
 	key := "authenticator/" + k.name + "/" + a.Name + "\x00" + string(b)
 	for _, f := range k.files(sec) {
@@ -325,55 +321,13 @@ func (a *authenticatorConfig) poolKey(k *authKind, sec any, digests filewatch.Di
 	return key
 }
 
-// buildEnv is what building a generation may use: the pool of shared
-// components and observability.
-type buildEnv struct {
-	logger   *slog.Logger
-	registry prometheus.Registerer
-	// tracerProvider, when set, gives every Redis call a span.
-	tracerProvider trace.TracerProvider
-	tracer         trace.Tracer // nil: no pipeline spans
-	pool           *pool.Pool
-}
-
-// redisKey is the pool key of the Redis client for c.
-func redisKey(c *redisconf.Config) string {
-	b, _ := json.Marshal(c)
-	return "redis\x00" + string(b)
-}
-
-// redis acquires the shared Redis client for c into the lease.
-func (e *buildEnv) redis(l *pool.Lease, c *redisconf.Config) (redis.UniversalClient, error) {
-	v, _, err := l.Acquire(redisKey(c), func() (any, error) {
-		cli, err := c.NewClient()
-		if err != nil {
-			return nil, err
-		}
-		if e.registry != nil {
-			cli.AddHook(redisconf.NewMetricsHook(e.registry))
-		}
-		if e.tracerProvider != nil {
-			if err := redisotel.InstrumentTracing(cli, redisotel.WithTracerProvider(e.tracerProvider),
-				redisotel.WithDBStatement(false)); err != nil { // statements hold keys: session ids
-				_ = cli.Close()
-				return nil, err
-			}
-		}
-		return cli, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return v.(redis.UniversalClient), nil
-}
-
 // authenticator acquires the entry's verifier, of kind k with section sec
-// (see authenticatorConfig.kind), into the lease (building it when no
+// (see AuthenticatorConfig.kind), into the lease (building it when no
 // generation holds one under the same key) and wraps it.
-func (e *buildEnv) authenticator(l *pool.Lease, ac *authenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests filewatch.Digests) (*authz.Authenticator, string, error) {
-	d := buildDeps{opts: tokens.Options{Logger: e.logger.With("authenticator", ac.Name), Registerer: e.registry}}
+func (e *Env) authenticator(l *pool.Lease, ac *AuthenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests filewatch.Digests) (*authz.Authenticator, string, error) {
+	d := buildDeps{opts: tokens.Options{Logger: e.logger().With("authenticator", ac.Name), Registerer: e.Registry}}
 	if k.redis && redisCfg.Enabled() {
-		cli, err := e.redis(l, redisCfg)
+		cli, err := e.Redis(l, redisCfg)
 		if err != nil {
 			return nil, "", yamlfile.Wrap(k.name, err)
 		}

@@ -1,4 +1,4 @@
-package main
+package generation
 
 import (
 	"fmt"
@@ -7,20 +7,20 @@ import (
 	"strings"
 )
 
-// pathMap reads a config's absolute file paths from local directories, so
+// PathMap reads a config's absolute file paths from local directories, so
 // check-config can check a config written for the cluster's mounts
 // (/etc/ext-authz-keys/...) on a workstation.
-type pathMap struct {
+type PathMap struct {
 	// maps are FROM=TO prefixes, tried in order.
 	maps [][2]string
-	// baseDir, when set, prefixes every absolute path no map matched.
-	baseDir string
+	// BaseDir, when set, prefixes every absolute path no map matched.
+	BaseDir string
 }
 
-func (m *pathMap) String() string { return fmt.Sprint(m.maps) }
+func (m *PathMap) String() string { return fmt.Sprint(m.maps) }
 
 // Set adds one FROM=TO (the --map-path flag).
-func (m *pathMap) Set(v string) error {
+func (m *PathMap) Set(v string) error {
 	from, to, ok := strings.Cut(v, "=")
 	if !ok || !filepath.IsAbs(from) || to == "" {
 		return fmt.Errorf("%q is not FROM=TO with an absolute FROM", v)
@@ -30,7 +30,7 @@ func (m *pathMap) Set(v string) error {
 }
 
 // remap is the local path for an absolute path p.
-func (m *pathMap) remap(p string) string {
+func (m *PathMap) remap(p string) string {
 	if !filepath.IsAbs(p) {
 		return p
 	}
@@ -44,8 +44,8 @@ func (m *pathMap) remap(p string) string {
 			return out
 		}
 	}
-	if m.baseDir != "" {
-		out := filepath.Join(m.baseDir, clean)
+	if m.BaseDir != "" {
+		out := filepath.Join(m.BaseDir, clean)
 		if strings.HasSuffix(p, "/") {
 			out += "/"
 		}
@@ -54,9 +54,9 @@ func (m *pathMap) remap(p string) string {
 	return p
 }
 
-// apply rewrites every file field of cfg.
-func (m *pathMap) apply(cfg *fileConfig) {
-	if len(m.maps) == 0 && m.baseDir == "" {
+// Apply rewrites every file field of cfg.
+func (m *PathMap) Apply(cfg *Config) {
+	if len(m.maps) == 0 && m.BaseDir == "" {
 		return
 	}
 	remapFileFields(reflect.ValueOf(cfg).Elem(), m.remap)

@@ -1,4 +1,4 @@
-package main
+package generation
 
 import (
 	"errors"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/admission"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
@@ -19,14 +20,14 @@ import (
 	"github.com/ext-authz/ext-authz/ratelimit"
 )
 
-// fileConfig is the whole config file. Each section belongs to the package
+// Config is the whole config file. Each section belongs to the package
 // that uses it; this file only composes them and checks what crosses
 // sections.
-type fileConfig struct {
-	Server         serverConfig          `yaml:"server"`
-	Admin          adminConfig           `yaml:"admin"`
+type Config struct {
+	Server         ServerConfig          `yaml:"server"`
+	Admin          AdminConfig           `yaml:"admin"`
 	Redis          redisconf.Config      `yaml:"redis"`
-	Authenticators []authenticatorConfig `yaml:"authenticators"`
+	Authenticators []AuthenticatorConfig `yaml:"authenticators"`
 	Policy         authz.Config          `yaml:"policy"`
 	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
@@ -37,7 +38,7 @@ type fileConfig struct {
 	path, sum string
 }
 
-type serverConfig struct {
+type ServerConfig struct {
 	// GRPCAddress serves Check, health and reflection. Default ":8888".
 	GRPCAddress string `yaml:"grpc_address"`
 	// MaxConcurrentStreams bounds streams per connection (Envoy multiplexes
@@ -50,7 +51,7 @@ type serverConfig struct {
 	// negative value disables it.
 	MaxConnectionAge time.Duration `yaml:"max_connection_age"`
 	// Keepalive pings idle connections.
-	Keepalive keepaliveConfig `yaml:"keepalive"`
+	Keepalive KeepaliveConfig `yaml:"keepalive"`
 	// DrainDelay is how long health reports NOT_SERVING before the server
 	// stops accepting, so the gateway and Kubernetes stop sending first.
 	// Default 5s.
@@ -62,7 +63,7 @@ type serverConfig struct {
 	// (SIGHUP reloads at once). Default 2s; negative disables polling.
 	ReloadInterval time.Duration `yaml:"reload_interval"`
 	// Overload bounds the calls decided and waiting at once.
-	Overload overloadConfig `yaml:"overload"`
+	Overload admission.Config `yaml:"overload"`
 	// Edge bounds connections and what each may make the server do.
 	Edge grpcedge.Config `yaml:"edge"`
 	// HTTPAddress serves Envoy's HTTP ext_authz service (http_service,
@@ -70,11 +71,11 @@ type serverConfig struct {
 	// default): off. See docs/http-transport.md.
 	HTTPAddress string `yaml:"http_address"`
 	// HTTP bounds the HTTP ext_authz listener.
-	HTTP httpServerConfig `yaml:"http"`
+	HTTP HTTPServerConfig `yaml:"http"`
 }
 
-// httpServerConfig is server.http.
-type httpServerConfig struct {
+// HTTPServerConfig is server.http.
+type HTTPServerConfig struct {
 	// PathPrefix is the provider's pathPrefix (Envoy's path_prefix): every
 	// check's path starts with it; one that does not is answered 400.
 	PathPrefix string `yaml:"path_prefix"`
@@ -91,20 +92,20 @@ type httpServerConfig struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
-type keepaliveConfig struct {
+type KeepaliveConfig struct {
 	Time    time.Duration `yaml:"time"`     // default 30s
 	Timeout time.Duration `yaml:"timeout"`  // default 10s
 	MinTime time.Duration `yaml:"min_time"` // least interval a client may ping at; default 5s
 }
 
-type adminConfig struct {
+type AdminConfig struct {
 	// Address serves /healthz, /readyz, /metrics. Default ":8081".
 	Address string `yaml:"address"`
 	// Pprof exposes /debug/pprof on the admin address.
 	Pprof bool `yaml:"pprof"`
 }
 
-func (c *fileConfig) applyDefaults() {
+func (c *Config) applyDefaults() {
 	s := &c.Server
 	setDefault(&s.GRPCAddress, ":8888")
 	if s.MaxConcurrentStreams == 0 {
@@ -142,10 +143,10 @@ func setDefault[T comparable](p *T, def T) {
 // validate checks the sections that live for the process (server, admin,
 // redis, telemetry); compile checks the rest, as it builds them. Errors
 // carry field paths from the root.
-func (c *fileConfig) validate() error {
+func (c *Config) validate() error {
 	return errors.Join(
 		yamlfile.Wrap("server", c.Server.validate()),
-		yamlfile.Wrap("admin", validateAddress("address", c.Admin.Address)),
+		yamlfile.Wrap("admin", ValidateAddress("address", c.Admin.Address)),
 		yamlfile.Wrap("redis", c.Redis.Validate()),
 		yamlfile.Wrap("telemetry", c.Telemetry.Validate()),
 	)
@@ -154,11 +155,9 @@ func (c *fileConfig) validate() error {
 // validateGeneration checks what a generation is built from: the
 // authenticators, the policy over their names, and the rate_limit
 // section. Only compile calls it, before it builds anything.
-func (c *fileConfig) validateGeneration() error {
+func (c *Config) validateGeneration() error {
 	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
-	if c.RateLimit.Enabled() && c.RateLimit.Backend == ratelimit.BackendRedis && !c.Redis.Enabled() {
-		errs = append(errs, yamlfile.Errorf("rate_limit.backend", "redis needs the redis section"))
-	}
+	errs = append(errs, c.validateRateLimitBackend())
 	names := map[string]int{}
 	for i := range c.Authenticators {
 		a := &c.Authenticators[i]
@@ -176,11 +175,11 @@ func (c *fileConfig) validateGeneration() error {
 	return errors.Join(errs...)
 }
 
-func (s *serverConfig) validate() error {
-	errs := []error{validateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
+func (s *ServerConfig) validate() error {
+	errs := []error{ValidateAddress("grpc_address", s.GRPCAddress), yamlfile.Wrap("overload", s.Overload.Validate())}
 	errs = append(errs, yamlfile.Wrap("edge", s.Edge.Validate()))
 	if s.HTTPAddress != "" {
-		errs = append(errs, validateAddress("http_address", s.HTTPAddress))
+		errs = append(errs, ValidateAddress("http_address", s.HTTPAddress))
 	}
 	if p := s.HTTP.PathPrefix; p != "" && !strings.HasPrefix(p, "/") {
 		errs = append(errs, yamlfile.Errorf("http.path_prefix", "%q must start with /", p))
@@ -214,28 +213,28 @@ func (s *serverConfig) validate() error {
 	return errors.Join(errs...)
 }
 
-func validateAddress(path, addr string) error {
+func ValidateAddress(path, addr string) error {
 	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return yamlfile.Errorf(path, "%q is not host:port (%v)", addr, err)
 	}
 	return nil
 }
 
-// loadConfig reads, decodes strictly, applies defaults and validates a
+// Load reads, decodes strictly, applies defaults and validates a
 // config file. Every error names the file, and where it can the line and
 // the field.
-func loadConfig(path string, getenv func(string) string) (*fileConfig, error) {
+func Load(path string, getenv func(string) string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	return parseConfig(path, data, getenv)
+	return Parse(path, data, getenv)
 }
 
-// parseConfig is loadConfig for bytes already read: a reload parses
+// Parse is Load for bytes already read: a reload parses
 // exactly the bytes it hashed.
-func parseConfig(path string, data []byte, getenv func(string) string) (*fileConfig, error) {
-	var c fileConfig
+func Parse(path string, data []byte, getenv func(string) string) (*Config, error) {
+	var c Config
 	f, err := yamlfile.Decode(path, data, &c, getenv)
 	if err != nil {
 		return nil, err
@@ -248,9 +247,9 @@ func parseConfig(path string, data []byte, getenv func(string) string) (*fileCon
 	return &c, nil
 }
 
-// annotate puts the file, line and field on an error found after loading
+// Annotate puts the file, line and field on an error found after loading
 // (building authenticators, compiling the policy).
-func (c *fileConfig) annotate(err error) error {
+func (c *Config) Annotate(err error) error {
 	if err == nil || c.src == nil {
 		return err
 	}
@@ -262,13 +261,13 @@ func (c *fileConfig) annotate(err error) error {
 // the policy's rules (the pipeline holds their compiled form). The service
 // keeps the rest for what a reload compares. With 10,000 rules the two are
 // most of the config's memory (loadtest/RESULTS.md).
-func (c *fileConfig) compiled() {
+func (c *Config) compiled() {
 	c.src = nil
 	c.Policy.Rules = nil
 }
 
-// describe is the start-up summary for the log: no secrets.
-func (c *fileConfig) describe() []any {
+// Describe is the start-up summary for the log: no secrets.
+func (c *Config) Describe() []any {
 	names := make([]string, len(c.Authenticators))
 	for i, a := range c.Authenticators {
 		names[i] = fmt.Sprintf("%s(%s via %s)", a.Name, a.kindName(), a.Source.String())
@@ -288,12 +287,12 @@ type restartSetting struct {
 	name string
 	// keep puts the running value into next and reports whether next
 	// asked for another.
-	keep func(next, running *fileConfig) (changed bool)
+	keep func(next, running *Config) (changed bool)
 }
 
 // section is a restartSetting for a whole section.
-func section[T any](name string, get func(*fileConfig) *T) restartSetting {
-	return restartSetting{name, func(next, running *fileConfig) bool {
+func section[T any](name string, get func(*Config) *T) restartSetting {
+	return restartSetting{name, func(next, running *Config) bool {
 		n, r := get(next), get(running)
 		changed := !reflect.DeepEqual(*n, *r)
 		*n = *r
@@ -309,11 +308,11 @@ func section[T any](name string, get func(*fileConfig) *T) restartSetting {
 // the files (the limiter and its store live for the process; RLS serves
 // it).
 var restartOnly = []restartSetting{
-	section("server", func(c *fileConfig) *serverConfig { return &c.Server }),
-	section("admin", func(c *fileConfig) *adminConfig { return &c.Admin }),
-	section("redis", func(c *fileConfig) *redisconf.Config { return &c.Redis }),
-	section("telemetry", func(c *fileConfig) *telemetry.Config { return &c.Telemetry }),
-	{"rate_limit (all but files)", func(next, running *fileConfig) bool {
+	section("server", func(c *Config) *ServerConfig { return &c.Server }),
+	section("admin", func(c *Config) *AdminConfig { return &c.Admin }),
+	section("redis", func(c *Config) *redisconf.Config { return &c.Redis }),
+	section("telemetry", func(c *Config) *telemetry.Config { return &c.Telemetry }),
+	{"rate_limit (all but files)", func(next, running *Config) bool {
 		n, r := next.RateLimit, running.RateLimit
 		files := n.Files
 		n.Files, r.Files = nil, nil
@@ -328,9 +327,9 @@ var restartOnly = []restartSetting{
 	}},
 }
 
-// keepRestartOnly applies restartOnly to next and returns the names of the
+// KeepRestartOnly applies restartOnly to next and returns the names of the
 // settings next wanted changed.
-func keepRestartOnly(next, running *fileConfig) []string {
+func KeepRestartOnly(next, running *Config) []string {
 	var changed []string
 	for _, s := range restartOnly {
 		if s.keep(next, running) {
@@ -338,4 +337,28 @@ func keepRestartOnly(next, running *fileConfig) []string {
 		}
 	}
 	return changed
+}
+
+// HoldsSource reports whether the config still holds the file's YAML node
+// tree, kept to put lines on errors until Compile succeeds.
+func (c *Config) HoldsSource() bool { return c.src != nil }
+
+// Sum is the SHA-256 (hex) of the config file's bytes as decoded.
+func (c *Config) Sum() string { return c.sum }
+
+// Path is the config file's name.
+func (c *Config) Path() string { return c.path }
+
+// CredentialKeys are the header and cookie names the config says carry
+// credentials: the logger redacts them.
+func (c *Config) CredentialKeys() []string {
+	var keys []string
+	for _, a := range c.Authenticators {
+		for _, k := range []string{a.Source.Header, a.Source.Cookie} {
+			if k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	return keys
 }
