@@ -14,6 +14,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
+	"github.com/ext-authz/ext-authz/internal/server"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
@@ -93,21 +94,23 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		_ = tel.Shutdown(ctx) // flushes spans
 	}()
 	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
-	svc, err := newService(*path, cfg, getenv, tel)
+	svc, err := server.New(*path, cfg, tel, server.Options{
+		Getenv: getenv,
+		Adjust: func(c *generation.Config) { _ = ov.apply(c) }, // checked above
+	})
 	if err != nil {
 		return cfg.Annotate(err)
 	}
-	svc.overrides = ov
 	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.Describe()...)...)
 	defer func() {
-		if err := svc.close(); err != nil {
+		if err := svc.Close(); err != nil {
 			tel.Logger.Warn("closing", "error", err)
 		}
 	}()
-	if err := svc.listen(); err != nil {
+	if err := svc.Listen(); err != nil {
 		return err
 	}
-	return svc.serve(ctx)
+	return svc.Serve(ctx)
 }
 
 const checkConfigUsage = `usage: ext-authz check-config [--base-dir DIR] [--map-path FROM=TO]... [--allow-unset-env] FILE...
@@ -186,9 +189,14 @@ func checkConfig(path string, getenv func(string) string, remap func(*generation
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
 	// The same compile serve and reload run, over a pool of its own.
-	g, err := generation.Compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
+	g, err := generation.Compile(&generation.Env{Pool: pool.New(pool.Options{}), Logger: tel.Logger, Registry: tel.Registry}, cfg)
 	if err != nil {
 		return cfg.Annotate(err)
 	}
 	return g.Release()
+}
+
+// newTelemetry builds the process's telemetry from cfg's telemetry section.
+func newTelemetry(cfg *generation.Config, stderr io.Writer) (*telemetry.Telemetry, error) {
+	return telemetry.New(cfg.Telemetry, stderr, telemetry.Options{Version: version, CredentialKeys: cfg.CredentialKeys()})
 }

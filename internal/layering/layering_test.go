@@ -33,10 +33,12 @@ var rules = []struct {
 		"the HTTP ext_authz adapter speaks plain HTTP: it shares the gRPC adapter's logic through authz/transport, not its protos"},
 	{"internal/...", []string{module + "/authz", module + "/tokens", module + "/ratelimit", module + "/cmd"},
 		"internal helpers sit below the domain packages; only the service's assembly (see exceptions) sits above it"},
-	{"internal/generation", []string{module + "/cmd", "google.golang.org/grpc", "net/http",
+	{"internal/generation", []string{module + "/cmd", module + "/internal/server", "google.golang.org/grpc", "net/http",
 		module + "/authz/extauthz", module + "/authz/httpauthz", module + "/ratelimit/rls", "github.com/envoyproxy/go-control-plane"},
 		"compiling a config knows no transport: check-config, serve and reload all call it; serving is internal/server's"},
-	{"internal/telemetry", []string{module + "/internal/generation", "github.com/envoyproxy/", "net/http"},
+	{"internal/server", []string{module + "/cmd"},
+		"the server is reusable wiring: only cmd reads flags and the environment"},
+	{"internal/telemetry", []string{module + "/internal/generation", module + "/internal/server", "github.com/envoyproxy/", "net/http"},
 		"telemetry is built first and injected: it knows no config file, request or transport"},
 	{"internal/admission", []string{"google.golang.org/grpc", "github.com/envoyproxy/", "net/http"},
 		"admission control is transport-neutral: each transport maps ErrOverloaded to its own answer"},
@@ -55,10 +57,10 @@ var rules = []struct {
 }
 
 // exceptions are packages a rule's pattern matches that the rule skips:
-// internal/generation assembles the service from the domain packages, so
-// it sits above them (its own rule follows).
+// internal/generation and internal/server assemble the service from the
+// domain packages, so they sit above them (their own rules follow).
 var exceptions = map[string][]string{
-	"internal/...": {"internal/generation"},
+	"internal/...": {"internal/generation", "internal/server"},
 }
 
 type pkgInfo struct {

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 
 // edgeListener wraps the gRPC listener with the server.edge bounds; it
 // returns the connection cap in force.
-func (s *service) edgeListener(lis net.Listener, c *generation.ServerConfig) (*grpcedge.Listener, int, error) {
+func (s *Server) edgeListener(lis net.Listener, c *generation.ServerConfig) (*grpcedge.Listener, int, error) {
 	e := c.Edge
 	want := e.MaxConnections
 	if want < 0 {

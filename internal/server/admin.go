@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"net/http"
@@ -12,7 +12,7 @@ import (
 
 // newAdminServer serves liveness, readiness, metrics and, when enabled,
 // pprof on its own mux (never http.DefaultServeMux).
-func (s *service) newAdminServer(c *generation.AdminConfig) *http.Server {
+func (s *Server) newAdminServer(c *generation.AdminConfig) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"context"
@@ -29,18 +29,15 @@ import (
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
-// service is the running process: the gRPC and admin servers, the live
-// configuration generation, and config reloads.
-type service struct {
-	path   string
-	getenv func(string) string
-	// overrides are the listen addresses from flags or env, applied to
-	// every reload's config too so it matches the running one.
-	overrides listenOverrides
-	tel       *telemetry.Telemetry
-	logger    *slog.Logger
-	registry  *prometheus.Registry
-	env       *generation.Env
+// Server is the running service: the gRPC, HTTP and admin servers, the
+// live configuration generation, and config reloads.
+type Server struct {
+	path     string
+	opts     Options
+	tel      *telemetry.Telemetry
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	env      *generation.Env
 	// pool holds the components generations share (see generation).
 	pool *pool.Pool
 
@@ -80,12 +77,27 @@ type service struct {
 	reloadWait time.Duration
 }
 
-// newService compiles the first generation from a validated config. It
-// starts no goroutine and opens no socket.
-func newService(path string, cfg *generation.Config, getenv func(string) string, tel *telemetry.Telemetry) (*service, error) {
-	s := &service{
+// Options are New's optional inputs.
+type Options struct {
+	// Getenv expands ${NAME} in the config file on every reload (nil: every
+	// variable is unset).
+	Getenv func(string) string
+	// Adjust, when set, changes every reloaded config before it is
+	// compiled, as the caller changed the first one (the listen addresses
+	// from flags or the environment), so a reload compares like with like.
+	Adjust func(*generation.Config)
+}
+
+// New compiles the first generation from cfg, loaded from path, and builds
+// the servers. It starts no goroutine and opens no socket: Listen, then
+// Serve, then Close.
+func New(path string, cfg *generation.Config, tel *telemetry.Telemetry, opts Options) (*Server, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	s := &Server{
 		path:       path,
-		getenv:     getenv,
+		opts:       opts,
 		tel:        tel,
 		logger:     tel.Logger,
 		registry:   tel.Registry,
@@ -132,10 +144,10 @@ func componentName(key string) string {
 }
 
 // cfg is the configuration serving now.
-func (s *service) cfg() *generation.Config { return s.gen.Load().Config }
+func (s *Server) cfg() *generation.Config { return s.gen.Load().Config }
 
-// listen opens every socket, so a port conflict fails start-up at once.
-func (s *service) listen() error {
+// Listen opens every socket, so a port conflict fails start-up at once.
+func (s *Server) Listen() error {
 	var err error
 	if s.grpcLis, err = net.Listen("tcp", s.cfg().Server.GRPCAddress); err != nil {
 		return fmt.Errorf("grpc listener: %w", err)
@@ -156,9 +168,9 @@ func (s *service) listen() error {
 	return nil
 }
 
-// serve runs until ctx ends, then drains. It returns nil after a clean
+// Serve runs until ctx ends, then drains. It returns nil after a clean
 // drain.
-func (s *service) serve(ctx context.Context) error {
+func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Lock()
 	if err := s.gen.Load().Start(s.base); err != nil {
 		s.mu.Unlock()
@@ -209,7 +221,7 @@ func (s *service) serve(ctx context.Context) error {
 // connection closes after its answer) → wait drain_delay → GracefulStop
 // and HTTP Shutdown bounded by drain_timeout → Stop and Close; then the
 // admin server and background work.
-func (s *service) drain() {
+func (s *Server) drain() {
 	sc := s.cfg().Server
 	s.logger.Info("draining", "drain_delay", sc.DrainDelay.String(), "drain_timeout", sc.DrainTimeout.String())
 	s.draining.Store(true)
@@ -255,10 +267,10 @@ func (h *httpDrain) Stop() {
 	_ = h.srv.Close()
 }
 
-// close releases what newService built: the serving generation, and with
+// Close releases what New built: the serving generation, and with
 // it every shared component. Call it after serve returns (or instead of
 // serve).
-func (s *service) close() error {
+func (s *Server) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.gen.Load().Release()
@@ -283,7 +295,7 @@ func addrString(l net.Listener) string {
 }
 
 // Ready returns nil when the service can decide requests.
-func (s *service) Ready() error {
+func (s *Server) Ready() error {
 	if s.draining.Load() {
 		return errors.New("draining")
 	}
@@ -295,7 +307,7 @@ func (s *service) Ready() error {
 
 // watchRedis pings Redis every second for readiness (only with
 // redis.required_for_readiness).
-func (s *service) watchRedis(ctx context.Context) {
+func (s *Server) watchRedis(ctx context.Context) {
 	l := s.pool.NewLease()
 	defer func() { _ = l.Release() }()
 	cli, err := s.env.Redis(l, &s.cfg().Redis)
@@ -324,7 +336,7 @@ func (s *service) watchRedis(ctx context.Context) {
 // healthServices are the names grpc.health.v1 answers for.
 var healthServices = []string{"", "envoy.service.auth.v3.Authorization"}
 
-func (s *service) setServing(ok bool) {
+func (s *Server) setServing(ok bool) {
 	st := healthpbNotServing
 	if ok {
 		st = healthpbServing
@@ -335,7 +347,7 @@ func (s *service) setServing(ok bool) {
 }
 
 // watchReadiness keeps the gRPC health status in step with ready().
-func (s *service) watchReadiness(ctx context.Context) {
+func (s *Server) watchReadiness(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	last := false
@@ -368,7 +380,7 @@ func (s *service) watchReadiness(ctx context.Context) {
 // that; write a new file and rename it over the old one, as a Kubernetes
 // ConfigMap update does). Content, not mtime, is compared: a ConfigMap
 // update swaps a symlink and keeps old timestamps.
-func (s *service) watchConfig(ctx context.Context) {
+func (s *Server) watchConfig(ctx context.Context) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -395,7 +407,7 @@ func (s *service) watchConfig(ctx context.Context) {
 
 // poll is one look at the files: it applies them when they changed and
 // have settled (see filewatch.Settle). It reports whether it attempted a reload.
-func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration) bool {
+func (s *Server) poll(st *filewatch.Settle, now time.Time, quiet time.Duration) bool {
 	data, cur := s.snapshot()
 	if !st.Observe(cur, s.gen.Load().Files, now, quiet) {
 		return false
@@ -408,7 +420,7 @@ func (s *service) poll(st *filewatch.Settle, now time.Time, quiet time.Duration)
 
 // snapshot reads the config file and digests it (the digest of exactly
 // the bytes returned) and every file the serving generation references.
-func (s *service) snapshot() ([]byte, filewatch.Digests) {
+func (s *Server) snapshot() ([]byte, filewatch.Digests) {
 	g := s.gen.Load()
 	paths := make([]string, 0, len(g.Files))
 	for p := range g.Files {
@@ -427,7 +439,7 @@ func (s *service) snapshot() ([]byte, filewatch.Digests) {
 }
 
 // reload reads the config file and applies it.
-func (s *service) reload(why string) error {
+func (s *Server) reload(why string) error {
 	data, err := os.ReadFile(s.path)
 	if err != nil {
 		s.tel.Reloads.WithLabelValues("failure").Inc()
@@ -445,7 +457,7 @@ func (s *service) reload(why string) error {
 // generation must have read exactly the files expect describes (the
 // content that settled) where it read the same paths, or it is discarded
 // with generation.ErrFilesChanged.
-func (s *service) apply(why string, data []byte, expect filewatch.Digests) error {
+func (s *Server) apply(why string, data []byte, expect filewatch.Digests) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.gen.Load()
@@ -481,12 +493,14 @@ func (s *service) apply(why string, data []byte, expect filewatch.Digests) error
 
 // prepare builds the next generation from data and starts it; on error
 // nothing it built is left running.
-func (s *service) prepare(data []byte, old *generation.Generation, expect filewatch.Digests) (*generation.Generation, error) {
-	cfg, err := generation.Parse(s.path, data, s.getenv)
+func (s *Server) prepare(data []byte, old *generation.Generation, expect filewatch.Digests) (*generation.Generation, error) {
+	cfg, err := generation.Parse(s.path, data, s.opts.Getenv)
 	if err != nil {
 		return nil, err
 	}
-	_ = s.overrides.apply(cfg) // checked at start; server and admin are restart-only
+	if s.opts.Adjust != nil {
+		s.opts.Adjust(cfg) // checked at start; server and admin are restart-only
+	}
 	for _, name := range generation.KeepRestartOnly(cfg, old.Config) {
 		s.logger.Warn("config setting changed; restart to apply it", "section", name)
 	}
@@ -508,7 +522,7 @@ func (s *service) prepare(data []byte, old *generation.Generation, expect filewa
 // startAndAwait starts the generation's new components and waits for it to
 // be ready, so a reload never swaps in a pipeline that cannot verify (a
 // JWKS issuer without keys yet).
-func (s *service) startAndAwait(g *generation.Generation) error {
+func (s *Server) startAndAwait(g *generation.Generation) error {
 	if err := g.Start(s.base); err != nil {
 		return err
 	}

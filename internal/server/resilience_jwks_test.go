@@ -1,4 +1,4 @@
-package main
+package server
 
 // Resilience of JWT verification when the issuer's JWKS endpoint fails:
 // down at startup, down later, answering garbage, hanging, and bursts of

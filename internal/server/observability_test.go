@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"crypto/sha256"
@@ -142,9 +142,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 1)))
 
-	jwt := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1",
-		"--issuer", "https://issuer.quickstart.example", "--audience", "quickstart", "--subject", "erin")[0]
-	ticket := mintCmd(t, "--kind", "udb-ticket", "--key-file", quickstartKeys+"ticket-hs256.key", "--kid", "dev-1", "--subject", "frank")[0]
+	jwt := mintJWT(t, "quickstart", "erin")
+	ticket := mintTicket(t, "frank")
 	const session = "c2Vzc2lvbi10b2tlbi1vZi1naW5hLTAwMQ"
 	sum := sha256.Sum256([]byte(session))
 	if _, err := rs.Do("HSET", "udb:session:"+hex.EncodeToString(sum[:]), "uid", "gina"); err != nil {
@@ -279,8 +278,7 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 100)))
 
-	good := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1",
-		"--issuer", "https://issuer.quickstart.example", "--audience", "quickstart", "--subject", "mallory")[0]
+	good := mintJWT(t, "quickstart", "mallory")
 	parts := strings.Split(good, ".")
 	b64 := base64.RawURLEncoding.EncodeToString
 	tamperedPayload := parts[0] + "." + b64([]byte(`{"sub":"admin","iss":"https://issuer.quickstart.example","aud":"quickstart","exp":4102444800}`)) + "." + parts[2]
@@ -295,9 +293,8 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongAud := mintCmd(t, "--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1",
-		"--issuer", "https://issuer.quickstart.example", "--audience", "elsewhere", "--subject", "mallory")[0]
-	ticket := mintCmd(t, "--kind", "udb-ticket", "--key-file", quickstartKeys+"ticket-hs256.key", "--kid", "dev-1", "--subject", "mallory")[0]
+	wrongAud := mintJWT(t, "elsewhere", "mallory")
+	ticket := mintTicket(t, "mallory")
 	tamperedTicket := ticket[:len(ticket)-4] + "AAAA"
 	huge := strings.Repeat("A", 9000)
 

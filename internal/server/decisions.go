@@ -1,8 +1,7 @@
-package main
+package server
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"time"
 
@@ -10,14 +9,8 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/decisionlog"
-	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
-
-// newTelemetry builds the process's telemetry from cfg's telemetry section.
-func newTelemetry(cfg *generation.Config, stderr io.Writer) (*telemetry.Telemetry, error) {
-	return telemetry.New(cfg.Telemetry, stderr, telemetry.Options{Version: version, CredentialKeys: cfg.CredentialKeys()})
-}
 
 // decisionLog adapts internal/decisionlog to extauthz's Observe hook.
 type decisionLog struct{ l *decisionlog.Log }

@@ -1,4 +1,4 @@
-package main
+package server
 
 import (
 	"errors"
@@ -35,7 +35,7 @@ const (
 
 // newGRPCServer builds the gRPC server with its limits and registers
 // Check, health and reflection.
-func (s *service) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
+func (s *Server) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
 	ka := keepalive.ServerParameters{Time: c.Keepalive.Time, Timeout: c.Keepalive.Timeout}
 	if c.MaxConnectionAge > 0 {
 		ka.MaxConnectionAge = c.MaxConnectionAge
@@ -97,7 +97,7 @@ func (s *service) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
 
 // serveGRPC serves the gRPC server on lis behind the server.edge bounds
 // (connection cap, early-reset budget, write timeout).
-func (s *service) serveGRPC(lis net.Listener) error {
+func (s *Server) serveGRPC(lis net.Listener) error {
 	sc := s.cfg().Server // restart-only: a reload keeps the running values
 	el, maxConns, err := s.edgeListener(lis, &sc)
 	if err != nil {
@@ -112,7 +112,7 @@ func (s *service) serveGRPC(lis net.Listener) error {
 // server.http_address is empty): the same pipeline, decision series,
 // decision log, tracing and admission control as Check, behind bounded
 // headers and timeouts.
-func (s *service) newHTTPServer(c *generation.ServerConfig) *http.Server {
+func (s *Server) newHTTPServer(c *generation.ServerConfig) *http.Server {
 	if c.HTTPAddress == "" {
 		return nil
 	}
@@ -151,7 +151,7 @@ func (s *service) newHTTPServer(c *generation.ServerConfig) *http.Server {
 
 // serveHTTP serves the HTTP ext_authz server on lis, with at most
 // server.edge.max_connections connections open at once.
-func (s *service) serveHTTP(lis net.Listener) error {
+func (s *Server) serveHTTP(lis net.Listener) error {
 	sc := s.cfg().Server // restart-only
 	if n := sc.Edge.MaxConnections; n > 0 {
 		lis = netutil.LimitListener(lis, n)
