@@ -54,11 +54,11 @@ type Auth struct {
 	Keys []string
 }
 
-// ErrFilesChanged: a referenced file changed while the generation was
+// ErrFilesChanged means a referenced file changed while the generation was
 // built, so it may have read a mix of old and new content.
 var ErrFilesChanged = errors.New("referenced files changed while loading; will retry once they are stable")
 
-// compile turns a loaded config into a generation: it validates the
+// Compile turns a loaded config into a generation: it validates the
 // authenticators, policy and rate_limit sections (it is their only
 // validator), reads every referenced file, acquires or builds every
 // authenticator, the limiter and the Redis client, and compiles the
