@@ -77,14 +77,14 @@ fuzz-smoke:
 # The resilience tests alone (RESILIENCE.md); they also run in test-go.
 RESILIENCE_TESTS := TestRedisRes|TestJWKSRes|TestAttackRes|TestOverload|TestAdmission|TestShutdownUnderLoad|TestReloadUnderLoad
 resilience: deps
-	$(GO) test -race -count=1 -timeout 30m -run '$(RESILIENCE_TESTS)' -v ./cmd/ext-authz/
+	$(GO) test -race -count=1 -timeout 30m -run '$(RESILIENCE_TESTS)' -v ./internal/server/
 
 # The long variants: every sustained-load phase of the resilience tests
 # lasts SOAK instead of a few seconds, and the overload test also runs with
 # admission control off for comparison. Not part of test.
 SOAK ?= 10m
 soak: deps
-	$(GO) test -race -count=1 -timeout 0 -run '$(RESILIENCE_TESTS)' -v ./cmd/ext-authz/ -soak=$(SOAK)
+	$(GO) test -race -count=1 -timeout 0 -run '$(RESILIENCE_TESTS)' -v ./internal/server/ -soak=$(SOAK)
 
 # Benchmarks, BENCHCOUNT runs each, for benchstat.
 bench:

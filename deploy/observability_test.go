@@ -49,7 +49,7 @@ var metricRE = regexp.MustCompile(`\bext_authz_[a-z0-9_]+`)
 
 // TestAlertsAreOneSetForBothInstalls: the Operator's PrometheusRule and the
 // addon Prometheus's rule file are the same alerts, each alert queries an
-// ext-authz metric (cmd/ext-authz's TestMetricsEndToEnd requires every
+// ext-authz metric (internal/server's TestMetricsEndToEnd requires every
 // ext_authz_* name in deploy/observability to be exported), and the
 // addon path ships the file byte for byte.
 func TestAlertsAreOneSetForBothInstalls(t *testing.T) {

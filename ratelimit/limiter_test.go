@@ -161,7 +161,6 @@ func TestConfigValidate(t *testing.T) {
 		want string // "" for valid
 	}{
 		{"defaults", ratelimit.Config{Files: []string{"x.yaml"}}, ""},
-		{"backend", ratelimit.Config{Backend: "etcd"}, `backend: "etcd" is not one of memory, redis`},
 		{"timeout", ratelimit.Config{Timeout: time.Minute}, "timeout: 1m0s: must be between 1ms and 10s"},
 		{"failure mode", ratelimit.Config{FailureMode: "maybe"}, `failure_mode: "maybe" is not one of deny, allow`},
 		{"deny status", ratelimit.Config{DenyStatus: 500}, "deny_status: 500 is not one of 503, 429"},

@@ -28,6 +28,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
 	"github.com/ext-authz/ext-authz/internal/redislog"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 var buildOnce struct {
@@ -227,7 +228,7 @@ func TestBinaryBadConfigExitsNonZero(t *testing.T) {
 
 func TestRecoverUnaryTurnsPanicIntoInternal(t *testing.T) {
 	logs := &syncBuffer{}
-	interceptor := grpcserver.RecoverUnary(newRedactingLogger(logs, logConfig{Level: "info", Format: "json"}, nil))
+	interceptor := grpcserver.RecoverUnary(telemetry.NewRedactingLogger(logs, telemetry.LogConfig{Level: "info", Format: "json"}, nil))
 	_, err := interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { panic("boom") })
 	if status.Code(err) != codes.Internal {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -13,37 +12,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
+	"github.com/ext-authz/ext-authz/internal/server"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = ""
-
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		rev, dirty := "", false
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				rev = s.Value
-			case "vcs.modified":
-				dirty = s.Value == "true"
-			}
-		}
-		if rev != "" {
-			if dirty {
-				rev += "-dirty"
-			}
-			return bi.Main.Version + " " + rev
-		}
-		return bi.Main.Version
-	}
-	return "unknown"
-}
 
 const serveUsage = `usage: ext-authz serve --config FILE [--grpc-address ADDR] [--admin-address ADDR]
 
@@ -69,15 +46,15 @@ func newListenOverrides(grpcFlag, adminFlag string, getenv func(string) string) 
 }
 
 // apply sets the overridden addresses on cfg, checked.
-func (o listenOverrides) apply(cfg *fileConfig) error {
+func (o listenOverrides) apply(cfg *generation.Config) error {
 	var errs []error
 	if o.grpc != "" {
 		cfg.Server.GRPCAddress = o.grpc
-		errs = append(errs, validateAddress(o.grpcFrom, o.grpc))
+		errs = append(errs, generation.ValidateAddress(o.grpcFrom, o.grpc))
 	}
 	if o.admin != "" {
 		cfg.Admin.Address = o.admin
-		errs = append(errs, validateAddress(o.adminFrom, o.admin))
+		errs = append(errs, generation.ValidateAddress(o.adminFrom, o.admin))
 	}
 	return errors.Join(errs...)
 }
@@ -94,7 +71,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		return &cli.UsageError{Msg: "serve needs --config FILE and nothing else", Help: cli.Hint(fs.Name())}
 	}
 	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
-	cfg, err := loadConfig(*path, getenv)
+	cfg, err := generation.Load(*path, getenv)
 	if err != nil {
 		return err
 	}
@@ -103,29 +80,31 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	}
 	tel, err := newTelemetry(cfg, stderr)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_ = tel.shutdown(ctx) // flushes spans
+		_ = tel.Shutdown(ctx) // flushes spans
 	}()
-	redis.SetLogger(redislog.New(tel.logger)) // go-redis has only a global logger
-	svc, err := newService(*path, cfg, getenv, tel)
+	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
+	svc, err := server.New(*path, cfg, tel, server.Options{
+		Getenv: getenv,
+		Adjust: func(c *generation.Config) { _ = ov.apply(c) }, // checked above
+	})
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
-	svc.overrides = ov
-	tel.logger.Info("starting", append([]any{"version", versionString()}, cfg.describe()...)...)
+	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.Describe()...)...)
 	defer func() {
-		if err := svc.close(); err != nil {
-			tel.logger.Warn("closing", "error", err)
+		if err := svc.Close(); err != nil {
+			tel.Logger.Warn("closing", "error", err)
 		}
 	}()
-	if err := svc.listen(); err != nil {
+	if err := svc.Listen(); err != nil {
 		return err
 	}
-	return svc.serve(ctx)
+	return svc.Serve(ctx)
 }
 
 const checkConfigUsage = `usage: ext-authz check-config [--base-dir DIR] [--map-path FROM=TO]... [--allow-unset-env] FILE...
@@ -143,8 +122,8 @@ jwks_file, ca_file, cert_file, key_file) from local directories, and
 // compiling rules) without serving, so a file it accepts will start.
 func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) string) error {
 	fs := cli.NewFlags("check-config")
-	var pm pathMap
-	fs.StringVar(&pm.baseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
+	var pm generation.PathMap
+	fs.StringVar(&pm.BaseDir, "base-dir", "", "read an absolute path /P of a file field as DIR/P")
 	fs.Var(&pm, "map-path", "read absolute paths under FROM from directory TO instead (repeatable; before --base-dir)")
 	allowUnset := fs.Bool("allow-unset-env", false, "let ${NAME} placeholders be unset (each is replaced by a placeholder value and listed)")
 	if err := cli.ParseFlags(fs, checkConfigUsage, args, stdout); err != nil {
@@ -156,7 +135,7 @@ func checkConfigCommand(args []string, stdout io.Writer, getenv func(string) str
 	var errs []error
 	for _, path := range fs.Args() {
 		env := &lenientEnv{getenv: getenv, lenient: *allowUnset}
-		if err := checkConfig(path, env.get, pm.apply); err != nil {
+		if err := checkConfig(path, env.get, pm.Apply); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -190,8 +169,8 @@ func (e *lenientEnv) get(name string) string {
 
 // checkConfig builds the config at path; remap, when set, rewrites its
 // file paths first.
-func checkConfig(path string, getenv func(string) string, remap func(*fileConfig)) error {
-	cfg, err := loadConfig(path, getenv)
+func checkConfig(path string, getenv func(string) string, remap func(*generation.Config)) error {
+	cfg, err := generation.Load(path, getenv)
 	if err != nil {
 		return err
 	}
@@ -200,13 +179,18 @@ func checkConfig(path string, getenv func(string) string, remap func(*fileConfig
 	}
 	tel, err := newTelemetry(cfg, io.Discard)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
-	defer func() { _ = tel.shutdown(context.Background()) }()
+	defer func() { _ = tel.Shutdown(context.Background()) }()
 	// The same compile serve and reload run, over a pool of its own.
-	g, err := compile(newBuildEnv(tel, pool.New(pool.Options{})), cfg)
+	g, err := generation.Compile(&generation.Env{Pool: pool.New(pool.Options{}), Logger: tel.Logger, Registry: tel.Registry}, cfg)
 	if err != nil {
-		return cfg.annotate(err)
+		return cfg.Annotate(err)
 	}
-	return g.release()
+	return g.Release()
+}
+
+// newTelemetry builds the process's telemetry from cfg's telemetry section.
+func newTelemetry(cfg *generation.Config, stderr io.Writer) (*telemetry.Telemetry, error) {
+	return telemetry.New(cfg.Telemetry, stderr, telemetry.Options{Version: version, CredentialKeys: cfg.CredentialKeys()})
 }

@@ -23,6 +23,7 @@ import (
 	"syscall"
 
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
 func main() {
@@ -88,7 +89,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		if fs.NArg() > 0 {
 			return &cli.UsageError{Msg: fmt.Sprintf("version: unexpected argument %q", fs.Arg(0)), Help: cli.Hint("version")}
 		}
-		fmt.Fprintln(stdout, "ext-authz", versionString())
+		fmt.Fprintln(stdout, "ext-authz", telemetry.Version(version))
 		return nil
 	case "help", "-h", "--help", "-help":
 		fmt.Fprintln(stdout, usage)

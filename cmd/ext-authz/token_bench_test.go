@@ -16,6 +16,8 @@ import (
 	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
 )
 
+const quickstartKeys = "../../examples/quickstart/keys/"
+
 // BenchmarkCheckWithTokens measures the whole Check handler (proto in, proto
 // out, no network) with the real tokens verifiers: a cached JWT (RS256,
 // ES256), a cached UDB ticket and a cached UDB session (real Redis behind

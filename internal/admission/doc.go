@@ -12,7 +12,7 @@
 //
 // The package is transport-neutral: Acquire returns ErrOverloaded or
 // ErrCallerGone, and each transport maps them to its own answer (the gRPC
-// server in cmd/ext-authz answers RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED or
+// server in internal/server answers RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED or
 // CANCELLED). Its metrics are ext_authz_overload_rejected_total{reason},
 // ext_authz_overload_late_total and ext_authz_overload_queued.
 package admission

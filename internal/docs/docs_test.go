@@ -27,7 +27,8 @@ const root = "../.."
 // sections and every type they contain). ratelimit/envoyconfig is not one:
 // its yaml types describe envoyproxy/ratelimit's files, documented there.
 var configDirs = []string{
-	"cmd/ext-authz",
+	"internal/generation",
+	"internal/telemetry",
 	"authz",
 	"tokens",
 	"ratelimit",

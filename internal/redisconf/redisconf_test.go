@@ -74,7 +74,7 @@ func TestClusterClientTalksToRealCluster(t *testing.T) {
 	}
 	defer c.Close()
 	// A short slot-map refresh, so that a failover is noticed (see
-	// TestRedisResClusterFailover in cmd/ext-authz).
+	// TestRedisResClusterFailover in internal/server).
 	if cc, ok := c.(*redis.ClusterClient); !ok || cc.Options().ClusterStateReloadInterval != DefaultClusterReloadInterval {
 		t.Fatalf("client %T does not reload the cluster state every %v", c, DefaultClusterReloadInterval)
 	}
