@@ -455,3 +455,14 @@ func HashAPIKey(key string) string {
 func (v *APIKeyVerifier) String() string {
 	return fmt.Sprintf("api-key verifier (%d keys, issuer %s)", len(v.entries), v.issuer)
 }
+
+// Subjects are the subjects of the verifier's keys, one per key (two keys
+// may share a subject), in no particular order: names for a reload log,
+// never key material. It reads the loaded table, not the file.
+func (v *APIKeyVerifier) Subjects() []string {
+	out := make([]string, len(v.entries))
+	for i := range v.entries {
+		out[i] = v.entries[i].subject
+	}
+	return out
+}

@@ -65,9 +65,11 @@ type authKind struct {
 	validate func(sec any) error
 	// files are the files the section makes the verifier read.
 	files func(sec any) []string
-	// keyNames name the keys the section accepts (API key subjects, key
-	// ids), for the reload log: names only, never key material.
-	keyNames func(sec any) []string
+	// keyNames name the keys the section's built verifier v accepts (API
+	// key subjects, key ids), for the reload log: names only, never key
+	// material. It is called only when a reload rebuilt the verifier, so it
+	// may be as costly as reading the verifier's table, never a re-parse.
+	keyNames func(sec any, v authz.Verifier) []string
 	// redis: the verifier is built over the shared Redis client.
 	redis bool
 	// build makes the verifier. It starts no goroutine.
@@ -86,8 +88,8 @@ type kindFuncs[C any] struct {
 	field    func(*AuthenticatorConfig) *C
 	defaults func(*C) // nil: none
 	validate func(*C) error
-	files    func(*C) []string // nil: reads no file
-	keyNames func(*C) []string // nil: no named keys
+	files    func(*C) []string                 // nil: reads no file
+	keyNames func(*C, authz.Verifier) []string // nil: no named keys
 	redis    bool
 	build    func(C, buildDeps) (authz.Verifier, error)
 }
@@ -115,11 +117,11 @@ func kindOf[C any](name string, f kindFuncs[C]) authKind {
 			}
 			return f.files(sec.(*C))
 		},
-		keyNames: func(sec any) []string {
+		keyNames: func(sec any, v authz.Verifier) []string {
 			if f.keyNames == nil {
 				return nil
 			}
-			return f.keyNames(sec.(*C))
+			return f.keyNames(sec.(*C), v)
 		},
 		build: func(sec any, d buildDeps) (authz.Verifier, error) { return f.build(*sec.(*C), d) },
 	}
@@ -163,7 +165,7 @@ var authKinds = []authKind{
 			}
 			return out
 		},
-		keyNames: func(c *tokens.TicketConfig) []string {
+		keyNames: func(c *tokens.TicketConfig, _ authz.Verifier) []string {
 			var out []string
 			for _, k := range c.Keys {
 				n := "kid " + k.ID
@@ -192,23 +194,25 @@ var authKinds = []authKind{
 	}),
 }
 
-// apiKeyNames are the subjects of a key file's keys (never the digests),
-// for the reload log; an unreadable file has none (the build reports it).
-func apiKeyNames(c *tokens.APIKeyConfig) []string {
-	var f tokens.APIKeyFile
-	if _, err := yamlfile.Load(c.File, &f, func(string) string { return "" }); err != nil {
+// apiKeyNames are the subjects of the verifier's keys (never the
+// digests), for the reload log, read from the loaded table: a key file is
+// parsed once, by the verifier (a second YAML decode of a million keys cost
+// seconds and gigabytes).
+func apiKeyNames(_ *tokens.APIKeyConfig, v authz.Verifier) []string {
+	kv, ok := v.(*tokens.APIKeyVerifier)
+	if !ok {
 		return nil
 	}
-	out := make([]string, 0, len(f.Keys))
-	for _, k := range f.Keys {
-		out = append(out, "subject "+k.Subject)
+	out := kv.Subjects()
+	for i, s := range out {
+		out[i] = "subject " + s
 	}
 	return out
 }
 
 // jwksFileKeyNames are the key ids of the JWKS files (remote key sets
 // change without a reload and are logged by the verifier).
-func jwksFileKeyNames(c *tokens.JWTConfig) []string {
+func jwksFileKeyNames(c *tokens.JWTConfig, _ authz.Verifier) []string {
 	var out []string
 	for _, is := range c.Issuers {
 		if is.JWKSFile == "" {
@@ -297,10 +301,11 @@ func (a *AuthenticatorConfig) files() []string {
 	return nil
 }
 
-// keyNames name the keys the entry accepts, for the reload log.
-func (a *AuthenticatorConfig) keyNames() []string {
+// keyNames name the keys the entry's verifier v accepts, for the reload
+// log.
+func (a *AuthenticatorConfig) keyNames(v authz.Verifier) []string {
 	if k, sec := a.kind(); k != nil {
-		return k.keyNames(sec)
+		return k.keyNames(sec, v)
 	}
 	return nil
 }

@@ -31,14 +31,14 @@ func DescribeChanges(old, next *Generation) []any {
 	// changed here means a new verifier: its config or its files changed.
 	add("authenticators_rebuilt", changed)
 
-	oldKeys := keysByAuth(old)
 	var keysAdded, keysRemoved []string
-	for _, a := range next.Auths {
-		prev, ok := oldKeys[a.Config.Name]
-		if !ok {
-			continue // a new authenticator: listed above
+	for i := range next.Auths {
+		a := &next.Auths[i]
+		prev := authNamed(old, a.Config.Name)
+		if prev == nil || prev.Key == a.Key {
+			continue // new (listed above), or the same verifier: no key changed
 		}
-		plus, minus := diffCounts(prev, a.Keys)
+		plus, minus := diffCounts(prev.keys(), a.keys())
 		for _, k := range plus {
 			keysAdded = append(keysAdded, a.Config.Name+": "+k)
 		}
@@ -46,8 +46,15 @@ func DescribeChanges(old, next *Generation) []any {
 			keysRemoved = append(keysRemoved, a.Config.Name+": "+k)
 		}
 	}
-	add("keys_added", keysAdded)
-	add("keys_removed", keysRemoved)
+	addCapped := func(k string, v []string) {
+		if len(v) > maxLoggedKeys {
+			out = append(out, k+"_total", len(v))
+			v = append(v[:maxLoggedKeys:maxLoggedKeys], "...")
+		}
+		add(k, v)
+	}
+	addCapped("keys_added", keysAdded)
+	addCapped("keys_removed", keysRemoved)
 
 	var files []string
 	for p, d := range next.Files {
@@ -103,12 +110,19 @@ func diffByName(old, next map[string]string) (added, removed, changed []string) 
 	return added, removed, changed
 }
 
-func keysByAuth(g *Generation) map[string][]string {
-	m := make(map[string][]string, len(g.Auths))
-	for _, a := range g.Auths {
-		m[a.Config.Name] = a.Keys
+// maxLoggedKeys bounds the key names one reload line lists; past it the
+// line says how many there were (a replaced file of a million keys must
+// not make a line of a million names).
+const maxLoggedKeys = 50
+
+// authNamed is g's authenticator called name, or nil.
+func authNamed(g *Generation, name string) *Auth {
+	for i := range g.Auths {
+		if g.Auths[i].Config.Name == name {
+			return &g.Auths[i]
+		}
 	}
-	return m
+	return nil
 }
 
 // diffCounts compares two lists as multisets (two keys may share a

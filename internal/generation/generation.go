@@ -50,9 +50,10 @@ type Auth struct {
 	// Key is its pool key: the same key in two generations is the same
 	// verifier, state and all.
 	Key string
-	// Keys name the keys it accepts (see authKind.keyNames).
-	Keys []string
 }
+
+// keys name the keys it accepts (see authKind.keyNames).
+func (a *Auth) keys() []string { return a.Config.keyNames(a.Authenticator.Verifier) }
 
 // ErrFilesChanged means a referenced file changed while the generation was
 // built, so it may have read a mix of old and new content.
@@ -97,7 +98,7 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
 			continue
 		}
-		g.Auths = append(g.Auths, Auth{Config: ac, Authenticator: a, Key: key, Keys: ac.keyNames()})
+		g.Auths = append(g.Auths, Auth{Config: ac, Authenticator: a, Key: key})
 		list = append(list, a)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,0 +1,107 @@
+package generation
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ext-authz/ext-authz/internal/pool"
+)
+
+// writeKeys writes an API key file with one key per subject.
+func writeKeys(t *testing.T, path string, subjects []string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("keys:\n")
+	for _, s := range subjects {
+		sum := sha256.Sum256([]byte("key-of-" + s))
+		fmt.Fprintf(&b, "  - subject: %s\n    sha256: %s\n", s, hex.EncodeToString(sum[:]))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s%03d", prefix, i)
+	}
+	return out
+}
+
+// changes turns DescribeChanges' key/value list into a map.
+func changes(t *testing.T, old, next *Generation) map[string]any {
+	t.Helper()
+	kv := DescribeChanges(old, next)
+	m := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	return m
+}
+
+// TestReloadKeyDiff: the reload log's key names come from the verifiers
+// (the key file is parsed once, by the verifier that is built), a reload
+// that leaves the key file alone shares the verifier and lists no key, and
+// a large change is listed up to maxLoggedKeys names with its total.
+func TestReloadKeyDiff(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.yaml")
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(keys, 2)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := &Env{Pool: pool.New(pool.Options{})}
+	compile := func() *Generation {
+		t.Helper()
+		cfg, err := Load(cfgPath, os.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Compile(env, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Release() })
+		return g
+	}
+
+	writeKeys(t, keys, names("u", 120))
+	g1 := compile()
+	g2 := compile()
+	if g1.Auths[0].Authenticator.Verifier != g2.Auths[0].Authenticator.Verifier {
+		t.Fatal("an unchanged key file built a second verifier (it was parsed again)")
+	}
+	if c := changes(t, g1, g2); len(c) != 0 {
+		t.Fatalf("unchanged reload logs %v, want nothing", c)
+	}
+
+	// Half the subjects replaced: 60 added, 60 removed, 50 of each named.
+	writeKeys(t, keys, append(names("u", 60), names("v", 60)...))
+	g3 := compile()
+	if g3.Auths[0].Authenticator.Verifier == g2.Auths[0].Authenticator.Verifier {
+		t.Fatal("a changed key file kept the old verifier")
+	}
+	c := changes(t, g2, g3)
+	for _, dir := range []struct{ key, first string }{{"keys_added", "keys: subject v000"}, {"keys_removed", "keys: subject u060"}} {
+		if got := c[dir.key+"_total"]; got != 60 {
+			t.Errorf("%s_total = %v, want 60", dir.key, got)
+		}
+		list, _ := c[dir.key].([]string)
+		if len(list) != maxLoggedKeys+1 || list[0] != dir.first || list[maxLoggedKeys] != "..." {
+			t.Errorf("%s = %d names %v, want %d names from %q and \"...\"", dir.key, len(list), list, maxLoggedKeys, dir.first)
+		}
+	}
+
+	// A small change is listed whole, without a total.
+	writeKeys(t, keys, append(names("u", 60), names("v", 61)...))
+	c = changes(t, g3, compile())
+	if list, _ := c["keys_added"].([]string); len(list) != 1 || list[0] != "keys: subject v060" || c["keys_added_total"] != nil || c["keys_removed"] != nil {
+		t.Errorf("one key added: %v", c)
+	}
+}
