@@ -160,15 +160,19 @@ func (s *summary) comparison(versus string) (comparison, bool) {
 	return comparison{}, false
 }
 
-// nameOf names a role.
+// nameOf names a role; "none" for a server that was not measured.
 func (s *summary) nameOf(role string) string {
+	name := s.TargetName
 	switch role {
 	case "baseline":
-		return s.BaselineName
+		name = s.BaselineName
 	case "peer":
-		return s.PeerName
+		name = s.PeerName
 	}
-	return s.TargetName
+	if name == "" {
+		return "none"
+	}
+	return name
 }
 
 // expectShare is the share of a server's answers that were want ("" : any).
