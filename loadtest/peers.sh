@@ -16,14 +16,16 @@
 # used: for opa-envoy-plugin it asks the proxy for the module's version
 # list, which the proxy here refuses (403).
 #
-# Why these versions: they are the newest ones the module proxy reachable
-# from this machine serves. envoyproxy/ratelimit has no tagged version on
-# the proxy; the pseudo-version is main at 3fb702589d36 (2026-01-22), the
-# same one go.mod pins for ratelimit/envoyconfig. For opa-envoy-plugin the
-# proxy serves v1.10.0-envoy (2025-10-31, OPA v1.10.0) but refuses later
-# tags; the checksum database has no entry for it (404), so it is fetched
-# with GONOSUMDB for that one module and checked against OPA_ENVOY_SUM
-# below instead.
+# Why these versions: the module proxy reachable from this machine serves
+# only some versions. envoyproxy/ratelimit has no tagged version on it; the
+# pseudo-version (@latest) is main at 3fb702589d36 (2026-01-22), the same
+# one go.mod pins for ratelimit/envoyconfig. For opa-envoy-plugin the proxy
+# refuses the version list (403), so tags can only be tried one by one: of
+# those tried, v1.0.0-envoy and v1.10.0-envoy (2025-10-31, OPA v1.10.0) are
+# served, v1.1.0 to v1.5.0, v1.21.0, v1.22.0 and v1.22.3 (-envoy) are not.
+# The checksum database has no entry for v1.10.0-envoy (404), so it is
+# fetched with GONOSUMDB for that one module and checked against
+# OPA_ENVOY_SUM below instead.
 #
 # Build time: about one minute each on two shared cores with a warm module
 # cache, a few minutes cold. Built once; PEERS_REBUILD=1 builds again.
