@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
-.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput resilience soak
+.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak
 
 all: build
 
@@ -118,6 +118,26 @@ loadtest-redis:
 # The Go throughput harness: ext-authz/no-op ratios (loadtest/RESULTS.md).
 throughput:
 	loadtest/throughput.sh
+
+# Issue 20's goals, judged: jwt, jwt-redis and rls against the no-op server
+# and the peers (OPA-Envoy, envoyproxy/ratelimit) in the same rounds; exit 3
+# when a goal is missed (~5 minutes).
+throughput-goals:
+	PEERS=1 JUDGE=1 loadtest/throughput.sh jwt jwt-redis rls
+
+# Build the peers from their sources at pinned versions (loadtest/peers.sh).
+peers:
+	loadtest/peers.sh
+
+# Start-up, peak RSS and Check cost at 10/1k/10k rules, 10/100k/1M API
+# keys, 10/1k/10k descriptors (~5 minutes).
+loadtest-scale:
+	loadtest/scale.sh
+
+# Everything issue 20 measures, in one command (~10 minutes): the judged
+# goals, then the scale run; summary in loadtest/.out/issue20-summary.txt.
+loadtest-issue20:
+	loadtest/issue20.sh
 
 clean:
 	rm -rf bin bench.out

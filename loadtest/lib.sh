@@ -159,3 +159,83 @@ lt_start_noop() {
   lt_log "noopauthz did not start: $(cat "$LT_OUT/noopauthz.log")"
   return 1
 }
+
+# lt_wait_tcp PORT: waits up to 20s until 127.0.0.1:PORT accepts.
+lt_wait_tcp() {
+  local i
+  for i in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  lt_log "timed out waiting for 127.0.0.1:$1"
+  return 1
+}
+
+# lt_peers builds the peers (loadtest/peers.sh: pinned versions, from
+# source through the Go module proxy, cached) and sets OPA_ENVOY_BIN and
+# RATELIMIT_BIN.
+lt_peers() {
+  local bins
+  mapfile -t bins < <(loadtest/peers.sh opa-envoy ratelimit)
+  OPA_ENVOY_BIN=${bins[0]}
+  RATELIMIT_BIN=${bins[1]}
+  lt_log "peers: $OPA_ENVOY_BIN, $RATELIMIT_BIN"
+}
+
+# lt_start_opa_envoy starts OPA-Envoy (opa-envoy-plugin) with the JWT policy
+# (loadtest/config/opa/) on free loopback ports. Sets PEER_ADDR, PEER_PID.
+lt_start_opa_envoy() {
+  local grpc http diag
+  grpc=$(lt_free_port)
+  http=$(lt_free_port)
+  diag=$(lt_free_port)
+  mkdir -p "$LT_OUT/opa"
+  # The quickstart's JWKS as data.loadtest.jwks, a string, as
+  # io.jwt.decode_verify takes it ("cert").
+  printf 'package loadtest\n\njwks := `%s`\n' "$(cat examples/quickstart/keys/jwks.json)" >"$LT_OUT/opa/jwks.rego"
+  "$OPA_ENVOY_BIN" run --server --disable-telemetry --log-level error \
+    --addr "127.0.0.1:$http" --diagnostic-addr "127.0.0.1:$diag" \
+    --config-file loadtest/config/opa/config.yaml --set "plugins.envoy_ext_authz_grpc.addr=127.0.0.1:$grpc" \
+    loadtest/config/opa/policy.rego "$LT_OUT/opa/jwks.rego" >"$LT_OUT/opa-envoy.log" 2>&1 &
+  PEER_PID=$!
+  LT_PIDS+=("$PEER_PID")
+  PEER_ADDR=127.0.0.1:$grpc
+  if ! lt_wait_http "http://127.0.0.1:$diag/health?plugins" || ! lt_wait_tcp "$grpc"; then
+    tail -20 "$LT_OUT/opa-envoy.log" >&2
+    return 1
+  fi
+  lt_log "OPA-Envoy on $PEER_ADDR (pid $PEER_PID)"
+}
+
+# lt_start_ratelimit starts envoyproxy/ratelimit on free loopback ports
+# against the redis-server lt_start_redis started, with the same rules
+# file ext-authz reads (loadtest/config/ratelimit/). Sets PEER_ADDR,
+# PEER_PID. Redis writes are flushed every RL_PIPELINE_WINDOW (150us), the
+# upstream README's recommendation "for optimal performance" (the default,
+# 0, flushes each command on its own); ext-authz batches its increments too.
+lt_start_ratelimit() {
+  local grpc http debug rt=$LT_OUT/ratelimit-runtime
+  grpc=$(lt_free_port)
+  http=$(lt_free_port)
+  debug=$(lt_free_port)
+  rm -rf "$rt"
+  mkdir -p "$rt/ratelimit/config"
+  cp loadtest/config/ratelimit/*.yaml "$rt/ratelimit/config/"
+  env USE_STATSD=false LOG_LEVEL=warn BACKEND_TYPE=redis \
+    REDIS_SOCKET_TYPE=tcp REDIS_URL="127.0.0.1:$LOADTEST_REDIS_PORT" \
+    REDIS_PIPELINE_WINDOW="${RL_PIPELINE_WINDOW:-150us}" \
+    RUNTIME_ROOT="$rt" RUNTIME_SUBDIRECTORY=ratelimit RUNTIME_WATCH_ROOT=false \
+    HOST=127.0.0.1 PORT="$http" GRPC_HOST=127.0.0.1 GRPC_PORT="$grpc" \
+    DEBUG_HOST=127.0.0.1 DEBUG_PORT="$debug" \
+    "$RATELIMIT_BIN" >"$LT_OUT/ratelimit.log" 2>&1 &
+  PEER_PID=$!
+  LT_PIDS+=("$PEER_PID")
+  PEER_ADDR=127.0.0.1:$grpc
+  if ! lt_wait_http "http://127.0.0.1:$http/healthcheck" || ! lt_wait_tcp "$grpc"; then
+    tail -20 "$LT_OUT/ratelimit.log" >&2
+    return 1
+  fi
+  lt_log "envoyproxy/ratelimit on $PEER_ADDR (pid $PEER_PID)"
+}

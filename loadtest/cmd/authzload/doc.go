@@ -14,6 +14,12 @@
 //	    -scenario jwt -pool loadtest/.pool/jwt.txt -workers 64 -conns 2 \
 //	    -duration 10s -rounds 3 -pid $(pidof ext-authz)
 //
+// With -peer it drives a third server too (OPA-Envoy, envoyproxy/ratelimit:
+// loadtest/peers.sh), rotating the order of all servers round by round,
+// and reports every pair's ratios (RESULT lines, and key=value RATIO lines
+// for scripts). -goal holds the target to one of issue 20's goals (GOAL
+// lines); with -judge a missed goal exits with status 3.
+//
 // Closed loop (the default) keeps -workers requests in flight. Open loop
 // (-rate N) sends N requests per second whatever the answers do and
 // measures latency from each request's scheduled send time.

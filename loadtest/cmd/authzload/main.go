@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +27,9 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "authzload:", err)
+		if errors.Is(err, errGoalMissed) {
+			os.Exit(3) // measured fine, but a -judge goal failed
+		}
 		os.Exit(1)
 	}
 }
@@ -37,16 +39,24 @@ type config struct {
 	addr, baseline   string
 	pid, baselinePID int
 	auxPID           int
-	scenario         scenarioOptions
-	pool             string
-	conns            int
-	opts             load.Options
-	rounds           int
-	expect           string
-	minExpected      float64
-	jsonOut          string
-	label            string
-	allowRemote      bool
+	// peer is a third server measured in the same rounds (OPA-Envoy,
+	// envoyproxy/ratelimit, or another size in the scale run).
+	peer                               string
+	peerPID                            int
+	peerExpect                         string
+	targetName, baselineName, peerName string
+	goal                               string
+	judge                              bool
+	scenario                           scenarioOptions
+	pool                               string
+	conns                              int
+	opts                               load.Options
+	rounds                             int
+	expect                             string
+	minExpected                        float64
+	jsonOut                            string
+	label                              string
+	allowRemote                        bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -58,6 +68,14 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.IntVar(&c.pid, "pid", 0, "target server's PID, to report its peak RSS (VmHWM)")
 	fs.IntVar(&c.baselinePID, "baseline-pid", 0, "baseline server's PID, to report its peak RSS")
 	fs.IntVar(&c.auxPID, "aux-pid", 0, "a process the target depends on (redis-server), to report its CPU per request too")
+	fs.StringVar(&c.peer, "peer", "", "a peer's gRPC address (OPA-Envoy, envoyproxy/ratelimit), measured in the same rounds; empty: none")
+	fs.IntVar(&c.peerPID, "peer-pid", 0, "the peer's PID, for its CPU per request and peak RSS")
+	fs.StringVar(&c.peerExpect, "peer-expect", "", "the peer's expected outcome (default: -expect)")
+	fs.StringVar(&c.targetName, "target-name", "ext-authz", "the target's name in ratios")
+	fs.StringVar(&c.baselineName, "baseline-name", "no-op", "the baseline's name in ratios")
+	fs.StringVar(&c.peerName, "peer-name", "peer", "the peer's name in ratios")
+	fs.StringVar(&c.goal, "goal", "", "report the ratios against the issue's goal: "+goalNames()+"; empty: none")
+	fs.BoolVar(&c.judge, "judge", false, "exit with status 3 when a -goal check fails or cannot be measured")
 	fs.StringVar(&c.scenario.Name, "scenario", "jwt", "what to send: "+scenarioNames())
 	fs.StringVar(&c.pool, "pool", "", "token pool file, one token per line (jwt, udb, jwt-ratelimit)")
 	fs.StringVar(&c.scenario.Host, "host", "example.com", "request host")
@@ -95,7 +113,15 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	case c.minExpected < 0 || c.minExpected > 1:
 		return nil, errors.New("-min-expected must be between 0 and 1")
 	}
-	for _, a := range []string{c.addr, c.baseline} {
+	if c.goal != "" {
+		if _, ok := goals[c.goal]; !ok {
+			return nil, fmt.Errorf("unknown -goal %q (one of %s)", c.goal, goalNames())
+		}
+	}
+	if c.peerExpect == "" {
+		c.peerExpect = c.expect
+	}
+	for _, a := range []string{c.addr, c.baseline, c.peer} {
 		if a == "" || c.allowRemote {
 			continue
 		}
@@ -148,6 +174,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.baseline != "" {
 		targets = append(targets, &target{name: "baseline", addr: c.baseline, pid: c.baselinePID})
 	}
+	if c.peer != "" {
+		// The peer may depend on the same process as the target
+		// (envoyproxy/ratelimit on the same redis-server).
+		targets = append(targets, &target{name: "peer", addr: c.peer, pid: c.peerPID, auxPID: c.auxPID})
+	}
 	for _, t := range targets {
 		if t.conns, err = dial(t.addr, c.conns); err != nil {
 			return err
@@ -162,11 +193,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout)
 	for round := range c.rounds {
-		order := slices.Clone(targets)
-		if round%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, t := range order {
+		for _, t := range rotation(targets, round) {
 			res, err := measure(ctx, t, c.opts)
 			if err != nil {
 				return err
@@ -187,6 +214,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return sum.check()
+}
+
+// rotation is the order in which round drives the servers: each round
+// starts one further along, so over len(ts) rounds each server goes first
+// once, and drift on a shared machine hits all of them. With two servers
+// it alternates.
+func rotation[T any](ts []T, round int) []T {
+	out := make([]T, 0, len(ts))
+	for i := range ts {
+		out = append(out, ts[(i+round)%len(ts)])
+	}
+	return out
 }
 
 func mode(o load.Options) string {

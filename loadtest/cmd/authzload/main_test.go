@@ -104,6 +104,7 @@ func TestBuildScenario(t *testing.T) {
 	}{
 		{"jwt bearer", scenarioOptions{Name: "jwt", Tokens: []string{"t1", "t2"}}, "authorization", "Bearer t1", "/api/orders?page=2", 2},
 		{"udb header", scenarioOptions{Name: "udb", Tokens: []string{"u1"}}, "x-udb-token", "u1", "/app/profile", 1},
+		{"api key header", scenarioOptions{Name: "apikey", Tokens: []string{"k1", "k2", "k3"}}, "x-api-key", "k1", "/api/orders?page=2", 3},
 		{"jwt with limits", scenarioOptions{Name: "jwt-ratelimit", Tokens: []string{"t1"}, Path: "/limited/x"}, "authorization", "Bearer t1", "/limited/x", 1},
 		{"public needs no pool", scenarioOptions{Name: "public"}, "authorization", "", "/public/index.html", 1},
 	}
@@ -148,7 +149,7 @@ func TestBuildScenarioRLS(t *testing.T) {
 }
 
 func TestBuildScenarioErrors(t *testing.T) {
-	for _, give := range []scenarioOptions{{Name: "jwt"}, {Name: "udb"}, {Name: "bogus"}} {
+	for _, give := range []scenarioOptions{{Name: "jwt"}, {Name: "udb"}, {Name: "apikey"}, {Name: "bogus"}} {
 		if _, err := buildScenario(give); err == nil {
 			t.Errorf("buildScenario(%+v): no error", give)
 		}
@@ -294,6 +295,8 @@ func TestRunRefusesRemoteAndBadFlags(t *testing.T) {
 		{"-workers", "0"},
 		{"-rounds", "0"},
 		{"-min-expected", "2"},
+		{"-peer", "192.0.2.1:8081"},
+		{"-goal", "fastest"},
 		{"extra"},
 	}
 	for _, args := range tests {

@@ -30,10 +30,10 @@ type scenario struct {
 
 // scenarioOptions are the inputs of buildScenario.
 type scenarioOptions struct {
-	Name   string   // jwt, udb, jwt-ratelimit, public, missing, rls
+	Name   string   // jwt, udb, apikey, jwt-ratelimit, public, missing, rls
 	Host   string   // :authority of Check requests
 	Path   string   // overrides the scenario's path
-	Tokens []string // the pool, for jwt, udb, jwt-ratelimit
+	Tokens []string // the pool, for jwt, udb, apikey, jwt-ratelimit
 	Domain string   // rls domain
 	Users  int      // rls: distinct users when there is no pool
 }
@@ -45,6 +45,7 @@ var scenarioDefaults = map[string]struct {
 }{
 	"jwt":           {"/api/orders?page=2", "authorization"},
 	"udb":           {"/app/profile", "x-udb-token"},
+	"apikey":        {"/api/orders?page=2", "x-api-key"},
 	"jwt-ratelimit": {"/limited/orders", "authorization"},
 	"public":        {"/public/index.html", ""},
 	"missing":       {"/api/orders", ""},
@@ -52,7 +53,7 @@ var scenarioDefaults = map[string]struct {
 }
 
 func scenarioNames() string {
-	return "jwt, udb, jwt-ratelimit, public, missing, rls"
+	return "jwt, udb, apikey, jwt-ratelimit, public, missing, rls"
 }
 
 func buildScenario(o scenarioOptions) (*scenario, error) {

@@ -21,8 +21,12 @@ type summary struct {
 	Rounds   int     `json:"rounds"`
 	Duration string  `json:"duration"`
 
-	Target   serverSummary  `json:"target"`
-	Baseline *serverSummary `json:"baseline,omitempty"`
+	TargetName   string         `json:"target_name"`
+	BaselineName string         `json:"baseline_name,omitempty"`
+	PeerName     string         `json:"peer_name,omitempty"`
+	Target       serverSummary  `json:"target"`
+	Baseline     *serverSummary `json:"baseline,omitempty"`
+	Peer         *serverSummary `json:"peer,omitempty"`
 	// Ratios target/baseline, each the median of the rounds' ratios (a
 	// round drives both servers back to back, so its ratio is paired).
 	ThroughputRatio float64 `json:"throughput_ratio,omitempty"`
@@ -36,9 +40,52 @@ type summary struct {
 	// baseline.
 	ServerCPURatio float64 `json:"server_cpu_ratio,omitempty"`
 
-	Expect      string  `json:"expect,omitempty"`
-	ExpectShare float64 `json:"expect_share"`
-	minExpected float64
+	// Comparisons are every pair measured: target/baseline, target/peer
+	// and peer/baseline (the first repeats the ratios above).
+	Comparisons []comparison `json:"comparisons,omitempty"`
+	// Goal is the issue's goal the ratios were held to, Goals its checks.
+	Goal  string        `json:"goal,omitempty"`
+	Goals []goalOutcome `json:"goals,omitempty"`
+	judge bool
+
+	Expect          string  `json:"expect,omitempty"`
+	ExpectShare     float64 `json:"expect_share"`
+	PeerExpect      string  `json:"peer_expect,omitempty"`
+	PeerExpectShare float64 `json:"peer_expect_share,omitempty"`
+	minExpected     float64
+}
+
+// comparison holds the median over rounds of one server's per-round
+// ratios to another's (Of over Versus).
+type comparison struct {
+	Of     string `json:"of"`
+	Versus string `json:"versus"`
+	// of and versus are the roles (target, baseline, peer).
+	of, versus    string
+	Throughput    float64 `json:"throughput"`
+	ThroughputMin float64 `json:"throughput_min"`
+	ThroughputMax float64 `json:"throughput_max"`
+	P50           float64 `json:"p50"`
+	P99           float64 `json:"p99"`
+	ServerCPU     float64 `json:"server_cpu,omitempty"`
+	PeakRSS       float64 `json:"peak_rss,omitempty"`
+}
+
+func compare(of, versus *target, ofName, versusName string, ofSum, versusSum *serverSummary) comparison {
+	c := comparison{Of: ofName, Versus: versusName, of: of.name, versus: versus.name}
+	tr, br := of.results, versus.results
+	tput := func(r result) float64 { return r.Throughput }
+	c.Throughput = medianRatio(tr, br, tput)
+	if rs := ratios(tr, br, tput); len(rs) > 0 {
+		c.ThroughputMin, c.ThroughputMax = slices.Min(rs), slices.Max(rs)
+	}
+	c.P50 = medianRatio(tr, br, func(r result) float64 { return float64(r.P50) })
+	c.P99 = medianRatio(tr, br, func(r result) float64 { return float64(r.P99) })
+	c.ServerCPU = medianRatio(tr, br, func(r result) float64 { return float64(r.ServerCPU) })
+	if ofSum.PeakRSS > 0 && versusSum.PeakRSS > 0 {
+		c.PeakRSS = float64(ofSum.PeakRSS) / float64(versusSum.PeakRSS)
+	}
+	return c
 }
 
 // serverSummary holds one server's medians over the rounds.
@@ -64,30 +111,79 @@ func summarise(c *config, targets []*target) *summary {
 	s := &summary{
 		Label: c.label, Scenario: c.scenario.Name, Mode: mode(c.opts), Workers: c.opts.Workers,
 		Conns: c.conns, Rate: c.opts.Rate, Rounds: c.rounds, Duration: c.opts.Duration.String(),
-		Expect: c.expect, minExpected: c.minExpected,
+		Expect: c.expect, minExpected: c.minExpected, TargetName: c.targetName, Goal: c.goal, judge: c.judge,
 	}
-	s.Target = serverOf(targets[0])
-	if len(targets) > 1 {
-		b := serverOf(targets[1])
-		s.Baseline = &b
-		tr, br := targets[0].results, targets[1].results
-		tput := func(r result) float64 { return r.Throughput }
-		s.ThroughputRatio = medianRatio(tr, br, tput)
-		if rs := ratios(tr, br, tput); len(rs) > 0 {
-			s.ThroughputRatioMin, s.ThroughputRatioMax = slices.Min(rs), slices.Max(rs)
+	var tgt, base, peer *target
+	for _, t := range targets {
+		switch t.name {
+		case "target":
+			tgt = t
+		case "baseline":
+			base = t
+		case "peer":
+			peer = t
 		}
-		s.P50Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P50) })
-		s.P99Ratio = medianRatio(tr, br, func(r result) float64 { return float64(r.P99) })
-		s.ServerCPURatio = medianRatio(tr, br, func(r result) float64 { return float64(r.ServerCPU) })
 	}
-	if s.Target.Requests > 0 {
-		if c.expect == "" {
-			s.ExpectShare = 1
-		} else {
-			s.ExpectShare = float64(s.Target.Mix[c.expect]) / float64(s.Target.Requests)
+	s.Target = serverOf(tgt)
+	if base != nil {
+		b := serverOf(base)
+		s.Baseline, s.BaselineName = &b, c.baselineName
+		cmp := compare(tgt, base, c.targetName, c.baselineName, &s.Target, s.Baseline)
+		s.Comparisons = append(s.Comparisons, cmp)
+		s.ThroughputRatio, s.ThroughputRatioMin, s.ThroughputRatioMax = cmp.Throughput, cmp.ThroughputMin, cmp.ThroughputMax
+		s.P50Ratio, s.P99Ratio, s.ServerCPURatio = cmp.P50, cmp.P99, cmp.ServerCPU
+	}
+	if peer != nil {
+		p := serverOf(peer)
+		s.Peer, s.PeerName, s.PeerExpect = &p, c.peerName, c.peerExpect
+		s.Comparisons = append(s.Comparisons, compare(tgt, peer, c.targetName, c.peerName, &s.Target, s.Peer))
+		if base != nil {
+			s.Comparisons = append(s.Comparisons, compare(peer, base, c.peerName, c.baselineName, s.Peer, s.Baseline))
 		}
+		s.PeerExpectShare = expectShare(s.Peer, c.peerExpect)
+	}
+	s.ExpectShare = expectShare(&s.Target, c.expect)
+	if c.goal != "" {
+		s.Goals = judgeGoal(goals[c.goal], s.comparison)
 	}
 	return s
+}
+
+// comparison returns the target's comparison with the server in role
+// versus (baseline, peer).
+func (s *summary) comparison(versus string) (comparison, bool) {
+	for _, c := range s.Comparisons {
+		if c.of == "target" && c.versus == versus {
+			return c, true
+		}
+	}
+	return comparison{}, false
+}
+
+// nameOf names a role; "none" for a server that was not measured.
+func (s *summary) nameOf(role string) string {
+	name := s.TargetName
+	switch role {
+	case "baseline":
+		name = s.BaselineName
+	case "peer":
+		name = s.PeerName
+	}
+	if name == "" {
+		return "none"
+	}
+	return name
+}
+
+// expectShare is the share of a server's answers that were want ("" : any).
+func expectShare(m *serverSummary, want string) float64 {
+	switch {
+	case m.Requests == 0:
+		return 0
+	case want == "":
+		return 1
+	}
+	return float64(m.Mix[want]) / float64(m.Requests)
 }
 
 func serverOf(t *target) serverSummary {
@@ -174,12 +270,33 @@ func (s *summary) text() string {
 	line("target", &s.Target)
 	if s.Baseline != nil {
 		line("baseline", s.Baseline)
-		fmt.Fprintf(&b, "RESULT %s: throughput %.1f%% of baseline (rounds %.1f..%.1f%%), p50 %.2fx, p99 %.2fx",
-			s.Label, 100*s.ThroughputRatio, 100*s.ThroughputRatioMin, 100*s.ThroughputRatioMax, s.P50Ratio, s.P99Ratio)
-		if s.ServerCPURatio > 0 {
-			fmt.Fprintf(&b, ", server CPU per request %.2fx", s.ServerCPURatio)
+	}
+	if s.Peer != nil {
+		line("peer", s.Peer)
+	}
+	for _, c := range s.Comparisons {
+		of := ""
+		if c.of != "target" {
+			of = " " + c.Of
+		}
+		fmt.Fprintf(&b, "RESULT %s%s: throughput %.1f%% of %s (rounds %.1f..%.1f%%), p50 %.2fx, p99 %.2fx",
+			s.Label, of, 100*c.Throughput, c.Versus, 100*c.ThroughputMin, 100*c.ThroughputMax, c.P50, c.P99)
+		if c.ServerCPU > 0 {
+			fmt.Fprintf(&b, ", server CPU per request %.2fx", c.ServerCPU)
+		}
+		if c.PeakRSS > 0 {
+			fmt.Fprintf(&b, ", peak RSS %.2fx", c.PeakRSS)
 		}
 		b.WriteByte('\n')
+	}
+	// One key=value line per comparison and per goal check, for scripts.
+	for _, c := range s.Comparisons {
+		fmt.Fprintf(&b, "RATIO label=%s of=%s vs=%s throughput=%.3f throughput_min=%.3f throughput_max=%.3f p50=%.3f p99=%.3f cpu=%.3f rss=%.3f rounds=%d\n",
+			s.Label, c.Of, c.Versus, c.Throughput, c.ThroughputMin, c.ThroughputMax, c.P50, c.P99, c.ServerCPU, c.PeakRSS, s.Rounds)
+	}
+	for _, g := range s.Goals {
+		fmt.Fprintf(&b, "GOAL label=%s goal=%s check=%s vs=%s value=%.3f want=%s result=%s\n",
+			s.Label, s.Goal, g.Check, s.nameOf(g.versus), g.Value, g.Want, g.Result)
 	}
 	return b.String()
 }
@@ -197,6 +314,22 @@ func (s *summary) check() error {
 	}
 	if s.Baseline != nil && s.Baseline.Mix["ok"] != s.Baseline.Requests {
 		return fmt.Errorf("the baseline answered other than ok: %s", load.Result{Mix: s.Baseline.Mix}.MixString())
+	}
+	if s.Peer != nil && s.PeerExpectShare < s.minExpected {
+		// A peer that denies what ext-authz allows is not doing the same work.
+		return fmt.Errorf("only %.2f%% of the peer's answers were %q (want at least %.2f%%): %s",
+			100*s.PeerExpectShare, s.PeerExpect, 100*s.minExpected, load.Result{Mix: s.Peer.Mix}.MixString())
+	}
+	if s.judge {
+		var missed []string
+		for _, g := range s.Goals {
+			if g.Result != goalPass {
+				missed = append(missed, g.Check+" "+g.Result)
+			}
+		}
+		if len(missed) > 0 {
+			return fmt.Errorf("%w: %s: %s", errGoalMissed, s.Goal, strings.Join(missed, ", "))
+		}
 	}
 	return nil
 }

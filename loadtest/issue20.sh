@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# make loadtest-issue20: issue 20's measurements in one command, on
+# loopback, stopping by itself (about 10 minutes on two cores):
+#
+#   1. the goals: loadtest/throughput.sh jwt jwt-redis rls with the peers
+#      (PEERS=1: OPA-Envoy beside jwt, envoyproxy/ratelimit beside rls,
+#      built from pinned sources by loadtest/peers.sh) and the no-op
+#      server in the same rotating rounds, judged (JUDGE=1) on the goals:
+#      JWT cached >= 100 % of the no-op with p99 and CPU/request <= the
+#      no-op's; JWT + two Redis descriptors >= 85 %; ShouldRateLimit >= 2x
+#      envoyproxy/ratelimit at <= its p99. ROUNDS 5, DURATION 4s, WARMUP 2s
+#      unless set.
+#   2. the scale run: loadtest/scale.sh (rules, API keys, descriptors).
+#
+# It prints the date, the commit, `uptime` before and after (the machine
+# may be shared: read the rounds' ranges), and writes every machine-readable
+# line (RATIO, GOAL, SCALE) to loadtest/.out/issue20-summary.txt.
+# Exit status: 1 when a measurement itself failed (wrong answers, a server
+# that did not start), 3 when everything was measured but a goal was
+# missed, 0 when every goal was met.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+export ROUNDS=${ROUNDS:-5} DURATION=${DURATION:-4s} WARMUP=${WARMUP:-2s}
+summary=loadtest/.out/issue20-summary.txt
+mkdir -p loadtest/.out
+start=$SECONDS
+{
+  echo "# issue 20 load tests, $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo '+dirty')"
+  echo "# uptime before: $(uptime)"
+} | tee "$summary"
+echo "== expected duration: about 10 minutes (goals ~5, scale ~5; the first run also builds the peers, ~2 minutes more)" >&2
+
+rc_goals=0
+ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP PEERS=1 JUDGE=1 \
+  loadtest/throughput.sh jwt jwt-redis rls || rc_goals=$?
+# scale.sh has its own, shorter rounds.
+rc_scale=0
+env -u ROUNDS -u DURATION -u WARMUP loadtest/scale.sh || rc_scale=$?
+
+{
+  grep -h '^RATIO\|^GOAL' loadtest/.out/throughput-summary.txt 2>/dev/null
+  cat loadtest/.out/scale-summary.txt 2>/dev/null
+  echo "# uptime after: $(uptime)"
+  echo "# took $((SECONDS - start)) s; goals exit $rc_goals, scale exit $rc_scale"
+} | tee -a "$summary"
+
+if ((rc_goals == 1 || rc_scale != 0)); then
+  exit 1
+fi
+exit "$rc_goals"
