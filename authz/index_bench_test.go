@@ -16,16 +16,17 @@ import (
 func BenchmarkMatch(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		p := benchPipeline(b, n)
+		ms := benchMatchers(b, n)
 		for _, c := range benchCases(n) {
 			for _, impl := range []string{"index", "linear"} {
 				q := *p
 				if impl == "linear" {
-					q.index = nil
+					q.linear = ms
 				}
 				b.Run(impl+"/rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 					reqs := c.reqs()
-					if ru, _ := q.match(&reqs[0], nil); c.match != nil && (ru != nil) != *c.match {
-						b.Fatalf("match %v, want %v", ru != nil, *c.match)
+					if ru, _ := q.match(&reqs[0], nil); c.match != nil && (ru >= 0) != *c.match {
+						b.Fatalf("match %v, want %v", ru >= 0, *c.match)
 					}
 					b.ReportAllocs()
 					i := 0
@@ -45,11 +46,12 @@ func BenchmarkDecide(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{10, 1000, 10000} {
 		p := benchPipeline(b, n)
+		ms := benchMatchers(b, n)
 		for _, c := range benchCases(n) {
 			for _, impl := range []string{"index", "linear"} {
 				q := *p
 				if impl == "linear" {
-					q.index = nil
+					q.linear = ms
 				}
 				b.Run(impl+"/rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 					reqs := c.reqs()

@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-// The rule index must pick exactly the rule the linear scan picks: the same
-// rule (pointer), or no rule for both, for every host, path and method, and
+// The rule index must pick exactly the rule the linear scan of the rules'
+// matchers picks: the same position, or no rule for both, for every host, path and method, and
 // Pipeline.match must give the same rule and reason with both (it also
 // looks up the servlet reading of ";" paths and override methods).
 
@@ -53,9 +53,9 @@ func pick[T any](g *ruleGen, xs []T) T { return xs[g.intn(len(xs))] }
 
 // rules compiles up to n random rules; ones the validator refuses (a path
 // not in canonical form) are left out, as NewPipeline would refuse them.
-func (g *ruleGen) rules(n int) []rule {
-	var out []rule
-	for i := range n {
+func (g *ruleGen) rules(n int) []*matcher {
+	var out []*matcher
+	for range n {
 		var mc MatchConfig
 		for range g.intn(4) { // 0 hosts: any host
 			mc.Hosts = append(mc.Hosts, pick(g, genRuleHosts))
@@ -73,29 +73,40 @@ func (g *ruleGen) rules(n int) []rule {
 		if err != nil {
 			continue
 		}
-		out = append(out, rule{name: "r" + itoa(i), match: m, action: ActionAllow})
+		out = append(out, m)
 	}
 	return out
 }
 
+// testPipelines returns a pipeline of allow rules with the matchers ms
+// deciding by the index, and one deciding by the linear scan.
+func testPipelines(ms []*matcher) (linear, indexed *Pipeline) {
+	var text textBuilder
+	rules := make([]ruleEntry, len(ms))
+	for i := range rules {
+		rules[i] = ruleEntry{name: text.add("r" + itoa(i)), extra: -1}
+	}
+	x := newRuleIndex(ms, &text)
+	return &Pipeline{rules: rules, index: x, linear: ms}, &Pipeline{rules: rules, index: x}
+}
+
 // checkIndex compares the index with the linear scan on every request the
 // pools make, and returns how many lookups matched a rule.
-func checkIndex(t *testing.T, rules []rule, extraHosts, extraPaths []string) int {
+func checkIndex(t *testing.T, rules []*matcher, extraHosts, extraPaths []string) int {
 	t.Helper()
-	linear := &Pipeline{rules: rules}
-	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	linear, indexed := testPipelines(rules)
 	hosts := append(append([]string(nil), genReqHosts...), extraHosts...)
 	paths := append(append([]string(nil), genReqPaths...), extraPaths...)
 	matched := 0
 	for _, h := range hosts {
 		for _, path := range paths {
 			for _, meth := range genReqMethods {
-				want := linear.firstLinear(h, path, meth)
+				want := linear.first(h, path, meth)
 				if got := indexed.first(h, path, meth); got != want {
 					t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s\nrules:\n%s", h, path, meth,
 						ruleDesc(rules, got), ruleDesc(rules, want), rulesDesc(rules))
 				}
-				if want != nil {
+				if want >= 0 {
 					matched++
 				}
 			}
@@ -113,22 +124,20 @@ func checkIndex(t *testing.T, rules []rule, extraHosts, extraPaths []string) int
 	return matched
 }
 
-func ruleDesc(rules []rule, r *rule) string {
-	if r == nil {
+func ruleDesc(rules []*matcher, i int) string {
+	switch {
+	case i < 0:
 		return "no rule"
+	case i >= len(rules):
+		return "a rule not in the set"
 	}
-	for i := range rules {
-		if &rules[i] == r {
-			return "rules[" + itoa(i) + "]"
-		}
-	}
-	return "a rule not in the set"
+	return "rules[" + itoa(i) + "]"
 }
 
-func rulesDesc(rules []rule) string {
+func rulesDesc(rules []*matcher) string {
 	var b strings.Builder
 	for i := range rules {
-		b.WriteString("  [" + itoa(i) + "] " + rules[i].match.String() + "\n")
+		b.WriteString("  [" + itoa(i) + "] " + rules[i].String() + "\n")
 	}
 	return b.String()
 }
@@ -153,14 +162,14 @@ func TestRuleIndexMatchesLinearScan(t *testing.T) {
 // TestRuleIndexCases pins overlaps where an index could pick a later rule
 // or none, each against the linear scan and against the rule it must be.
 func TestRuleIndexCases(t *testing.T) {
-	mk := func(specs ...MatchConfig) []rule {
-		var rs []rule
+	mk := func(specs ...MatchConfig) []*matcher {
+		var rs []*matcher
 		for i := range specs {
 			m, err := compileMatch(&specs[i])
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs = append(rs, rule{name: itoa(i), match: m})
+			rs = append(rs, m)
 		}
 		return rs
 	}
@@ -189,12 +198,8 @@ func TestRuleIndexCases(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rules := mk(tt.rules...)
-			p := &Pipeline{rules: rules, index: newRuleIndex(rules)}
-			got, lin := p.first(tt.host, tt.path, tt.method), p.firstLinear(tt.host, tt.path, tt.method)
-			var want *rule
-			if tt.want >= 0 {
-				want = &rules[tt.want]
-			}
+			linear, indexed := testPipelines(rules)
+			got, lin, want := indexed.first(tt.host, tt.path, tt.method), linear.first(tt.host, tt.path, tt.method), tt.want
 			if got != want || lin != want {
 				t.Fatalf("index: %s, linear: %s, want %s", ruleDesc(rules, got), ruleDesc(rules, lin), ruleDesc(rules, want))
 			}
@@ -205,18 +210,17 @@ func TestRuleIndexCases(t *testing.T) {
 // TestRuleIndexLarge compares the benchmark's 10,000-rule policy on random
 // requests made from its own hosts and paths (hits, near misses, misses).
 func TestRuleIndexLarge(t *testing.T) {
-	rules := benchRules(t, 10000)
-	linear := &Pipeline{rules: rules}
-	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	rules := benchMatchers(t, 10000)
+	linear, indexed := testPipelines(rules)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	hits := 0
 	for range 3000 {
 		r := benchRequest(len(rules), rnd.IntN(len(rules)+len(rules)/4), rnd)
-		want := linear.firstLinear(r.Host, r.Path, r.Method)
+		want := linear.first(r.Host, r.Path, r.Method)
 		if got := indexed.first(r.Host, r.Path, r.Method); got != want {
 			t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s", r.Host, r.Path, r.Method, ruleDesc(rules, got), ruleDesc(rules, want))
 		}
-		if want != nil {
+		if want >= 0 {
 			hits++
 		}
 	}

@@ -81,7 +81,20 @@ func benchPipeline(tb testing.TB, n int) *Pipeline {
 	return p
 }
 
-func benchRules(tb testing.TB, n int) []rule { return benchPipeline(tb, n).rules }
+// benchMatchers is the compiled matchers of benchConfig(n), in order.
+func benchMatchers(tb testing.TB, n int) []*matcher {
+	tb.Helper()
+	cfg := benchConfig(n)
+	out := make([]*matcher, len(cfg.Rules))
+	for i := range cfg.Rules {
+		m, err := compileMatch(&cfg.Rules[i].Match)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = m
+	}
+	return out
+}
 
 // BenchmarkNewPipeline is start-up: compiling the policy (ns/op, B/op
 // allocated while compiling) and the heap the compiled pipeline keeps
