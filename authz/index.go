@@ -50,10 +50,11 @@ type ruleIndex struct {
 	any        int32 // the bucket of rules matching every host; -1 if none
 
 	buckets  []bucket
-	paths    strTable // (bucket, exact path) → list in pos
-	prefixes strTable // (bucket, path prefix) → list in pos
-	lens     []uint32 // each bucket's prefix lengths, ascending (bucket.lens)
-	pos      []int32  // every list of rule positions
+	paths    strTable   // (bucket, exact path) → list in pos, for large buckets
+	prefixes strTable   // (bucket, path prefix) → list in pos, for large buckets
+	small    []strEntry // the small buckets' exact paths and prefixes
+	lens     []uint32   // each bucket's prefix lengths, ascending (bucket.lens)
+	pos      []int32    // every list of rule positions
 
 	conds   []cond // one per rule, in config order
 	methods []span // methods without a bit (cond.custom)
@@ -64,11 +65,21 @@ type ruleIndex struct {
 // lens[off:off+n] for lists.
 type span struct{ off, n uint32 }
 
+// bucket is the rules of one host (or suffix, or any host) by path. A
+// bucket with few exact paths (prefixes) keeps them in a short list in
+// small, tried in turn as Go's maps do up to 8 keys: cheaper than hashing
+// the path. Larger ones are in the paths (prefixes) table.
 type bucket struct {
-	lens   span // in lens
+	exact  span // in small; n == 0 and exactHashed: in paths
+	prefix span // in small; n == 0 and prefixHashed: in prefixes
+	lens   span // in lens, for prefixes hashed
 	other  span // in pos: regex or no path condition, matchPath decides
-	exacts bool // paths has keys for this bucket
+
+	exactHashed, prefixHashed bool
 }
+
+// smallBucket is how many exact paths or prefixes a bucket keeps in a list.
+const smallBucket = 8
 
 // cond is what the index still checks of a candidate rule: its methods,
 // and for rules in a bucket's other list, the path.
@@ -117,6 +128,7 @@ func methodBit(m string) uint16 {
 
 // strTable is an open-addressing hash table from (bucket, string) to a
 // span, without pointers: slots hold entry numbers plus one (0 is empty).
+// A table of a few entries has no slots and is searched in turn.
 type strTable struct {
 	slots []int32
 	ents  []strEntry
@@ -139,7 +151,12 @@ func (x *ruleIndex) str(s span) string { return x.text[s.off : s.off+s.n] }
 
 // get returns the value of (b, s).
 func (t *strTable) get(x *ruleIndex, b int32, s string) (span, bool) {
-	if len(t.slots) == 0 {
+	if t.slots == nil { // a few entries: compared in turn, without hashing
+		for i := range t.ents {
+			if e := &t.ents[i]; e.bucket == b && int(e.key.n) == len(s) && x.str(e.key) == s {
+				return e.val, true
+			}
+		}
 		return span{}, false
 	}
 	mask := uint64(len(t.slots) - 1)
@@ -154,10 +171,11 @@ func (t *strTable) get(x *ruleIndex, b int32, s string) (span, bool) {
 	}
 }
 
-// newStrTable builds a table of ents (distinct keys) at most half full.
-func newStrTable(x *ruleIndex, ents []strEntry) strTable {
-	if len(ents) == 0 {
-		return strTable{}
+// newStrTable builds a table of ents (distinct keys) at most half full,
+// or, for up to small entries, a list.
+func newStrTable(x *ruleIndex, ents []strEntry, small int) strTable {
+	if len(ents) <= small {
+		return strTable{ents: slices.Clip(ents)}
 	}
 	n := 2
 	for n < 2*len(ents) {
@@ -205,13 +223,14 @@ type key struct {
 type indexBuilder struct {
 	x        *ruleIndex
 	text     *textBuilder
+	small    int // smallBucket
 	hosts    map[string]int32
 	suffixes map[string]int32
 	paths    map[key][]int32
 	prefixes map[key][]int32
 	other    [][]int32 // per bucket
 	lens     [][]uint32
-	exacts   []bool
+	nexact   []int            // per bucket: distinct exact paths
 	res      map[string]int32 // regex source (anchored by compile) → res
 }
 
@@ -220,8 +239,14 @@ type indexBuilder struct {
 // added to text, which may hold the caller's strings already; the index's
 // text is all of it.
 func newRuleIndex(ms []*matcher, text *textBuilder) *ruleIndex {
+	return newRuleIndexSmall(ms, text, smallBucket)
+}
+
+// newRuleIndexSmall is newRuleIndex keeping up to small exact paths and
+// prefixes of a bucket in lists (the tests try both forms).
+func newRuleIndexSmall(ms []*matcher, text *textBuilder, small int) *ruleIndex {
 	x := &ruleIndex{seed: maphash.MakeSeed(), any: -1, conds: make([]cond, len(ms))}
-	ib := &indexBuilder{x: x, text: text, hosts: map[string]int32{}, suffixes: map[string]int32{},
+	ib := &indexBuilder{x: x, text: text, small: small, hosts: map[string]int32{}, suffixes: map[string]int32{},
 		paths: map[key][]int32{}, prefixes: map[key][]int32{}, res: map[string]int32{}}
 	for i, m := range ms {
 		pos := int32(i) // config files hold far fewer than 2^31 rules
@@ -249,7 +274,7 @@ func newRuleIndex(ms []*matcher, text *textBuilder) *ruleIndex {
 func (ib *indexBuilder) newBucket() int32 {
 	ib.other = append(ib.other, nil)
 	ib.lens = append(ib.lens, nil)
-	ib.exacts = append(ib.exacts, false)
+	ib.nexact = append(ib.nexact, 0)
 	return int32(len(ib.other) - 1)
 }
 
@@ -268,8 +293,10 @@ func (ib *indexBuilder) add(b int32, m *matcher, pos int32) {
 	switch {
 	case m.pathExact != "":
 		k := key{b, m.pathExact}
+		if _, ok := ib.paths[k]; !ok {
+			ib.nexact[b]++
+		}
 		ib.paths[k] = appendPos(ib.paths[k], pos)
-		ib.exacts[b] = true
 	case m.pathPrefix != "":
 		k := key{b, m.pathPrefix}
 		if _, ok := ib.prefixes[k]; !ok {
@@ -371,31 +398,61 @@ func (ib *indexBuilder) finish() {
 		}
 		x.suffixLens[len(s)/64] |= 1 << (len(s) % 64)
 	}
+	smallExact := make([][]strEntry, len(ib.other))
+	smallPrefix := make([][]strEntry, len(ib.other))
 	for k, l := range ib.paths {
-		paths = append(paths, strEntry{bucket: k.bucket, key: ib.text.add(k.s), val: list(l)})
+		e := strEntry{bucket: k.bucket, key: ib.text.add(k.s), val: list(l)}
+		if ib.nexact[k.bucket] > ib.small {
+			paths = append(paths, e)
+		} else {
+			smallExact[k.bucket] = append(smallExact[k.bucket], e)
+		}
 	}
 	for k, l := range ib.prefixes {
-		prefixes = append(prefixes, strEntry{bucket: k.bucket, key: ib.text.add(k.s), val: list(l)})
+		e := strEntry{bucket: k.bucket, key: ib.text.add(k.s), val: list(l)}
+		if len(ib.lens[k.bucket]) > ib.small { // lens has a length per distinct prefix until sorted
+			prefixes = append(prefixes, e)
+		} else {
+			smallPrefix[k.bucket] = append(smallPrefix[k.bucket], e)
+		}
 	}
 	x.buckets = make([]bucket, len(ib.other))
 	for b := range x.buckets {
-		slices.Sort(ib.lens[b])
-		x.buckets[b] = bucket{
-			lens:   span{off: uint32(len(x.lens)), n: uint32(len(ib.lens[b]))},
-			other:  list(ib.other[b]),
-			exacts: ib.exacts[b],
+		bk := bucket{other: list(ib.other[b])}
+		if ib.nexact[b] > ib.small {
+			bk.exactHashed = true
+		} else {
+			bk.exact = smallEntries(&x.small, smallExact[b])
 		}
-		x.lens = append(x.lens, ib.lens[b]...)
+		if len(ib.lens[b]) > ib.small {
+			bk.prefixHashed = true
+			slices.Sort(ib.lens[b])
+			lens := slices.Compact(ib.lens[b])
+			bk.lens = span{off: uint32(len(x.lens)), n: uint32(len(lens))}
+			x.lens = append(x.lens, lens...)
+		} else {
+			bk.prefix = smallEntries(&x.small, smallPrefix[b])
+		}
+		x.buckets[b] = bk
 	}
 	x.text = string(ib.text.b) // the tables hash their keys from it
-	x.hosts = newStrTable(x, hosts)
-	x.suffixes = newStrTable(x, suffixes)
-	x.paths = newStrTable(x, paths)
-	x.prefixes = newStrTable(x, prefixes)
+	x.hosts = newStrTable(x, hosts, ib.small)
+	x.suffixes = newStrTable(x, suffixes, ib.small)
+	x.paths = newStrTable(x, paths, ib.small)
+	x.prefixes = newStrTable(x, prefixes, ib.small)
 	x.pos = slices.Clip(x.pos)
+	x.small = slices.Clip(x.small)
 	x.lens = slices.Clip(x.lens)
 	x.methods = slices.Clip(x.methods)
 	x.res = slices.Clip(x.res)
+}
+
+// smallEntries appends es to small and returns where they are. The order
+// does not matter: every entry that matches is scanned.
+func smallEntries(small *[]strEntry, es []strEntry) span {
+	s := span{off: uint32(len(*small)), n: uint32(len(es))}
+	*small = append(*small, es...)
+	return s
 }
 
 // first returns the position of the first rule that matches, or -1.
@@ -404,7 +461,7 @@ func (x *ruleIndex) first(host, path, method string) int {
 	if v, ok := x.hosts.get(x, 0, host); ok {
 		best = x.bucketFirst(int32(v.off), path, method, best)
 	}
-	if len(x.suffixes.slots) > 0 {
+	if len(x.suffixes.ents) > 0 {
 		// Each dot after the first byte starts a suffix matchHost accepts.
 		for j := 1; j < len(host); j++ {
 			k := strings.IndexByte(host[j:], '.')
@@ -433,17 +490,32 @@ func (x *ruleIndex) first(host, path, method string) int {
 // that matches path and method, else best.
 func (x *ruleIndex) bucketFirst(b int32, path, method string, best int) int {
 	bk := &x.buckets[b]
-	if bk.exacts {
+	if bk.exactHashed {
 		if l, ok := x.paths.get(x, b, path); ok {
 			best = x.scan(l, method, best)
 		}
-	}
-	for _, n := range x.lens[bk.lens.off : bk.lens.off+bk.lens.n] {
-		if int(n) > len(path) {
-			break
+	} else {
+		for i := range x.small[bk.exact.off : bk.exact.off+bk.exact.n] {
+			if e := &x.small[int(bk.exact.off)+i]; int(e.key.n) == len(path) && x.str(e.key) == path {
+				best = x.scan(e.val, method, best)
+				break // exact paths are distinct
+			}
 		}
-		if l, ok := x.prefixes.get(x, b, path[:n]); ok {
-			best = x.scan(l, method, best)
+	}
+	if bk.prefixHashed {
+		for _, n := range x.lens[bk.lens.off : bk.lens.off+bk.lens.n] {
+			if int(n) > len(path) {
+				break
+			}
+			if l, ok := x.prefixes.get(x, b, path[:n]); ok {
+				best = x.scan(l, method, best)
+			}
+		}
+	} else {
+		for i := range x.small[bk.prefix.off : bk.prefix.off+bk.prefix.n] {
+			if e := &x.small[int(bk.prefix.off)+i]; int(e.key.n) <= len(path) && x.str(e.key) == path[:e.key.n] {
+				best = x.scan(e.val, method, best)
+			}
 		}
 	}
 	for _, i := range x.pos[bk.other.off : bk.other.off+bk.other.n] {
