@@ -29,6 +29,7 @@ func BenchmarkMatch(b *testing.B) {
 						b.Fatalf("match %v, want %v", ru >= 0, *c.match)
 					}
 					b.ReportAllocs()
+					reportCPU(b)
 					i := 0
 					for b.Loop() {
 						q.match(&reqs[i%len(reqs)], nil)
@@ -60,6 +61,7 @@ func BenchmarkDecide(b *testing.B) {
 						b.Fatalf("decision %v %s, want a match: %v", d.Code, d.Reason, *c.match)
 					}
 					b.ReportAllocs()
+					reportCPU(b)
 					i := 0
 					for b.Loop() {
 						r := reqs[i%len(reqs)] // Decide canonicalises in place
