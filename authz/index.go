@@ -175,13 +175,13 @@ func (t *strTable) get(x *ruleIndex, b int32, s string) (span, bool) {
 // or, for up to small entries, a list.
 func newStrTable(x *ruleIndex, ents []strEntry, small int) strTable {
 	if len(ents) <= small {
-		return strTable{ents: slices.Clip(ents)}
+		return strTable{ents: exact(ents)}
 	}
 	n := 2
 	for n < 2*len(ents) {
 		n *= 2
 	}
-	t := strTable{slots: make([]int32, n), ents: slices.Clip(ents)}
+	t := strTable{slots: make([]int32, n), ents: exact(ents)}
 	mask := uint64(n - 1)
 	for k := range ents {
 		i := x.hash(ents[k].bucket, x.str(ents[k].key)) & mask
@@ -193,11 +193,36 @@ func newStrTable(x *ruleIndex, ents []strEntry, small int) strTable {
 	return t
 }
 
+// exact returns s in an array of its length (nil when empty), so that a
+// long-lived table keeps no spare capacity.
+func exact[T any](s []T) []T {
+	if len(s) == cap(s) {
+		return s
+	}
+	return append([]T(nil), s...)
+}
+
 // textBuilder collects the index's strings into one, each distinct string
 // once.
 type textBuilder struct {
 	b    []byte
 	seen map[string]span
+}
+
+// grow makes room for about n more bytes in about k strings.
+func (t *textBuilder) grow(n, k int) {
+	t.b = slices.Grow(t.b, n)
+	if t.seen == nil {
+		t.seen = make(map[string]span, k)
+	}
+}
+
+// addNew adds s without looking for it: for strings known to be distinct
+// (rule names).
+func (t *textBuilder) addNew(s string) span {
+	sp := span{off: uint32(len(t.b)), n: uint32(len(s))}
+	t.b = append(t.b, s...)
+	return sp
 }
 
 func (t *textBuilder) add(s string) span {
@@ -247,7 +272,7 @@ func newRuleIndex(ms []*matcher, text *textBuilder) *ruleIndex {
 func newRuleIndexSmall(ms []*matcher, text *textBuilder, small int) *ruleIndex {
 	x := &ruleIndex{seed: maphash.MakeSeed(), any: -1, conds: make([]cond, len(ms))}
 	ib := &indexBuilder{x: x, text: text, small: small, hosts: map[string]int32{}, suffixes: map[string]int32{},
-		paths: map[key][]int32{}, prefixes: map[key][]int32{}, res: map[string]int32{}}
+		paths: make(map[key][]int32, len(ms)/2), prefixes: make(map[key][]int32, len(ms)/2), res: map[string]int32{}}
 	for i, m := range ms {
 		pos := int32(i) // config files hold far fewer than 2^31 rules
 		x.conds[i] = ib.cond(m)
@@ -382,12 +407,26 @@ func (ib *indexBuilder) regexWhole(m *matcher) int32 {
 // finish lays the lists out flat.
 func (ib *indexBuilder) finish() {
 	x := ib.x
+	n := 0 // positions in all lists
+	for _, l := range ib.paths {
+		n += len(l)
+	}
+	for _, l := range ib.prefixes {
+		n += len(l)
+	}
+	for _, l := range ib.other {
+		n += len(l)
+	}
+	x.pos = make([]int32, 0, n)
+	x.small = make([]strEntry, 0, len(ib.paths)+len(ib.prefixes))
+	paths := make([]strEntry, 0, len(ib.paths))
+	prefixes := make([]strEntry, 0, len(ib.prefixes))
 	list := func(l []int32) span {
 		s := span{off: uint32(len(x.pos)), n: uint32(len(l))}
 		x.pos = append(x.pos, l...)
 		return s
 	}
-	var hosts, suffixes, paths, prefixes []strEntry
+	var hosts, suffixes []strEntry
 	for h, b := range ib.hosts {
 		hosts = append(hosts, strEntry{key: ib.text.add(h), val: span{off: uint32(b)}})
 	}
@@ -440,11 +479,10 @@ func (ib *indexBuilder) finish() {
 	x.suffixes = newStrTable(x, suffixes, ib.small)
 	x.paths = newStrTable(x, paths, ib.small)
 	x.prefixes = newStrTable(x, prefixes, ib.small)
-	x.pos = slices.Clip(x.pos)
-	x.small = slices.Clip(x.small)
-	x.lens = slices.Clip(x.lens)
-	x.methods = slices.Clip(x.methods)
-	x.res = slices.Clip(x.res)
+	x.small = exact(x.small)
+	x.lens = exact(x.lens)
+	x.methods = exact(x.methods)
+	x.res = exact(x.res)
 }
 
 // smallEntries appends es to small and returns where they are. The order

@@ -123,12 +123,14 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		p.newID = newIDGenerator()
 	}
 	var text textBuilder
+	text.grow(textSize(cfg.Rules))
 	p.rules = make([]ruleEntry, len(cfg.Rules))
 	ms := make([]*matcher, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
 		ms[i] = compiled[i].match
-		e := ruleEntry{name: text.add(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
+		// Names are validated distinct, and the action one of actions.
+		e := ruleEntry{name: text.addNew(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
 		r := rule{require: rc.Require, limits: compiled[i].limits}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
@@ -144,6 +146,21 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	}
 	p.index = newRuleIndex(ms, &text)
 	return p, nil
+}
+
+// textSize is about the size of the text of rules' index (names, paths,
+// hosts; shared ones counted each time), and the number of its strings
+// other than names.
+func textSize(rules []RuleConfig) (n, k int) {
+	for i := range rules {
+		r := &rules[i]
+		n += len(r.Name) + len(r.Match.Path.Exact) + len(r.Match.Path.Prefix) + len(r.Match.Path.Regex)
+		k++
+		for _, h := range r.Match.Hosts {
+			n += len(h)
+		}
+	}
+	return n, k
 }
 
 // Authenticator returns the authenticator with the given name, or nil.
