@@ -128,6 +128,7 @@ func compileEach(b *testing.B, n int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	reportCPU(b)
 	for i := range b.N {
 		if _, err := NewPipeline(cfgs[i], nil, Options{}); err != nil {
 			b.Fatal(err)
