@@ -160,6 +160,7 @@ func BenchmarkDecode(b *testing.B) {
 	data := policyYAML(10000)
 	b.Run("impl=once", func(b *testing.B) {
 		b.ReportAllocs()
+		reportCPU(b)
 		for b.Loop() {
 			var c config
 			if _, err := Decode("p.yaml", data, &c, func(string) string { return "" }); err != nil || len(c.Rules) != 10000 {
@@ -169,6 +170,7 @@ func BenchmarkDecode(b *testing.B) {
 	})
 	b.Run("impl=twice", func(b *testing.B) {
 		b.ReportAllocs()
+		reportCPU(b)
 		for b.Loop() {
 			var c config
 			if err := decodeTwice("p.yaml", data, &c); err != nil || len(c.Rules) != 10000 {
