@@ -302,7 +302,7 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 		if err != nil {
 			errs = append(errs, yamlfile.Errorf("path.regex", "%v", err))
 		}
-		out.pathRegex = re
+		out.pathRegex, out.pathRegexSrc = re, m.Path.Regex
 	}
 	if n > 1 {
 		errs = append(errs, yamlfile.Errorf("path", "set at most one of exact, prefix, regex"))
@@ -332,15 +332,18 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 	return out, nil
 }
 
-// matcher is a compiled MatchConfig.
+// matcher is a compiled MatchConfig: what validation hands to the rule
+// index, and the definition of a match the index is tested against (the
+// pipeline keeps the index, not the matchers).
 type matcher struct {
-	anyHost    bool
-	exact      []string
-	suffixes   []string // ".example.com"
-	pathExact  string
-	pathPrefix string
-	pathRegex  *regexp.Regexp
-	methods    []string
+	anyHost      bool
+	exact        []string
+	suffixes     []string // ".example.com"
+	pathExact    string
+	pathPrefix   string
+	pathRegex    *regexp.Regexp // ^(?:pathRegexSrc)$
+	pathRegexSrc string
+	methods      []string
 }
 
 func (m *matcher) matches(host, path, method string) bool {

@@ -16,18 +16,20 @@ import (
 func BenchmarkMatch(b *testing.B) {
 	for _, n := range []int{10, 1000, 10000} {
 		p := benchPipeline(b, n)
+		ms := benchMatchers(b, n)
 		for _, c := range benchCases(n) {
 			for _, impl := range []string{"index", "linear"} {
 				q := *p
 				if impl == "linear" {
-					q.index = nil
+					q.linear = ms
 				}
 				b.Run(impl+"/rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 					reqs := c.reqs()
-					if ru, _ := q.match(&reqs[0], nil); c.match != nil && (ru != nil) != *c.match {
-						b.Fatalf("match %v, want %v", ru != nil, *c.match)
+					if ru, _ := q.match(&reqs[0], nil); c.match != nil && (ru >= 0) != *c.match {
+						b.Fatalf("match %v, want %v", ru >= 0, *c.match)
 					}
 					b.ReportAllocs()
+					reportCPU(b)
 					i := 0
 					for b.Loop() {
 						q.match(&reqs[i%len(reqs)], nil)
@@ -45,11 +47,12 @@ func BenchmarkDecide(b *testing.B) {
 	ctx := context.Background()
 	for _, n := range []int{10, 1000, 10000} {
 		p := benchPipeline(b, n)
+		ms := benchMatchers(b, n)
 		for _, c := range benchCases(n) {
 			for _, impl := range []string{"index", "linear"} {
 				q := *p
 				if impl == "linear" {
-					q.index = nil
+					q.linear = ms
 				}
 				b.Run(impl+"/rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 					reqs := c.reqs()
@@ -58,6 +61,7 @@ func BenchmarkDecide(b *testing.B) {
 						b.Fatalf("decision %v %s, want a match: %v", d.Code, d.Reason, *c.match)
 					}
 					b.ReportAllocs()
+					reportCPU(b)
 					i := 0
 					for b.Loop() {
 						r := reqs[i%len(reqs)] // Decide canonicalises in place

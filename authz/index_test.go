@@ -2,13 +2,14 @@ package authz
 
 import (
 	"math/rand/v2"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
 
-// The rule index must pick exactly the rule the linear scan picks: the same
-// rule (pointer), or no rule for both, for every host, path and method, and
+// The rule index must pick exactly the rule the linear scan of the rules'
+// matchers picks: the same position, or no rule for both, for every host, path and method, and
 // Pipeline.match must give the same rule and reason with both (it also
 // looks up the servlet reading of ";" paths and override methods).
 
@@ -20,13 +21,14 @@ var (
 		"*.org", "A.Com", "a.com.", "a.com:8443", "[::1]", "xa.com", "*.c.org"}
 	genReqHosts = []string{"a.com", "b.a.com", "x.b.a.com", "y.x.b.a.com", "com", "c.org", "d.c.org", "org",
 		"", "xa.com", "a.com.b", ".a.com", "..a.com", "a..com", "[::1]", "b.xa.com", "e.d.c.org"}
-	genExact    = []string{"/", "/a", "/a/", "/a/b", "/a/b/c", "/b", "/ab", "/a;x/b", "/a/b;y"}
-	genPref     = []string{"/", "/a", "/a/", "/ab", "/a/b", "/a/b/", "/b", "/a;", "/a;x/"}
-	genRegex    = []string{"/a.*", "/[ab]+", "/a/b(/.*)?", ".*;.*", "/a/b", "(/a)?/b", "/[^/]*", "/a/?", ".*"}
+	genExact = []string{"/", "/a", "/a/", "/a/b", "/a/b/c", "/b", "/ab", "/a;x/b", "/a/b;y"}
+	genPref  = []string{"/", "/a", "/a/", "/ab", "/a/b", "/a/b/", "/b", "/a;", "/a;x/"}
+	genRegex = []string{"/a.*", "/[ab]+", "/a/b(/.*)?", ".*;.*", "/a/b", "(/a)?/b", "/[^/]*", "/a/?", ".*",
+		"/a/[0-9]+", "/b/[0-9]+", "/a/b/?", `/a\.b`, "(?i)/AB", "/a(?i)B", `/a\b.*`, "/a$", "/ab*", "/a|/b"}
 	genReqPaths = []string{"/", "/a", "/a/", "/ab", "/abc", "/a/b", "/a/b/", "/a/b/c", "/a;x/b", "/a/b;y",
-		"/a;x", "/a;x/b;y/c", "/b", "/b;q", "/c", "", "/a/b/c;z/d", "/a;"}
-	genMethods    = [][]string{nil, {"GET"}, {"post"}, {"GET", "POST"}, {"PUT", "DELETE", "GET"}, {"get", "GET"}}
-	genReqMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH"}
+		"/a;x", "/a;x/b;y/c", "/b", "/b;q", "/c", "", "/a/b/c;z/d", "/a;", "/a/12", "/b/7", "/a.b", "/AB", "/aB", "/abbb"}
+	genMethods    = [][]string{nil, {"GET"}, {"post"}, {"GET", "POST"}, {"PUT", "DELETE", "GET"}, {"get", "GET"}, {"PURGE"}, {"purge", "TRACE"}}
+	genReqMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH", "PURGE"}
 	genOverrides  = [][]string{nil, {"POST"}, {"GET", "PUT"}, {"DELETE"}}
 )
 
@@ -53,9 +55,9 @@ func pick[T any](g *ruleGen, xs []T) T { return xs[g.intn(len(xs))] }
 
 // rules compiles up to n random rules; ones the validator refuses (a path
 // not in canonical form) are left out, as NewPipeline would refuse them.
-func (g *ruleGen) rules(n int) []rule {
-	var out []rule
-	for i := range n {
+func (g *ruleGen) rules(n int) []*matcher {
+	var out []*matcher
+	for range n {
 		var mc MatchConfig
 		for range g.intn(4) { // 0 hosts: any host
 			mc.Hosts = append(mc.Hosts, pick(g, genRuleHosts))
@@ -73,29 +75,56 @@ func (g *ruleGen) rules(n int) []rule {
 		if err != nil {
 			continue
 		}
-		out = append(out, rule{name: "r" + itoa(i), match: m, action: ActionAllow})
+		out = append(out, m)
 	}
 	return out
 }
 
+// testPipelines returns a pipeline of allow rules with the matchers ms
+// deciding by the index, and one deciding by the linear scan.
+func testPipelines(ms []*matcher) (linear, indexed *Pipeline) {
+	return testPipelinesSmall(ms, smallBucket)
+}
+
+// testPipelinesSmall is testPipelines with the index keeping up to small
+// paths of a bucket in lists (0: every bucket hashed).
+func testPipelinesSmall(ms []*matcher, small int) (linear, indexed *Pipeline) {
+	var text textBuilder
+	rules := make([]ruleEntry, len(ms))
+	for i := range rules {
+		rules[i] = ruleEntry{name: text.add("r" + itoa(i)), extra: -1}
+	}
+	x := newRuleIndexSmall(ms, &text, small)
+	return &Pipeline{rules: rules, index: x, linear: ms}, &Pipeline{rules: rules, index: x}
+}
+
 // checkIndex compares the index with the linear scan on every request the
 // pools make, and returns how many lookups matched a rule.
-func checkIndex(t *testing.T, rules []rule, extraHosts, extraPaths []string) int {
+// Every bucket is checked both as short lists and as hash tables.
+func checkIndex(t *testing.T, rules []*matcher, extraHosts, extraPaths []string) int {
 	t.Helper()
-	linear := &Pipeline{rules: rules}
-	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	matched := checkIndexSmall(t, rules, extraHosts, extraPaths, smallBucket)
+	if checkIndexSmall(t, rules, extraHosts, extraPaths, 0) != matched {
+		t.Fatal("the hashed index matched a different number of lookups")
+	}
+	return matched
+}
+
+func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []string, small int) int {
+	t.Helper()
+	linear, indexed := testPipelinesSmall(rules, small)
 	hosts := append(append([]string(nil), genReqHosts...), extraHosts...)
 	paths := append(append([]string(nil), genReqPaths...), extraPaths...)
 	matched := 0
 	for _, h := range hosts {
 		for _, path := range paths {
 			for _, meth := range genReqMethods {
-				want := linear.firstLinear(h, path, meth)
+				want := linear.first(h, path, meth)
 				if got := indexed.first(h, path, meth); got != want {
-					t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s\nrules:\n%s", h, path, meth,
+					t.Fatalf("first(%q, %q, %q) (small %d) = %s, linear scan: %s\nrules:\n%s", h, path, meth, small,
 						ruleDesc(rules, got), ruleDesc(rules, want), rulesDesc(rules))
 				}
-				if want != nil {
+				if want >= 0 {
 					matched++
 				}
 			}
@@ -113,22 +142,20 @@ func checkIndex(t *testing.T, rules []rule, extraHosts, extraPaths []string) int
 	return matched
 }
 
-func ruleDesc(rules []rule, r *rule) string {
-	if r == nil {
+func ruleDesc(rules []*matcher, i int) string {
+	switch {
+	case i < 0:
 		return "no rule"
+	case i >= len(rules):
+		return "a rule not in the set"
 	}
-	for i := range rules {
-		if &rules[i] == r {
-			return "rules[" + itoa(i) + "]"
-		}
-	}
-	return "a rule not in the set"
+	return "rules[" + itoa(i) + "]"
 }
 
-func rulesDesc(rules []rule) string {
+func rulesDesc(rules []*matcher) string {
 	var b strings.Builder
 	for i := range rules {
-		b.WriteString("  [" + itoa(i) + "] " + rules[i].match.String() + "\n")
+		b.WriteString("  [" + itoa(i) + "] " + rules[i].String() + "\n")
 	}
 	return b.String()
 }
@@ -153,14 +180,14 @@ func TestRuleIndexMatchesLinearScan(t *testing.T) {
 // TestRuleIndexCases pins overlaps where an index could pick a later rule
 // or none, each against the linear scan and against the rule it must be.
 func TestRuleIndexCases(t *testing.T) {
-	mk := func(specs ...MatchConfig) []rule {
-		var rs []rule
+	mk := func(specs ...MatchConfig) []*matcher {
+		var rs []*matcher
 		for i := range specs {
 			m, err := compileMatch(&specs[i])
 			if err != nil {
 				t.Fatal(err)
 			}
-			rs = append(rs, rule{name: itoa(i), match: m})
+			rs = append(rs, m)
 		}
 		return rs
 	}
@@ -189,14 +216,12 @@ func TestRuleIndexCases(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rules := mk(tt.rules...)
-			p := &Pipeline{rules: rules, index: newRuleIndex(rules)}
-			got, lin := p.first(tt.host, tt.path, tt.method), p.firstLinear(tt.host, tt.path, tt.method)
-			var want *rule
-			if tt.want >= 0 {
-				want = &rules[tt.want]
-			}
-			if got != want || lin != want {
-				t.Fatalf("index: %s, linear: %s, want %s", ruleDesc(rules, got), ruleDesc(rules, lin), ruleDesc(rules, want))
+			for _, small := range []int{smallBucket, 0} {
+				linear, indexed := testPipelinesSmall(rules, small)
+				got, lin, want := indexed.first(tt.host, tt.path, tt.method), linear.first(tt.host, tt.path, tt.method), tt.want
+				if got != want || lin != want {
+					t.Fatalf("index (small %d): %s, linear: %s, want %s", small, ruleDesc(rules, got), ruleDesc(rules, lin), ruleDesc(rules, want))
+				}
 			}
 		})
 	}
@@ -205,18 +230,18 @@ func TestRuleIndexCases(t *testing.T) {
 // TestRuleIndexLarge compares the benchmark's 10,000-rule policy on random
 // requests made from its own hosts and paths (hits, near misses, misses).
 func TestRuleIndexLarge(t *testing.T) {
-	rules := benchRules(t, 10000)
-	linear := &Pipeline{rules: rules}
-	indexed := &Pipeline{rules: rules, index: newRuleIndex(rules)}
+	rules := benchMatchers(t, 10000)
+	linear, indexed := testPipelines(rules)
+	_, hashed := testPipelinesSmall(rules, 0)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	hits := 0
 	for range 3000 {
 		r := benchRequest(len(rules), rnd.IntN(len(rules)+len(rules)/4), rnd)
-		want := linear.firstLinear(r.Host, r.Path, r.Method)
-		if got := indexed.first(r.Host, r.Path, r.Method); got != want {
-			t.Fatalf("first(%q, %q, %q) = %s, linear scan: %s", r.Host, r.Path, r.Method, ruleDesc(rules, got), ruleDesc(rules, want))
+		want := linear.first(r.Host, r.Path, r.Method)
+		if got, h := indexed.first(r.Host, r.Path, r.Method), hashed.first(r.Host, r.Path, r.Method); got != want || h != want {
+			t.Fatalf("first(%q, %q, %q) = %s (hashed %s), linear scan: %s", r.Host, r.Path, r.Method, ruleDesc(rules, got), ruleDesc(rules, h), ruleDesc(rules, want))
 		}
-		if want != nil {
+		if want >= 0 {
 			hits++
 		}
 	}
@@ -239,5 +264,115 @@ func FuzzRuleIndex(f *testing.F) {
 		n := g.intn(24)
 		rules := g.rules(n)
 		checkIndex(t, rules, []string{host}, []string{path})
+	})
+}
+
+// TestSplitRegex pins which path regexes are split into a literal prefix
+// and a shared rest, and where.
+func TestSplitRegex(t *testing.T) {
+	tests := []struct {
+		give      string
+		lit, rest string
+		ok        bool
+	}{
+		{"/r1/items/[0-9]+", "/r1/items/", "[0-9]+", true},
+		{"/health", "/health", "", true},
+		{"/a/b(/.*)?", "/a/b", "(/.*)?", true},
+		{"/ab*", "/a", "b*", true},               // the quantified letter is not literal
+		{"/a/[0-9]+/b", "/a/", "[0-9]+/b", true}, // literal text after the rest stays in it
+		{"/日本/[0-9]+", "/日本/", "[0-9]+", true},
+		{"/a(?i)dmin", "/a", "(?i)dmin", true}, // the flag is in the rest
+		{`/a\.json`, "", "", false},            // the literal is written with an escape
+		{"(?i)/admin", "", "", false},          // case-insensitive literal
+		{"/a|/b", "", "", false},               // alternation: not a concatenation
+		{`/a\b.*`, "", "", false},              // \b would see the literal's last byte
+		{"/a$", "", "", false},                 // $ in the rest
+		{"/a(^|/)b", "", "", false},            // ^ in the rest
+		{".*", "", "", false},                  // no literal prefix
+		{"/a)|(/b", "", "", false},             // does not parse on its own
+		{"", "", "", false},                    // empty: nothing to split
+	}
+	for _, tt := range tests {
+		t.Run(tt.give, func(t *testing.T) {
+			lit, rest, ok := splitRegex(tt.give)
+			if lit != tt.lit || rest != tt.rest || ok != tt.ok {
+				t.Fatalf("splitRegex(%q) = %q, %q, %v; want %q, %q, %v", tt.give, lit, rest, ok, tt.lit, tt.rest, tt.ok)
+			}
+		})
+	}
+}
+
+// splitMatches is how the index matches a split regex.
+func splitMatches(t *testing.T, lit, rest, path string) bool {
+	t.Helper()
+	after, ok := strings.CutPrefix(path, lit)
+	if !ok {
+		return false
+	}
+	if rest == "" {
+		return after == ""
+	}
+	re, err := regexp.Compile(`^(?:` + rest + `)$`)
+	if err != nil {
+		t.Fatalf("the rest %q does not compile: %v", rest, err)
+	}
+	return re.MatchString(after)
+}
+
+// checkSplit requires the split form of src to match path exactly when
+// the whole regex does.
+func checkSplit(t *testing.T, src, path string) (split bool) {
+	t.Helper()
+	lit, rest, ok := splitRegex(src)
+	if !ok {
+		return false
+	}
+	whole, err := regexp.Compile(`^(?:` + src + `)$`)
+	if err != nil {
+		return false // the validator refuses it; never split
+	}
+	if want, got := whole.MatchString(path), splitMatches(t, lit, rest, path); got != want {
+		t.Fatalf("regex %q (split %q + %q) on %q: split %v, whole %v", src, lit, rest, path, got, want)
+	}
+	return true
+}
+
+var splitRegexes = []string{"/r1/items/[0-9]+", "/health", "/a/b(/.*)?", "/ab*", "/a/[0-9]+/b", "/a(?i)dmin",
+	"/a/(x|y)", "/a/(?:x|y)+", "/a/.", "/a/\\pL+", "/a/[^/]+/b", "/a/b{2,3}", "/a/(?s:.)", "/a/(?U)b+?",
+	"/日本/.+", "/a/\\x{65e5}", "/a/(b)\\1?", "/a/[[:alpha:]]+", "/aa*", "/a/(?i:B)c"}
+
+var splitPaths = []string{"/r1/items/42", "/r1/items/", "/r1/items/4x", "/health", "/health/", "/a/b", "/a/b/",
+	"/a/b/c", "/abbb", "/a", "/ab", "/a/7/b", "/a/7/bb", "/aDMIN", "/admin", "/a/x", "/a/xyx", "/a/\u00e9",
+	"/a/\n", "/a/bbb", "/a/bbbb", "/日本/x", "/a/日", "/a/B", "/a/bc", "/a/Bc", "/a/\xff", "/a/\xc3", "/aa", ""}
+
+// TestSplitRegexMatchesWhole compares split regexes with the whole regex on
+// every pool path.
+func TestSplitRegexMatchesWhole(t *testing.T) {
+	split := 0
+	for _, src := range splitRegexes {
+		for _, path := range splitPaths {
+			if checkSplit(t, src, path) {
+				split++
+			}
+		}
+	}
+	if split < len(splitRegexes)*len(splitPaths)/2 {
+		t.Fatalf("only %d comparisons: most pool regexes should split", split)
+	}
+}
+
+// FuzzSplitRegex: for any regex the validator accepts and any path, the
+// split form decides as the whole regex does.
+func FuzzSplitRegex(f *testing.F) {
+	for i, src := range splitRegexes {
+		f.Add(src, splitPaths[i%len(splitPaths)])
+	}
+	f.Add(`/a\b.*`, "/a")
+	f.Add("/a$", "/a")
+	f.Fuzz(func(t *testing.T, src, path string) {
+		if len(src) > 64 || len(path) > 64 {
+			return // bounded work per input
+		}
+		checkSplit(t, src, path)
 	})
 }

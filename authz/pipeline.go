@@ -43,8 +43,10 @@ type Options struct {
 // change the policy (see Live).
 type Pipeline struct {
 	realm          string
-	rules          []rule
-	index          *ruleIndex // nil: first scans rules linearly (tests' oracle)
+	rules          []ruleEntry // in config order, as the index numbers them
+	extras         []rule      // authenticators, requirements, rate limits of the rules that have them
+	index          *ruleIndex
+	linear         []*matcher // tests: when set, first scans these instead of the index
 	identity       identityHeaders
 	allowEncoded   bool
 	caseSensitive  bool
@@ -58,13 +60,37 @@ type Pipeline struct {
 	tracer         trace.Tracer
 }
 
+// rule is what Decide uses of the rule that matched (Pipeline.rule).
 type rule struct {
 	name    string
-	match   *matcher
 	action  string
 	authn   []*Authenticator
 	require Requirements
 	limits  *rateLimits
+}
+
+// ruleEntry is a rule as the pipeline keeps it: without pointers, so that
+// a policy of many rules costs the garbage collector one object to mark
+// (see ruleIndex). Most rules (allow and deny without rate limits) have
+// nothing else; the others' parts are in Pipeline.extras.
+type ruleEntry struct {
+	name   span // in index.text
+	extra  int32
+	action uint8
+}
+
+// actions numbers the actions for ruleEntry.
+var actions = [...]string{ActionAllow, ActionDeny, ActionAuthenticate}
+
+// rule returns rule i's parts.
+func (p *Pipeline) rule(i int) rule {
+	e := p.rules[i]
+	var r rule
+	if e.extra >= 0 {
+		r = p.extras[e.extra]
+	}
+	r.name, r.action = p.index.str(e.name), actions[e.action]
+	return r
 }
 
 // NewPipeline validates cfg (after applying defaults) and compiles it. The
@@ -96,20 +122,45 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	if p.newID == nil {
 		p.newID = newIDGenerator()
 	}
-	p.rules = make([]rule, 0, len(cfg.Rules))
+	var text textBuilder
+	text.grow(textSize(cfg.Rules))
+	p.rules = make([]ruleEntry, len(cfg.Rules))
+	ms := make([]*matcher, len(cfg.Rules))
 	for i := range cfg.Rules {
 		rc := &cfg.Rules[i]
-		r := rule{name: rc.Name, match: compiled[i].match, action: rc.Action, require: rc.Require, limits: compiled[i].limits}
+		ms[i] = compiled[i].match
+		// Names are validated distinct, and the action one of actions.
+		e := ruleEntry{name: text.addNew(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
+		r := rule{require: rc.Require, limits: compiled[i].limits}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
 		}
-		p.rules = append(p.rules, r)
+		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 {
+			e.extra = int32(len(p.extras))
+			p.extras = append(p.extras, r)
+		}
+		p.rules[i] = e
 	}
-	p.index = newRuleIndex(p.rules)
+	p.index = newRuleIndex(ms, &text)
 	return p, nil
+}
+
+// textSize is about the size of the text of rules' index (names, paths,
+// hosts; shared ones counted each time), and the number of its strings
+// other than names.
+func textSize(rules []RuleConfig) (n, k int) {
+	for i := range rules {
+		r := &rules[i]
+		n += len(r.Name) + len(r.Match.Path.Exact) + len(r.Match.Path.Prefix) + len(r.Match.Path.Regex)
+		k++
+		for _, h := range r.Match.Hosts {
+			n += len(h)
+		}
+	}
+	return n, k
 }
 
 // Authenticator returns the authenticator with the given name, or nil.
@@ -126,13 +177,15 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	ru, reason := p.match(r, methods)
+	i, reason := p.match(r, methods)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	if ru == nil {
+	if i < 0 {
 		return p.deny(d, Forbidden, "no_matching_rule")
 	}
+	rv := p.rule(i)
+	ru := &rv
 	d.Rule = ru.name
 	switch ru.action {
 	case ActionDeny:
@@ -214,11 +267,11 @@ func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string
 // each override method (MethodOverrideMatch); when these readings pick
 // different rules the request is ambiguous and the reason says so. (Both
 // readings are functions of the canonical path.)
-func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
+func (p *Pipeline) match(r *Request, overrides []string) (int, string) {
 	ru := p.first(r.Host, r.Path, r.Method)
 	for _, m := range overrides {
 		if p.first(r.Host, r.Path, m) != ru {
-			return nil, "ambiguous_method"
+			return -1, "ambiguous_method"
 		}
 	}
 	// Every other reading of the path a mainstream upstream may serve must
@@ -241,11 +294,11 @@ func (p *Pipeline) match(r *Request, overrides []string) (*rule, string) {
 			continue
 		}
 		if p.first(r.Host, path, r.Method) != ru {
-			return nil, ErrAmbiguousPath.Error()
+			return -1, ErrAmbiguousPath.Error()
 		}
 		for _, m := range overrides {
 			if p.first(r.Host, path, m) != ru {
-				return nil, ErrAmbiguousPath.Error()
+				return -1, ErrAmbiguousPath.Error()
 			}
 		}
 	}
@@ -274,23 +327,25 @@ func foldPathCase(p string) string {
 	return asciiLower(p) // ASCII only: one allocation
 }
 
-// first returns the first rule, in config order, that matches.
-func (p *Pipeline) first(host, path, method string) *rule {
-	if p.index != nil {
-		return p.index.first(p.rules, host, path, method)
+// first returns the position of the first rule, in config order, that
+// matches, or -1.
+func (p *Pipeline) first(host, path, method string) int {
+	if p.linear != nil {
+		return firstLinear(p.linear, host, path, method)
 	}
-	return p.firstLinear(host, path, method)
+	return p.index.first(host, path, method)
 }
 
-// firstLinear is first by trying every rule in order: the definition the
-// index must agree with, and the oracle of its differential tests.
-func (p *Pipeline) firstLinear(host, path, method string) *rule {
-	for i := range p.rules {
-		if p.rules[i].match.matches(host, path, method) {
-			return &p.rules[i]
+// firstLinear is first by trying every rule's matcher in order: the
+// definition the index must agree with, and the oracle of its differential
+// tests.
+func firstLinear(ms []*matcher, host, path, method string) int {
+	for i, m := range ms {
+		if m.matches(host, path, method) {
+			return i
 		}
 	}
-	return nil
+	return -1
 }
 
 // normalise canonicalises the request's method, host and path in place and

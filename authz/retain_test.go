@@ -30,8 +30,8 @@ func TestPipelineKeepsNoRuleConfig(t *testing.T) {
 			t.Fatalf("the pipeline still references its []RuleConfig (%d of 2 objects collected)", got)
 		}
 	}
-	if r := p.first(benchHost(0), "/r8/items/1", "GET"); r == nil || r.name != "r8" {
-		t.Fatalf("pipeline after its config was collected: matched %v, want r8", r)
+	if i := p.first(benchHost(0), "/r8/items/1", "GET"); i < 0 || p.rule(i).name != "r8" {
+		t.Fatalf("pipeline after its config was collected: matched rule %d, want r8", i)
 	}
 	runtime.KeepAlive(p)
 }

@@ -81,11 +81,24 @@ func benchPipeline(tb testing.TB, n int) *Pipeline {
 	return p
 }
 
-func benchRules(tb testing.TB, n int) []rule { return benchPipeline(tb, n).rules }
+// benchMatchers is the compiled matchers of benchConfig(n), in order.
+func benchMatchers(tb testing.TB, n int) []*matcher {
+	tb.Helper()
+	cfg := benchConfig(n)
+	out := make([]*matcher, len(cfg.Rules))
+	for i := range cfg.Rules {
+		m, err := compileMatch(&cfg.Rules[i].Match)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out[i] = m
+	}
+	return out
+}
 
 // BenchmarkNewPipeline is start-up: compiling the policy (ns/op, B/op
 // allocated while compiling) and the heap the compiled pipeline keeps
-// (retained-B). It uses only what NewPipeline had before the index, so it
+// (retained-B, in retained-objects objects: what every GC cycle marks). It uses only what NewPipeline had before the index, so it
 // runs unchanged on the previous commit for a before/after.
 func BenchmarkNewPipeline(b *testing.B) {
 	for _, n := range []int{10, 10000} {
@@ -102,6 +115,7 @@ func BenchmarkNewPipeline(b *testing.B) {
 			runtime.ReadMemStats(&after)
 			runtime.KeepAlive(p)
 			b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)), "retained-B")
+			b.ReportMetric(float64(int64(after.HeapObjects)-int64(before.HeapObjects)), "retained-objects")
 		})
 	}
 }
@@ -114,6 +128,7 @@ func compileEach(b *testing.B, n int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
+	reportCPU(b)
 	for i := range b.N {
 		if _, err := NewPipeline(cfgs[i], nil, Options{}); err != nil {
 			b.Fatal(err)

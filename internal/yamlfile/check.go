@@ -23,6 +23,7 @@ var (
 	unmarshalerType     = reflect.TypeFor[yaml.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	durationType        = reflect.TypeFor[time.Duration]()
+	stringType          = reflect.TypeFor[string]()
 )
 
 // scope is one struct being checked, kept so a misplaced key can be
@@ -35,6 +36,10 @@ type scope struct {
 type checker struct {
 	name string
 	errs []error
+	// deep is set when the tree nests deeper than the checker walks, so
+	// parts of it went unchecked.
+	deep      bool
+	fieldSets map[reflect.Type]fieldSet
 }
 
 func (c *checker) errorf(n *yaml.Node, path, format string, args ...any) {
@@ -42,20 +47,22 @@ func (c *checker) errorf(n *yaml.Node, path, format string, args ...any) {
 }
 
 // check reports every unknown field and type mismatch in root against t.
-func check(name string, root *yaml.Node, t reflect.Type) error {
+// complete is false when the tree nests too deeply for every part of it
+// to be checked.
+func check(name string, root *yaml.Node, t reflect.Type) (complete bool, err error) {
 	c := &checker{name: name}
 	n := root
 	if n.Kind == yaml.DocumentNode {
 		if len(n.Content) == 0 {
-			return nil
+			return true, nil
 		}
 		n = n.Content[0]
 	}
 	if n.Kind == 0 {
-		return nil // an empty file, or only comments: nothing to check
+		return true, nil // an empty file, or only comments: nothing to check
 	}
 	c.value(n, t, "", nil, 0)
-	return errors.Join(c.errs...)
+	return !c.deep, errors.Join(c.errs...)
 }
 
 func resolve(n *yaml.Node, depth int) *yaml.Node {
@@ -91,6 +98,7 @@ func leaf(t reflect.Type) bool {
 
 func (c *checker) value(n *yaml.Node, t reflect.Type, path string, outer []scope, depth int) {
 	if depth > 100 {
+		c.deep = true
 		return
 	}
 	n = resolve(n, depth)
@@ -136,6 +144,45 @@ func (c *checker) value(n *yaml.Node, t reflect.Type, path string, outer []scope
 	}
 }
 
+// smallMapping is the number of keys up to which structure finds
+// duplicates by comparing keys in turn.
+const smallMapping = 8
+
+// seenLine returns the line of key's first occurrence among the keys of
+// before (a mapping's content before the key), from seen when the mapping
+// is long.
+func seenLine(seen map[string]int, before []*yaml.Node, key string, depth int) (int, bool) {
+	if seen != nil {
+		line, ok := seen[key]
+		return line, ok
+	}
+	for j := 0; j+1 < len(before); j += 2 {
+		if k := resolve(before[j], depth); k.Value == key && k.ShortTag() != "!!merge" {
+			return k.Line, true
+		}
+	}
+	return 0, false
+}
+
+// fieldSet is what fields returns, cached per type by the checker.
+type fieldSet struct {
+	known map[string]reflect.Type
+	open  bool
+}
+
+func (c *checker) fields(t reflect.Type) fieldSet {
+	if fs, ok := c.fieldSets[t]; ok {
+		return fs
+	}
+	known, open := fields(t)
+	fs := fieldSet{known: known, open: open}
+	if c.fieldSets == nil {
+		c.fieldSets = map[reflect.Type]fieldSet{}
+	}
+	c.fieldSets[t] = fs
+	return fs
+}
+
 // fields lists a struct's yaml names (following inline structs) and
 // whether an inline map accepts any other key.
 func fields(t reflect.Type) (map[string]reflect.Type, bool) {
@@ -174,9 +221,15 @@ func fields(t reflect.Type) (map[string]reflect.Type, bool) {
 }
 
 func (c *checker) structure(n *yaml.Node, t reflect.Type, path string, outer []scope, depth int) {
-	known, open := fields(t)
+	fs := c.fields(t)
+	known, open := fs.known, fs.open
 	here := scope{path: path, fields: known}
-	seen := map[string]int{}
+	// Keys seen so far, with their lines: a struct's mapping has a few
+	// keys, compared in turn; a map only for a long one.
+	var seen map[string]int
+	if len(n.Content) > 2*smallMapping {
+		seen = map[string]int{}
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k := resolve(n.Content[i], depth)
 		v := n.Content[i+1]
@@ -184,11 +237,13 @@ func (c *checker) structure(n *yaml.Node, t reflect.Type, path string, outer []s
 			c.merge(v, t, path, outer, depth)
 			continue
 		}
-		if first, dup := seen[k.Value]; dup {
+		if first, dup := seenLine(seen, n.Content[:i], k.Value, depth); dup {
 			c.errorf(k, path, "field %q is set twice (first on line %d)", k.Value, first)
 			continue
 		}
-		seen[k.Value] = k.Line
+		if seen != nil {
+			seen[k.Value] = k.Line
+		}
 		ft, ok := known[k.Value]
 		if !ok {
 			if !open {
@@ -316,6 +371,9 @@ func editDistance(a, b string) int {
 
 // leaf decodes n into a fresh value of t and reports a mismatch in words.
 func (c *checker) leaf(n *yaml.Node, t reflect.Type, path string) {
+	if t == stringType && n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		return // decodes as its value: the common case, without a decoder
+	}
 	v := reflect.New(t)
 	err := n.Decode(v.Interface())
 	if err == nil {

@@ -107,6 +107,12 @@ func Load(name string, dst any, getenv func(string) string) (*File, error) {
 }
 
 // Decode is Load for data already read; name is used in messages.
+//
+// The data is parsed once, into the node tree that gives errors their
+// lines; the tree is checked against dst's type (unknown fields with a
+// "did you mean", type mismatches) and then decoded into dst. A tree that
+// nests deeper than the check walks is decoded from data again by yaml.v3's
+// strict decoder, which refuses unknown fields at any depth.
 func Decode(name string, data []byte, dst any, getenv func(string) string) (*File, error) {
 	f := &File{Name: name}
 	var root yaml.Node
@@ -114,18 +120,38 @@ func Decode(name string, data []byte, dst any, getenv func(string) string) (*Fil
 		return nil, syntaxError(name, err)
 	}
 	f.root = &root
-	if err := check(name, &root, reflect.TypeOf(dst)); err != nil {
+	complete, err := check(name, &root, reflect.TypeOf(dst))
+	if err != nil {
 		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+	if err := decode(&root, data, complete, dst); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, cleanYAMLError(err))
 	}
 	if err := expand(reflect.ValueOf(dst), "", getenv); err != nil {
 		return nil, f.Annotate(err)
 	}
 	return f, nil
+}
+
+// decode decodes the checked tree root into dst, or data strictly when
+// the check was not complete. It is yaml.v3's Decoder.Decode on data
+// without parsing again: the decoder parses the first document as
+// yaml.Unmarshal did to make root, and decodes it with the same rules
+// (unique keys, merges, alias limits); the check has already refused
+// every unknown field the decoder's strict mode would.
+func decode(root *yaml.Node, data []byte, complete bool, dst any) error {
+	if !complete {
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(dst); err != nil && !errors.Is(err, io.EOF) {
+			return err
+		}
+		return nil
+	}
+	if root.Kind == 0 {
+		return nil // no document: the decoder's io.EOF
+	}
+	return root.Decode(dst)
 }
 
 // Check reports, without decoding, what Decode would reject in the
@@ -138,7 +164,8 @@ func Check(name string, data []byte, dst any) error {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return syntaxError(name, err)
 	}
-	return check(name, &root, reflect.TypeOf(dst))
+	_, err := check(name, &root, reflect.TypeOf(dst))
+	return err
 }
 
 // syntaxError puts the line of a YAML syntax error where a reader expects
