@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strings"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
@@ -298,7 +299,7 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 	}
 	if m.Path.Regex != "" {
 		n++
-		re, err := regexp.Compile(`^(?:` + m.Path.Regex + `)$`)
+		re, err := compileFullMatch(m.Path.Regex)
 		if err != nil {
 			errs = append(errs, yamlfile.Errorf("path.regex", "%v", err))
 		}
@@ -394,4 +395,16 @@ func (m *matcher) matchMethod(method string) bool {
 // String is for test failure messages.
 func (m *matcher) String() string {
 	return fmt.Sprintf("hosts=%v%v path=%q|%q|%v methods=%v", m.exact, m.suffixes, m.pathExact, m.pathPrefix, m.pathRegex, m.methods)
+}
+
+// compileFullMatch compiles src to match whole strings only, as Envoy's
+// safe_regex (RE2 full match) does. src must be a regular expression on
+// its own: wrapped unchecked in ^(?:src)$, a source such as "a)|(.*" would
+// close the group early and compile to ^(?:a)|(.*)$, which matches every
+// path while reading like a narrow rule.
+func compileFullMatch(src string) (*regexp.Regexp, error) {
+	if _, err := syntax.Parse(src, syntax.Perl); err != nil {
+		return nil, err
+	}
+	return regexp.Compile(`^(?:` + src + `)$`)
 }

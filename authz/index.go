@@ -382,7 +382,7 @@ func (ib *indexBuilder) regex(src string, m *matcher) int32 {
 	re := m.pathRegex // src is the whole regex, already compiled
 	if src != m.pathRegexSrc {
 		var err error
-		if re, err = regexp.Compile(`^(?:` + src + `)$`); err != nil {
+		if re, err = compileFullMatch(src); err != nil {
 			// splitRegex parsed src; should Compile still refuse it,
 			// the rule keeps its whole regex, literal prefix included.
 			return ib.regexWhole(m)

@@ -319,7 +319,7 @@ func compileHeaderMatch(h HeaderMatcher) (headerMatch, error) {
 		}
 	}
 	if h.Regex != "" {
-		re, err := regexp.Compile(`^(?:` + h.Regex + `)$`)
+		re, err := compileFullMatch(h.Regex)
 		if err != nil {
 			errs = append(errs, yamlfile.Errorf("regex", "%v", err))
 		}
