@@ -46,11 +46,11 @@ const (
 	capValue
 	capRaw
 	// Collections: each entry or element is committed when it is complete.
-	capHeaders        // HttpRequest.headers (map)
-	capContext        // AttributeContext.context_extensions (map)
-	capHeaderValue    // HeaderMap.headers (repeated HeaderValue)
-	capSocketAddress  // Address.socket_address (oneof member)
-	capOtherAddress   // Address.pipe, Address.envoy_internal_address
+	capHeaders       // HttpRequest.headers (map)
+	capContext       // AttributeContext.context_extensions (map)
+	capHeaderValue   // HeaderMap.headers (repeated HeaderValue)
+	capSocketAddress // Address.socket_address (oneof member)
+	capOtherAddress  // Address.pipe, Address.envoy_internal_address
 )
 
 type wireField struct {
