@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -22,15 +23,30 @@ import (
 // The differential tests (wire_test.go) hold it to that against
 // go-control-plane's messages.
 func DecodeCheckRequest(b []byte) (r authz.Request, why string) {
-	var d wireDecoder
+	d := decoders.Get().(*wireDecoder)
+	defer d.release()
 	d.buf = b
-	d.headers = d.headerBuf[:0]
 	// proto.Unmarshal starts at protowire.DefaultRecursionLimit and takes
 	// one for the CheckRequest itself.
 	if why := d.message(0, len(b), checkRequestSchema, protowire.DefaultRecursionLimit-1, nil); why != "" {
 		return authz.Request{}, why
 	}
+	if d.marked {
+		// The client sent the Codec's own mark (see Unreadable): the
+		// generated path refuses that request, and so does this one.
+		return authz.Request{}, markReason(d.buf[d.mark.off : d.mark.off+d.mark.n])
+	}
 	return d.request(), ""
+}
+
+// markReason is the reason Unreadable reads from a mark's value.
+func markReason(v []byte) string {
+	for _, r := range unreadableReasons {
+		if string(v) == r {
+			return r
+		}
+	}
+	return UnreadableMalformed
 }
 
 // span is where a kept string lies: in the message while decoding, in the
@@ -61,7 +77,30 @@ type wireDecoder struct {
 	context   []wireEntry // context_extensions entries
 	headerMap []wireEntry // HeaderMap.headers
 
-	headerBuf [24]wireEntry // headers' first entries, without an allocation
+
+	// The first unknown field of the CheckRequest with the Codec's mark
+	// number (see markUnreadable), if any.
+	mark   span
+	marked bool
+}
+
+// decoders keeps decoders with their entry slices grown, so a decode
+// allocates only what the Request keeps.
+var decoders = sync.Pool{New: func() any { return new(wireDecoder) }}
+
+// maxPooledEntries bounds the entries a pooled decoder keeps room for:
+// a message with thousands of headers is not worth keeping room for.
+const maxPooledEntries = 256
+
+func (d *wireDecoder) release() {
+	keep := func(es []wireEntry) []wireEntry {
+		if cap(es) > maxPooledEntries {
+			return nil
+		}
+		return es[:0]
+	}
+	*d = wireDecoder{headers: keep(d.headers), context: keep(d.context), headerMap: keep(d.headerMap)}
+	decoders.Put(d)
 }
 
 // message walks the fields of one message (or map entry) in buf[i:end].
@@ -88,6 +127,13 @@ func (d *wireDecoder) message(i, end int, m *wireMsg, depth int, e *wireEntry) s
 		typ := protowire.Type(tag & 7)
 		if typ == protowire.EndGroupType {
 			return UnreadableMalformed
+		}
+		if num == uint64(unreadableField) && typ == protowire.BytesType && m == checkRequestSchema && !d.marked {
+			v, n := protowire.ConsumeBytes(b[i:])
+			if n < 0 {
+				return UnreadableMalformed
+			}
+			d.mark, d.marked = span{off: i + n - len(v), n: len(v)}, true
 		}
 		var why string
 		if i, why = d.field(b, i, m.field(protowire.Number(num)), protowire.Number(num), typ, depth, e); why != "" {
@@ -197,24 +243,26 @@ func (d *wireDecoder) keep(c capture, sp span, e *wireEntry) {
 	}
 }
 
-// arena copies the kept strings of a message into one string.
-type arena struct {
-	src []byte
-	b   strings.Builder
-	s   string
-}
-
-func (a *arena) put(sp *span) {
+// copySpan appends a kept string to the arena and points sp at it there.
+func (d *wireDecoder) copySpan(sb *strings.Builder, sp *span) {
 	if sp.n == 0 {
 		sp.off = 0
 		return
 	}
-	off := a.b.Len()
-	a.b.Write(a.src[sp.off : sp.off+sp.n])
+	off := sb.Len()
+	sb.Write(d.buf[sp.off : sp.off+sp.n])
 	sp.off = off
 }
 
-func (a *arena) str(sp span) string { return a.s[sp.off : sp.off+sp.n] }
+func (d *wireDecoder) copyEntries(sb *strings.Builder, es []wireEntry) {
+	for i := range es {
+		d.copySpan(sb, &es[i].key)
+		d.copySpan(sb, &es[i].value)
+		d.copySpan(sb, &es[i].raw)
+	}
+}
+
+func str(arena string, sp span) string { return arena[sp.off : sp.off+sp.n] }
 
 // request builds the authz.Request from what message kept, as
 // RequestFromProto does from the message.
@@ -243,19 +291,20 @@ func (d *wireDecoder) request() authz.Request {
 		}
 		n += e.key.n + e.value.n + e.raw.n
 	}
-	a := arena{src: d.buf}
-	a.b.Grow(n)
-	for _, sp := range []*span{&d.id, &d.method, &d.path, &d.host, &d.scheme, &d.peer} {
-		a.put(sp)
-	}
-	for _, es := range [][]wireEntry{d.headers, d.context, d.headerMap} {
-		for i := range es {
-			a.put(&es[i].key)
-			a.put(&es[i].value)
-			a.put(&es[i].raw)
-		}
-	}
-	a.s = a.b.String()
+	// All kept strings in one allocation, copied: the message's buffer
+	// goes back to grpc-go's pool.
+	var sb strings.Builder
+	sb.Grow(n)
+	d.copySpan(&sb, &d.id)
+	d.copySpan(&sb, &d.method)
+	d.copySpan(&sb, &d.path)
+	d.copySpan(&sb, &d.host)
+	d.copySpan(&sb, &d.scheme)
+	d.copySpan(&sb, &d.peer)
+	d.copyEntries(&sb, d.headers)
+	d.copyEntries(&sb, d.context)
+	d.copyEntries(&sb, d.headerMap)
+	arena := sb.String()
 
 	var headers map[string]string
 	switch {
@@ -263,9 +312,9 @@ func (d *wireDecoder) request() authz.Request {
 		headers = make(map[string]string, len(d.headers))
 		upper := false
 		for _, e := range d.headers {
-			k := a.str(e.key)
+			k := str(arena, e.key)
 			upper = upper || hasUpperASCII(k)
-			headers[k] = a.str(e.value)
+			headers[k] = str(arena, e.value)
 		}
 		if upper {
 			headers = lowerHeaders(headers)
@@ -274,9 +323,9 @@ func (d *wireDecoder) request() authz.Request {
 		headers = joinHeaderMap(len(d.headerMap), func(i int) (string, string) {
 			e := &d.headerMap[i]
 			if e.value.n > 0 {
-				return a.str(e.key), a.str(e.value)
+				return str(arena, e.key), str(arena, e.value)
 			}
-			return a.str(e.key), a.str(e.raw)
+			return str(arena, e.key), str(arena, e.raw)
 		})
 	case d.headersSeen:
 		headers = map[string]string{}
@@ -285,11 +334,11 @@ func (d *wireDecoder) request() authz.Request {
 	if d.contextSeen {
 		ctx = make(map[string]string, len(d.context))
 		for _, e := range d.context {
-			ctx[a.str(e.key)] = a.str(e.value)
+			ctx[str(arena, e.key)] = str(arena, e.value)
 		}
 	}
 	return newRequest(requestFields{
-		id: a.str(d.id), method: a.str(d.method), path: a.str(d.path), host: a.str(d.host),
-		scheme: a.str(d.scheme), peer: a.str(d.peer),
+		id: str(arena, d.id), method: str(arena, d.method), path: str(arena, d.path), host: str(arena, d.host),
+		scheme: str(arena, d.scheme), peer: str(arena, d.peer),
 	}, headers, ctx)
 }

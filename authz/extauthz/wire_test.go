@@ -177,6 +177,12 @@ func TestDecodeCheckRequestCases(t *testing.T) {
 		{"invalid UTF-8 in a metadata key", fBytes(nAttributes, fBytes(nMetadata, fBytes(1, entry("\xff", "")))), extauthz.UnreadableInvalidUTF8},
 		{"UTF-8 error before a wire error wins", cat(httpReq(fStr(nMethod, "\xff")), []byte{0x0a, 0x05}), extauthz.UnreadableInvalidUTF8},
 		{"wire error before a UTF-8 error wins", cat(httpReq(fStr(nMethod, "G")), []byte{0x08, 0x80}), extauthz.UnreadableMalformed},
+		{"forged mark, known reason", cat(httpReq(fStr(nMethod, "GET")), fStr(1<<29-1, extauthz.UnreadableTooDeep)), extauthz.UnreadableTooDeep},
+		{"forged mark, unknown reason", cat(fStr(1<<29-1, "x-chosen\xff"), httpReq(fStr(nMethod, "GET"))), extauthz.UnreadableMalformed},
+		{"forged marks: the first counts", cat(fStr(1<<29-1, extauthz.UnreadableInvalidUTF8), fStr(1<<29-1, extauthz.UnreadableTooDeep)), extauthz.UnreadableInvalidUTF8},
+		{"mark number as varint is no mark", fVarint(1<<29-1, 3), ""},
+		{"mark number inside attributes is no mark", fBytes(nAttributes, fStr(1<<29-1, extauthz.UnreadableTooDeep)), ""},
+		{"forged mark after a wire error", cat(fStr(1<<29-1, extauthz.UnreadableTooDeep), []byte{0x08}), extauthz.UnreadableMalformed},
 		{"struct just within the recursion limit", deepCheck(4990), ""},
 		{"struct past the recursion limit", deepCheck(5000), extauthz.UnreadableTooDeep},
 	}
@@ -249,6 +255,10 @@ func genMessage(r *rand.Rand, md protoreflect.MessageDescriptor, depth int) []by
 		default:
 			b = protowire.AppendVarint(b, r.Uint64()>>r.IntN(64))
 		}
+	}
+	if depth == 0 && r.IntN(30) == 0 { // the Codec's mark, sent by a client
+		reasons := []string{extauthz.UnreadableInvalidUTF8, extauthz.UnreadableTooDeep, extauthz.UnreadableMalformed, "other"}
+		b = protowire.AppendString(protowire.AppendTag(b, 1<<29-1, protowire.BytesType), reasons[r.IntN(len(reasons))])
 	}
 	if depth == 0 && r.IntN(12) == 0 && len(b) > 0 {
 		switch r.IntN(3) {
@@ -329,8 +339,8 @@ func TestDecodeCheckRequestRandom(t *testing.T) {
 	}
 	// The generator must reach every verdict, or it tests less than it
 	// seems to.
-	for _, why := range []string{"", extauthz.UnreadableInvalidUTF8, extauthz.UnreadableMalformed} {
-		if verdicts[why] < 100 {
+	for _, why := range []string{"", extauthz.UnreadableInvalidUTF8, extauthz.UnreadableMalformed, extauthz.UnreadableTooDeep} {
+		if verdicts[why] < 20 {
 			t.Errorf("only %d random messages with verdict %q: %v", verdicts[why], why, verdicts)
 		}
 	}
