@@ -77,7 +77,6 @@ type wireDecoder struct {
 	context   []wireEntry // context_extensions entries
 	headerMap []wireEntry // HeaderMap.headers
 
-
 	// The first unknown field of the CheckRequest with the Codec's mark
 	// number (see markUnreadable), if any.
 	mark   span

@@ -83,7 +83,9 @@ func (s *service) newGRPCServer(c *serverConfig) *grpc.Server {
 	if s.tel.tracing() {
 		eopts.Tracer, eopts.Propagator = s.tel.tracer, s.tel.propagator
 	}
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(s.live, eopts))
+	// Check on the lean wire path (decoded and answered without messages,
+	// through the Codec above); same service, same answers.
+	extauthz.Register(srv, extauthz.New(s.live, eopts))
 	if r := s.rl.rlsServer(); r != nil {
 		rlsv3.RegisterRateLimitServiceServer(srv, r)
 	}
