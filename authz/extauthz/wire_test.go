@@ -161,6 +161,8 @@ func TestDecodeCheckRequestCases(t *testing.T) {
 		{"unknown group", cat(group(50, fVarint(1, 1), 50), httpReq(fStr(nMethod, "GET"))), ""},
 		{"known field as group is unknown", cat(group(nAttributes, fVarint(1, 1), nAttributes), httpReq(fStr(nMethod, "GET"))), ""},
 		{"group with wrong end", group(50, nil, 51), extauthz.UnreadableMalformed},
+		{"unknown groups nested past protowire's limit", deepGroup(10002), extauthz.UnreadableMalformed},
+		{"unknown groups nested deep but within it", deepGroup(9000), ""},
 		{"lone end group", protowire.AppendTag(nil, 50, protowire.EndGroupType), extauthz.UnreadableMalformed},
 		{"reserved wire type 6", protowire.AppendTag(nil, 50, 6), extauthz.UnreadableMalformed},
 		{"field number 0", []byte{0x02, 0x00}, extauthz.UnreadableMalformed},
@@ -194,6 +196,18 @@ func TestDecodeCheckRequestCases(t *testing.T) {
 			}
 		})
 	}
+}
+
+// deepGroup is an unknown group n groups deep.
+func deepGroup(n int) []byte {
+	var b []byte
+	for range n {
+		b = protowire.AppendTag(b, 50, protowire.StartGroupType)
+	}
+	for range n {
+		b = protowire.AppendTag(b, 50, protowire.EndGroupType)
+	}
+	return b
 }
 
 // TestDecodeCheckRequestDepthBoundary finds the exact depth where
