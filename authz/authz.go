@@ -60,7 +60,7 @@ const (
 var codeNames = [...]string{"ok", "unauthenticated", "forbidden", "rate_limited", "unavailable", "bad_request"}
 
 func (c Code) String() string {
-	if int(c) < len(codeNames) {
+	if c >= 0 && int(c) < len(codeNames) {
 		return codeNames[c]
 	}
 	return "unknown"

@@ -38,12 +38,30 @@ var _ encoding.CodecV2 = Codec{}
 // content-type.
 func (Codec) Name() string { return grpcproto.Name }
 
-// Marshal is grpc-go's.
-func (Codec) Marshal(v any) (mem.BufferSlice, error) { return protoCodec().Marshal(v) }
+// Marshal is grpc-go's, except for the lean path's answers (see
+// Register), which are already in wire form.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	if b, ok := v.(mem.Buffer); ok {
+		return mem.BufferSlice{b}, nil
+	}
+	return protoCodec().Marshal(v)
+}
 
 // Unmarshal decodes with grpc-go's codec; a CheckRequest that fails is
-// reset and marked with why (see Unreadable).
+// reset and marked with why (see Unreadable). The lean path's Check (see
+// Register) is decoded by DecodeCheckRequest instead, which refuses the
+// same messages for the same reasons.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if c, ok := v.(*checkCall); ok {
+		if len(data) == 1 {
+			c.req, c.unreadable = DecodeCheckRequest(data[0].ReadOnlyData())
+			return nil
+		}
+		buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
+		defer buf.Free()
+		c.req, c.unreadable = DecodeCheckRequest(buf.ReadOnlyData())
+		return nil
+	}
 	err := protoCodec().Unmarshal(data, v)
 	req, ok := v.(*authv3.CheckRequest)
 	if err == nil || !ok {
@@ -106,12 +124,7 @@ func Unreadable(req *authv3.CheckRequest) (reason string, ok bool) {
 			}
 			// The value may be the client's: only a known reason is used
 			// as a label.
-			for _, r := range unreadableReasons {
-				if string(v) == r {
-					return r, true
-				}
-			}
-			return UnreadableMalformed, true
+			return markReason(v), true
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b)
 		if m < 0 {
@@ -129,12 +142,19 @@ const ReasonUnreadable = "unreadable_request"
 // refuseUnreadable answers a request the Codec could not decode: 400, and
 // counted. Nothing of the request is known, so the pipeline is not asked.
 func (s *Server) refuseUnreadable(ctx context.Context, reason string) *authv3.CheckResponse {
+	d := s.unreadableDecision(ctx, reason)
+	return Render(&d, "")
+}
+
+// unreadableDecision is the decision on a request the Codec could not
+// decode, counted and observed.
+func (s *Server) unreadableDecision(ctx context.Context, reason string) authz.Decision {
 	d := authz.Decision{ID: s.unreadable.next(), Code: authz.BadRequest, Reason: ReasonUnreadable}
 	if s.metrics != nil {
 		s.metrics.unreadable.WithLabelValues(reason).Inc()
 	}
 	s.core.Refused(ctx, &authz.Request{}, &d)
-	return Render(&d, "")
+	return d
 }
 
 // unreadableIDs are the decision ids of unreadable requests: a random

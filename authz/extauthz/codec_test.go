@@ -42,8 +42,9 @@ func (rawCodec) Name() string { return "proto" }
 
 // codecServer serves Check (and health) with the Codec on a loopback
 // socket, records every observed decision, and returns a client
-// connection.
-func codecServer(t *testing.T) (*grpc.ClientConn, *prometheus.Registry, func() authz.Decision) {
+// connection. With lean, Check is registered with Register (the lean wire
+// path), otherwise the generated way.
+func codecServer(t *testing.T, lean bool) (*grpc.ClientConn, *prometheus.Registry, func() authz.Decision) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	var (
@@ -51,14 +52,19 @@ func codecServer(t *testing.T) (*grpc.ClientConn, *prometheus.Registry, func() a
 		observed authz.Decision
 	)
 	srv := grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
-	authv3.RegisterAuthorizationServer(srv, extauthz.New(testPipeline(t), extauthz.Options{
+	check := extauthz.New(testPipeline(t), extauthz.Options{
 		Metrics: extauthz.NewMetrics(reg),
 		Observe: func(_ context.Context, _ *authz.Request, d *authz.Decision, _ time.Duration) {
 			mu.Lock()
 			observed = *d
 			mu.Unlock()
 		},
-	}))
+	})
+	if lean {
+		extauthz.Register(srv, check)
+	} else {
+		authv3.RegisterAuthorizationServer(srv, check)
+	}
 	healthgrpc.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -106,7 +112,13 @@ func deepList(depth int) *structpb.Value {
 // is answered 400 unreadable_request and counted by reason, over a real
 // socket; readable requests and other services are untouched.
 func TestCodecUnreadableRequests(t *testing.T) {
-	conn, reg, lastObserved := codecServer(t)
+	for _, lean := range []bool{false, true} {
+		t.Run(map[bool]string{false: "generated", true: "lean"}[lean], func(t *testing.T) { testCodecUnreadableRequests(t, lean) })
+	}
+}
+
+func testCodecUnreadableRequests(t *testing.T, lean bool) {
+	conn, reg, lastObserved := codecServer(t, lean)
 	base := func() *authv3.CheckRequest {
 		return extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
 			Headers: [][2]string{{"x-api-key", "k-alice"}}, RequestID: "rid-1",

@@ -85,50 +85,70 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	headers := lowerHeaders(h.GetHeaders())
-	if len(headers) == 0 && len(h.GetHeaderMap().GetHeaders()) > 0 {
-		headers = joinHeaderMap(h.GetHeaderMap().GetHeaders())
+	if hm := h.GetHeaderMap().GetHeaders(); len(headers) == 0 && len(hm) > 0 {
+		headers = joinHeaderMap(len(hm), func(i int) (string, string) {
+			v := hm[i].GetValue()
+			if v == "" && len(hm[i].GetRawValue()) > 0 {
+				v = string(hm[i].GetRawValue())
+			}
+			return hm[i].GetKey(), v
+		})
 	}
+	return newRequest(requestFields{
+		id: h.GetId(), method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
+		peer: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+	}, headers, attrs.GetContextExtensions())
+}
+
+// requestFields are the CheckRequest's strings an authz.Request is made
+// of, as sent (empty when absent).
+type requestFields struct {
+	id, method, path, host, scheme, peer string
+}
+
+// newRequest makes the authz.Request of a CheckRequest's fields, its
+// headers (lower-case names, joined) and its context extensions: the one
+// place both decoders (RequestFromProto, DecodeCheckRequest) share.
+func newRequest(f requestFields, headers, contextExtensions map[string]string) authz.Request {
 	pick := func(field, pseudo string) string {
 		if field != "" {
 			return field
 		}
 		return headers[pseudo]
 	}
-	path, query, _ := strings.Cut(pick(h.GetPath(), ":path"), "?")
+	path, query, _ := strings.Cut(pick(f.path, ":path"), "?")
 	if i := strings.IndexByte(query, '#'); i >= 0 {
 		query = query[:i]
 	}
-	requestID := h.GetId()
+	requestID := f.id
 	if requestID == "" {
 		requestID = headers["x-request-id"]
 	}
 	return authz.Request{
-		Method:            pick(h.GetMethod(), ":method"),
-		Host:              pick(h.GetHost(), ":authority"),
+		Method:            pick(f.method, ":method"),
+		Host:              pick(f.host, ":authority"),
 		Path:              path,
 		Query:             query,
-		Scheme:            pick(h.GetScheme(), ":scheme"),
+		Scheme:            pick(f.scheme, ":scheme"),
 		Headers:           headers,
-		ContextExtensions: attrs.GetContextExtensions(),
-		PeerAddress:       attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		ContextExtensions: contextExtensions,
+		PeerAddress:       f.peer,
 		RequestID:         requestID,
 	}
 }
 
 // joinHeaderMap builds the lower-case, comma-joined map from the
-// header_map form (sent when encode_raw_headers is on). Repeated names are
-// joined in one builder each: appending to the joined string instead copies
-// it once per repeat, and a 1 MiB message of one repeated header then costs
-// gigabytes of copying.
-func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
-	m := make(map[string]string, len(hs))
+// header_map form (sent when encode_raw_headers is on): n headers, the
+// i-th's name and value (raw_value when value is empty) from at. Repeated
+// names are joined in one builder each: appending to the joined string
+// instead copies it once per repeat, and a 1 MiB message of one repeated
+// header then costs gigabytes of copying.
+func joinHeaderMap(n int, at func(i int) (name, value string)) map[string]string {
+	m := make(map[string]string, n)
 	var repeated map[string]*strings.Builder
-	for _, hv := range hs {
-		k := asciiLower(hv.GetKey())
-		v := hv.GetValue()
-		if v == "" && len(hv.GetRawValue()) > 0 {
-			v = string(hv.GetRawValue())
-		}
+	for i := range n {
+		k, v := at(i)
+		k = asciiLower(k)
 		prev, ok := m[k]
 		if !ok {
 			m[k] = v

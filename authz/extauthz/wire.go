@@ -1,0 +1,343 @@
+package extauthz
+
+import (
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ext-authz/ext-authz/authz"
+)
+
+// DecodeCheckRequest reads a serialized CheckRequest straight into the
+// authz.Request that RequestFromProto would make of proto.Unmarshal's
+// message, without building the message: no map per header, no object per
+// address, one allocation for all the strings it keeps. It accepts and
+// refuses exactly what proto.Unmarshal (grpc-go's codec) does: it walks
+// every field, checks UTF-8 in every proto3 string, counts nesting the way
+// protobuf-go does and stops at its recursion limit. When proto.Unmarshal
+// would fail, why is one of the Unreadable* reasons the Codec gives for
+// that failure, and the Request is empty.
+//
+// The differential tests (wire_test.go) hold it to that against
+// go-control-plane's messages.
+func DecodeCheckRequest(b []byte) (r authz.Request, why string) {
+	d := decoders.Get().(*wireDecoder)
+	defer d.release()
+	d.buf = b
+	// proto.Unmarshal starts at protowire.DefaultRecursionLimit and takes
+	// one for the CheckRequest itself.
+	if why := d.message(0, len(b), checkRequestSchema, protowire.DefaultRecursionLimit-1, nil); why != "" {
+		return authz.Request{}, why
+	}
+	if d.marked {
+		// The client sent the Codec's own mark (see Unreadable): the
+		// generated path refuses that request, and so does this one.
+		return authz.Request{}, markReason(d.buf[d.mark.off : d.mark.off+d.mark.n])
+	}
+	return d.request(), ""
+}
+
+// markReason is the reason Unreadable reads from a mark's value.
+func markReason(v []byte) string {
+	for _, r := range unreadableReasons {
+		if string(v) == r {
+			return r
+		}
+	}
+	return UnreadableMalformed
+}
+
+// span is where a kept string lies: in the message while decoding, in the
+// arena once collected.
+type span struct{ off, n int }
+
+// wireEntry is a map entry (key, value) or a HeaderValue (key, value,
+// raw_value) being read.
+type wireEntry struct{ key, value, raw span }
+
+// The oneof member Address holds, for the source's address.
+const (
+	addrUnset uint8 = iota
+	addrSocket
+	addrOther
+)
+
+type wireDecoder struct {
+	buf []byte
+
+	id, method, path, host, scheme, peer span
+	addrCase                             uint8
+	// A map field, even one with the wrong wire type, makes its map:
+	// protobuf-go allocates it before it looks at the entry.
+	headersSeen, contextSeen bool
+
+	headers   []wireEntry // HttpRequest.headers entries, in wire order
+	context   []wireEntry // context_extensions entries
+	headerMap []wireEntry // HeaderMap.headers
+
+	// The first unknown field of the CheckRequest with the Codec's mark
+	// number (see markUnreadable), if any.
+	mark   span
+	marked bool
+}
+
+// decoders keeps decoders with their entry slices grown, so a decode
+// allocates only what the Request keeps.
+var decoders = sync.Pool{New: func() any { return new(wireDecoder) }}
+
+// maxPooledEntries bounds the entries a pooled decoder keeps room for:
+// a message with thousands of headers is not worth keeping room for.
+const maxPooledEntries = 256
+
+func (d *wireDecoder) release() {
+	keep := func(es []wireEntry) []wireEntry {
+		if cap(es) > maxPooledEntries {
+			return nil
+		}
+		return es[:0]
+	}
+	*d = wireDecoder{headers: keep(d.headers), context: keep(d.context), headerMap: keep(d.headerMap)}
+	decoders.Put(d)
+}
+
+// message walks the fields of one message (or map entry) in buf[i:end].
+// depth is what is left of the recursion limit after entering it; e
+// receives the fields of a map entry or HeaderValue.
+//
+// The checks and their order are protobuf-go's (internal/impl decode.go,
+// codec_map.go): a tag's number must be 1..2^29-1 and not end a group; a
+// field whose wire type is not the one its kind expects is an unknown
+// field, consumed whole; a map takes one from the depth before its wire
+// type is looked at, a message after its length is read.
+func (d *wireDecoder) message(i, end int, m *wireMsg, depth int, e *wireEntry) string {
+	b := d.buf[:end]
+	for i < end {
+		tag, n := protowire.ConsumeVarint(b[i:])
+		if n < 0 {
+			return UnreadableMalformed
+		}
+		i += n
+		num := tag >> 3
+		if num < uint64(protowire.MinValidNumber) || num > uint64(protowire.MaxValidNumber) {
+			return UnreadableMalformed
+		}
+		typ := protowire.Type(tag & 7)
+		if typ == protowire.EndGroupType {
+			return UnreadableMalformed
+		}
+		if num == uint64(unreadableField) && typ == protowire.BytesType && m == checkRequestSchema && !d.marked {
+			v, n := protowire.ConsumeBytes(b[i:])
+			if n < 0 {
+				return UnreadableMalformed
+			}
+			d.mark, d.marked = span{off: i + n - len(v), n: len(v)}, true
+		}
+		var why string
+		if i, why = d.field(b, i, m.field(protowire.Number(num)), protowire.Number(num), typ, depth, e); why != "" {
+			return why
+		}
+	}
+	return ""
+}
+
+// field consumes one field's value at b[i:] and returns where the next
+// field starts.
+func (d *wireDecoder) field(b []byte, i int, f *wireField, num protowire.Number, typ protowire.Type, depth int, e *wireEntry) (int, string) {
+	if f.kind == wireMap {
+		switch f.capture {
+		case capHeaders:
+			d.headersSeen = true
+		case capContext:
+			d.contextSeen = true
+		}
+		if depth--; depth < 0 {
+			return i, UnreadableTooDeep
+		}
+	}
+	if typ != protowire.BytesType || (f.kind == wireOther && f.capture != capRaw) {
+		n := protowire.ConsumeFieldValue(num, typ, b[i:])
+		if n < 0 {
+			return i, UnreadableMalformed
+		}
+		return i + n, ""
+	}
+	v, n := protowire.ConsumeBytes(b[i:])
+	if n < 0 {
+		return i, UnreadableMalformed
+	}
+	start := i + n - len(v)
+	i += n
+	sp := span{off: start, n: len(v)}
+	switch f.kind {
+	case wireOther: // raw_value: bytes, kept as they are
+		if e != nil {
+			e.raw = sp
+		}
+	case wireString:
+		if !utf8.Valid(v) {
+			return i, UnreadableInvalidUTF8
+		}
+		d.keep(f.capture, sp, e)
+	case wireMessage:
+		if depth--; depth < 0 {
+			return i, UnreadableTooDeep
+		}
+		switch f.capture {
+		case capSocketAddress:
+			// A oneof member merges into itself and replaces another.
+			if d.addrCase != addrSocket {
+				d.peer, d.addrCase = span{}, addrSocket
+			}
+		case capOtherAddress:
+			d.addrCase = addrOther
+		case capHeaderValue:
+			var hv wireEntry
+			if why := d.message(start, i, f.msg, depth, &hv); why != "" {
+				return i, why
+			}
+			d.headerMap = append(d.headerMap, hv)
+			return i, ""
+		}
+		return i, d.message(start, i, f.msg, depth, nil)
+	case wireMap:
+		var ent wireEntry
+		if why := d.message(start, i, f.msg, depth, &ent); why != "" {
+			return i, why
+		}
+		switch f.capture {
+		case capHeaders:
+			d.headers = append(d.headers, ent)
+		case capContext:
+			d.context = append(d.context, ent)
+		}
+	}
+	return i, ""
+}
+
+// keep records a kept string field: the last occurrence wins.
+func (d *wireDecoder) keep(c capture, sp span, e *wireEntry) {
+	switch c {
+	case capID:
+		d.id = sp
+	case capMethod:
+		d.method = sp
+	case capPath:
+		d.path = sp
+	case capHost:
+		d.host = sp
+	case capScheme:
+		d.scheme = sp
+	case capPeer:
+		d.peer = sp
+	case capKey:
+		if e != nil {
+			e.key = sp
+		}
+	case capValue:
+		if e != nil {
+			e.value = sp
+		}
+	}
+}
+
+// copySpan appends a kept string to the arena and points sp at it there.
+func (d *wireDecoder) copySpan(sb *strings.Builder, sp *span) {
+	if sp.n == 0 {
+		sp.off = 0
+		return
+	}
+	off := sb.Len()
+	sb.Write(d.buf[sp.off : sp.off+sp.n])
+	sp.off = off
+}
+
+func (d *wireDecoder) copyEntries(sb *strings.Builder, es []wireEntry) {
+	for i := range es {
+		d.copySpan(sb, &es[i].key)
+		d.copySpan(sb, &es[i].value)
+		d.copySpan(sb, &es[i].raw)
+	}
+}
+
+func str(arena string, sp span) string { return arena[sp.off : sp.off+sp.n] }
+
+// request builds the authz.Request from what message kept, as
+// RequestFromProto does from the message.
+func (d *wireDecoder) request() authz.Request {
+	// header_map counts only when headers is empty.
+	useHeaderMap := len(d.headers) == 0 && len(d.headerMap) > 0
+	if !useHeaderMap {
+		d.headerMap = nil
+	}
+	n := d.id.n + d.method.n + d.path.n + d.host.n + d.scheme.n
+	if d.addrCase == addrSocket {
+		n += d.peer.n
+	} else {
+		d.peer = span{}
+	}
+	for _, e := range d.headers {
+		n += e.key.n + e.value.n
+	}
+	for _, e := range d.context {
+		n += e.key.n + e.value.n
+	}
+	for i := range d.headerMap {
+		e := &d.headerMap[i]
+		if e.value.n > 0 {
+			e.raw = span{}
+		}
+		n += e.key.n + e.value.n + e.raw.n
+	}
+	// All kept strings in one allocation, copied: the message's buffer
+	// goes back to grpc-go's pool.
+	var sb strings.Builder
+	sb.Grow(n)
+	d.copySpan(&sb, &d.id)
+	d.copySpan(&sb, &d.method)
+	d.copySpan(&sb, &d.path)
+	d.copySpan(&sb, &d.host)
+	d.copySpan(&sb, &d.scheme)
+	d.copySpan(&sb, &d.peer)
+	d.copyEntries(&sb, d.headers)
+	d.copyEntries(&sb, d.context)
+	d.copyEntries(&sb, d.headerMap)
+	arena := sb.String()
+
+	var headers map[string]string
+	switch {
+	case len(d.headers) > 0:
+		headers = make(map[string]string, len(d.headers))
+		upper := false
+		for _, e := range d.headers {
+			k := str(arena, e.key)
+			upper = upper || hasUpperASCII(k)
+			headers[k] = str(arena, e.value)
+		}
+		if upper {
+			headers = lowerHeaders(headers)
+		}
+	case useHeaderMap:
+		headers = joinHeaderMap(len(d.headerMap), func(i int) (string, string) {
+			e := &d.headerMap[i]
+			if e.value.n > 0 {
+				return str(arena, e.key), str(arena, e.value)
+			}
+			return str(arena, e.key), str(arena, e.raw)
+		})
+	case d.headersSeen:
+		headers = map[string]string{}
+	}
+	var ctx map[string]string
+	if d.contextSeen {
+		ctx = make(map[string]string, len(d.context))
+		for _, e := range d.context {
+			ctx[str(arena, e.key)] = str(arena, e.value)
+		}
+	}
+	return newRequest(requestFields{
+		id: str(arena, d.id), method: str(arena, d.method), path: str(arena, d.path), host: str(arena, d.host),
+		scheme: str(arena, d.scheme), peer: str(arena, d.peer),
+	}, headers, ctx)
+}
