@@ -46,6 +46,9 @@ type keySourceKind struct {
 	// network; paths are relative to the issuer entry. Nil: nothing to
 	// check beyond configured.
 	validate func(ic *IssuerConfig) []error
+	// files are the local files the source reads (nil: none), so the
+	// service watches them and rebuilds the verifier when they change.
+	files func(ic *IssuerConfig) []string
 	// remote kinds fetch over the network and refresh in the background;
 	// an issuer has at most one (two would race each other for the same
 	// issuer's keys with different rules).
@@ -72,6 +75,7 @@ var keySourceKinds = []keySourceKind{
 	{
 		field:      "jwks_file",
 		configured: func(ic *IssuerConfig) bool { return ic.JWKSFile != "" },
+		files:      func(ic *IssuerConfig) []string { return []string{ic.JWKSFile} },
 		build: func(ic *IssuerConfig, _ keySourceDeps) (keySource, error) {
 			snap, err := readJWKSFile(ic.JWKSFile)
 			if err != nil {
@@ -213,4 +217,19 @@ func readJWKSFile(path string) (*keySnapshot, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return snap, nil
+}
+
+// Files are the local files the configured key sources read, for the
+// service to watch: a changed file is a changed verifier.
+func (c *JWTConfig) Files() []string {
+	var out []string
+	for i := range c.Issuers {
+		ic := &c.Issuers[i]
+		for _, k := range keySourceKinds {
+			if k.files != nil && k.configured(ic) {
+				out = append(out, k.files(ic)...)
+			}
+		}
+	}
+	return out
 }

@@ -140,15 +140,8 @@ var authKinds = []authKind{
 		field:    func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },
 		defaults: (*tokens.JWTConfig).ApplyDefaults,
 		validate: (*tokens.JWTConfig).Validate,
-		files: func(c *tokens.JWTConfig) []string {
-			var out []string
-			for _, is := range c.Issuers {
-				if is.JWKSFile != "" {
-					out = append(out, is.JWKSFile)
-				}
-			}
-			return out
-		},
+		files:    (*tokens.JWTConfig).Files,
+
 		keyNames: jwksFileKeyNames,
 		build: func(c tokens.JWTConfig, d buildDeps) (authz.Verifier, error) {
 			return tokens.NewJWTVerifier(c, tokens.JWTOptions{Options: d.opts})
