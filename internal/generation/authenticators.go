@@ -67,9 +67,13 @@ type authKind struct {
 	files func(sec any) []string
 	// keyNames name the keys the section's built verifier v accepts (API
 	// key subjects, key ids), for the reload log: names only, never key
-	// material. It is called only when a reload rebuilt the verifier, so it
-	// may be as costly as reading the verifier's table, never a re-parse.
-	keyNames func(sec any, v authz.Verifier) []string
+	// material. Names read from files are taken when the generation is
+	// compiled (the files may change later); names read from the verifier
+	// (keysFromVerifier) only when a reload rebuilt it, since the verifier
+	// never changes: a key table of a million subjects is not copied into
+	// every generation, nor parsed a second time.
+	keyNames         func(sec any, v authz.Verifier) []string
+	keysFromVerifier bool
 	// redis: the verifier is built over the shared Redis client.
 	redis bool
 	// build makes the verifier. It starts no goroutine.
@@ -90,15 +94,18 @@ type kindFuncs[C any] struct {
 	validate func(*C) error
 	files    func(*C) []string                 // nil: reads no file
 	keyNames func(*C, authz.Verifier) []string // nil: no named keys
-	redis    bool
-	build    func(C, buildDeps) (authz.Verifier, error)
+	// keysFromVerifier: keyNames reads only v (see authKind).
+	keysFromVerifier bool
+	redis            bool
+	build            func(C, buildDeps) (authz.Verifier, error)
 }
 
 // kindOf makes an authKind from typed functions.
 func kindOf[C any](name string, f kindFuncs[C]) authKind {
 	return authKind{
-		name:  name,
-		redis: f.redis,
+		name:             name,
+		redis:            f.redis,
+		keysFromVerifier: f.keysFromVerifier,
 		section: func(a *AuthenticatorConfig) any {
 			p := f.field(a)
 			if p == nil {
@@ -130,11 +137,12 @@ func kindOf[C any](name string, f kindFuncs[C]) authKind {
 // authKinds are the authenticator kinds, by their yaml name.
 var authKinds = []authKind{
 	kindOf("api_key", kindFuncs[tokens.APIKeyConfig]{
-		field:    func(a *AuthenticatorConfig) *tokens.APIKeyConfig { return a.APIKey },
-		validate: (*tokens.APIKeyConfig).Validate,
-		files:    func(c *tokens.APIKeyConfig) []string { return []string{c.File} },
-		keyNames: apiKeyNames,
-		build:    func(c tokens.APIKeyConfig, _ buildDeps) (authz.Verifier, error) { return tokens.NewAPIKeyVerifier(c) },
+		field:            func(a *AuthenticatorConfig) *tokens.APIKeyConfig { return a.APIKey },
+		validate:         (*tokens.APIKeyConfig).Validate,
+		files:            func(c *tokens.APIKeyConfig) []string { return []string{c.File} },
+		keyNames:         apiKeyNames,
+		keysFromVerifier: true,
+		build:            func(c tokens.APIKeyConfig, _ buildDeps) (authz.Verifier, error) { return tokens.NewAPIKeyVerifier(c) },
 	}),
 	kindOf("jwt", kindFuncs[tokens.JWTConfig]{
 		field:    func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },

@@ -50,10 +50,19 @@ type Auth struct {
 	// Key is its pool key: the same key in two generations is the same
 	// verifier, state and all.
 	Key string
+	// names are the keys it accepts as the generation was compiled, for
+	// kinds whose names are read from files; nil for those read from the
+	// verifier (see authKind.keyNames).
+	names []string
 }
 
 // keys name the keys it accepts (see authKind.keyNames).
-func (a *Auth) keys() []string { return a.Config.keyNames(a.Authenticator.Verifier) }
+func (a *Auth) keys() []string {
+	if k, _ := a.Config.kind(); k != nil && k.keysFromVerifier {
+		return a.Config.keyNames(a.Authenticator.Verifier)
+	}
+	return a.names
+}
 
 // ErrFilesChanged means a referenced file changed while the generation was
 // built, so it may have read a mix of old and new content.
@@ -98,7 +107,11 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
 			continue
 		}
-		g.Auths = append(g.Auths, Auth{Config: ac, Authenticator: a, Key: key})
+		auth := Auth{Config: ac, Authenticator: a, Key: key}
+		if !k.keysFromVerifier {
+			auth.names = k.keyNames(sec, a.Verifier)
+		}
+		g.Auths = append(g.Auths, auth)
 		list = append(list, a)
 	}
 	if err := errors.Join(errs...); err != nil {
