@@ -55,15 +55,18 @@ type conn struct {
 	in        frameScanner
 	onIn      func(frameHeader) bool
 	maxStream uint32 // highest stream the client opened (and grpc-go read)
-	streams   int
-	early     int
-	marks     [marksLen]mark
-	nmarks    int
-	head      int // index of the newest mark
-	draining  bool
-	goAwayAt  time.Duration
-	tripped   bool
-	drain     atomic.Pointer[time.Timer]
+	// goAwayLast is maxStream when the edge decided on GOAWAY: the
+	// streams a client that honours it may still finish or reset.
+	goAwayLast uint32
+	streams    int
+	early      int
+	marks      [marksLen]mark
+	nmarks     int
+	head       int // index of the newest mark
+	draining   bool
+	goAwayAt   time.Duration
+	tripped    bool
+	drain      atomic.Pointer[time.Timer]
 	// goAway is the frame waiting for the next frame boundary in what
 	// the server writes, when it could not be written at once.
 	goAway atomic.Pointer[[]byte]
@@ -219,6 +222,14 @@ func (c *conn) frameIn(h frameHeader) bool {
 		if !early || b < 0 {
 			return true
 		}
+		if c.draining && h.stream <= c.goAwayLast {
+			// A stream opened before the GOAWAY: the client cancelling
+			// its calls in flight (Envoy's timeout firing on an
+			// overloaded server, whose reader sees HEADERS and RST_STREAM
+			// together and so judges the reset early) is not going on
+			// with the attack; only streams it opens after the GOAWAY are.
+			return true
+		}
 		c.early++
 		switch {
 		case c.draining:
@@ -236,6 +247,7 @@ func (c *conn) frameIn(h frameHeader) bool {
 func (c *conn) startDrain() {
 	c.draining = true
 	c.goAwayAt = time.Since(c.born)
+	c.goAwayLast = c.maxStream
 	if m := c.l.opts.Metrics; m != nil {
 		m.goAways.Inc()
 	}

@@ -258,6 +258,59 @@ func TestGoAwayLetsCallsInFlightFinish(t *testing.T) {
 	}
 }
 
+// TestGoAwayThenInFlightResetsKeepConnection: a client over its budget
+// that honours the GOAWAY and then cancels the calls it had in flight
+// before it (Envoy's timeouts firing on an overloaded server, whose
+// reader sees each HEADERS and RST_STREAM together and judges the resets
+// early) is not closed, nor is its address cooled down: only resets of
+// streams opened after the GOAWAY count as going on with the attack.
+func TestGoAwayThenInFlightResetsKeepConnection(t *testing.T) {
+	const budget = 10
+	s := serve(t, grpcedge.Options{ResetBudget: budget, AbuseCooldown: time.Minute})
+	c := edgetest.Dial(t, s.addr)
+	c.StartReader()
+	var inFlight []uint32
+	for range budget {
+		id, err := c.Headers(healthCheck, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inFlight = append(inFlight, id)
+	}
+	for range budget + 1 {
+		id, err := c.Headers(healthCheck, false)
+		if err == nil {
+			err = c.Reset(id)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { ga, _, _ := c.State(); return ga != nil }) {
+		t.Fatal("no GOAWAY")
+	}
+	for _, id := range inFlight { // every call in flight times out at once
+		if err := c.Reset(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	if _, closed, _ := c.State(); closed {
+		t.Error("the server closed a client that honoured the GOAWAY and cancelled its calls in flight")
+	}
+	if got := s.closed(grpcedge.CloseStreamResets); got != 0 {
+		t.Errorf("closed{stream_resets} = %v", got)
+	}
+	c2 := edgetest.Dial(t, s.addr) // its reconnect is not refused
+	c2.StartReader()
+	if _, err := c2.Headers(healthCheck, true); err != nil {
+		t.Fatal(err)
+	}
+	if !edgetest.WaitFor(5*time.Second, func() bool { return c2.Ended() == 1 }) {
+		t.Fatal("the client's new connection was not served")
+	}
+}
+
 // TestGoAwayNeverRaisesLastStream: after the edge's GOAWAY, grpc-go's own
 // (max_connection_age here; GracefulStop alike) must not name a higher
 // last stream: RFC 9113 6.8 forbids it, and Envoy's and grpc-go's clients
