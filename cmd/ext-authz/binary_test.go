@@ -1,18 +1,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,14 +24,9 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
 	"github.com/ext-authz/ext-authz/internal/redislog"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
-
-var buildOnce struct {
-	sync.Once
-	path string
-	err  error
-}
 
 // TestMain removes the built binary and fails the run if any test left a
 // goroutine behind: every server, load run and Redis client a test starts
@@ -45,9 +36,7 @@ func TestMain(m *testing.M) {
 	// outage tests cause thousands. The binary throttles them the same way.
 	redis.SetLogger(redislog.New(slog.New(slog.DiscardHandler)))
 	code := m.Run()
-	if buildOnce.path != "" {
-		_ = os.RemoveAll(filepath.Dir(buildOnce.path))
-	}
+	servicetest.RemoveBinary()
 	if code == 0 {
 		err := goleak.Find()
 		if err != nil {
@@ -65,110 +54,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binary builds the real ext-authz binary once per test run.
-func binary(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "ext-authz-bin")
-		if err != nil {
-			buildOnce.err = err
-			return
-		}
-		buildOnce.path = filepath.Join(dir, "ext-authz")
-		out, err := exec.Command("go", "build", "-o", buildOnce.path, ".").CombinedOutput()
-		if err != nil {
-			buildOnce.err = errors.New(string(out))
-		}
-	})
-	if buildOnce.err != nil {
-		t.Fatalf("go build: %v", buildOnce.err)
-	}
-	return buildOnce.path
-}
-
-// proc is the real binary serving a config.
-type proc struct {
-	cmd       *exec.Cmd
-	grpcAddr  string
-	adminAddr string
-	lines     chan map[string]any
-	done      chan error
-	// starting is the "starting" log line.
-	starting map[string]any
-}
-
-// startBinary runs `ext-authz serve` and waits for its "serving" line,
-// which names the ports it got.
-func startBinary(t *testing.T, cfgPath string) *proc {
-	t.Helper()
-	return startCmd(t, exec.Command(binary(t), "serve", "--config", cfgPath))
-}
-
-// startCmd starts cmd, a prepared `ext-authz serve`, as startBinary does.
-func startCmd(t *testing.T, cmd *exec.Cmd) *proc {
-	t.Helper()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &proc{cmd: cmd, lines: make(chan map[string]any, 1000), done: make(chan error, 1)}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			var m map[string]any
-			if json.Unmarshal(sc.Bytes(), &m) == nil {
-				select {
-				case p.lines <- m:
-				default:
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		p.done <- cmd.Wait()
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	})
-	p.starting = p.waitLine(t, "starting")
-	if m := p.waitLine(t, "serving"); m != nil {
-		p.grpcAddr, _ = m["grpc_address"].(string)
-		p.adminAddr, _ = m["admin_address"].(string)
-	}
-	return p
-}
-
-func (p *proc) waitLine(t *testing.T, msg string) map[string]any {
-	t.Helper()
-	timeout := time.After(15 * time.Second)
-	for {
-		select {
-		case m := <-p.lines:
-			if m["msg"] == msg {
-				return m
-			}
-		case err := <-p.done:
-			t.Fatalf("ext-authz exited before %q: %v", msg, err)
-		case <-timeout:
-			t.Fatalf("no %q log line within 15s", msg)
-		}
-	}
-}
-
 func TestBinarySignals(t *testing.T) {
 	dir := t.TempDir()
-	keys := keysFile(t, dir)
+	keys := servicetest.KeysFile(t, dir)
 	cfgPath := filepath.Join(dir, "config.yaml")
-	cfg := strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1)
-	writeFile(t, cfgPath, cfg)
-	p := startBinary(t, cfgPath)
+	cfg := strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1)
+	servicetest.WriteFile(t, cfgPath, cfg)
+	p := servicetest.StartBinary(t, cfgPath)
 
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,28 +76,28 @@ func TestBinarySignals(t *testing.T) {
 		}
 		return resp.GetStatus().GetCode()
 	}
-	p.waitLine(t, "ready")
+	p.WaitLine(t, "ready")
 	if check("/status") == 0 {
 		t.Fatal("/status allowed before reload")
 	}
 
 	// SIGHUP reloads (polling is off).
-	writeFile(t, cfgPath, baseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n"))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	servicetest.WriteFile(t, cfgPath, servicetest.BaseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n"))
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "config reloaded")
+	p.WaitLine(t, "config reloaded")
 	if check("/status") != 0 {
 		t.Fatal("/status denied after SIGHUP reload")
 	}
 
 	// SIGTERM drains and exits 0.
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "draining")
+	p.WaitLine(t, "draining")
 	select {
-	case err := <-p.done:
+	case err := <-p.Done:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v, want status 0", err)
 		}
@@ -215,8 +109,8 @@ func TestBinarySignals(t *testing.T) {
 func TestBinaryBadConfigExitsNonZero(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
-	writeFile(t, cfgPath, "policy:\n  rules:\n    - {name: r, action: permit}\n")
-	out, err := exec.Command(binary(t), "serve", "--config", cfgPath).CombinedOutput()
+	servicetest.WriteFile(t, cfgPath, "policy:\n  rules:\n    - {name: r, action: permit}\n")
+	out, err := exec.Command(servicetest.Binary(t), "serve", "--config", cfgPath).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
 		t.Fatalf("exit = %v, want status 1\n%s", err, out)
@@ -227,7 +121,7 @@ func TestBinaryBadConfigExitsNonZero(t *testing.T) {
 }
 
 func TestRecoverUnaryTurnsPanicIntoInternal(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &servicetest.LogBuffer{}
 	interceptor := grpcserver.RecoverUnary(telemetry.NewRedactingLogger(logs, telemetry.LogConfig{Level: "info", Format: "json"}, nil))
 	_, err := interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { panic("boom") })

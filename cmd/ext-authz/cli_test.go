@@ -20,13 +20,14 @@ import (
 	"time"
 
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // runBin runs the built binary in dir with env added, and returns its
 // stdout, stderr and exit status.
 func runBin(t *testing.T, dir string, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(servicetest.Binary(t), args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var o, e bytes.Buffer
@@ -55,7 +56,7 @@ const stampedVersion = "v9.8.7-test"
 // -X main.version (removed with the plain one in TestMain).
 func stampedBinary(t *testing.T) string {
 	t.Helper()
-	plain := binary(t) // owns the directory TestMain removes
+	plain := servicetest.Binary(t) // owns the directory TestMain removes
 	stampedOnce.Do(func() {
 		stampedOnce.path = filepath.Join(filepath.Dir(plain), "ext-authz-stamped")
 		out, err := exec.Command("go", "build", "-ldflags", "-X main.version="+stampedVersion, "-o", stampedOnce.path, ".").CombinedOutput()
@@ -71,23 +72,23 @@ func stampedBinary(t *testing.T) string {
 
 // startQuickstart serves the quickstart config from the repository root,
 // on free ports chosen by the flag and the environment overrides.
-func startQuickstart(t *testing.T) *proc {
+func startQuickstart(t *testing.T) *servicetest.Proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), "serve", "--config", "examples/quickstart/config.yaml", "--grpc-address", "127.0.0.1:0")
+	cmd := exec.Command(servicetest.Binary(t), "serve", "--config", "examples/quickstart/config.yaml", "--grpc-address", "127.0.0.1:0")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), cli.EnvAdminAddress+"=127.0.0.1:0", cli.EnvGRPCAddress+"=127.0.0.1:1") // the flag wins
-	p := startCmd(t, cmd)
-	p.waitLine(t, "ready")
+	p := servicetest.StartCmd(t, cmd)
+	p.WaitLine(t, "ready")
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
+		_ = p.Cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-p.done:
+		case <-p.Done:
 		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
+			_ = p.Cmd.Process.Kill()
 		}
 	})
-	if !strings.HasPrefix(p.grpcAddr, "127.0.0.1:") || p.grpcAddr == "127.0.0.1:1" || !strings.HasPrefix(p.adminAddr, "127.0.0.1:") {
-		t.Fatalf("overrides not applied: grpc %q admin %q", p.grpcAddr, p.adminAddr)
+	if !strings.HasPrefix(p.GRPCAddr, "127.0.0.1:") || p.GRPCAddr == "127.0.0.1:1" || !strings.HasPrefix(p.AdminAddr, "127.0.0.1:") {
+		t.Fatalf("overrides not applied: grpc %q admin %q", p.GRPCAddr, p.AdminAddr)
 	}
 	return p
 }
@@ -113,7 +114,7 @@ func TestCLICheckExitCodes(t *testing.T) {
 		{"stray argument", []string{"extra"}, 2, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out, errOut, code := runBin(t, ".", nil, append([]string{"check", "--addr", p.grpcAddr}, tt.give...)...)
+			out, errOut, code := runBin(t, ".", nil, append([]string{"check", "--addr", p.GRPCAddr}, tt.give...)...)
 			if code != tt.want {
 				t.Errorf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tt.want, out, errOut)
 			}
@@ -132,7 +133,7 @@ func TestCLICheckExitCodes(t *testing.T) {
 	for attempt := 0; attempt < 5 && (len(codes) == 0 || codes[3] != 5); attempt++ {
 		codes = nil
 		for range 4 {
-			_, _, code := runBin(t, ".", []string{cli.EnvGRPCAddress + "=" + p.grpcAddr}, "check", "--url", "https://example.com/api/search", "-H", "x-api-key: dev-key-alice")
+			_, _, code := runBin(t, ".", []string{cli.EnvGRPCAddress + "=" + p.GRPCAddr}, "check", "--url", "https://example.com/api/search", "-H", "x-api-key: dev-key-alice")
 			codes = append(codes, code)
 		}
 	}
@@ -151,7 +152,7 @@ func TestCLICheckExitCodes(t *testing.T) {
 func TestCLIRateLimit(t *testing.T) {
 	p := startQuickstart(t)
 	rl := func(args ...string) (string, int) {
-		out, errOut, code := runBin(t, ".", nil, append([]string{"ratelimit", "--addr", p.grpcAddr}, args...)...)
+		out, errOut, code := runBin(t, ".", nil, append([]string{"ratelimit", "--addr", p.GRPCAddr}, args...)...)
 		return out + errOut, code
 	}
 	// route=search,user=U: 2 a second. Two hits fill it, the next is
@@ -318,63 +319,63 @@ func TestOperatorMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, cfgPath, string(good))
+	servicetest.WriteFile(t, cfgPath, string(good))
 	before := time.Now()
 	cmd := exec.Command(stampedBinary(t), "serve", "--config", cfgPath, "--grpc-address", "127.0.0.1:0", "--admin-address", "127.0.0.1:0")
 	cmd.Dir = root // the quickstart's key paths are relative to it
-	p := startCmd(t, cmd)
+	p := servicetest.StartCmd(t, cmd)
 	t.Cleanup(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
+		_ = p.Cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-p.done:
+		case <-p.Done:
 		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
+			_ = p.Cmd.Process.Kill()
 		}
 	})
-	p.waitLine(t, "ready")
-	if v, _ := p.starting["version"].(string); v != stampedVersion {
+	p.WaitLine(t, "ready")
+	if v, _ := p.Starting["version"].(string); v != stampedVersion {
 		t.Errorf("starting line version = %q, want %q", v, stampedVersion)
 	}
-	admin := "http://" + p.adminAddr
+	admin := "http://" + p.AdminAddr
 	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-	fams := scrape(t, admin)
-	if v, ok := value(fams, "ext_authz_build_info", map[string]string{"version": stampedVersion, "goversion": runtime.Version()}); !ok || v != 1 {
+	fams := servicetest.Scrape(t, admin)
+	if v, ok := servicetest.Value(fams, "ext_authz_build_info", map[string]string{"version": stampedVersion, "goversion": runtime.Version()}); !ok || v != 1 {
 		t.Errorf("build_info{version=%s} = %v (present %v)", stampedVersion, v, ok)
 	}
 	for _, r := range []string{"success", "failure"} {
-		if v, ok := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": r}); !ok || v != 0 {
+		if v, ok := servicetest.Value(fams, "ext_authz_config_reloads_total", map[string]string{"result": r}); !ok || v != 0 {
 			t.Errorf("reloads_total{result=%s} before any reload = %v (present %v), want 0", r, v, ok)
 		}
 	}
-	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok || v != 1 {
+	if v, ok := servicetest.Value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok || v != 1 {
 		t.Errorf("config_hash{sha256=sha256sum of the file} = %v (present %v)", v, ok)
 	}
-	ts, ok := value(fams, "ext_authz_config_last_reload_success_timestamp_seconds", nil)
+	ts, ok := servicetest.Value(fams, "ext_authz_config_last_reload_success_timestamp_seconds", nil)
 	if !ok || ts < float64(before.Unix()) || ts > float64(time.Now().Unix()+1) {
 		t.Errorf("config load timestamp %v, want between start and now", ts)
 	}
 
 	// gRPC server series: every code of every method from start; a
 	// Check counted under its code.
-	if _, _, code := runBin(t, ".", nil, "check", "--addr", p.grpcAddr, "--url", "https://other.org/"); code != 4 {
+	if _, _, code := runBin(t, ".", nil, "check", "--addr", p.GRPCAddr, "--url", "https://other.org/"); code != 4 {
 		t.Fatalf("check exit %d", code)
 	}
-	fams = scrape(t, admin)
+	fams = servicetest.Scrape(t, admin)
 	check := map[string]string{"grpc_service": "envoy.service.auth.v3.Authorization", "grpc_method": "Check", "grpc_type": "unary"}
 	for code, want := range map[string]float64{"OK": 1, "Internal": 0, "ResourceExhausted": 0, "Unavailable": 0} {
 		l := map[string]string{"grpc_code": code}
 		for k, v := range check {
 			l[k] = v
 		}
-		if v, ok := value(fams, "grpc_server_handled_total", l); !ok || v != want {
+		if v, ok := servicetest.Value(fams, "grpc_server_handled_total", l); !ok || v != want {
 			t.Errorf("grpc_server_handled_total%v = %v (present %v), want %v", l, v, ok, want)
 		}
 	}
-	if v, ok := value(fams, "grpc_server_handling_seconds", check); !ok || v != 1 {
+	if v, ok := servicetest.Value(fams, "grpc_server_handling_seconds", check); !ok || v != 1 {
 		t.Errorf("grpc_server_handling_seconds count = %v (present %v), want 1", v, ok)
 	}
-	if v, ok := value(fams, "grpc_server_started_total", map[string]string{"grpc_method": "ShouldRateLimit"}); !ok || v != 0 {
+	if v, ok := servicetest.Value(fams, "grpc_server_started_total", map[string]string{"grpc_method": "ShouldRateLimit"}); !ok || v != 0 {
 		t.Errorf("ShouldRateLimit started = %v (present %v), want 0 from start", v, ok)
 	}
 
@@ -382,11 +383,11 @@ func TestOperatorMetrics(t *testing.T) {
 	// the hash stays the serving file's.
 	bad := strings.Replace(string(good), "  drain_delay: 1s\n", "  drain_delay: -1s\n  max_recv_message_bytes: 10\n", 1)
 	bad += "telemetry:\n  log: {level: loud}\n"
-	writeFile(t, cfgPath, bad)
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	servicetest.WriteFile(t, cfgPath, bad)
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	m := p.waitLine(t, "config reload rejected")
+	m := p.WaitLine(t, "config reload rejected")
 	msg, _ := m["error"].(string)
 	errs, _ := m["errors"].([]any)
 	for _, want := range []string{"server.drain_delay", "server.max_recv_message_bytes", "telemetry.log.level"} {
@@ -405,29 +406,29 @@ func TestOperatorMetrics(t *testing.T) {
 	if n, _ := m["error_count"].(float64); int(n) != len(errs) || n < 3 {
 		t.Errorf("error_count %v, errors %d", m["error_count"], len(errs))
 	}
-	fams = scrape(t, admin)
-	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "failure"}); v != 1 {
+	fams = servicetest.Scrape(t, admin)
+	if v, _ := servicetest.Value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "failure"}); v != 1 {
 		t.Errorf("failure count %v after a rejected reload", v)
 	}
-	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok {
+	if _, ok := servicetest.Value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); !ok {
 		t.Error("the hash changed to a rejected file's")
 	}
 
 	// A good reload: success counted, new hash, the old hash gone.
 	next := strings.Replace(string(good), "policy:", "# a comment changes the hash\npolicy:", 1)
-	writeFile(t, cfgPath, next)
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	servicetest.WriteFile(t, cfgPath, next)
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "config reloaded")
-	fams = scrape(t, admin)
-	if v, _ := value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "success"}); v != 1 {
+	p.WaitLine(t, "config reloaded")
+	fams = servicetest.Scrape(t, admin)
+	if v, _ := servicetest.Value(fams, "ext_authz_config_reloads_total", map[string]string{"result": "success"}); v != 1 {
 		t.Errorf("success count %v after a good reload", v)
 	}
-	if v, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum([]byte(next))}); !ok || v != 1 {
+	if v, ok := servicetest.Value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum([]byte(next))}); !ok || v != 1 {
 		t.Error("config_hash does not name the reloaded file")
 	}
-	if _, ok := value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); ok {
+	if _, ok := servicetest.Value(fams, "ext_authz_config_hash", map[string]string{"sha256": sum(good)}); ok {
 		t.Error("the old hash is still exported")
 	}
 }

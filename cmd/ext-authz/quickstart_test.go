@@ -153,7 +153,7 @@ func TestQuickstartWalkthrough(t *testing.T) {
 	}
 
 	p := startQuickstart(t)
-	env := []string{cli.EnvGRPCAddress + "=" + p.grpcAddr, cli.EnvAdminAddress + "=" + p.adminAddr}
+	env := []string{cli.EnvGRPCAddress + "=" + p.GRPCAddr, cli.EnvAdminAddress + "=" + p.AdminAddr}
 	got := map[string]string{} // args as written → stdout
 	ran := 0
 	for _, b := range commands {

@@ -12,11 +12,10 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/cli"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
 )
-
-const quickstartKeys = "../../examples/quickstart/keys/"
 
 // BenchmarkCheckWithTokens measures the whole Check handler (proto in, proto
 // out, no network) with the real tokens verifiers: a cached JWT (RS256,
@@ -29,7 +28,7 @@ func BenchmarkCheckWithTokens(b *testing.B) {
 	b.Cleanup(func() { client.Close() })
 
 	jwtCfg := tokens.JWTConfig{Issuers: []tokens.IssuerConfig{{
-		Issuer: "https://issuer.quickstart.example", Audiences: []string{"quickstart"}, JWKSFile: quickstartKeys + "jwks.json",
+		Issuer: "https://issuer.quickstart.example", Audiences: []string{"quickstart"}, JWKSFile: servicetest.QuickstartKeys() + "jwks.json",
 	}}}
 	jwtV, err := tokens.NewJWTVerifier(jwtCfg, tokens.JWTOptions{})
 	if err != nil {
@@ -40,7 +39,7 @@ func BenchmarkCheckWithTokens(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ticketV, err := tokens.NewTicketVerifier(tokens.TicketConfig{Keys: []tokens.TicketKeyConfig{{ID: "dev-1", File: quickstartKeys + "ticket-hs256.key"}}}, tokens.Options{})
+	ticketV, err := tokens.NewTicketVerifier(tokens.TicketConfig{Keys: []tokens.TicketKeyConfig{{ID: "dev-1", File: servicetest.QuickstartKeys() + "ticket-hs256.key"}}}, tokens.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -86,9 +85,9 @@ func BenchmarkCheckWithTokens(b *testing.B) {
 		}
 		return strings.TrimSpace(out.String())
 	}
-	rs := mint("--kind", "jwt", "--key-file", quickstartKeys+"jwt-rs256.pem", "--kid", "dev-rs256-1", "--issuer", "https://issuer.quickstart.example", "--audience", "quickstart")
-	es := mint("--kind", "jwt", "--key-file", quickstartKeys+"jwt-es256.pem", "--kid", "dev-es256-1", "--issuer", "https://issuer.quickstart.example", "--audience", "quickstart")
-	tk := mint("--kind", "udb-ticket", "--key-file", quickstartKeys+"ticket-hs256.key", "--kid", "dev-1")
+	rs := mint("--kind", "jwt", "--key-file", servicetest.QuickstartKeys()+"jwt-rs256.pem", "--kid", "dev-rs256-1", "--issuer", "https://issuer.quickstart.example", "--audience", "quickstart")
+	es := mint("--kind", "jwt", "--key-file", servicetest.QuickstartKeys()+"jwt-es256.pem", "--kid", "dev-es256-1", "--issuer", "https://issuer.quickstart.example", "--audience", "quickstart")
+	tk := mint("--kind", "udb-ticket", "--key-file", servicetest.QuickstartKeys()+"ticket-hs256.key", "--kid", "dev-1")
 
 	common := [][2]string{{"user-agent", "bench"}, {"accept", "*/*"}}
 	cases := []struct {

@@ -18,50 +18,17 @@ import (
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redisconf"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/tokens"
 )
-
-const quickstartKeys = "../../examples/quickstart/keys/"
-
-// mintJWT is a quickstart JWT for subject, as `ext-authz token mint --kind
-// jwt` makes it.
-func mintJWT(t *testing.T, subject string) string {
-	t.Helper()
-	s, err := tokens.NewJWTSigner(quickstartKeys+"jwt-es256.pem", "dev-es256-1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Second)
-	tok, err := s.Sign(map[string]any{"iss": "https://issuer.quickstart.example", "aud": "quickstart", "sub": subject,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// mintTicket is a quickstart UDB ticket for user.
-func mintTicket(t *testing.T, user string) string {
-	t.Helper()
-	s, err := tokens.NewTicketSigner("dev-1", tokens.TicketHS256, quickstartKeys+"ticket-hs256.key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Second)
-	tok, err := s.Sign(tokens.TicketClaims{UserID: user, IssuedAt: now, Expiry: now.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 // TestTokenAuthenticatorsFromConfig decodes authenticator entries as the
 // config file holds them and builds them with the real dependencies: a JWKS
 // endpoint for jwt (its Run and Ready are wired), a real redis-server for
 // udb_session, and the dev key for udb_ticket.
 func TestTokenAuthenticatorsFromConfig(t *testing.T) {
-	jwks, err := os.ReadFile(quickstartKeys + "jwks.json")
+	jwks, err := os.ReadFile(servicetest.QuickstartKeys() + "jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +47,7 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 - name: ticket
   source: {header: x-udb-token}
   udb_ticket:
-    keys: [{id: dev-1, file: ` + quickstartKeys + `ticket-hs256.key}]
+    keys: [{id: dev-1, file: ` + servicetest.QuickstartKeys() + `ticket-hs256.key}]
 - name: session
   source: {cookie: udb_session}
   udb_session: {cache_ttl: 1s, negative_cache_ttl: 50ms}
@@ -133,12 +100,12 @@ func TestTokenAuthenticatorsFromConfig(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("run = %v", err)
 	}
-	tok := mintJWT(t, "erin")
+	tok := servicetest.MintJWT(t, "jwt-es256.pem", "dev-es256-1", "quickstart", "erin")
 	if p, err := built["jwt"].Verifier.Verify(context.Background(), tok); err != nil || p.Subject != "erin" {
 		t.Fatalf("jwt: %+v, %v", p, err)
 	}
 
-	tk := mintTicket(t, "frank")
+	tk := servicetest.MintTicket(t, "frank")
 	if p, err := built["ticket"].Verifier.Verify(context.Background(), tk); err != nil || p.Subject != "frank" {
 		t.Fatalf("ticket: %+v, %v", p, err)
 	}

@@ -36,6 +36,8 @@ var rules = []struct {
 	{"internal/generation", []string{module + "/cmd", module + "/internal/server", "google.golang.org/grpc", "net/http",
 		module + "/authz/extauthz", module + "/authz/httpauthz", module + "/ratelimit/rls", "github.com/envoyproxy/go-control-plane"},
 		"compiling a config knows no transport: check-config, serve and reload all call it; serving is internal/server's"},
+	{"internal/servicetest", []string{module + "/cmd", module + "/internal/server", module + "/internal/generation", "google.golang.org/grpc"},
+		"the test fixtures run the real binary as a process: they link none of the service"},
 	{"internal/server", []string{module + "/cmd"},
 		"the server is reusable wiring: only cmd reads flags and the environment"},
 	{"internal/telemetry", []string{module + "/internal/generation", module + "/internal/server", "github.com/envoyproxy/", "net/http"},
@@ -60,10 +62,10 @@ var rules = []struct {
 
 // exceptions are packages a rule's pattern matches that the rule skips:
 // internal/generation and internal/server assemble the service from the
-// domain packages, and internal/cli mints tokens and builds CheckRequests,
-// so they sit above them (their own rules follow).
+// domain packages, and internal/cli and internal/servicetest (test
+// fixtures) mint tokens, so they sit above them (their own rules follow).
 var exceptions = map[string][]string{
-	"internal/...": {"internal/generation", "internal/server", "internal/cli"},
+	"internal/...": {"internal/generation", "internal/server", "internal/cli", "internal/servicetest"},
 }
 
 type pkgInfo struct {

@@ -16,6 +16,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/filewatch"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -109,7 +110,7 @@ func TestReloadKeepsSessionState(t *testing.T) {
 	rule := func(i int) string {
 		return fmt.Sprintf("    - name: extra%d\n      match: {path: {exact: /extra%d}}\n      action: allow\n", i, i)
 	}
-	writeFile(t, h.path, genSessionConfig(t, srv.Addr, rule(1)))
+	servicetest.WriteFile(t, h.path, genSessionConfig(t, srv.Addr, rule(1)))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +125,7 @@ func TestReloadKeepsSessionState(t *testing.T) {
 	// changes again.
 	time.Sleep(400 * time.Millisecond)
 	srv.Stop()
-	writeFile(t, h.path, genSessionConfig(t, srv.Addr, rule(2)))
+	servicetest.WriteFile(t, h.path, genSessionConfig(t, srv.Addr, rule(2)))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestReloadKeepsJWKSKeys(t *testing.T) {
 
 	ep.down()
 	extra := "    - name: extra\n      match: {path: {exact: /extra}}\n      action: allow\n"
-	writeFile(t, h.path, strings.Replace(cfg, "  rules:\n", "  rules:\n"+extra, 1))
+	servicetest.WriteFile(t, h.path, strings.Replace(cfg, "  rules:\n", "  rules:\n"+extra, 1))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatalf("reload with the JWKS endpoint down: %v", err)
 	}
@@ -175,7 +176,7 @@ func TestReloadKeepsJWKSKeys(t *testing.T) {
 	// fetches once, and the reload waits for it.
 	ep.up(t)
 	opts.FetchTimeout = "400ms"
-	writeFile(t, h.path, jwksResConfig(t, opts))
+	servicetest.WriteFile(t, h.path, jwksResConfig(t, opts))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatalf("reload of a changed issuer: %v", err)
 	}
@@ -192,14 +193,14 @@ func TestReloadKeepsJWKSKeys(t *testing.T) {
 // scope requirement, so a key with only the read scope would pass /admin/.
 func halfWritten(t *testing.T, keys string) (full, prefix string) {
 	t.Helper()
-	full = baseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n")
+	full = servicetest.BaseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n")
 	i := strings.Index(full, "      require: {scopes: [admin]}")
 	if i < 0 {
 		t.Fatal("baseConfig changed: no admin scope requirement")
 	}
 	prefix = full[:i]
 	path := filepath.Join(t.TempDir(), "prefix.yaml")
-	writeFile(t, path, prefix)
+	servicetest.WriteFile(t, path, prefix)
 	if err := compileFile(path); err != nil {
 		t.Fatalf("the prefix must be a valid config for the test to mean anything: %v", err)
 	}
@@ -210,10 +211,10 @@ func halfWritten(t *testing.T, keys string) (full, prefix string) {
 // seen half-written by one poll and complete by the next is applied only
 // once the complete content has stayed for a whole interval.
 func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
 	admin := func() int {
-		return httpStatusOf(h.check(t, "GET", "a.example.com", "/admin/x", [2]string{"x-api-key", keyAlice}))
+		return httpStatusOf(h.check(t, "GET", "a.example.com", "/admin/x", [2]string{"x-api-key", servicetest.KeyAlice}))
 	}
 	if got := admin(); got != 403 {
 		t.Fatalf("read-only key on /admin/ = %d, want 403", got)
@@ -233,7 +234,7 @@ func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
 		{full, 2 * q, true},    // unchanged for an interval: applied
 	}
 	for i, s := range steps {
-		writeFile(t, h.path, s.write)
+		servicetest.WriteFile(t, h.path, s.write)
 		if got := h.svc.poll(&st, t0.Add(s.at), q); got != s.want {
 			t.Fatalf("poll %d: reloaded = %v, want %v", i, got, s.want)
 		}
@@ -253,8 +254,8 @@ func TestReloadNeverAppliesHalfWrittenFile(t *testing.T) {
 // that rewrites the file in place in two parts, again and again; a checker
 // asks /admin/ with a read-only key all along.
 func TestReloadWriterInPlace(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: 300ms", 1))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: 300ms", 1))
 	full, prefix := halfWritten(t, keys)
 	stop := make(chan struct{})
 	leaks := make(chan int, 1)
@@ -268,7 +269,7 @@ func TestReloadWriterInPlace(t *testing.T) {
 			default:
 			}
 			resp, err := h.client.Check(t.Context(), extauthz.BuildCheckRequest(extauthz.HTTPRequest{
-				Method: "GET", Host: "a.example.com", Path: "/admin/x", Headers: [][2]string{{"x-api-key", keyAlice}},
+				Method: "GET", Host: "a.example.com", Path: "/admin/x", Headers: [][2]string{{"x-api-key", servicetest.KeyAlice}},
 			}))
 			if err == nil && httpStatusOf(resp) == 200 {
 				n++
@@ -298,12 +299,12 @@ func TestReloadWriterInPlace(t *testing.T) {
 // updated out of band) stops being accepted without a SIGHUP, and the log
 // names it by subject, never by key or digest.
 func TestReloadWatchesKeyFile(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, ""))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, ""))
 	api := func(key string) int {
 		return httpStatusOf(h.check(t, "GET", "a.example.com", "/api/x", [2]string{"x-api-key", key}))
 	}
-	if api(keyAlice) != 200 {
+	if api(servicetest.KeyAlice) != 200 {
 		t.Fatal("alice not accepted at start")
 	}
 	body, err := os.ReadFile(keys)
@@ -311,25 +312,25 @@ func TestReloadWatchesKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	i := strings.Index(string(body), "  - subject: admin")
-	writeFile(t, keys, "keys:\n"+string(body)[i:])
-	waitFor(t, func() bool { return api(keyAlice) == 401 }, "the removed key to be refused")
-	if api(keyAdmin) != 200 {
+	servicetest.WriteFile(t, keys, "keys:\n"+string(body)[i:])
+	waitFor(t, func() bool { return api(servicetest.KeyAlice) == 401 }, "the removed key to be refused")
+	if api(servicetest.KeyAdmin) != 200 {
 		t.Error("the remaining key stopped working")
 	}
 	logs := h.logs.String()
 	if !strings.Contains(logs, `"keys_removed":["keys: subject alice"]`) || !strings.Contains(logs, `"files_changed":["`+keys+`"]`) {
 		t.Errorf("the reload log does not name the removed key and the file:\n%s", logs)
 	}
-	for _, secret := range []string{keyAlice, tokens.HashAPIKey(keyAlice)} {
+	for _, secret := range []string{servicetest.KeyAlice, tokens.HashAPIKey(servicetest.KeyAlice)} {
 		if strings.Contains(logs, secret) {
 			t.Errorf("the log holds a key or its digest")
 		}
 	}
 
 	// A broken key file is rejected once, and the old keys keep working.
-	writeFile(t, keys, "keys: [{subject: x, sha256: nothex}]\n")
+	servicetest.WriteFile(t, keys, "keys: [{subject: x, sha256: nothex}]\n")
 	waitFor(t, func() bool { return strings.Contains(h.logs.String(), "config reload rejected") }, "the broken key file to be rejected")
-	if api(keyAdmin) != 200 {
+	if api(servicetest.KeyAdmin) != 200 {
 		t.Error("a rejected key file stopped the serving keys")
 	}
 	time.Sleep(300 * time.Millisecond) // several polls
@@ -341,23 +342,23 @@ func TestReloadWatchesKeyFile(t *testing.T) {
 // TestReloadWatchesRateLimitDirectory: a file added to a rate-limit
 // directory is picked up by the poller, like the config itself.
 func TestReloadWatchesRateLimitDirectory(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a.yaml"), "domain: other\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 100}\n")
+	servicetest.WriteFile(t, filepath.Join(dir, "a.yaml"), "domain: other\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 100}\n")
 	limited := strings.ReplaceAll(limitedRules, "domain: e2e", "domain: other")
-	h := start(t, baseConfig(keys, limited)+rateLimitSection(dir, "memory", ""))
+	h := start(t, servicetest.BaseConfig(keys, limited)+rateLimitSection(dir, "memory", ""))
 	limitedCheck := func() int {
-		return httpStatusOf(h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice}))
+		return httpStatusOf(h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice}))
 	}
 	if limitedCheck() != 200 {
 		t.Fatal("limited path refused at start")
 	}
-	writeFile(t, filepath.Join(dir, "a.yaml"), "domain: other\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 1}\n")
+	servicetest.WriteFile(t, filepath.Join(dir, "a.yaml"), "domain: other\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 1}\n")
 	waitFor(t, func() bool { return limitedCheck() == 429 }, "the lowered limit to apply")
 	if !strings.Contains(h.logs.String(), `"files_changed":["`+dir+`"]`) {
 		t.Errorf("the reload log does not name the directory:\n%s", h.logs.String())
 	}
-	writeFile(t, filepath.Join(dir, "b.yaml"), "domain: other\ndescriptors: []\n")
+	servicetest.WriteFile(t, filepath.Join(dir, "b.yaml"), "domain: other\ndescriptors: []\n")
 	waitFor(t, func() bool { return strings.Contains(h.logs.String(), "config reload rejected") }, "a second file defining the same domain rejected")
 }
 
@@ -387,7 +388,7 @@ func TestReloadFailedBuildLeaksNothing(t *testing.T) {
 			"api_key: {file: \"", "api_key: {file: \"/nonexistent", 1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			writeFile(t, h.path, tc.cfg)
+			servicetest.WriteFile(t, h.path, tc.cfg)
 			if err := h.svc.reload("test"); err == nil {
 				t.Fatal("the reload succeeded")
 			}
@@ -423,7 +424,7 @@ func TestReloadWatchesJWKSFile(t *testing.T) {
 	if got := httpStatusOf(jwksResCheck(t, h, k2.token(""))); got != 401 {
 		t.Fatalf("k2 before it is in the file = %d, want 401", got)
 	}
-	writeFile(t, jwks, string(jwksResSet(k1, k2)))
+	servicetest.WriteFile(t, jwks, string(jwksResSet(k1, k2)))
 	waitFor(t, func() bool { return httpStatusOf(jwksResCheck(t, h, k2.token(""))) == 200 }, "k2 accepted")
 	if !strings.Contains(h.logs.String(), `"keys_added":["jwt: `+jwksResIssuer+` kid k2"]`) {
 		t.Errorf("the reload log does not name the added kid:\n%s", h.logs.String())
@@ -437,18 +438,18 @@ func TestReloadWatchesJWKSFile(t *testing.T) {
 // new header makes the logger redact that header's name, as start-up does
 // for the first config; a removed one stays redacted.
 func TestReloadExtendsLogRedaction(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
 	const secret = "redaction-test-secret-value"
 	h.svc.logger.Info("probe", "x-partner-key", secret)
 	if !strings.Contains(h.logs.String(), secret) {
 		t.Fatal("the probe attribute is redacted before the reload: the test proves nothing")
 	}
-	added := strings.Replace(baseConfig(keys, ""), "policy:", `  - name: partner
+	added := strings.Replace(servicetest.BaseConfig(keys, ""), "policy:", `  - name: partner
     source: {header: X-Partner-Key}
     api_key: {file: "`+keys+`"}
 policy:`, 1)
-	writeFile(t, h.path, strings.Replace(added, "reload_interval: 50ms", "reload_interval: -1s", 1))
+	servicetest.WriteFile(t, h.path, strings.Replace(added, "reload_interval: 50ms", "reload_interval: -1s", 1))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +458,7 @@ policy:`, 1)
 	if strings.Count(h.logs.String(), secret) != before || !strings.Contains(h.logs.String(), `"x-partner-key":"[REDACTED]"`) {
 		t.Errorf("the new credential header is not redacted after the reload:\n%s", h.logs.String())
 	}
-	writeFile(t, h.path, strings.Replace(baseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	servicetest.WriteFile(t, h.path, strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -470,16 +471,16 @@ policy:`, 1)
 // every restart-only setting at its running value, with one warning per
 // setting that asked for a change.
 func TestReloadKeepsRestartOnlySettings(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	limits := limitsFile(t, 100)
-	cfg := strings.Replace(baseConfig(keys, limitedRules), "reload_interval: 50ms", "reload_interval: -1s", 1) +
+	cfg := strings.Replace(servicetest.BaseConfig(keys, limitedRules), "reload_interval: 50ms", "reload_interval: -1s", 1) +
 		rateLimitSection(limits, "memory", "")
 	h := start(t, cfg)
 	next := strings.Replace(cfg, "drain_delay: 100ms", "drain_delay: 7s", 1)
 	next = strings.Replace(next, "admin:\n", "admin:\n  pprof: true\n", 1)
 	next = strings.Replace(next, "  timeout: 2s\n", "  timeout: 3s\n", 1)
 	next = strings.Replace(next, "    - name: admin\n", "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n    - name: admin\n", 1)
-	writeFile(t, h.path, next)
+	servicetest.WriteFile(t, h.path, next)
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -510,11 +511,11 @@ func TestReloadKeepsRestartOnlySettings(t *testing.T) {
 // TestReloadWarnsOnRestartOnlyFile: the Redis TLS files are read once; a
 // rotated one is noticed and logged as needing a restart.
 func TestReloadWarnsOnRestartOnlyFile(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	ca := filepath.Join(t.TempDir(), "ca.pem")
-	writeFile(t, ca, "not read until a client is built\n")
-	h := start(t, baseConfig(keys, "")+"redis:\n  addrs: [\"127.0.0.1:1\"]\n  tls: {enabled: true, ca_file: \""+ca+"\"}\n")
-	writeFile(t, ca, "rotated\n")
+	servicetest.WriteFile(t, ca, "not read until a client is built\n")
+	h := start(t, servicetest.BaseConfig(keys, "")+"redis:\n  addrs: [\"127.0.0.1:1\"]\n  tls: {enabled: true, ca_file: \""+ca+"\"}\n")
+	servicetest.WriteFile(t, ca, "rotated\n")
 	waitFor(t, func() bool {
 		return strings.Contains(h.logs.String(), `"msg":"file read only at start changed; restart to apply it","file":"`+ca+`"`)
 	}, "the restart warning for the rotated CA file")

@@ -12,12 +12,13 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/authz/httpauthz"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // httpConfig is baseConfig with the HTTP ext_authz listener on, behind
 // the /authz path prefix, with overload's extra lines.
 func httpConfig(t *testing.T, overload string) string {
-	return strings.Replace(baseConfig(keysFile(t, t.TempDir()), ""), "  reload_interval: 50ms\n",
+	return strings.Replace(servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), ""), "  reload_interval: 50ms\n",
 		"  reload_interval: 50ms\n  http_address: \"127.0.0.1:0\"\n  http:\n    path_prefix: /authz\n    max_header_bytes: 8192\n"+overload, 1)
 }
 
@@ -46,18 +47,18 @@ func httpCheck(t *testing.T, h *harness, method, host, path string, headers ...[
 // the same pipeline, and counts in the same decision series.
 func TestHTTPTransport(t *testing.T) {
 	h := start(t, httpConfig(t, ""))
-	status, hdr, body := httpCheck(t, h, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", keyAlice},
+	status, hdr, body := httpCheck(t, h, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice},
 		[2]string{"x-auth-subject", "forged"}, [2]string{"x-request-id", "rid-1"})
 	if status != 200 || hdr.Get("x-auth-subject") != "alice" || hdr.Get("x-auth-team") != "payments" ||
 		!strings.Contains(hdr.Get(httpauthz.HeadersToRemove), "x-api-key") {
 		t.Errorf("allow: %d %v %q", status, hdr, body)
 	}
-	grpcResp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", keyAlice})
+	grpcResp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice})
 	if got := upstreamHeaders(grpcResp)["x-auth-subject"]; got != "alice" {
 		t.Errorf("gRPC allow: subject %q", got)
 	}
 
-	status, hdr, body = httpCheck(t, h, "GET", "shop.example.com", "/admin/users", [2]string{"x-api-key", keyAlice}, [2]string{"x-request-id", "rid-1"})
+	status, hdr, body = httpCheck(t, h, "GET", "shop.example.com", "/admin/users", [2]string{"x-api-key", servicetest.KeyAlice}, [2]string{"x-request-id", "rid-1"})
 	if status != 403 || hdr.Get("content-type") != "application/json" ||
 		body != `{"error":"forbidden","reason":"insufficient_scope","request_id":"rid-1"}` {
 		t.Errorf("deny: %d %v %q", status, hdr, body)
@@ -92,13 +93,13 @@ func get(t *testing.T, url string) string {
 // 4xx to the client as a denial, so the request fails closed.
 func TestHTTPOversizeHeaders(t *testing.T) {
 	h := start(t, httpConfig(t, ""))
-	status, _, _ := httpCheck(t, h, "GET", "shop.example.com", "/api/x", [2]string{"x-api-key", keyAlice},
+	status, _, _ := httpCheck(t, h, "GET", "shop.example.com", "/api/x", [2]string{"x-api-key", servicetest.KeyAlice},
 		[2]string{"x-big", strings.Repeat("a", 16<<10)})
 	if status != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("status %d, want 431", status)
 	}
 	// The server goes on deciding.
-	if status, _, _ := httpCheck(t, h, "GET", "shop.example.com", "/api/x", [2]string{"x-api-key", keyAlice}); status != 200 {
+	if status, _, _ := httpCheck(t, h, "GET", "shop.example.com", "/api/x", [2]string{"x-api-key", servicetest.KeyAlice}); status != 200 {
 		t.Errorf("after the oversize check: %d, want 200", status)
 	}
 }

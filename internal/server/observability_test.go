@@ -15,17 +15,16 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
 // fullConfig exercises every metric source: all four authenticator kinds,
 // Redis sessions, Redis-backed rate limits, and reloads.
 func fullConfig(t *testing.T, redisAddr, jwksURL, limits string) string {
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	return `server:
   grpc_address: "127.0.0.1:0"
   drain_delay: 10ms
@@ -42,7 +41,7 @@ authenticators:
   - name: ticket
     source: {header: x-udb-token}
     udb_ticket:
-      keys: [{id: dev-1, file: ` + quickstartKeys + `ticket-hs256.key}]
+      keys: [{id: dev-1, file: ` + servicetest.QuickstartKeys() + `ticket-hs256.key}]
   - name: jwt
     source: {authorization: Bearer}
     jwt:
@@ -78,61 +77,13 @@ rate_limit:
 // issuer's JWKS endpoint would.
 func quickstartJWKSServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	jwks, err := os.ReadFile(quickstartKeys + "jwks.json")
+	jwks, err := os.ReadFile(servicetest.QuickstartKeys() + "jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(jwks) }))
 	t.Cleanup(srv.Close)
 	return srv
-}
-
-func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fams
-}
-
-// value sums the samples of name whose labels include want (counter,
-// gauge, or a histogram's count).
-func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-	var sum float64
-	found := false
-next:
-	for _, m := range f.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		found = true
-		switch {
-		case m.GetCounter() != nil:
-			sum += m.GetCounter().GetValue()
-		case m.GetGauge() != nil:
-			sum += m.GetGauge().GetValue()
-		case m.GetHistogram() != nil:
-			sum += float64(m.GetHistogram().GetSampleCount())
-		}
-	}
-	return sum, found
 }
 
 // TestMetricsEndToEnd makes each event happen against the real service and
@@ -142,14 +93,14 @@ func TestMetricsEndToEnd(t *testing.T) {
 	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 1)))
 
-	jwt := mintJWT(t, "quickstart", "erin")
-	ticket := mintTicket(t, "frank")
+	jwt := servicetest.MintJWT(t, "jwt-rs256.pem", "dev-rs256-1", "quickstart", "erin")
+	ticket := servicetest.MintTicket(t, "frank")
 	const session = "c2Vzc2lvbi10b2tlbi1vZi1naW5hLTAwMQ"
 	sum := sha256.Sum256([]byte(session))
 	if _, err := rs.Do("HSET", "udb:session:"+hex.EncodeToString(sum[:]), "uid", "gina"); err != nil {
 		t.Fatal(err)
 	}
-	secrets := []string{jwt, ticket, session, keyAlice}
+	secrets := []string{jwt, ticket, session, servicetest.KeyAlice}
 
 	expectCode := func(wantHTTP int32, path string, headers ...[2]string) {
 		t.Helper()
@@ -162,27 +113,27 @@ func TestMetricsEndToEnd(t *testing.T) {
 			t.Fatalf("%s %v: %d (%s), want %d", path, headers, got, resp.GetStatus().GetMessage(), wantHTTP)
 		}
 	}
-	expectCode(200, "/app/x", [2]string{"x-api-key", keyAlice})
+	expectCode(200, "/app/x", [2]string{"x-api-key", servicetest.KeyAlice})
 	expectCode(401, "/app/x")
 	expectCode(200, "/app/x", [2]string{"authorization", "Bearer " + jwt}) // cache miss, then
 	expectCode(200, "/app/x", [2]string{"authorization", "Bearer " + jwt}) // cache hit
 	expectCode(200, "/app/x", [2]string{"x-udb-token", ticket})
 	expectCode(200, "/app/x", [2]string{"cookie", "udb_session=" + session})
 	expectCode(401, "/app/x", [2]string{"cookie", "udb_session=bm8tc3VjaC1zZXNzaW9uLWF0LWFsbA"})
-	expectCode(200, "/limited/x", [2]string{"x-api-key", keyAlice})
-	expectCode(429, "/limited/x", [2]string{"x-api-key", keyAlice})
+	expectCode(200, "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
+	expectCode(429, "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatalf("good reload: %v", err)
 	}
-	writeFile(t, h.path, "policy: {rules: []}\n")
+	servicetest.WriteFile(t, h.path, "policy: {rules: []}\n")
 	if err := h.svc.reload("test"); err == nil {
 		t.Fatal("bad reload accepted")
 	}
 	// Redis gone: the session store and the limiter fail (closed, 503).
 	rs.Stop()
-	expectCode(503, "/limited/y", [2]string{"x-api-key", keyAdmin})
+	expectCode(503, "/limited/y", [2]string{"x-api-key", servicetest.KeyAdmin})
 
-	fams := scrape(t, h.admin)
+	fams := servicetest.Scrape(t, h.admin)
 	for _, c := range []struct {
 		name   string
 		labels map[string]string
@@ -207,11 +158,11 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"ext_authz_config_reloads_total", map[string]string{"result": "failure"}},
 		{"process_cpu_seconds_total", nil},
 	} {
-		if v, found := value(fams, c.name, c.labels); !found || v <= 0 {
+		if v, found := servicetest.Value(fams, c.name, c.labels); !found || v <= 0 {
 			t.Errorf("%s%v = %v (present %v), want > 0", c.name, c.labels, v, found)
 		}
 	}
-	if _, found := value(fams, "ext_authz_checks_in_flight", nil); !found {
+	if _, found := servicetest.Value(fams, "ext_authz_checks_in_flight", nil); !found {
 		t.Error("ext_authz_checks_in_flight missing")
 	}
 
@@ -278,12 +229,12 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 	jwksSrv := quickstartJWKSServer(t)
 	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 100)))
 
-	good := mintJWT(t, "quickstart", "mallory")
+	good := servicetest.MintJWT(t, "jwt-rs256.pem", "dev-rs256-1", "quickstart", "mallory")
 	parts := strings.Split(good, ".")
 	b64 := base64.RawURLEncoding.EncodeToString
 	tamperedPayload := parts[0] + "." + b64([]byte(`{"sub":"admin","iss":"https://issuer.quickstart.example","aud":"quickstart","exp":4102444800}`)) + "." + parts[2]
 	algNone := b64([]byte(`{"alg":"none","typ":"JWT","kid":"dev-rs256-1"}`)) + "." + parts[1] + "."
-	signer, err := tokens.NewJWTSigner(quickstartKeys+"jwt-rs256.pem", "dev-rs256-1", "")
+	signer, err := tokens.NewJWTSigner(servicetest.QuickstartKeys()+"jwt-rs256.pem", "dev-rs256-1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -293,8 +244,8 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wrongAud := mintJWT(t, "elsewhere", "mallory")
-	ticket := mintTicket(t, "mallory")
+	wrongAud := servicetest.MintJWT(t, "jwt-rs256.pem", "dev-rs256-1", "elsewhere", "mallory")
+	ticket := servicetest.MintTicket(t, "mallory")
 	tamperedTicket := ticket[:len(ticket)-4] + "AAAA"
 	huge := strings.Repeat("A", 9000)
 
@@ -337,7 +288,7 @@ func TestAttackTokensNeverLogged(t *testing.T) {
 // denial must still make one short decision line that says how long the
 // path was.
 func TestDecisionLogClipsLongFields(t *testing.T) {
-	h := start(t, baseConfig(keysFile(t, t.TempDir()), ""))
+	h := start(t, servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), ""))
 	path := "/api/" + strings.Repeat("é", 100_000) // 200 kB, two bytes a rune
 	resp := h.check(t, strings.Repeat("M", 1000), strings.Repeat("h", 1000)+".example.com", path)
 	if resp.GetDeniedResponse().GetStatus().GetCode() == 0 {

@@ -22,6 +22,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/admission"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -191,7 +192,7 @@ func overloadIssuer(t *testing.T, dir string) (jwksPath string, token string) {
 		t.Fatal(err)
 	}
 	keyPath := filepath.Join(dir, "es512.pem")
-	writeFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
+	servicetest.WriteFile(t, keyPath, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})))
 	point, err := key.PublicKey.Bytes()
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +207,7 @@ func overloadIssuer(t *testing.T, dir string) (jwksPath string, token string) {
 		t.Fatal(err)
 	}
 	jwksPath = filepath.Join(dir, "jwks.json")
-	writeFile(t, jwksPath, string(jwks))
+	servicetest.WriteFile(t, jwksPath, string(jwks))
 	signer, err := tokens.NewJWTSigner(keyPath, "ov-1", "ES512")
 	if err != nil {
 		t.Fatal(err)
@@ -251,10 +252,10 @@ type overloadSample struct {
 }
 
 func sampleServer(t *testing.T, admin string) overloadSample {
-	fams := scrape(t, "http://"+admin)
-	g, _ := value(fams, "go_goroutines", nil)
-	rss, _ := value(fams, "process_resident_memory_bytes", nil)
-	q, _ := value(fams, "ext_authz_overload_queued", nil)
+	fams := servicetest.Scrape(t, "http://"+admin)
+	g, _ := servicetest.Value(fams, "go_goroutines", nil)
+	rss, _ := servicetest.Value(fams, "process_resident_memory_bytes", nil)
+	q, _ := servicetest.Value(fams, "ext_authz_overload_queued", nil)
 	return overloadSample{goroutines: g, rssMiB: rss / (1 << 20), queued: q}
 }
 
@@ -289,14 +290,14 @@ func TestOverload(t *testing.T) {
 func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	const workers, maxQueued = 400, 16
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
-	writeFile(t, cfgPath, overloadBinaryConfig(jwks, overload))
-	p := startBinary(t, cfgPath)
-	p.waitLine(t, "ready")
+	servicetest.WriteFile(t, cfgPath, overloadBinaryConfig(jwks, overload))
+	p := servicetest.StartBinary(t, cfgPath)
+	p.WaitLine(t, "ready")
 
 	req := extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "h", Path: "/x", Headers: [][2]string{{"authorization", "Bearer " + token}}})
 	conns := make([]*grpc.ClientConn, 4) // Envoy: a connection per worker thread
 	for i := range conns {
-		c, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +308,7 @@ func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	if resp, err := client.Check(context.Background(), req); err != nil || httpStatusOf(resp) != 200 {
 		t.Fatalf("warm-up Check: %v %v", resp, err)
 	}
-	base := sampleServer(t, p.adminAddr)
+	base := sampleServer(t, p.AdminAddr)
 
 	runs := make([]*loadRun, len(conns))
 	for i, c := range conns {
@@ -316,7 +317,7 @@ func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	}
 	var peak overloadSample
 	for end := time.Now().Add(phase(4 * time.Second)); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		s := sampleServer(t, p.adminAddr)
+		s := sampleServer(t, p.AdminAddr)
 		peak.goroutines, peak.rssMiB, peak.queued = max(peak.goroutines, s.goroutines), max(peak.rssMiB, s.rssMiB), max(peak.queued, s.queued)
 	}
 	var calls []callResult
@@ -327,12 +328,12 @@ func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	t.Logf("overload: %v", st)
 	t.Logf("server: goroutines %.0f → peak %.0f, RSS %.1f → peak %.1f MiB, queued peak %.0f", base.goroutines, peak.goroutines, base.rssMiB, peak.rssMiB, peak.queued)
 
-	fams := scrape(t, "http://"+p.adminAddr)
-	decided, _ := value(fams, "ext_authz_decisions_total", nil)
-	late, _ := value(fams, "ext_authz_overload_late_total", nil)
-	gone, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonCallerGone})
-	full, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueFull})
-	waited, _ := value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueTimeout})
+	fams := servicetest.Scrape(t, "http://"+p.AdminAddr)
+	decided, _ := servicetest.Value(fams, "ext_authz_decisions_total", nil)
+	late, _ := servicetest.Value(fams, "ext_authz_overload_late_total", nil)
+	gone, _ := servicetest.Value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonCallerGone})
+	full, _ := servicetest.Value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueFull})
+	waited, _ := servicetest.Value(fams, "ext_authz_overload_rejected_total", map[string]string{"reason": admission.ReasonQueueTimeout})
 	t.Logf("server: decided %.0f (%.0f after the caller's deadline: %.1f%%); refused %.0f queue full, %.0f queue timeout, %.0f caller gone",
 		decided, late, 100*late/decided, full, waited, gone)
 	if !admit {
@@ -383,7 +384,7 @@ func runOverload(t *testing.T, jwks, token, overload string, admit bool) {
 	}
 	slices.Sort(took)
 	t.Logf("after the load: 100/100 served, p50 %v, max %v", took[50], took[99])
-	if s := sampleServer(t, p.adminAddr); s.queued != 0 {
+	if s := sampleServer(t, p.AdminAddr); s.queued != 0 {
 		t.Errorf("queue not empty after the load: %v", s.queued)
 	}
 }

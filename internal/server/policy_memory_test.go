@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // manyRules is n allow rules, one per host and path, in the config file's
@@ -20,8 +22,8 @@ func manyRules(n int, tag string) string {
 // service keeps neither the file's YAML node tree nor the policy's rules
 // as configured; the compiled pipeline alone decides, deep rules included.
 func TestServiceKeepsNoPolicyTree(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, manyRules(2000, "a")))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, manyRules(2000, "a")))
 	kept := func() (tree bool, rules int) {
 		h.svc.mu.Lock()
 		defer h.svc.mu.Unlock()
@@ -34,7 +36,7 @@ func TestServiceKeepsNoPolicyTree(t *testing.T) {
 		t.Fatalf("rule a1998: status %d, want OK", c)
 	}
 
-	writeFile(t, h.path, baseConfig(keys, manyRules(2000, "b")))
+	servicetest.WriteFile(t, h.path, servicetest.BaseConfig(keys, manyRules(2000, "b")))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}

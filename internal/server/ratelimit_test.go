@@ -22,6 +22,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // limitsFile writes an envoyproxy/ratelimit file and returns its path.
@@ -75,11 +76,11 @@ func checkRequest(path, key string) *authv3.CheckRequest {
 // limits in Check answer 429 with headers in the denied response; the
 // ShouldRateLimit API is served on the same port from the same counters.
 func TestRateLimitEndToEnd(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, limitedRules)+rateLimitSection(limitsFile(t, 3), "memory", "  response_headers: {on_allow: true}\n"))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, limitedRules)+rateLimitSection(limitsFile(t, 3), "memory", "  response_headers: {on_allow: true}\n"))
 
 	for i := range 3 {
-		resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice})
+		resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
 		if resp.GetStatus().GetCode() != 0 {
 			t.Fatalf("request %d denied: %v", i+1, resp)
 		}
@@ -93,7 +94,7 @@ func TestRateLimitEndToEnd(t *testing.T) {
 			t.Errorf("request %d: no RateLimit-Policy on the allowed response: %v", i+1, resp.GetOkResponse().GetResponseHeadersToAdd())
 		}
 	}
-	resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice})
+	resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
 	if codes.Code(resp.GetStatus().GetCode()) != codes.ResourceExhausted || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_TooManyRequests {
 		t.Fatalf("4th request: %v", resp)
 	}
@@ -103,7 +104,7 @@ func TestRateLimitEndToEnd(t *testing.T) {
 		}
 	}
 	// Another user is not affected.
-	if resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin}); resp.GetStatus().GetCode() != 0 {
+	if resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAdmin}); resp.GetStatus().GetCode() != 0 {
 		t.Fatalf("other user denied: %v", resp)
 	}
 	// Anonymous per-address limit on an allow rule.
@@ -134,9 +135,9 @@ func TestRateLimitEndToEnd(t *testing.T) {
 // error), and recover when Redis is back.
 func TestRateLimitRedisTwoInstances(t *testing.T) {
 	srv := redistest.Start(t)
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	const n = 25
-	cfg := baseConfig(keys, limitedRules) + "redis:\n  addrs: [\"" + srv.Addr + "\"]\n" + rateLimitSection(limitsFile(t, n), "redis", "")
+	cfg := servicetest.BaseConfig(keys, limitedRules) + "redis:\n  addrs: [\"" + srv.Addr + "\"]\n" + rateLimitSection(limitsFile(t, n), "redis", "")
 	a, b := start(t, cfg), start(t, cfg)
 
 	var allowed, limited atomic.Int64
@@ -149,7 +150,7 @@ func TestRateLimitRedisTwoInstances(t *testing.T) {
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			resp, err := h.client.Check(ctx, checkRequest("/limited/x", keyAlice))
+			resp, err := h.client.Check(ctx, checkRequest("/limited/x", servicetest.KeyAlice))
 			switch {
 			case err != nil:
 				t.Error(err)
@@ -168,13 +169,13 @@ func TestRateLimitRedisTwoInstances(t *testing.T) {
 	}
 
 	srv.Stop()
-	resp := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin})
+	resp := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAdmin})
 	if codes.Code(resp.GetStatus().GetCode()) != codes.Unavailable || resp.GetDeniedResponse().GetStatus().GetCode() != typev3.StatusCode_ServiceUnavailable {
 		t.Fatalf("with Redis down: %v", resp.GetStatus())
 	}
 	srv.Restart()
 	waitFor(t, func() bool {
-		r := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAdmin})
+		r := a.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAdmin})
 		return r.GetStatus().GetCode() == 0
 	}, "Check allowed again after Redis restarted")
 }
@@ -184,11 +185,11 @@ func TestRateLimitRedisTwoInstances(t *testing.T) {
 // loader panic) is rejected with its file named, no panic escapes, and the
 // old limits keep applying.
 func TestRateLimitReload(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
+	keys := servicetest.KeysFile(t, t.TempDir())
 	limits := limitsFile(t, 2)
-	h := start(t, baseConfig(keys, limitedRules)+rateLimitSection(limits, "memory", ""))
+	h := start(t, servicetest.BaseConfig(keys, limitedRules)+rateLimitSection(limits, "memory", ""))
 	check := func() codes.Code {
-		return codes.Code(h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", keyAlice}).GetStatus().GetCode())
+		return codes.Code(h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice}).GetStatus().GetCode())
 	}
 	for range 2 {
 		if c := check(); c != codes.OK {
@@ -201,7 +202,7 @@ func TestRateLimitReload(t *testing.T) {
 
 	// Raise the limit: the same counter (3 hits so far) now has room for 2 more.
 	body, _ := os.ReadFile(limits)
-	writeFile(t, limits, strings.Replace(string(body), "requests_per_unit: 2}", "requests_per_unit: 5}", 1))
+	servicetest.WriteFile(t, limits, strings.Replace(string(body), "requests_per_unit: 2}", "requests_per_unit: 5}", 1))
 	if err := h.svc.reload("test"); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func TestRateLimitReload(t *testing.T) {
 	}
 
 	// A bad unit makes the library panic; reload reports it.
-	writeFile(t, limits, strings.Replace(string(body), "unit: hour, requests_per_unit: 2", "unit: fortnight, requests_per_unit: 2", 1))
+	servicetest.WriteFile(t, limits, strings.Replace(string(body), "unit: hour, requests_per_unit: 2", "unit: fortnight, requests_per_unit: 2", 1))
 	err := h.svc.reload("test")
 	if err == nil || !strings.Contains(err.Error(), limits) || !strings.Contains(err.Error(), "invalid rate limit unit 'fortnight'") {
 		t.Fatalf("reload with a bad file: %v", err)
@@ -225,7 +226,7 @@ func TestRateLimitReload(t *testing.T) {
 // makes them pass again, without a restart.
 func TestRedisRequiredForReadiness(t *testing.T) {
 	rs := redistest.Start(t)
-	cfg := baseConfig(keysFile(t, t.TempDir()), "") + "redis:\n  addrs: [\"" + rs.Addr + "\"]\n  required_for_readiness: true\n" +
+	cfg := servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), "") + "redis:\n  addrs: [\"" + rs.Addr + "\"]\n  required_for_readiness: true\n" +
 		rateLimitSection(limitsFile(t, 5), "redis", "")
 	h := start(t, cfg)
 	readyz := func() int {

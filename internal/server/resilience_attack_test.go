@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -43,7 +44,7 @@ const attackResMaxRecv = 1 << 20
 // come from the quickstart's JWKS file.
 func attackResConfig(t *testing.T) string {
 	t.Helper()
-	cfg := baseConfig(keysFile(t, t.TempDir()), `    - name: blocked
+	cfg := servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), `    - name: blocked
       match: {path: {prefix: /blocked/}}
       action: deny
     - name: jwt
@@ -58,7 +59,7 @@ func attackResConfig(t *testing.T) string {
       issuers:
         - issuer: https://issuer.quickstart.example
           audiences: [quickstart]
-          jwks_file: `+quickstartKeys+`jwks.json
+          jwks_file: `+servicetest.QuickstartKeys()+`jwks.json
 policy:
 `, 1)
 }
@@ -172,7 +173,7 @@ func attackResManyHeaders(n int, headerMap bool, name string) ([]byte, int) {
 		body = protowire.AppendTag(body, 2, protowire.BytesType)
 		body = protowire.AppendString(body, v)
 	}
-	entry([]byte("x-api-key"), keyAlice)
+	entry([]byte("x-api-key"), servicetest.KeyAlice)
 	count := 0
 	for ; n < 0 && len(body) < attackResMaxRecv-1024 || count < n; count++ {
 		key = key[:0]
@@ -205,12 +206,12 @@ var attackResLegit = []struct {
 	path, key string
 	want      int
 }{
-	{"/api/orders", keyAlice, 200},
+	{"/api/orders", servicetest.KeyAlice, 200},
 	{"/api/orders", "", 401},
-	{"/admin/users", keyAlice, 403},
-	{"/admin/users", keyAdmin, 200},
+	{"/admin/users", servicetest.KeyAlice, 403},
+	{"/admin/users", servicetest.KeyAdmin, 200},
 	{"/healthz", "", 200},
-	{"/blocked/x", keyAdmin, 403},
+	{"/blocked/x", servicetest.KeyAdmin, 403},
 }
 
 func attackResLegitRequest(w, i int) *authv3.CheckRequest {
@@ -267,7 +268,7 @@ func attackResNoPanic(t *testing.T, h *harness) {
 	if strings.Contains(strings.ToLower(h.logs.String()), "panic") {
 		t.Errorf("a panic was logged:\n%s", h.logs.String())
 	}
-	resp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", keyAlice})
+	resp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice})
 	if resp.GetStatus().GetCode() != 0 {
 		t.Errorf("after the attacks a legitimate Check is denied: %v", resp)
 	}
@@ -302,7 +303,7 @@ func attackResOversized(t *testing.T, h *harness) {
 	}{
 		{"one 2 MiB header value", func() []byte {
 			return attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
-				Headers: [][2]string{{"x-api-key", keyAlice}, {"x-big", strings.Repeat("a", 2<<20)}}}.bytes()
+				Headers: [][2]string{{"x-api-key", servicetest.KeyAlice}, {"x-big", strings.Repeat("a", 2<<20)}}}.bytes()
 		}},
 		{"1,000,000 headers (~14 MiB)", func() []byte { b, _ := attackResManyHeaders(1_000_000, false, ""); return b }},
 		{"1,000,000 header_map entries (~14 MiB)", func() []byte { b, _ := attackResManyHeaders(1_000_000, true, ""); return b }},
@@ -324,7 +325,7 @@ func attackResOversized(t *testing.T, h *harness) {
 				tc.name, len(wire), attackResMaxRecv, status.Code(err), took.Round(time.Millisecond),
 				attackResMiB(heap0), attackResMiB(heap1), attackResMiB(alloc1-alloc0))
 			// The same connection still serves.
-			resp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", keyAlice})
+			resp := h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice})
 			if resp.GetStatus().GetCode() != 0 {
 				t.Fatalf("after the oversized message: %v", resp)
 			}
@@ -386,7 +387,7 @@ func attackResManyHeadersCases(t *testing.T, h *harness) {
 }
 
 func attackResDeep(t *testing.T, h *harness) {
-	signer, err := tokens.NewJWTSigner(quickstartKeys+"jwt-es256.pem", "dev-es256-1", "")
+	signer, err := tokens.NewJWTSigner(servicetest.QuickstartKeys()+"jwt-es256.pem", "dev-es256-1", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,19 +421,19 @@ func attackResDeep(t *testing.T, h *harness) {
 		headers [][2]string
 		want    want
 	}{
-		{"64 KiB header value beside a good key", "/api/orders", [][2]string{{"x-api-key", keyAlice}, {"x-long", strings.Repeat("v", 64<<10)}}, want{200, ""}},
+		{"64 KiB header value beside a good key", "/api/orders", [][2]string{{"x-api-key", servicetest.KeyAlice}, {"x-long", strings.Repeat("v", 64<<10)}}, want{200, ""}},
 		{"64 KiB api key", "/api/orders", [][2]string{{"x-api-key", strings.Repeat("k", 64<<10)}}, want{401, "too_large"}},
 		{"JWT with 2,700-deep claim, valid signature", "/jwt/x", [][2]string{{"authorization", "Bearer " + deepJWT}}, want{200, ""}},
 		{"JWT with 2,700-deep claim, forged signature", "/jwt/x", [][2]string{{"authorization", "Bearer " + forged}}, want{401, "bad_signature"}},
 		{"JWT with 12,000-deep claim (over the size limit)", "/jwt/x", [][2]string{{"authorization", "Bearer " + tooDeep}}, want{401, "too_large"}},
-		{"query with 10,000 params", "/api/orders?" + strings.Join(manyParams, "&"), [][2]string{{"x-api-key", keyAlice}}, want{200, ""}},
-		{"path of 10,000 segments", "/api/" + strings.Repeat("s/", 10000), [][2]string{{"x-api-key", keyAlice}}, want{200, ""}},
-		{"10,000 dot segments back to /api/", "/api/" + strings.Repeat("a/../", 10000) + "x", [][2]string{{"x-api-key", keyAlice}}, want{200, ""}},
-		{"dot segments escaping into /admin/", "/api/" + strings.Repeat("../", 5000) + "admin/users", [][2]string{{"x-api-key", keyAlice}}, want{403, "insufficient_scope"}},
-		{"encoded dot segments into /admin/", "/api/%2e%2e/admin/users", [][2]string{{"x-api-key", keyAlice}}, want{403, "insufficient_scope"}},
-		{"encoded slash", "/api%2F..%2Fadmin/users", [][2]string{{"x-api-key", keyAdmin}}, want{400, "invalid_path"}},
-		{"encoded backslash", "/api/..%5Cadmin/users", [][2]string{{"x-api-key", keyAdmin}}, want{400, "invalid_path"}},
-		{"10,000 encoded slashes", "/api/" + strings.Repeat("%2f", 10000), [][2]string{{"x-api-key", keyAlice}}, want{400, "invalid_path"}},
+		{"query with 10,000 params", "/api/orders?" + strings.Join(manyParams, "&"), [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{200, ""}},
+		{"path of 10,000 segments", "/api/" + strings.Repeat("s/", 10000), [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{200, ""}},
+		{"10,000 dot segments back to /api/", "/api/" + strings.Repeat("a/../", 10000) + "x", [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{200, ""}},
+		{"dot segments escaping into /admin/", "/api/" + strings.Repeat("../", 5000) + "admin/users", [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{403, "insufficient_scope"}},
+		{"encoded dot segments into /admin/", "/api/%2e%2e/admin/users", [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{403, "insufficient_scope"}},
+		{"encoded slash", "/api%2F..%2Fadmin/users", [][2]string{{"x-api-key", servicetest.KeyAdmin}}, want{400, "invalid_path"}},
+		{"encoded backslash", "/api/..%5Cadmin/users", [][2]string{{"x-api-key", servicetest.KeyAdmin}}, want{400, "invalid_path"}},
+		{"10,000 encoded slashes", "/api/" + strings.Repeat("%2f", 10000), [][2]string{{"x-api-key", servicetest.KeyAlice}}, want{400, "invalid_path"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := time.Now()
@@ -469,7 +470,7 @@ func attackResInvalidUTF8(t *testing.T, h *harness) {
 		http   int
 		reason string
 	}
-	alice := [2]string{"x-api-key", keyAlice}
+	alice := [2]string{"x-api-key", servicetest.KeyAlice}
 	for _, tc := range []struct {
 		name string
 		wire attackResWire
@@ -482,18 +483,18 @@ func attackResInvalidUTF8(t *testing.T, h *harness) {
 		{"header name (headers map)", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", Headers: [][2]string{alice, {"x-" + bad, "v"}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
 		{"path field", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/" + bad, Headers: [][2]string{alice}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
 		{"host field", attackResWire{Method: "GET", Host: "shop" + bad + ".example.com", Path: "/api/orders", Headers: [][2]string{alice}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
-		{"header_map key", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", HeaderMap: [][3]string{{"x-api-key", keyAlice, ""}, {"x-" + bad, "v", ""}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
+		{"header_map key", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders", HeaderMap: [][3]string{{"x-api-key", servicetest.KeyAlice, ""}, {"x-" + bad, "v", ""}}}, want{http: 400, reason: extauthz.ReasonUnreadable}},
 		// raw_value is bytes: it decodes, and the pipeline must judge it.
 		{"header_map raw_value of an unrelated header", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
-			HeaderMap: [][3]string{{"x-api-key", "", keyAlice}, {"x-note", "", "a" + bad}}}, want{http: 200}},
+			HeaderMap: [][3]string{{"x-api-key", "", servicetest.KeyAlice}, {"x-note", "", "a" + bad}}}, want{http: 200}},
 		{"header_map raw_value of the credential", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
-			HeaderMap: [][3]string{{"x-api-key", "", keyAlice + bad}}}, want{http: 401, reason: "unknown_credential"}},
+			HeaderMap: [][3]string{{"x-api-key", "", servicetest.KeyAlice + bad}}}, want{http: 401, reason: "unknown_credential"}},
 		{"header_map raw_value :path (no path field)", attackResWire{Method: "GET", Host: "shop.example.com",
-			HeaderMap: [][3]string{{":path", "", "/api/" + bad + "x"}, {"x-api-key", "", keyAlice}}}, want{http: 400, reason: "invalid_path"}},
+			HeaderMap: [][3]string{{":path", "", "/api/" + bad + "x"}, {"x-api-key", "", servicetest.KeyAlice}}}, want{http: 400, reason: "invalid_path"}},
 		{"header_map raw_value :path, overlong slash into /admin/", attackResWire{Method: "GET", Host: "shop.example.com",
-			HeaderMap: [][3]string{{":path", "", "/api/..\xc0\xafadmin/users"}, {"x-api-key", "", keyAdmin}}}, want{http: 400, reason: "invalid_path"}},
+			HeaderMap: [][3]string{{":path", "", "/api/..\xc0\xafadmin/users"}, {"x-api-key", "", servicetest.KeyAdmin}}}, want{http: 400, reason: "invalid_path"}},
 		{"header_map raw_value :authority (no host field)", attackResWire{Method: "GET", Path: "/api/orders",
-			HeaderMap: [][3]string{{":authority", "", "shop" + bad + ".example.com"}, {"x-api-key", "", keyAlice}}}, want{http: 400, reason: "invalid_host"}},
+			HeaderMap: [][3]string{{":authority", "", "shop" + bad + ".example.com"}, {"x-api-key", "", servicetest.KeyAlice}}}, want{http: 400, reason: "invalid_host"}},
 		{"header_map raw_value x-request-id on a denial", attackResWire{Method: "GET", Host: "shop.example.com", Path: "/api/orders",
 			HeaderMap: [][3]string{{"x-request-id", "", "rid" + bad}}}, want{http: 401, reason: "missing_credential"}},
 	} {
@@ -730,20 +731,20 @@ func TestAttackResIdentityCollisions(t *testing.T) {
 		headers []attackResHeader
 		want    want
 	}{
-		{"authenticated alice", "/api/orders", append([]attackResHeader{{"X-Api-Key", keyAlice}}, forged...),
+		{"authenticated alice", "/api/orders", append([]attackResHeader{{"X-Api-Key", servicetest.KeyAlice}}, forged...),
 			want{200, "", map[string][]string{"x-auth-subject": {"alice"}, "x-auth-issuer": {"api-keys"}, "x-auth-method": {"api-key"}, "x-auth-scopes": {"read"}, "x-auth-team": {"payments"}}}},
-		{"authenticated admin (no team claim)", "/admin/users", append([]attackResHeader{{"x-api-key", keyAdmin}}, forged...),
+		{"authenticated admin (no team claim)", "/admin/users", append([]attackResHeader{{"x-api-key", servicetest.KeyAdmin}}, forged...),
 			want{200, "", map[string][]string{"x-auth-subject": {"admin"}, "x-auth-issuer": {"api-keys"}, "x-auth-method": {"api-key"}, "x-auth-scopes": {"read admin"}}}},
 		{"public allow rule", "/healthz", forged, want{200, "", none}},
-		{"public allow rule with a credential", "/healthz", append([]attackResHeader{{"x-api-key", keyAlice}}, forged...),
+		{"public allow rule with a credential", "/healthz", append([]attackResHeader{{"x-api-key", servicetest.KeyAlice}}, forged...),
 			// Not verified on a public rule, so not stripped either: it is
 			// the client's own header, not an identity.
-			want{200, "", map[string][]string{"x-api-key": {keyAlice}}}},
-		{"deny rule", "/blocked/x", append([]attackResHeader{{"x-api-key", keyAdmin}}, forged...), want{403, "denied_by_rule", nil}},
-		{"insufficient scope", "/admin/users", append([]attackResHeader{{"x-api-key", keyAlice}}, forged...), want{403, "insufficient_scope", nil}},
+			want{200, "", map[string][]string{"x-api-key": {servicetest.KeyAlice}}}},
+		{"deny rule", "/blocked/x", append([]attackResHeader{{"x-api-key", servicetest.KeyAdmin}}, forged...), want{403, "denied_by_rule", nil}},
+		{"insufficient scope", "/admin/users", append([]attackResHeader{{"x-api-key", servicetest.KeyAlice}}, forged...), want{403, "insufficient_scope", nil}},
 		{"no credential", "/api/orders", forged, want{401, "missing_credential", nil}},
 		{"credential forged beside the real one in another case", "/admin/users",
-			append([]attackResHeader{{"x-api-key", keyAlice}, {"X-API-KEY", keyAdmin}}, forged...), want{401, "unknown_credential", nil}},
+			append([]attackResHeader{{"x-api-key", servicetest.KeyAlice}, {"X-API-KEY", servicetest.KeyAdmin}}, forged...), want{401, "unknown_credential", nil}},
 	} {
 		for _, form := range attackResForms {
 			t.Run(tc.name+"/"+form.name, func(t *testing.T) {

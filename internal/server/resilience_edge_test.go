@@ -23,6 +23,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/grpcedge"
 	"github.com/ext-authz/ext-authz/internal/grpcedge/edgetest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // The edge tests attack the gRPC port below the RPC layer: HTTP/2 rapid
@@ -148,7 +149,7 @@ func TestEdgeResRapidReset(t *testing.T) {
 		edge     string
 		attacked bool
 		judged   bool // the assertions apply
-		p        *proc
+		p        *servicetest.Proc
 		client   authv3.AuthorizationClient
 		cpu0     float64
 	}
@@ -162,10 +163,10 @@ func TestEdgeResRapidReset(t *testing.T) {
 	dir := t.TempDir()
 	for i, tg := range targets {
 		path := fmt.Sprintf("%s/config-%d.yaml", dir, i)
-		writeFile(t, path, edgeResConfig(t, tg.edge))
-		tg.p = startBinary(t, path)
-		tg.p.waitLine(t, "ready")
-		conn, err := grpc.NewClient(tg.p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		servicetest.WriteFile(t, path, edgeResConfig(t, tg.edge))
+		tg.p = servicetest.StartBinary(t, path)
+		tg.p.WaitLine(t, "ready")
+		conn, err := grpc.NewClient(tg.p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -173,7 +174,7 @@ func TestEdgeResRapidReset(t *testing.T) {
 		tg.client = authv3.NewAuthorizationClient(conn)
 	}
 	cpu := func(tg *target) float64 {
-		v, _ := value(scrape(t, "http://"+tg.p.adminAddr), "process_cpu_seconds_total", nil)
+		v, _ := servicetest.Value(servicetest.Scrape(t, "http://"+tg.p.AdminAddr), "process_cpu_seconds_total", nil)
 		return v
 	}
 	loads := make([]*loadRun, len(targets))
@@ -196,7 +197,7 @@ func TestEdgeResRapidReset(t *testing.T) {
 		}
 		attackers[i] = &edgeResAttacker{}
 		for range 4 {
-			wg.Go(func() { attackers[i].run(tg.p.grpcAddr, stop) })
+			wg.Go(func() { attackers[i].run(tg.p.GRPCAddr, stop) })
 		}
 	}
 	time.Sleep(phase(3 * time.Second))
@@ -208,14 +209,14 @@ func TestEdgeResRapidReset(t *testing.T) {
 	for i, tg := range targets {
 		good, s := edgeResJudge(loads[i].Stop(), began, began.Add(attackTook))
 		rate := float64(good) / float64(max(s.N, 1))
-		fams := scrape(t, "http://"+tg.p.adminAddr)
+		fams := servicetest.Scrape(t, "http://"+tg.p.AdminAddr)
 		cpuPerSec := (cpu(tg) - tg.cpu0) / attackTook.Seconds()
 		line := fmt.Sprintf("RESULT rapid reset %s: legitimate %d/%d (%.2f%%) right within %v; %v; server CPU %.2f cores",
 			tg.name, good, s.N, 100*rate, edgeResLegitDeadline, s, cpuPerSec)
 		if a := attackers[i]; a != nil {
-			goAways, _ := value(fams, "ext_authz_grpc_reset_goaways_total", nil)
-			closed, _ := value(fams, "ext_authz_grpc_connections_closed_total", map[string]string{"reason": grpcedge.CloseStreamResets})
-			early, _ := value(fams, "ext_authz_grpc_stream_resets_total", map[string]string{"early": "true"})
+			goAways, _ := servicetest.Value(fams, "ext_authz_grpc_reset_goaways_total", nil)
+			closed, _ := servicetest.Value(fams, "ext_authz_grpc_connections_closed_total", map[string]string{"reason": grpcedge.CloseStreamResets})
+			early, _ := servicetest.Value(fams, "ext_authz_grpc_stream_resets_total", map[string]string{"early": "true"})
 			line += fmt.Sprintf("; attacker wrote %d HEADERS+RST pairs (%.0f/s) on %d connections; server read %.0f early resets (%.0f/s), sent %.0f GOAWAYs, closed %.0f connections",
 				a.pairs.Load(), float64(a.pairs.Load())/attackTook.Seconds(), a.conns.Load(), early, early/attackTook.Seconds(), goAways, closed)
 			if tg.judged && (goAways < 1 || closed < 1) {
@@ -351,7 +352,7 @@ func TestEdgeResConnectionFloods(t *testing.T) {
 					_ = resp.Body.Close()
 				}
 			}
-			h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", keyAlice})
+			h.check(t, "GET", "shop.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice})
 			// The flood ends by itself.
 			freed := edgetest.WaitFor(fl.freedBy+5*time.Second, func() bool {
 				return metric("ext_authz_grpc_connections_open") <= open0

@@ -35,6 +35,7 @@ import (
 	grpcstatus "google.golang.org/grpc/status"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 const (
@@ -259,7 +260,7 @@ admin:
 authenticators:
   - name: keys
     source: {header: x-api-key}
-    api_key: {file: "` + keysFile(t, t.TempDir()) + `"}
+    api_key: {file: "` + servicetest.KeysFile(t, t.TempDir()) + `"}
   - name: jwt
     source: {authorization: Bearer}
     jwt:
@@ -327,7 +328,7 @@ func jwksResReadiness(t *testing.T, h *harness) (readyz int, body string, servin
 // jwksResMetric reads one series of the service's /metrics (0 if absent).
 func jwksResMetric(t *testing.T, h *harness, name string, labels map[string]string) float64 {
 	t.Helper()
-	v, _ := value(scrape(t, h.admin), name, labels)
+	v, _ := servicetest.Value(servicetest.Scrape(t, h.admin), name, labels)
 	return v
 }
 
@@ -446,7 +447,7 @@ func TestJWKSResDownAtStartup(t *testing.T) {
 		if w < jwtWorkers {
 			return jwksResJWTRequest(k1.token(""))
 		}
-		return checkRequest("/api/orders", keyAlice)
+		return checkRequest("/api/orders", servicetest.KeyAlice)
 	})
 	downFor := phase(1500 * time.Millisecond)
 	for time.Since(t0) < downFor {
@@ -518,7 +519,7 @@ func TestJWKSResStartWithoutKeys(t *testing.T) {
 		if w < jwtWorkers {
 			return jwksResJWTRequest(k1.token(""))
 		}
-		return checkRequest("/api/orders", keyAlice)
+		return checkRequest("/api/orders", servicetest.KeyAlice)
 	})
 	for time.Since(t0) < phase(1500*time.Millisecond) {
 		if code, _, serving := jwksResReadiness(t, h); code != http.StatusOK || !serving {
@@ -540,7 +541,7 @@ func TestJWKSResStartWithoutKeys(t *testing.T) {
 func TestJWKSResFileFallback(t *testing.T) {
 	k1, k2 := jwksResNewKey(t, "k1-file"), jwksResNewKey(t, "k2-url")
 	file := filepath.Join(t.TempDir(), "jwks.json")
-	writeFile(t, file, string(jwksResSet(k1)))
+	servicetest.WriteFile(t, file, string(jwksResSet(k1)))
 	ep := jwksResNewEndpoint(t) // down
 	ep.serve(http.StatusOK, jwksResSet(k1, k2))
 	h := start(t, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url(), Extra: "          jwks_file: " + file + "\n"}))
@@ -980,15 +981,15 @@ func TestJWKSResSlowReloadKeepsReadiness(t *testing.T) {
 	ep := jwksResNewEndpoint(t)
 	ep.hangUp()
 	ep.up(t)
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, ""))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, ""))
 	h.svc.mu.Lock()
 	h.svc.reloadWait = 3 * time.Second
 	h.svc.mu.Unlock()
 
 	// The file watcher (reload_interval 50ms) picks the new file up; its
 	// JWKS endpoint holds every fetch, so the reload waits out reloadWait.
-	writeFile(t, h.path, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url(), FetchTimeout: "1s"}))
+	servicetest.WriteFile(t, h.path, jwksResConfig(t, jwksResIssuerOpts{URL: ep.url(), FetchTimeout: "1s"}))
 	waitFor(t, func() bool { return ep.hits.Load() > 0 }, "the reload's first JWKS fetch")
 
 	probe := &http.Client{Timeout: time.Second}
@@ -1004,7 +1005,7 @@ func TestJWKSResSlowReloadKeepsReadiness(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("probe %d during a slow reload: /readyz %d, want 200", i, resp.StatusCode)
 		}
-		if c := h.check(t, "GET", "a.example.com", "/api/x", [2]string{"x-api-key", keyAlice}).GetStatus().GetCode(); c != 0 {
+		if c := h.check(t, "GET", "a.example.com", "/api/x", [2]string{"x-api-key", servicetest.KeyAlice}).GetStatus().GetCode(); c != 0 {
 			t.Fatalf("Check during a slow reload: code %d, want OK", c)
 		}
 		time.Sleep(200 * time.Millisecond)

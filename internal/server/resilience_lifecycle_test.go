@@ -14,6 +14,7 @@ import (
 	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // The lifecycle tests run the real binary under sustained load and send it
@@ -49,24 +50,24 @@ func TestShutdownUnderLoad(t *testing.T) {
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "config.yaml")
 	const drainDelay = 500 * time.Millisecond
-	cfg := baseConfig(keysFile(t, dir), "")
+	cfg := servicetest.BaseConfig(servicetest.KeysFile(t, dir), "")
 	cfg = strings.Replace(cfg, "drain_delay: 100ms", "drain_delay: 500ms", 1)
 	cfg = strings.Replace(cfg, "reload_interval: 50ms", "reload_interval: -1s", 1)
-	writeFile(t, cfgPath, cfg)
-	p := startBinary(t, cfgPath)
-	p.waitLine(t, "ready")
+	servicetest.WriteFile(t, cfgPath, cfg)
+	p := servicetest.StartBinary(t, cfgPath)
+	p.WaitLine(t, "ready")
 
-	clients := lifecycleConns(t, p.grpcAddr, 4)
+	clients := lifecycleConns(t, p.GRPCAddr, 4)
 	runs := make([]*loadRun, len(clients))
 	for i, c := range clients {
-		runs[i] = startLoad(t, c, loadOptions{Workers: 8}, func(int, int) *authv3.CheckRequest { return apiCheck(keyAlice) })
+		runs[i] = startLoad(t, c, loadOptions{Workers: 8}, func(int, int) *authv3.CheckRequest { return apiCheck(servicetest.KeyAlice) })
 	}
 	time.Sleep(phase(time.Second))
 	if runs[0].Count() == 0 {
 		t.Fatal("no Check completed before SIGTERM")
 	}
 
-	conn, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	}
 
 	sig := time.Now()
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// Health answers NOT_SERVING during the drain delay, while Checks are
@@ -89,7 +90,7 @@ func TestShutdownUnderLoad(t *testing.T) {
 	notServing := time.Since(sig)
 
 	select {
-	case err := <-p.done:
+	case err := <-p.Done:
 		if err != nil {
 			t.Fatalf("exit after SIGTERM: %v, want status 0", err)
 		}
@@ -130,43 +131,43 @@ func TestShutdownUnderLoad(t *testing.T) {
 // not one Check fails or is answered wrongly on the way.
 func TestReloadUnderLoadBinary(t *testing.T) {
 	dir := t.TempDir()
-	keys := keysFile(t, dir)
+	keys := servicetest.KeysFile(t, dir)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	noPoll := func(c string) string { return strings.Replace(c, "reload_interval: 50ms", "reload_interval: -1s", 1) }
-	writeFile(t, cfgPath, noPoll(baseConfig(keys, "")))
-	p := startBinary(t, cfgPath)
-	p.waitLine(t, "ready")
+	servicetest.WriteFile(t, cfgPath, noPoll(servicetest.BaseConfig(keys, "")))
+	p := servicetest.StartBinary(t, cfgPath)
+	p.WaitLine(t, "ready")
 
 	status := extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "shop.example.com", Path: "/status"})
-	clients := lifecycleConns(t, p.grpcAddr, 2)
+	clients := lifecycleConns(t, p.GRPCAddr, 2)
 	var runs []*loadRun
 	for _, c := range clients {
 		runs = append(runs, startLoad(t, c, loadOptions{Workers: 8}, func(w, _ int) *authv3.CheckRequest {
 			if w%2 == 0 {
 				return status
 			}
-			return apiCheck(keyAlice)
+			return apiCheck(servicetest.KeyAlice)
 		}))
 	}
 	time.Sleep(phase(500 * time.Millisecond))
 
-	broken := strings.Replace(noPoll(baseConfig(keys, "")), "action: authenticate", "action: authenticat", 1)
-	writeFile(t, cfgPath, broken)
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	broken := strings.Replace(noPoll(servicetest.BaseConfig(keys, "")), "action: authenticate", "action: authenticat", 1)
+	servicetest.WriteFile(t, cfgPath, broken)
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	rejected := p.waitLine(t, "config reload rejected")
+	rejected := p.WaitLine(t, "config reload rejected")
 	if msg, _ := rejected["error"].(string); !strings.Contains(msg, "config.yaml:") || !strings.Contains(msg, "action") {
 		t.Errorf("rejection does not name the file and field: %q", msg)
 	}
 	time.Sleep(phase(500 * time.Millisecond))
 
 	goodWritten := time.Now()
-	writeFile(t, cfgPath, noPoll(baseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n")))
-	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+	servicetest.WriteFile(t, cfgPath, noPoll(servicetest.BaseConfig(keys, "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n")))
+	if err := p.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	p.waitLine(t, "config reloaded")
+	p.WaitLine(t, "config reloaded")
 	reloaded := time.Now()
 	time.Sleep(phase(500 * time.Millisecond))
 	var rs []callResult

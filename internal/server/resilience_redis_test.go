@@ -18,6 +18,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -106,7 +107,7 @@ admin:
 ` + redisSection + `authenticators:
   - name: keys
     source: {header: x-api-key}
-    api_key: {file: "` + keysFile(t, dir) + `"}
+    api_key: {file: "` + servicetest.KeysFile(t, dir) + `"}
   - name: session
     source: {cookie: sid}
     udb_session: {` + session + `}
@@ -150,9 +151,9 @@ func redisResRequest(c redisResClass, session string, w, i int) *authv3.CheckReq
 	r := extauthz.HTTPRequest{Method: "GET", Host: "shop.example.com", RequestID: "rid-res"}
 	switch c {
 	case redisResStrict:
-		r.Path, r.Headers = "/strict/x", [][2]string{{"x-api-key", keyAlice}}
+		r.Path, r.Headers = "/strict/x", [][2]string{{"x-api-key", servicetest.KeyAlice}}
 	case redisResLenient:
-		r.Path, r.Headers = "/lenient/x", [][2]string{{"x-api-key", keyAlice}}
+		r.Path, r.Headers = "/lenient/x", [][2]string{{"x-api-key", servicetest.KeyAlice}}
 	case redisResCached:
 		r.Path, r.Headers = "/app/x", [][2]string{{"cookie", "sid=" + session}}
 	case redisResStale:
@@ -160,7 +161,7 @@ func redisResRequest(c redisResClass, session string, w, i int) *authv3.CheckReq
 	case redisResUnseen:
 		r.Path, r.Headers = "/app/x", [][2]string{{"cookie", fmt.Sprintf("sid=redisResUnseen_%d_%d_%d", time.Now().UnixNano(), w, i)}}
 	case redisResAPIKey:
-		r.Path, r.Headers = "/api/x", [][2]string{{"x-api-key", keyAdmin}}
+		r.Path, r.Headers = "/api/x", [][2]string{{"x-api-key", servicetest.KeyAdmin}}
 	}
 	return extauthz.BuildCheckRequest(r)
 }
@@ -308,18 +309,18 @@ func redisResRun(t *testing.T, h *harness, seed func(key string, fields ...strin
 
 	// The metrics count the failures, and the deny domain's failures match
 	// the 503s the strict class got one for one.
-	fams := scrape(t, h.admin)
+	fams := servicetest.Scrape(t, h.admin)
 	strict503 := 0
 	for _, r := range redisResClassify(results) {
 		if r.Class == redisResStrict && r.HTTP == 503 {
 			strict503++
 		}
 	}
-	closed, _ := value(fams, "ext_authz_ratelimit_checks_total", map[string]string{"domain": "strict", "code": "failed_closed"})
-	open, _ := value(fams, "ext_authz_ratelimit_checks_total", map[string]string{"domain": "lenient", "code": "failed_open"})
-	sessErr, _ := value(fams, "ext_authz_session_lookups_total", map[string]string{"result": "error"})
-	stale, _ := value(fams, "ext_authz_session_lookups_total", map[string]string{"result": "stale"})
-	redisErr, _ := value(fams, "ext_authz_redis_errors_total", nil)
+	closed, _ := servicetest.Value(fams, "ext_authz_ratelimit_checks_total", map[string]string{"domain": "strict", "code": "failed_closed"})
+	open, _ := servicetest.Value(fams, "ext_authz_ratelimit_checks_total", map[string]string{"domain": "lenient", "code": "failed_open"})
+	sessErr, _ := servicetest.Value(fams, "ext_authz_session_lookups_total", map[string]string{"result": "error"})
+	stale, _ := servicetest.Value(fams, "ext_authz_session_lookups_total", map[string]string{"result": "stale"})
+	redisErr, _ := servicetest.Value(fams, "ext_authz_redis_errors_total", nil)
 	t.Logf("metrics: ratelimit failed_closed(strict)=%v failed_open(lenient)=%v session error=%v stale=%v redis errors=%v", closed, open, sessErr, stale, redisErr)
 	if int(closed) != strict503 {
 		t.Errorf("failed_closed{domain=strict} = %v, strict calls answered 503 = %d", closed, strict503)

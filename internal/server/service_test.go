@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -25,87 +24,10 @@ import (
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 	"github.com/ext-authz/ext-authz/tokens"
 )
-
-// The dev keys of these tests and their digests.
-const (
-	keyAlice = "e2e-key-alice"
-	keyAdmin = "e2e-key-admin"
-)
-
-func keysFile(t *testing.T, dir string) string {
-	t.Helper()
-	path := filepath.Join(dir, "keys.yaml")
-	body := fmt.Sprintf(`keys:
-  - subject: alice
-    sha256: %s
-    scopes: [read]
-    claims: {team: payments}
-  - subject: admin
-    sha256: %s
-    scopes: [read, admin]
-`, tokens.HashAPIKey(keyAlice), tokens.HashAPIKey(keyAdmin))
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// baseConfig is a complete config on free loopback ports; extraRules are
-// inserted before the api rule.
-func baseConfig(keys, extraRules string) string {
-	return `server:
-  grpc_address: "127.0.0.1:0"
-  drain_delay: 100ms
-  drain_timeout: 5s
-  reload_interval: 50ms
-admin:
-  address: "127.0.0.1:0"
-authenticators:
-  - name: keys
-    source: {header: x-api-key}
-    challenge_scheme: ApiKey
-    strip_credential: true
-    api_key: {file: "` + keys + `"}
-policy:
-  realm: e2e
-  identity_headers:
-    claims: {team: x-auth-team}
-  rules:
-    - name: health
-      match: {path: {exact: /healthz}}
-      action: allow
-` + extraRules + `    - name: admin
-      match: {path: {prefix: /admin/}}
-      action: authenticate
-      authenticators: [keys]
-      require: {scopes: [admin]}
-    - name: api
-      match: {hosts: ["*.example.com"], path: {prefix: /api/}}
-      action: authenticate
-      authenticators: [keys]
-`
-}
-
-// syncBuffer is a log sink the test can read while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // compileFile compiles the config file at path as check-config does, and
 // releases what it built.
@@ -121,47 +43,13 @@ func compileFile(path string) error {
 	return g.Release()
 }
 
-const quickstartKeys = "../../examples/quickstart/keys/"
-
-// mintJWT is a quickstart RS256 JWT for subject and audience, as `ext-authz
-// token mint --kind jwt` makes it.
-func mintJWT(t *testing.T, audience, subject string) string {
-	t.Helper()
-	s, err := tokens.NewJWTSigner(quickstartKeys+"jwt-rs256.pem", "dev-rs256-1", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Second)
-	tok, err := s.Sign(map[string]any{"iss": "https://issuer.quickstart.example", "aud": audience, "sub": subject,
-		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-// mintTicket is a quickstart UDB ticket (HS256, kid dev-1) for user.
-func mintTicket(t *testing.T, user string) string {
-	t.Helper()
-	s, err := tokens.NewTicketSigner("dev-1", tokens.TicketHS256, quickstartKeys+"ticket-hs256.key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now().Truncate(time.Second)
-	tok, err := s.Sign(tokens.TicketClaims{UserID: user, IssuedAt: now, Expiry: now.Add(time.Hour)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
 type harness struct {
 	svc    *Server
 	conn   *grpc.ClientConn
 	client authv3.AuthorizationClient
 	admin  string
 	path   string
-	logs   *syncBuffer
+	logs   *servicetest.LogBuffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -188,7 +76,7 @@ func startUnready(t *testing.T, cfgText string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &servicetest.LogBuffer{}
 	tel, err := telemetry.New(cfg.Telemetry, logs, telemetry.Options{CredentialKeys: cfg.CredentialKeys()})
 	if err != nil {
 		t.Fatal(err)
@@ -211,7 +99,7 @@ func startUnready(t *testing.T, cfgText string) *harness {
 	t.Cleanup(func() {
 		h.stop(t)
 		_ = svc.Close()
-		for _, secret := range []string{keyAlice, keyAdmin} {
+		for _, secret := range []string{servicetest.KeyAlice, servicetest.KeyAdmin} {
 			if strings.Contains(logs.String(), secret) {
 				t.Errorf("a credential appears in the logs:\n%s", logs.String())
 			}
@@ -283,11 +171,11 @@ func deniedHeader(resp *authv3.CheckResponse, name string) []string {
 }
 
 func TestEndToEnd(t *testing.T) {
-	h := start(t, baseConfig(keysFile(t, t.TempDir()), ""))
+	h := start(t, servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), ""))
 
 	t.Run("allow with identity, forged headers overwritten or removed", func(t *testing.T) {
 		resp := h.check(t, "GET", "shop.example.com", "/api/orders?page=1",
-			[2]string{"x-api-key", keyAlice}, [2]string{"x-auth-subject", "admin"}, [2]string{"X-Auth-Team", "platform"}, [2]string{"x-auth-app-id", "forged"})
+			[2]string{"x-api-key", servicetest.KeyAlice}, [2]string{"x-auth-subject", "admin"}, [2]string{"X-Auth-Team", "platform"}, [2]string{"x-auth-app-id", "forged"})
 		if resp.GetStatus().GetCode() != 0 {
 			t.Fatalf("denied: %v", resp)
 		}
@@ -331,7 +219,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 
 	t.Run("403 when authenticated but not allowed", func(t *testing.T) {
-		resp := h.check(t, "GET", "shop.example.com", "/admin/users", [2]string{"x-api-key", keyAlice})
+		resp := h.check(t, "GET", "shop.example.com", "/admin/users", [2]string{"x-api-key", servicetest.KeyAlice})
 		if c := resp.GetDeniedResponse().GetStatus().GetCode(); c != 403 {
 			t.Fatalf("status %v, want 403", c)
 		}
@@ -444,7 +332,7 @@ func slowPipeline(t *testing.T, d time.Duration) *authz.Pipeline {
 }
 
 func TestDrainCompletesInFlightChecks(t *testing.T) {
-	h := start(t, baseConfig(keysFile(t, t.TempDir()), ""))
+	h := start(t, servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), ""))
 	h.svc.live.Store(slowPipeline(t, 400*time.Millisecond))
 
 	const n = 32
@@ -485,18 +373,18 @@ func TestDrainCompletesInFlightChecks(t *testing.T) {
 }
 
 func TestReload(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, ""))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, ""))
 	if c := h.check(t, "GET", "x", "/status").GetDeniedResponse().GetStatus().GetCode(); c != 403 {
 		t.Fatalf("before reload /status = %v, want 403", c)
 	}
 
 	publicStatus := "    - name: status\n      match: {path: {exact: /status}}\n      action: allow\n"
-	writeFile(t, h.path, baseConfig(keys, publicStatus))
+	servicetest.WriteFile(t, h.path, servicetest.BaseConfig(keys, publicStatus))
 	waitFor(t, func() bool { return h.check(t, "GET", "x", "/status").GetStatus().GetCode() == 0 }, "good file picked up")
 
 	// A broken file is rejected and the old policy keeps serving.
-	writeFile(t, h.path, baseConfig(keys, publicStatus)+"    - name: broken\n      action: permit\n")
+	servicetest.WriteFile(t, h.path, servicetest.BaseConfig(keys, publicStatus)+"    - name: broken\n      action: permit\n")
 	waitFor(t, func() bool { return strings.Contains(h.logs.String(), "config reload rejected") }, "bad file rejected")
 	if !strings.Contains(h.logs.String(), `rules[4].action: \"permit\" is not one of`) {
 		t.Errorf("rejection does not name the field:\n%s", h.logs.String())
@@ -510,8 +398,8 @@ func TestReload(t *testing.T) {
 }
 
 func TestReloadUnderLoadFailsNoCheck(t *testing.T) {
-	keys := keysFile(t, t.TempDir())
-	h := start(t, baseConfig(keys, ""))
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, servicetest.BaseConfig(keys, ""))
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var failures, total int64
@@ -527,7 +415,7 @@ func TestReloadUnderLoadFailsNoCheck(t *testing.T) {
 				default:
 				}
 				resp, err := h.client.Check(context.Background(), extauthz.BuildCheckRequest(extauthz.HTTPRequest{
-					Method: "GET", Host: "a.example.com", Path: "/api/x", Headers: [][2]string{{"x-api-key", keyAlice}},
+					Method: "GET", Host: "a.example.com", Path: "/api/x", Headers: [][2]string{{"x-api-key", servicetest.KeyAlice}},
 				}))
 				mu.Lock()
 				total++
@@ -544,9 +432,9 @@ func TestReloadUnderLoadFailsNoCheck(t *testing.T) {
 			extra = fmt.Sprintf("    - name: r%d\n      match: {path: {exact: /r%d}}\n      action: allow\n", i, i)
 		}
 		if i == 5 {
-			writeFile(t, h.path, "not: [valid")
+			servicetest.WriteFile(t, h.path, "not: [valid")
 		} else {
-			writeFile(t, h.path, baseConfig(keys, extra))
+			servicetest.WriteFile(t, h.path, servicetest.BaseConfig(keys, extra))
 		}
 		if err := h.svc.reload("test"); (err != nil) != (i == 5) {
 			t.Errorf("reload %d: %v", i, err)
@@ -556,13 +444,6 @@ func TestReloadUnderLoadFailsNoCheck(t *testing.T) {
 	wg.Wait()
 	if failures != 0 || total == 0 {
 		t.Fatalf("%d of %d Checks failed during reloads", failures, total)
-	}
-}
-
-func writeFile(t *testing.T, path, body string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }
 
