@@ -21,7 +21,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -537,8 +539,8 @@ func newHostPolicy(ic *IssuerConfig, what string, home ...*url.URL) *hostPolicy 
 	return p
 }
 
-// hostPort is u's lowercased hostname and its port (the scheme's default
-// when none is written).
+// hostPort is u's hostname as dialHost gives it and its port (the
+// scheme's default when none is written).
 func hostPort(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
@@ -547,16 +549,38 @@ func hostPort(u *url.URL) string {
 			port = "80"
 		}
 	}
-	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return net.JoinHostPort(dialHost(u.Hostname()), port)
 }
 
-// normaliseAllowedHost lowercases an allowed_hosts entry: "host" (any port)
-// or "host:port".
+// dialHost is the name net/http dials for hostname h, lowercased: a
+// non-ASCII name converted by IDNA's lookup profile, as net/http's
+// canonicalAddr does. Hosts are compared in this form only: Unicode case
+// mapping is not what is dialed ("İ" lowercases to "i", while IDNA maps
+// it to "i̇", so strings.ToLower would let "İdp.example.com" pass as
+// idp.example.com and the fetch go to xn--idp-8dc.example.com). A name
+// IDNA refuses is returned behind a NUL byte, so it equals no name IDNA
+// accepts.
+func dialHost(h string) string {
+	for i := range len(h) {
+		if h[i] >= utf8.RuneSelf {
+			a, err := idna.Lookup.ToASCII(h)
+			if err != nil {
+				return "\x00" + h
+			}
+			h = a
+			break
+		}
+	}
+	return strings.ToLower(h)
+}
+
+// normaliseAllowedHost puts an allowed_hosts entry, "host" (any port) or
+// "host:port", in dialHost's form.
 func normaliseAllowedHost(h string) string {
 	if host, port, err := net.SplitHostPort(h); err == nil {
-		return net.JoinHostPort(strings.ToLower(host), port)
+		return net.JoinHostPort(dialHost(host), port)
 	}
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	return dialHost(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
 }
 
 // check reports why u may not be fetched, or nil.
@@ -576,7 +600,7 @@ func (p *hostPolicy) check(u *url.URL) error {
 		return nil
 	}
 	for _, a := range p.allowed {
-		if a == hp || a == strings.ToLower(u.Hostname()) {
+		if a == hp || a == dialHost(u.Hostname()) {
 			return nil
 		}
 	}
