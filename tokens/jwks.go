@@ -69,34 +69,92 @@ func (s *keySnapshot) find(kid string) *verificationKey {
 }
 
 type jwkJSON struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	K   string `json:"k"`
-	D   string `json:"d"`
+	Kty    string
+	Kid    string
+	Use    string
+	Alg    string
+	N      string
+	E      string
+	Crv    string
+	X      string
+	Y      string
+	K      string
+	KeyOps []string
+	hasOps bool
 }
 
-// parseJWKS parses a JWK Set (RFC 7517). Keys not meant for signatures, of an
+// member sets the field of the member named name, exactly (RFC 7517 member
+// names are case-sensitive: encoding/json would also take "USE" for use,
+// the last of the two winning, and read another key than go-jose and the
+// issuer do). Unknown members are ignored; a known one of the wrong type
+// is an error.
+func (j *jwkJSON) member(name, raw []byte) error {
+	var dst any
+	switch string(name) {
+	case "kty":
+		dst = &j.Kty
+	case "kid":
+		dst = &j.Kid
+	case "use":
+		dst = &j.Use
+	case "alg":
+		dst = &j.Alg
+	case "n":
+		dst = &j.N
+	case "e":
+		dst = &j.E
+	case "crv":
+		dst = &j.Crv
+	case "x":
+		dst = &j.X
+	case "y":
+		dst = &j.Y
+	case "k":
+		dst = &j.K
+	case "key_ops":
+		dst, j.hasOps = &j.KeyOps, true
+	default:
+		return nil
+	}
+	if string(raw) == "null" {
+		return errors.New("null member")
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+// parseJWKS parses a JWK Set (RFC 7517). The document must be one JSON
+// object in UTF-8 with no member name twice at any depth (go-jose refuses
+// such a set too), its member names matched exactly. Keys not meant for
+// signatures (use other than "sig", key_ops without "verify"), of an
 // unsupported type, or malformed are skipped; a document with no usable key
 // is an error, so garbage or an empty set never replaces good keys.
 func parseJWKS(data []byte) (*keySnapshot, int, error) {
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
+	var keys []json.RawMessage
+	err := walkJSON(data, func(name, raw []byte) error {
+		if string(name) != "keys" {
+			return nil
+		}
+		if string(raw) == "null" || json.Unmarshal(raw, &keys) != nil {
+			return errors.New(`"keys" is not a list`)
+		}
+		return nil
+	})
+	// The errors never wrap walkJSON's: those are CredentialErrors, and a
+	// bad key set means the keys could not be loaded (503), never that a
+	// token is bad.
+	switch {
+	case errors.Is(err, ErrDuplicateMember):
+		return nil, 0, errors.New("not a JWK Set: a member name twice")
+	case err != nil && !errors.Is(err, ErrMalformed):
+		return nil, 0, fmt.Errorf("not a JWK Set: %v", err)
+	case err != nil:
+		return nil, 0, errors.New("not a JWK Set: not one JSON object in UTF-8")
 	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, 0, fmt.Errorf("not a JWK Set: %w", err)
-	}
-	s := &keySnapshot{byKID: make(map[string]*verificationKey, len(doc.Keys))}
+	s := &keySnapshot{byKID: make(map[string]*verificationKey, len(keys))}
 	skipped := 0
-	for _, raw := range doc.Keys {
+	for _, raw := range keys {
 		var j jwkJSON
-		if err := json.Unmarshal(raw, &j); err != nil {
+		if err := walkJSON(raw, j.member); err != nil {
 			skipped++
 			continue
 		}
@@ -117,7 +175,7 @@ func parseJWKS(data []byte) (*keySnapshot, int, error) {
 }
 
 func (j *jwkJSON) verificationKey() (*verificationKey, error) {
-	if j.Use != "" && j.Use != "sig" {
+	if (j.Use != "" && j.Use != "sig") || (j.hasOps && !slices.Contains(j.KeyOps, "verify")) {
 		return nil, errors.New("not a signature key")
 	}
 	k := &verificationKey{kid: j.Kid, alg: j.Alg}
