@@ -72,6 +72,7 @@ func TestHostPolicyAgreesWithDial(t *testing.T) {
 		"https://k8s.example.org:8443/jwks",
 		"https://\u212A8s.example.org:8443/jwks",
 		"https://k8s.example.org/jwks",
+		"https://%C4%B0dp.example.com/jwks",    // İ percent-encoded
 		"https://xn--idp-8dc.example.com/jwks", // the punycode İ leads to
 		"https://[::1]/jwks",
 	}
