@@ -139,16 +139,17 @@ func parseJWKS(data []byte) (*keySnapshot, int, error) {
 		}
 		return nil
 	})
-	// The errors never wrap walkJSON's: those are CredentialErrors, and a
-	// bad key set means the keys could not be loaded (503), never that a
-	// token is bad.
+	// The errors never wrap walkJSON's own: those are CredentialErrors, and
+	// a bad key set means the keys could not be loaded (503), never that a
+	// token is bad. The member function's error is a plain one.
+	var ce *CredentialError
 	switch {
 	case errors.Is(err, ErrDuplicateMember):
 		return nil, 0, errors.New("not a JWK Set: a member name twice")
-	case err != nil && !errors.Is(err, ErrMalformed):
-		return nil, 0, fmt.Errorf("not a JWK Set: %v", err)
-	case err != nil:
+	case errors.As(err, &ce):
 		return nil, 0, errors.New("not a JWK Set: not one JSON object in UTF-8")
+	case err != nil:
+		return nil, 0, fmt.Errorf("not a JWK Set: %w", err)
 	}
 	s := &keySnapshot{byKID: make(map[string]*verificationKey, len(keys))}
 	skipped := 0
