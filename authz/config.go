@@ -402,9 +402,20 @@ func (m *matcher) String() string {
 // its own: wrapped unchecked in ^(?:src)$, a source such as "a)|(.*" would
 // close the group early and compile to ^(?:a)|(.*)$, which matches every
 // path while reading like a narrow rule.
+//
+// A src that ends inside \Q (RE2 and Go quote to the end of the regex
+// then) would quote the wrapper's ")$" as well and not compile; \E closes
+// the quote where src ends. Appending \E rescues nothing else: outside a
+// quote it is an invalid escape.
 func compileFullMatch(src string) (*regexp.Regexp, error) {
 	if _, err := syntax.Parse(src, syntax.Perl); err != nil {
 		return nil, err
 	}
-	return regexp.Compile(`^(?:` + src + `)$`)
+	re, err := regexp.Compile(`^(?:` + src + `)$`)
+	if err != nil {
+		if quoted, qerr := regexp.Compile(`^(?:` + src + `\E)$`); qerr == nil {
+			return quoted, nil
+		}
+	}
+	return re, err
 }

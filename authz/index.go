@@ -6,6 +6,7 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ruleIndex finds the first rule, in config order, that matches a request,
@@ -616,7 +617,8 @@ func (x *ruleIndex) matchPath(c *cond, path string) bool {
 // prefix and the rest, such that ^(?:src)$ matches s exactly when s begins
 // with lit and ^(?:rest)$ matches the remainder (empty rest: the remainder
 // is empty). It splits only where that is plainly so: the literal is
-// written as itself at the start of src and is case-sensitive, the rest of
+// written as itself at the start of src, is case-sensitive and holds no
+// U+FFFD (which the engine matches against any invalid byte), the rest of
 // the text parses to the rest of the whole regex's syntax tree, and the
 // rest has no empty-width assertion (^, $, \A, \z, \b, \B), which could
 // see the literal before it. ok is false when src is not split.
@@ -635,6 +637,11 @@ func splitRegex(src string) (lit, rest string, ok bool) {
 	lit = string(subs[0].Rune)
 	if !strings.HasPrefix(src, lit) {
 		return "", "", false // written with escapes
+	}
+	if strings.ContainsRune(lit, utf8.RuneError) {
+		// The engine decodes an invalid byte as U+FFFD, so the literal
+		// matches more than its own bytes, which is all HasPrefix sees.
+		return "", "", false
 	}
 	rest, tail := src[len(lit):], subs[1:]
 	if rest == "" || len(tail) == 0 {

@@ -2,7 +2,6 @@ package authz
 
 import (
 	"math/rand/v2"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -291,6 +290,8 @@ func TestSplitRegex(t *testing.T) {
 		{".*", "", "", false},                  // no literal prefix
 		{"/a)|(/b", "", "", false},             // does not parse on its own
 		{"", "", "", false},                    // empty: nothing to split
+		{"/a\uFFFD.*", "", "", false},          // U+FFFD also matches an invalid byte
+		{"/a/\uFFFD", "", "", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -312,7 +313,7 @@ func splitMatches(t *testing.T, lit, rest, path string) bool {
 	if rest == "" {
 		return after == ""
 	}
-	re, err := regexp.Compile(`^(?:` + rest + `)$`)
+	re, err := compileFullMatch(rest) // as the index compiles it
 	if err != nil {
 		t.Fatalf("the rest %q does not compile: %v", rest, err)
 	}
@@ -327,7 +328,7 @@ func checkSplit(t *testing.T, src, path string) (split bool) {
 	if !ok {
 		return false
 	}
-	whole, err := regexp.Compile(`^(?:` + src + `)$`)
+	whole, err := compileFullMatch(src)
 	if err != nil {
 		return false // the validator refuses it; never split
 	}
@@ -339,11 +340,13 @@ func checkSplit(t *testing.T, src, path string) (split bool) {
 
 var splitRegexes = []string{"/r1/items/[0-9]+", "/health", "/a/b(/.*)?", "/ab*", "/a/[0-9]+/b", "/a(?i)dmin",
 	"/a/(x|y)", "/a/(?:x|y)+", "/a/.", "/a/\\pL+", "/a/[^/]+/b", "/a/b{2,3}", "/a/(?s:.)", "/a/(?U)b+?",
-	"/日本/.+", "/a/\\x{65e5}", "/a/(b)\\1?", "/a/[[:alpha:]]+", "/aa*", "/a/(?i:B)c"}
+	"/日本/.+", "/a/\\x{65e5}", "/a/(b)\\1?", "/a/[[:alpha:]]+", "/aa*", "/a/(?i:B)c",
+	"/a\uFFFD", "/a/\uFFFD/.*"} // U+FFFD written as itself: the regex engine matches it against an invalid byte
 
 var splitPaths = []string{"/r1/items/42", "/r1/items/", "/r1/items/4x", "/health", "/health/", "/a/b", "/a/b/",
 	"/a/b/c", "/abbb", "/a", "/ab", "/a/7/b", "/a/7/bb", "/aDMIN", "/admin", "/a/x", "/a/xyx", "/a/\u00e9",
-	"/a/\n", "/a/bbb", "/a/bbbb", "/日本/x", "/a/日", "/a/B", "/a/bc", "/a/Bc", "/a/\xff", "/a/\xc3", "/aa", ""}
+	"/a/\n", "/a/bbb", "/a/bbbb", "/日本/x", "/a/日", "/a/B", "/a/bc", "/a/Bc", "/a/\xff", "/a/\xc3", "/aa", "",
+	"/a\xff", "/a\uFFFD", "/a/\xff/x", "/a/\xef\xbf/x"}
 
 // TestSplitRegexMatchesWhole compares split regexes with the whole regex on
 // every pool path.
@@ -369,6 +372,8 @@ func FuzzSplitRegex(f *testing.F) {
 	}
 	f.Add(`/a\b.*`, "/a")
 	f.Add("/a$", "/a")
+	f.Add(`/a.\Q*`, "/ab*")
+	f.Add(`/a\Q.*`, "/a.*")
 	f.Fuzz(func(t *testing.T, src, path string) {
 		if len(src) > 64 || len(path) > 64 {
 			return // bounded work per input

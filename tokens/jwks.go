@@ -21,7 +21,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
+	"golang.org/x/net/idna"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -67,34 +69,93 @@ func (s *keySnapshot) find(kid string) *verificationKey {
 }
 
 type jwkJSON struct {
-	Kty string `json:"kty"`
-	Kid string `json:"kid"`
-	Use string `json:"use"`
-	Alg string `json:"alg"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	K   string `json:"k"`
-	D   string `json:"d"`
+	Kty    string
+	Kid    string
+	Use    string
+	Alg    string
+	N      string
+	E      string
+	Crv    string
+	X      string
+	Y      string
+	K      string
+	KeyOps []string
+	hasOps bool
 }
 
-// parseJWKS parses a JWK Set (RFC 7517). Keys not meant for signatures, of an
+// member sets the field of the member named name, exactly (RFC 7517 member
+// names are case-sensitive: encoding/json would also take "USE" for use,
+// the last of the two winning, and read another key than go-jose and the
+// issuer do). Unknown members are ignored; a known one of the wrong type
+// is an error.
+func (j *jwkJSON) member(name, raw []byte) error {
+	var dst any
+	switch string(name) {
+	case "kty":
+		dst = &j.Kty
+	case "kid":
+		dst = &j.Kid
+	case "use":
+		dst = &j.Use
+	case "alg":
+		dst = &j.Alg
+	case "n":
+		dst = &j.N
+	case "e":
+		dst = &j.E
+	case "crv":
+		dst = &j.Crv
+	case "x":
+		dst = &j.X
+	case "y":
+		dst = &j.Y
+	case "k":
+		dst = &j.K
+	case "key_ops":
+		dst, j.hasOps = &j.KeyOps, true
+	default:
+		return nil
+	}
+	if string(raw) == "null" {
+		return errors.New("null member")
+	}
+	return json.Unmarshal(raw, dst)
+}
+
+// parseJWKS parses a JWK Set (RFC 7517). The document must be one JSON
+// object in UTF-8 with no member name twice at any depth (go-jose refuses
+// such a set too), its member names matched exactly. Keys not meant for
+// signatures (use other than "sig", key_ops without "verify"), of an
 // unsupported type, or malformed are skipped; a document with no usable key
 // is an error, so garbage or an empty set never replaces good keys.
 func parseJWKS(data []byte) (*keySnapshot, int, error) {
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
+	var keys []json.RawMessage
+	err := walkJSON(data, func(name, raw []byte) error {
+		if string(name) != "keys" {
+			return nil
+		}
+		if string(raw) == "null" || json.Unmarshal(raw, &keys) != nil {
+			return errors.New(`"keys" is not a list`)
+		}
+		return nil
+	})
+	// The errors never wrap walkJSON's own: those are CredentialErrors, and
+	// a bad key set means the keys could not be loaded (503), never that a
+	// token is bad. The member function's error is a plain one.
+	var ce *CredentialError
+	switch {
+	case errors.Is(err, ErrDuplicateMember):
+		return nil, 0, errors.New("not a JWK Set: a member name twice")
+	case errors.As(err, &ce):
+		return nil, 0, errors.New("not a JWK Set: not one JSON object in UTF-8")
+	case err != nil:
 		return nil, 0, fmt.Errorf("not a JWK Set: %w", err)
 	}
-	s := &keySnapshot{byKID: make(map[string]*verificationKey, len(doc.Keys))}
+	s := &keySnapshot{byKID: make(map[string]*verificationKey, len(keys))}
 	skipped := 0
-	for _, raw := range doc.Keys {
+	for _, raw := range keys {
 		var j jwkJSON
-		if err := json.Unmarshal(raw, &j); err != nil {
+		if err := walkJSON(raw, j.member); err != nil {
 			skipped++
 			continue
 		}
@@ -115,7 +176,7 @@ func parseJWKS(data []byte) (*keySnapshot, int, error) {
 }
 
 func (j *jwkJSON) verificationKey() (*verificationKey, error) {
-	if j.Use != "" && j.Use != "sig" {
+	if (j.Use != "" && j.Use != "sig") || (j.hasOps && !slices.Contains(j.KeyOps, "verify")) {
 		return nil, errors.New("not a signature key")
 	}
 	k := &verificationKey{kid: j.Kid, alg: j.Alg}
@@ -537,8 +598,8 @@ func newHostPolicy(ic *IssuerConfig, what string, home ...*url.URL) *hostPolicy 
 	return p
 }
 
-// hostPort is u's lowercased hostname and its port (the scheme's default
-// when none is written).
+// hostPort is u's hostname as dialHost gives it and its port (the
+// scheme's default when none is written).
 func hostPort(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
@@ -547,16 +608,38 @@ func hostPort(u *url.URL) string {
 			port = "80"
 		}
 	}
-	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+	return net.JoinHostPort(dialHost(u.Hostname()), port)
 }
 
-// normaliseAllowedHost lowercases an allowed_hosts entry: "host" (any port)
-// or "host:port".
+// dialHost is the name net/http dials for hostname h, lowercased: a
+// non-ASCII name converted by IDNA's lookup profile, as net/http's
+// canonicalAddr does. Hosts are compared in this form only: Unicode case
+// mapping is not what is dialed ("İ" lowercases to "i", while IDNA maps
+// it to "i̇", so strings.ToLower would let "İdp.example.com" pass as
+// idp.example.com and the fetch go to xn--idp-8dc.example.com). A name
+// IDNA refuses is returned behind a NUL byte, so it equals no name IDNA
+// accepts.
+func dialHost(h string) string {
+	for i := range len(h) {
+		if h[i] >= utf8.RuneSelf {
+			a, err := idna.Lookup.ToASCII(h)
+			if err != nil {
+				return "\x00" + h
+			}
+			h = a
+			break
+		}
+	}
+	return strings.ToLower(h)
+}
+
+// normaliseAllowedHost puts an allowed_hosts entry, "host" (any port) or
+// "host:port", in dialHost's form.
 func normaliseAllowedHost(h string) string {
 	if host, port, err := net.SplitHostPort(h); err == nil {
-		return net.JoinHostPort(strings.ToLower(host), port)
+		return net.JoinHostPort(dialHost(host), port)
 	}
-	return strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
+	return dialHost(strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"))
 }
 
 // check reports why u may not be fetched, or nil.
@@ -576,7 +659,7 @@ func (p *hostPolicy) check(u *url.URL) error {
 		return nil
 	}
 	for _, a := range p.allowed {
-		if a == hp || a == strings.ToLower(u.Hostname()) {
+		if a == hp || a == dialHost(u.Hostname()) {
 			return nil
 		}
 	}

@@ -2,9 +2,11 @@ package tokens
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -339,5 +341,85 @@ func TestParseJWKSSkipsUnusableKeys(t *testing.T) {
 	}
 	if snap.size() != 1 || skipped != 4 || snap.find("a") == nil || snap.find("enc") != nil {
 		t.Fatalf("size %d skipped %d", snap.size(), skipped)
+	}
+}
+
+// TestParseJWKSReadsMembersExactly: a JWK Set is read as go-jose and the
+// RFCs read it, member names case-sensitive and each at most once, so a
+// "USE" or "KID" that encoding/json would fold onto use or kid (the last
+// one winning) cannot turn an encryption key into a signature key or
+// rename a key; and key_ops (RFC 7517 §4.3) restricts a key as use does.
+func TestParseJWKSReadsMembersExactly(t *testing.T) {
+	k := getKeys(t)
+	// key is a JWK's JSON text with extra member text appended inside it.
+	key := func(kid string, extra string, set func(map[string]any)) string {
+		m := jwk(kid, k.rsa)
+		if set != nil {
+			set(m)
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSuffix(string(b), "}") + extra + "}"
+	}
+	good := key("good", "", nil)
+	enc := func(m map[string]any) { m["use"] = "enc" }
+	rs256 := func(m map[string]any) { m["alg"] = "RS256" }
+	tests := []struct {
+		name     string
+		give     string
+		wantErr  string
+		wantKids []string // usable keys
+		wantAlg  string   // of key "a", when set
+	}{
+		{"use folded", `{"keys":[` + good + `,` + key("a", `,"USE":"sig"`, enc) + `]}`, "", []string{"good"}, ""},
+		{"Use folded", `{"keys":[` + good + `,` + key("a", `,"Use":"sig"`, enc) + `]}`, "", []string{"good"}, ""},
+		{"kid folded", `{"keys":[` + key("a", `,"KID":"b"`, nil) + `]}`, "", []string{"a"}, ""},
+		{"alg folded", `{"keys":[` + key("a", `,"ALG":"HS256"`, rs256) + `]}`, "", []string{"a"}, "RS256"},
+		{"kty folded", `{"keys":[` + good + `,` + key("a", `,"KTY":"oct","K":"`+b64([]byte(strings.Repeat("k", 64)))+`"`, func(m map[string]any) { delete(m, "kty") }) + `]}`, "", []string{"good"}, ""},
+		{"kid twice", `{"keys":[` + good + `,` + key("a", `,"kid":"b"`, nil) + `]}`, "member name twice", nil, ""},
+		{"use twice", `{"keys":[` + key("a", `,"use":"enc"`, nil) + `]}`, "member name twice", nil, ""},
+		{"keys twice", `{"keys":[` + key("a", "", nil) + `],"keys":[` + good + `]}`, "member name twice", nil, ""},
+		{"nested twice", `{"keys":[` + good + `,` + key("a", `,"ext":{"x":1,"x":2}`, nil) + `]}`, "member name twice", nil, ""},
+		{"Keys only", `{"Keys":[` + good + `]}`, "no usable signature key", nil, ""},
+		{"KEYS folded", `{"keys":[` + good + `],"KEYS":[` + key("a", "", nil) + `]}`, "", []string{"good"}, ""},
+		{"key_ops verify", `{"keys":[` + key("a", `,"key_ops":["verify"]`, nil) + `]}`, "", []string{"a"}, ""},
+		{"key_ops sign and verify", `{"keys":[` + key("a", `,"key_ops":["sign","verify"]`, nil) + `]}`, "", []string{"a"}, ""},
+		{"key_ops encrypt", `{"keys":[` + good + `,` + key("a", `,"key_ops":["encrypt"]`, nil) + `]}`, "", []string{"good"}, ""},
+		{"key_ops empty", `{"keys":[` + good + `,` + key("a", `,"key_ops":[]`, nil) + `]}`, "", []string{"good"}, ""},
+		{"key_ops not a list", `{"keys":[` + good + `,` + key("a", `,"key_ops":"verify"`, nil) + `]}`, "", []string{"good"}, ""},
+		{"kid not a string", `{"keys":[` + good + `,` + strings.Replace(key("a", "", nil), `"kid":"a"`, `"kid":7`, 1) + `]}`, "", []string{"good"}, ""},
+		{"keys not a list", `{"keys":{}}`, "not a JWK Set", nil, ""},
+		{"not an object", `[]`, "not a JWK Set", nil, ""},
+		{"trailing data", `{"keys":[` + good + `]} {}`, "not a JWK Set", nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			snap, _, err := parseJWKS([]byte(tt.give))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("parseJWKS = %v, want an error containing %q", err, tt.wantErr)
+				}
+				var ce *CredentialError
+				if errors.As(err, &ce) {
+					t.Fatalf("parseJWKS = %v wraps a CredentialError: a bad key set would reject tokens (401), not fail to decide (503)", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kids []string
+			for _, k := range snap.all {
+				kids = append(kids, k.kid)
+			}
+			if !slices.Equal(kids, tt.wantKids) {
+				t.Fatalf("usable keys %q, want %q", kids, tt.wantKids)
+			}
+			if tt.wantAlg != "" && snap.find("a").alg != tt.wantAlg {
+				t.Fatalf("alg %q, want %q", snap.find("a").alg, tt.wantAlg)
+			}
+		})
 	}
 }

@@ -174,6 +174,27 @@ func (f *fileKeySource) Key(_ context.Context, kid string) (*verificationKey, er
 	return nil, ErrUnknownKey
 }
 
+// FileKeyIDs are the kids of the keys the verifier read from issuer's
+// jwks_file when it was built, in the file's order ("" for a key without
+// one): names for a reload log, never key material. It reads the loaded
+// keys, not the file, which may have changed since. Nil when the issuer is
+// not configured or has no file.
+func (v *JWTVerifier) FileKeyIDs(issuer string) []string {
+	is := v.issuers[issuer]
+	if is == nil {
+		return nil
+	}
+	var out []string
+	for _, src := range is.sources {
+		if f, ok := src.(*fileKeySource); ok {
+			for _, k := range f.all {
+				out = append(out, k.kid)
+			}
+		}
+	}
+	return out
+}
+
 // key finds the key for kid in the issuer's sources, in order. When no
 // source holds it, a source that could not decide makes the answer
 // could-not-decide; otherwise the kid is unknown.

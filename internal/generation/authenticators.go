@@ -3,7 +3,6 @@ package generation
 import (
 	"encoding/json"
 	"errors"
-	"os"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -211,28 +210,21 @@ func apiKeyNames(_ *tokens.APIKeyConfig, v authz.Verifier) []string {
 	return out
 }
 
-// jwksFileKeyNames are the key ids of the JWKS files (remote key sets
-// change without a reload and are logged by the verifier).
-func jwksFileKeyNames(c *tokens.JWTConfig, _ authz.Verifier) []string {
+// jwksFileKeyNames are the key ids the verifier read from its issuers'
+// JWKS files (remote key sets change without a reload and are logged by
+// the verifier). They come from the built verifier, as apiKeyNames do: the
+// file read when the log line is written may be a newer one than the
+// generation was built from, and the old generation's names would then
+// equal the new one's.
+func jwksFileKeyNames(c *tokens.JWTConfig, v authz.Verifier) []string {
+	jv, ok := v.(*tokens.JWTVerifier)
+	if !ok {
+		return nil
+	}
 	var out []string
 	for _, is := range c.Issuers {
-		if is.JWKSFile == "" {
-			continue
-		}
-		b, err := os.ReadFile(is.JWKSFile)
-		if err != nil {
-			continue
-		}
-		var set struct {
-			Keys []struct {
-				Kid string `json:"kid"`
-			} `json:"keys"`
-		}
-		if json.Unmarshal(b, &set) != nil {
-			continue
-		}
-		for _, k := range set.Keys {
-			out = append(out, is.Issuer+" kid "+k.Kid)
+		for _, kid := range jv.FileKeyIDs(is.Issuer) {
+			out = append(out, is.Issuer+" kid "+kid)
 		}
 	}
 	return out

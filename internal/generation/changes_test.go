@@ -3,6 +3,7 @@ package generation
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -103,5 +104,67 @@ func TestReloadKeyDiff(t *testing.T) {
 	c = changes(t, g3, compile())
 	if list, _ := c["keys_added"].([]string); len(list) != 1 || list[0] != "keys: subject v060" || c["keys_added_total"] != nil || c["keys_removed"] != nil {
 		t.Errorf("one key added: %v", c)
+	}
+}
+
+// TestReloadJWKSFileKeyDiff: the kids a reload names are those each
+// generation's verifier read. Reading the JWKS file when the log line is
+// written would read the new file for the old generation too, and a
+// rotation would log no key at all.
+func TestReloadJWKSFileKeyDiff(t *testing.T) {
+	dir := t.TempDir()
+	jwks := filepath.Join(dir, "jwks.json")
+	cfgPath := filepath.Join(dir, "config.yaml")
+	cfg := "authenticators:\n  - name: jwt\n    source: {authorization: Bearer}\n    jwt:\n      issuers:\n" +
+		"        - {issuer: \"https://issuer.example\", jwks_file: \"" + jwks + "\"}\n" +
+		"policy:\n  rules:\n    - {name: r, match: {path: {prefix: /}}, action: allow}\n"
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	all, err := os.ReadFile(quickstartKeys + "jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(all, &set); err != nil || len(set.Keys) < 2 {
+		t.Fatalf("quickstart JWKS: %v, %d keys", err, len(set.Keys))
+	}
+	writeSet := func(keys ...json.RawMessage) {
+		t.Helper()
+		b, err := json.Marshal(map[string]any{"keys": keys})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(jwks, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := &Env{Pool: pool.New(pool.Options{})}
+	compile := func() *Generation {
+		t.Helper()
+		cfg, err := Load(cfgPath, os.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Compile(env, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = g.Release() })
+		return g
+	}
+
+	writeSet(set.Keys[0])
+	g1 := compile()
+	writeSet(set.Keys[1])
+	g2 := compile()
+	c := changes(t, g1, g2)
+	added, _ := c["keys_added"].([]string)
+	removed, _ := c["keys_removed"].([]string)
+	if len(added) != 1 || added[0] != "jwt: https://issuer.example kid dev-es256-1" ||
+		len(removed) != 1 || removed[0] != "jwt: https://issuer.example kid dev-rs256-1" {
+		t.Fatalf("rotation logs added %v, removed %v; want dev-es256-1 added and dev-rs256-1 removed", added, removed)
 	}
 }
