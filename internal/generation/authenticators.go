@@ -144,12 +144,12 @@ var authKinds = []authKind{
 		build:            func(c tokens.APIKeyConfig, _ buildDeps) (authz.Verifier, error) { return tokens.NewAPIKeyVerifier(c) },
 	}),
 	kindOf("jwt", kindFuncs[tokens.JWTConfig]{
-		field:    func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },
-		defaults: (*tokens.JWTConfig).ApplyDefaults,
-		validate: (*tokens.JWTConfig).Validate,
-		files:    (*tokens.JWTConfig).Files,
-
-		keyNames: jwksFileKeyNames,
+		field:            func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },
+		defaults:         (*tokens.JWTConfig).ApplyDefaults,
+		validate:         (*tokens.JWTConfig).Validate,
+		files:            (*tokens.JWTConfig).Files,
+		keyNames:         jwksFileKeyNames,
+		keysFromVerifier: true,
 		build: func(c tokens.JWTConfig, d buildDeps) (authz.Verifier, error) {
 			return tokens.NewJWTVerifier(c, tokens.JWTOptions{Options: d.opts})
 		},

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/ext-authz/ext-authz/internal/pool"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
 // writeKeys writes an API key file with one key per subject.
@@ -121,7 +122,7 @@ func TestReloadJWKSFileKeyDiff(t *testing.T) {
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	all, err := os.ReadFile(quickstartKeys + "jwks.json")
+	all, err := os.ReadFile(servicetest.QuickstartKeys() + "jwks.json")
 	if err != nil {
 		t.Fatal(err)
 	}
