@@ -128,7 +128,17 @@ func (j *jwkJSON) member(name, raw []byte) error {
 // signatures (use other than "sig", key_ops without "verify"), of an
 // unsupported type, or malformed are skipped; a document with no usable key
 // is an error, so garbage or an empty set never replaces good keys.
-func parseJWKS(data []byte) (*keySnapshot, int, error) {
+func parseJWKS(data []byte) (*keySnapshot, int, error) { return parseKeySet(data, true) }
+
+// parseRemoteJWKS reads a JWK Set fetched over the network: symmetric
+// ("oct") keys in it are skipped. A key set served at a URL is public, and
+// an HMAC secret anyone can read lets anyone sign tokens; HS* issuers keep
+// their secret in a jwks_file (go-oidc never takes HS keys from a remote
+// set either).
+func parseRemoteJWKS(data []byte) (*keySnapshot, int, error) { return parseKeySet(data, false) }
+
+// parseKeySet reads a JWK Set; symmetric keys only when allowSymmetric.
+func parseKeySet(data []byte, allowSymmetric bool) (*keySnapshot, int, error) {
 	var keys []json.RawMessage
 	err := walkJSON(data, func(name, raw []byte) error {
 		if string(name) != "keys" {
@@ -155,7 +165,7 @@ func parseJWKS(data []byte) (*keySnapshot, int, error) {
 	skipped := 0
 	for _, raw := range keys {
 		var j jwkJSON
-		if err := walkJSON(raw, j.member); err != nil {
+		if err := walkJSON(raw, j.member); err != nil || (!allowSymmetric && j.Kty == "oct") {
 			skipped++
 			continue
 		}
@@ -459,12 +469,12 @@ func (r *remoteKeySet) getJWKS(ctx context.Context, client *http.Client, rawURL,
 	if err != nil {
 		return nil, freshness{}, err
 	}
-	snap, skipped, err := parseJWKS(data)
+	snap, skipped, err := parseRemoteJWKS(data)
 	if err != nil {
 		return nil, freshness{}, fmt.Errorf("jwks fetch %s: %w", logURL, err)
 	}
 	if skipped > 0 {
-		r.log.Info("jwks keys skipped (unsupported or malformed)", "issuer", r.issuer, "skipped", skipped)
+		r.log.Info("jwks keys skipped (unsupported, malformed, or symmetric keys from a URL)", "issuer", r.issuer, "skipped", skipped)
 	}
 	return snap, freshnessOf(h), nil
 }

@@ -423,3 +423,36 @@ func TestParseJWKSReadsMembersExactly(t *testing.T) {
 		})
 	}
 }
+
+// TestRemoteJWKSRefusesSymmetricKeys: an HMAC secret published at a URL
+// signs for anyone who reads it, so a remote key set's "oct" keys are
+// skipped even when HS256 is allowed; the same secret in a jwks_file
+// verifies.
+func TestRemoteJWKSRefusesSymmetricKeys(t *testing.T) {
+	k := getKeys(t)
+	secret := []byte(strings.Repeat("s", 64))
+	set := jwksJSON(jwk("h", secret), jwk("a", k.rsa))
+	srv := newJWKSServer(t, set)
+	v, _, logs := remoteFixture(t, srv, func(c *IssuerConfig) { c.Algorithms = []string{"HS256", "RS256"} })
+	runInBackground(t, v)
+	eventually(t, "ready", func() bool { return v.Ready() == nil })
+	if _, err := v.Verify(context.Background(), mint(t, "RS256", "a", k.rsa, liveClaims())); err != nil {
+		t.Fatalf("the asymmetric key of the same set: %v", err)
+	}
+	forged := mint(t, "HS256", "h", secret, liveClaims())
+	if _, err := v.Verify(context.Background(), forged); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a token signed with a secret the URL publishes: err = %v, want rejected", err)
+	}
+	if !strings.Contains(logs.String(), "symmetric keys from a URL") {
+		t.Errorf("the skipped secret is not logged: %s", logs.String())
+	}
+
+	file := writeFile(t, "jwks.json", set)
+	fv, err := NewJWTVerifier(JWTConfig{Issuers: []IssuerConfig{{Issuer: testIssuer, JWKSFile: file, Algorithms: []string{"HS256"}}}}, JWTOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fv.Verify(context.Background(), forged); err != nil {
+		t.Fatalf("the same secret from a jwks_file: %v", err)
+	}
+}
