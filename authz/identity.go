@@ -85,25 +85,6 @@ func headerKey(name string) string {
 	return name
 }
 
-// spellings returns the names of the request's headers that are variant
-// spellings of a name in keys (not the exact lower-case name: callers list
-// those already), sorted. Envoy's headers_to_remove takes exact names, so
-// the variants are found in the request itself. Nil when there are none:
-// this is the common case and allocates nothing.
-func spellings(headers map[string]string, keys map[string]bool) []string {
-	var out []string
-	for k := range headers {
-		if isHeaderKey(k) {
-			continue
-		}
-		if keys[headerKey(k)] {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // isHeaderKey reports whether name is its own headerKey (no '_', no upper
 // case): the common case, checked without allocating.
 func isHeaderKey(name string) bool {
@@ -121,7 +102,7 @@ func isHeaderKey(name string) bool {
 // applies headers before removals, so a header is never both set and
 // removed.) It returns false when a value cannot be forwarded faithfully:
 // the request is then refused rather than sent without its identity.
-func (h *identityHeaders) render(id *Identity, headers map[string]string) (set []Header, remove []string, ok bool) {
+func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, remove []string, ok bool) {
 	set = make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
 	ok = true
 	add := func(name, value string, required bool) {
@@ -165,7 +146,7 @@ func (h *identityHeaders) render(id *Identity, headers map[string]string) (set [
 			remove = append(remove, n)
 		}
 	}
-	remove = append(remove, spellings(headers, h.keys)...)
+	remove = append(remove, scan.spellings(h.keys)...)
 	return set, remove, true
 }
 

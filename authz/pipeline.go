@@ -173,7 +173,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	methods, overrides, reason := p.overrides(r)
+	scan := scanHeaders(r.Headers)
+	methods, overrides, reason := p.overrides(r, &scan)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
@@ -192,7 +193,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
 		d.RemoveHeaders = p.identity.all
-		if extra := spellings(r.Headers, p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
+		if extra := scan.spellings(p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
 		}
 		p.applyRateLimits(ctx, r, ru, &d, nil)
@@ -206,7 +207,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
-	set, remove, ok := p.identity.render(id, r.Headers)
+	set, remove, ok := p.identity.render(id, &scan)
 	if !ok {
 		// Forwarding it would drop or alter the identity the upstream
 		// relies on; refuse rather than send the request without it.
@@ -228,7 +229,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		if a.Source.Header != "" {
 			// Other spellings of the credential header reach a CGI-style
 			// upstream as the same header.
-			d.RemoveHeaders = append(d.RemoveHeaders, spellings(r.Headers, map[string]bool{headerKey(a.Source.Header): true})...)
+			d.RemoveHeaders = append(d.RemoveHeaders, scan.spellingsOf(headerKey(a.Source.Header))...)
 		}
 	}
 	return d
@@ -239,8 +240,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 // methods rules must agree on (match; the query ones in strip too, since
 // a query parameter cannot be stripped), the header names to strip (strip;
 // target overrides in match too), or a reason to refuse the request.
-func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
-	names, values, targets := methodOverrides(r.Headers)
+func (p *Pipeline) overrides(r *Request, scan *headerScan) (methods, strip []string, reason string) {
+	names, values, targets := scan.names, scan.values, scan.targets
 	query := queryMethodOverrides(r.Query)
 	switch {
 	case len(names) == 0 && len(targets) == 0 && len(query) == 0:

@@ -1,0 +1,108 @@
+package authz
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The pre-scan walks, kept as the oracle for scanHeaders: each walked the
+// whole headers map on its own.
+
+func spellingsWalk(headers map[string]string, keys map[string]bool) []string {
+	var out []string
+	for k := range headers {
+		if isHeaderKey(k) {
+			continue
+		}
+		if keys[headerKey(k)] {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func methodOverridesWalk(headers map[string]string) (names, values, targets []string) {
+	for k := range headers {
+		key := k
+		if !isHeaderKey(k) {
+			key = headerKey(k)
+		}
+		switch {
+		case methodOverrideKeys[key]:
+			names = append(names, k)
+		case targetOverrideKeys[key]:
+			targets = append(targets, k)
+		}
+	}
+	slices.Sort(names)
+	slices.Sort(targets)
+	for _, n := range names {
+		values = append(values, headers[n])
+	}
+	return names, values, targets
+}
+
+func TestOverrideCandidate(t *testing.T) {
+	for _, m := range []map[string]bool{methodOverrideKeys, targetOverrideKeys} {
+		for k := range m {
+			if !overrideCandidate(k) {
+				t.Errorf("overrideCandidate(%q) = false: the length or prefix bounds miss a key", k)
+			}
+		}
+	}
+	for _, give := range []string{"", "x", "x-", "authorization", "x-forwarded-for-and-more-than-22", "y-http-method"} {
+		if overrideCandidate(give) {
+			t.Errorf("overrideCandidate(%q) = true", give)
+		}
+	}
+}
+
+// headerNamePool holds identity, credential and override names in several
+// spellings, and ordinary headers.
+var headerNamePool = func() []string {
+	base := []string{"x-auth-subject", "x-auth-issuer", "x-auth-scopes", "x-api-key", "authorization",
+		"x-http-method-override", "x-http-method", "x-method-override", "x-original-url", "x-rewrite-url",
+		"user-agent", "accept", "cookie", "x-forwarded-for", "traceparent", "x-request-id", "x-http-methods"}
+	var out []string
+	for _, n := range base {
+		out = append(out, n, strings.ToUpper(n), strings.ReplaceAll(n, "-", "_"),
+			strings.ReplaceAll(strings.ToUpper(n[:1])+n[1:], "-", "_"), strings.Replace(n, "-", "_", 1))
+	}
+	return out
+}()
+
+// TestScanHeadersMatchesWalks holds the one-pass scan to the separate walks
+// it replaced, on random header sets drawn from a pool rich in variant
+// spellings and overrides.
+func TestScanHeadersMatchesWalks(t *testing.T) {
+	identity := compileIdentity(IdentityHeaders{Subject: "x-auth-subject", Issuer: "X-Auth-Issuer", Scopes: "x-auth-scopes", AlsoRemove: []string{"X_Api_Key"}})
+	cred := map[string]bool{headerKey("x-api-key"): true}
+	rnd := rand.New(rand.NewPCG(20, 11))
+	for i := range 20000 {
+		headers := map[string]string{}
+		for range rnd.IntN(12) {
+			headers[headerNamePool[rnd.IntN(len(headerNamePool))]] = []string{"GET", "DELETE", "post, put", "/admin", ""}[rnd.IntN(5)]
+		}
+		scan := scanHeaders(headers)
+		names, values, targets := methodOverridesWalk(headers)
+		if !slices.Equal(scan.names, names) || !slices.Equal(scan.values, values) || !slices.Equal(scan.targets, targets) {
+			t.Fatalf("case %d %v: scan overrides %q %q %q, walk %q %q %q", i, headers, scan.names, scan.values, scan.targets, names, values, targets)
+		}
+		if got, want := scan.spellings(identity.keys), spellingsWalk(headers, identity.keys); !slices.Equal(got, want) {
+			t.Fatalf("case %d %v: scan identity spellings %q, walk %q", i, headers, got, want)
+		}
+		if got, want := scan.spellingsOf(headerKey("x-api-key")), spellingsWalk(headers, cred); !slices.Equal(got, want) {
+			t.Fatalf("case %d %v: scan credential spellings %q, walk %q", i, headers, got, want)
+		}
+	}
+}
+
+func TestScanHeadersCommonCaseAllocatesNothing(t *testing.T) {
+	headers := map[string]string{"authorization": "Bearer x", "user-agent": "ua", "accept": "*/*", "x-forwarded-for": "203.0.113.7"}
+	if n := testing.AllocsPerRun(100, func() { _ = scanHeaders(headers) }); n != 0 {
+		t.Errorf("scanHeaders allocates %v times for lower-case headers without overrides", n)
+	}
+}
