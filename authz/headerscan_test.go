@@ -106,3 +106,36 @@ func TestScanHeadersCommonCaseAllocatesNothing(t *testing.T) {
 		t.Errorf("scanHeaders allocates %v times for lower-case headers without overrides", n)
 	}
 }
+
+// TestRemoveUnsetMemo holds the memoised removal lists to the computed
+// ones for every subset of the identity headers set, twice (the second
+// time from the memo), and checks that a returned list has no spare
+// capacity, so Decide's appends (override and credential headers) copy it.
+func TestRemoveUnsetMemo(t *testing.T) {
+	h := compileIdentity(IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Method: "x-method", AppID: "x-app", Scopes: "x-scopes",
+		Claims: map[string]string{"email": "x-email", "tenant": "x-tenant"}, AlsoRemove: []string{"x-legacy-user"}})
+	names := []string{"x-sub", "x-iss", "x-method", "x-app", "x-scopes", "x-email", "x-tenant"}
+	for round := range 2 {
+		for m := range 1 << len(names) {
+			var set []Header
+			for i, n := range names {
+				if m&(1<<i) != 0 {
+					set = append(set, Header{Name: n, Value: "v"})
+				}
+			}
+			got := h.removeUnset(set)
+			if want := h.removeUnsetSlow(set); !slices.Equal(got, want) {
+				t.Fatalf("round %d mask %b: removeUnset %q, want %q", round, m, got, want)
+			}
+			if len(got) != cap(got) {
+				t.Fatalf("mask %b: a shared list with spare capacity (%d of %d) would be written by append", m, len(got), cap(got))
+			}
+		}
+	}
+	// 128 masks: past the bound it still answers correctly, without storing.
+	stored := 0
+	h.removals.m.Range(func(any, any) bool { stored++; return true })
+	if stored > maxRemovalMasks {
+		t.Errorf("memo holds %d lists, more than %d", stored, maxRemovalMasks)
+	}
+}

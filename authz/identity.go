@@ -3,6 +3,8 @@ package authz
 import (
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -18,7 +20,24 @@ type identityHeaders struct {
 	// keys holds the headerKey of every name in all: a request header whose
 	// headerKey is here is a spelling of an identity header.
 	keys map[string]bool
+	// removals memoises, per set of names in all that an answer sets (a
+	// bit mask over all's indices), the rest of all: the names to remove.
+	// The lists are clipped and shared, never modified. A pipeline
+	// compiles its own, so a reload never serves another's.
+	removals *removalMemo
 }
+
+// removalMemo is a bounded map from a mask over identityHeaders.all to the
+// names of all outside the mask.
+type removalMemo struct {
+	m sync.Map // uint64 -> []string
+	n atomic.Int32
+}
+
+// maxRemovalMasks bounds removalMemo: an answer sets at most the five
+// principal headers and the claim headers, so a deployment sees a handful
+// of masks; past the bound the list is computed per request.
+const maxRemovalMasks = 64
 
 type claimHeader struct{ claim, header string }
 
@@ -32,6 +51,7 @@ func compileIdentity(h IdentityHeaders) identityHeaders {
 	out := identityHeaders{
 		subject: name(h.Subject), issuer: name(h.Issuer), method: name(h.Method),
 		appID: name(h.AppID), scopes: name(h.Scopes), keys: map[string]bool{},
+		removals: &removalMemo{},
 	}
 	claims := make([]string, 0, len(h.Claims))
 	for c := range h.Claims {
@@ -140,14 +160,45 @@ func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, 
 	if !ok {
 		return nil, nil, false
 	}
-	remove = make([]string, 0, len(h.all)+1) // +1: the credential header, when stripped
+	remove = h.removeUnset(set)
+	if extra := scan.spellings(h.keys); len(extra) > 0 {
+		remove = slices.Concat(remove, extra)
+	}
+	return set, remove, true
+}
+
+// removeUnset returns the names of all that set does not set, in all's
+// order: from the memo when all is short enough for a mask. The result is
+// shared: callers append to it (its capacity is its length, so that
+// copies) but never write into it.
+func (h *identityHeaders) removeUnset(set []Header) []string {
+	if h.removals == nil || len(h.all) > 64 {
+		return h.removeUnsetSlow(set)
+	}
+	var mask uint64
+	for _, s := range set {
+		if i, found := slices.BinarySearch(h.all, s.Name); found {
+			mask |= 1 << i
+		}
+	}
+	if v, ok := h.removals.m.Load(mask); ok {
+		return v.([]string)
+	}
+	remove := slices.Clip(h.removeUnsetSlow(set))
+	if h.removals.n.Add(1) <= maxRemovalMasks {
+		h.removals.m.Store(mask, remove)
+	}
+	return remove
+}
+
+func (h *identityHeaders) removeUnsetSlow(set []Header) []string {
+	remove := make([]string, 0, len(h.all))
 	for _, n := range h.all {
 		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == n }) {
 			remove = append(remove, n)
 		}
 	}
-	remove = append(remove, scan.spellings(h.keys)...)
-	return set, remove, true
+	return remove
 }
 
 // claimHeaderValue renders a claim for an identity header. present is
