@@ -97,6 +97,19 @@ func TestScanHeadersMatchesWalks(t *testing.T) {
 		if got, want := scan.spellingsOf(headerKey("x-api-key")), spellingsWalk(headers, cred); !slices.Equal(got, want) {
 			t.Fatalf("case %d %v: scan credential spellings %q, walk %q", i, headers, got, want)
 		}
+		for _, key := range []string{"x-api-key", "authorization", "x_api_key", "x-http-method"} {
+			if got, want := scan.otherSpelling(key), otherSpelling(headers, key); got != want {
+				t.Fatalf("case %d %v: scan otherSpelling(%q) = %v, walk %v", i, headers, key, got, want)
+			}
+		}
+		r := &Request{Headers: headers}
+		for _, src := range []CredentialSource{{Header: "x-api-key"}, {Header: "X_Api_Key"}, {Authorization: "Bearer"}} {
+			gotV, gotOK := src.extract(r, &scan)
+			wantV, wantOK := src.Extract(r)
+			if gotV != wantV || gotOK != wantOK {
+				t.Fatalf("case %d %v: %v extract with the scan (%q, %v), without (%q, %v)", i, headers, src.String(), gotV, gotOK, wantV, wantOK)
+			}
+		}
 	}
 }
 

@@ -115,6 +115,17 @@ func (s *headerScan) spellings(keys map[string]bool) []string {
 	return out
 }
 
+// otherSpelling is the package's otherSpelling from the scan: whether the
+// headers hold, besides key itself, another spelling of it.
+func (s *headerScan) otherSpelling(key string) bool {
+	for i, k := range s.variantKeys {
+		if k == key && s.variants[i] != key {
+			return true
+		}
+	}
+	return false
+}
+
 // spellingsOf is spellings for a single key.
 func (s *headerScan) spellingsOf(key string) []string {
 	var out []string

@@ -199,7 +199,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		p.applyRateLimits(ctx, r, ru, &d, nil)
 		return d
 	}
-	id, a, err := p.authenticate(ctx, r, ru)
+	id, a, err := p.authenticate(ctx, r, ru, &scan)
 	if err != nil {
 		return p.denyAuth(d, ru, err)
 	}
@@ -373,10 +373,10 @@ func (p *Pipeline) normalise(r *Request) string {
 // accepts its credential wins. When none does, an authenticator that could
 // not decide makes the request Unavailable (it might have accepted);
 // otherwise the most specific rejection is returned.
-func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule) (*Identity, *Authenticator, error) {
+func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule, scan *headerScan) (*Identity, *Authenticator, error) {
 	var rejected, unavailable error
 	for _, a := range ru.authn {
-		cred, ok := a.Source.Extract(r)
+		cred, ok := a.Source.extract(r, scan)
 		if !ok {
 			continue
 		}
