@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -28,10 +29,36 @@ type identityHeaders struct {
 }
 
 // removalMemo is a bounded map from a mask over identityHeaders.all to the
-// names of all outside the mask.
+// names of all outside the mask: an immutable map, replaced by a copy with
+// one more entry on a miss (a handful of masks, so a handful of copies),
+// so a hit is a plain map read without locks or boxing the key.
 type removalMemo struct {
-	m sync.Map // uint64 -> []string
-	n atomic.Int32
+	m  atomic.Pointer[map[uint64][]string]
+	mu sync.Mutex // serialises the copies
+}
+
+func (m *removalMemo) load(mask uint64) ([]string, bool) {
+	if p := m.m.Load(); p != nil {
+		v, ok := (*p)[mask]
+		return v, ok
+	}
+	return nil, false
+}
+
+func (m *removalMemo) store(mask uint64, v []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var old map[uint64][]string
+	if p := m.m.Load(); p != nil {
+		old = *p
+	}
+	if _, ok := old[mask]; ok || len(old) >= maxRemovalMasks {
+		return
+	}
+	next := make(map[uint64][]string, len(old)+1)
+	maps.Copy(next, old)
+	next[mask] = v
+	m.m.Store(&next)
 }
 
 // maxRemovalMasks bounds removalMemo: an answer sets at most the five
@@ -181,13 +208,11 @@ func (h *identityHeaders) removeUnset(set []Header) []string {
 			mask |= 1 << i
 		}
 	}
-	if v, ok := h.removals.m.Load(mask); ok {
-		return v.([]string)
+	if v, ok := h.removals.load(mask); ok {
+		return v
 	}
 	remove := slices.Clip(h.removeUnsetSlow(set))
-	if h.removals.n.Add(1) <= maxRemovalMasks {
-		h.removals.m.Store(mask, remove)
-	}
+	h.removals.store(mask, remove)
 	return remove
 }
 
