@@ -3,8 +3,11 @@ package authz
 import (
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ext-authz/ext-authz/tokens"
 )
 
 // The pre-scan walks, kept as the oracle for scanHeaders: each walked the
@@ -148,5 +151,83 @@ func TestRemoveUnsetMemo(t *testing.T) {
 	// 128 masks: past the bound it still answers correctly, without storing.
 	if stored := len(*h.removals.m.Load()); stored != maxRemovalMasks {
 		t.Errorf("memo holds %d lists after 128 masks, want its bound %d", stored, maxRemovalMasks)
+	}
+}
+
+// TestSetMemo holds the memoised identity headers to a fresh rendering, and
+// checks that an entry is served only to a principal with every rendered
+// input the same.
+func TestSetMemo(t *testing.T) {
+	h := compileIdentity(IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Scopes: "x-scopes", Claims: map[string]string{"email": "x-email"}})
+	claims := map[string]any{"email": "alice@example.com"}
+	scopes := []string{"read", "write"}
+	id := &Identity{Principal: tokens.Principal{Subject: "alice", Issuer: "iss", Scopes: scopes, Claims: claims}}
+	set, remove, ok := h.render(id, &headerScan{})
+	want, _ := h.renderSet(id)
+	if !ok || !slices.Equal(set, want) || len(set) != cap(set) {
+		t.Fatalf("first render %v (cap %d) %v, want %v clipped", set, cap(set), ok, want)
+	}
+	if _, hit := h.sets.get(id); !hit {
+		t.Fatal("a principal with Claims was not memoised")
+	}
+	again, remove2, _ := h.render(id, &headerScan{})
+	if &again[0] != &set[0] || !slices.Equal(remove, remove2) {
+		t.Errorf("second render not served from the memo: %v", again)
+	}
+	// The same Claims map (a verifier sharing one) with any other input
+	// changed is rendered afresh.
+	for _, other := range []tokens.Principal{
+		{Subject: "bob", Issuer: "iss", Scopes: scopes, Claims: claims},
+		{Subject: "alice", Issuer: "other", Scopes: scopes, Claims: claims},
+		{Subject: "alice", Issuer: "iss", Method: "jwt", Scopes: scopes, Claims: claims},
+		{Subject: "alice", Issuer: "iss", AppID: "app", Scopes: scopes, Claims: claims},
+		{Subject: "alice", Issuer: "iss", Scopes: []string{"read", "write"}, Claims: claims}, // equal, not the same slice
+		{Subject: "alice", Issuer: "iss", Scopes: scopes[:1], Claims: claims},
+		{Subject: "alice", Issuer: "iss", Scopes: scopes, Claims: map[string]any{"email": "mallory@example.com"}},
+	} {
+		oid := &Identity{Principal: other}
+		got, _, ok := h.render(oid, &headerScan{})
+		want, wantOK := h.renderSet(oid)
+		if ok != wantOK || !slices.Equal(got, want) {
+			t.Errorf("%+v: render %v %v, want %v %v", other, got, ok, want, wantOK)
+		}
+	}
+	// A principal that cannot be forwarded is refused, and not memoised.
+	bad := &Identity{Principal: tokens.Principal{Subject: "alice\n", Claims: map[string]any{}}}
+	if _, _, ok := h.render(bad, &headerScan{}); ok {
+		t.Error("a subject with a newline was rendered")
+	}
+	if _, hit := h.sets.get(bad); hit {
+		t.Error("a refused principal was memoised")
+	}
+	// Without Claims nothing is memoised (no address to find it by).
+	plain := &Identity{Principal: tokens.Principal{Subject: "carol"}}
+	h.render(plain, &headerScan{})
+	if _, hit := h.sets.get(plain); hit {
+		t.Error("a principal without Claims was memoised")
+	}
+}
+
+func TestSetMemoBounded(t *testing.T) {
+	h := compileIdentity(IdentityHeaders{Subject: "x-sub"})
+	keep := make([]*Identity, 0, 3*setMemoShards*setMemoPerShard)
+	for i := range cap(keep) {
+		id := &Identity{Principal: tokens.Principal{Subject: "u" + strconv.Itoa(i), Claims: map[string]any{}}}
+		keep = append(keep, id)
+		if _, _, ok := h.render(id, &headerScan{}); !ok {
+			t.Fatal("render refused")
+		}
+	}
+	for i := range h.sets.shards {
+		if n := len(h.sets.shards[i].m); n > setMemoPerShard {
+			t.Errorf("shard %d holds %d entries, more than %d", i, n, setMemoPerShard)
+		}
+	}
+	// Every principal still renders its own subject, memoised or not.
+	for i, id := range keep {
+		set, _, _ := h.render(id, &headerScan{})
+		if len(set) != 1 || set[0].Value != "u"+strconv.Itoa(i) {
+			t.Fatalf("principal %d rendered %v", i, set)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"maps"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,9 @@ type identityHeaders struct {
 	// The lists are clipped and shared, never modified. A pipeline
 	// compiles its own, so a reload never serves another's.
 	removals *removalMemo
+	// sets memoises the headers to set per verified principal (see
+	// setMemo); per pipeline, like removals.
+	sets *setMemo
 }
 
 // removalMemo is a bounded map from a mask over identityHeaders.all to the
@@ -78,7 +82,7 @@ func compileIdentity(h IdentityHeaders) identityHeaders {
 	out := identityHeaders{
 		subject: name(h.Subject), issuer: name(h.Issuer), method: name(h.Method),
 		appID: name(h.AppID), scopes: name(h.Scopes), keys: map[string]bool{},
-		removals: &removalMemo{},
+		removals: &removalMemo{}, sets: &setMemo{},
 	}
 	claims := make([]string, 0, len(h.Claims))
 	for c := range h.Claims {
@@ -150,6 +154,24 @@ func isHeaderKey(name string) bool {
 // removed.) It returns false when a value cannot be forwarded faithfully:
 // the request is then refused rather than sent without its identity.
 func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, remove []string, ok bool) {
+	set, ok = h.sets.get(id)
+	if !ok {
+		if set, ok = h.renderSet(id); !ok {
+			return nil, nil, false
+		}
+		h.sets.put(id, set)
+	}
+	remove = h.removeUnset(set)
+	if extra := scan.spellings(h.keys); len(extra) > 0 {
+		remove = slices.Concat(remove, extra)
+	}
+	return set, remove, true
+}
+
+// renderSet computes the identity headers to set, clipped (callers append
+// to it, and a memoised list must then be copied), or false when a value
+// cannot be forwarded faithfully.
+func (h *identityHeaders) renderSet(id *Identity) (set []Header, ok bool) {
 	set = make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
 	ok = true
 	add := func(name, value string, required bool) {
@@ -185,13 +207,9 @@ func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, 
 		}
 	}
 	if !ok {
-		return nil, nil, false
+		return nil, false
 	}
-	remove = h.removeUnset(set)
-	if extra := scan.spellings(h.keys); len(extra) > 0 {
-		remove = slices.Concat(remove, extra)
-	}
-	return set, remove, true
+	return slices.Clip(set), true
 }
 
 // removeUnset returns the names of all that set does not set, in all's
@@ -294,4 +312,85 @@ func forwardable(v string) bool {
 	first, _ := utf8.DecodeRuneInString(v)
 	last, _ := utf8.DecodeLastRuneInString(v)
 	return !unicode.IsSpace(first) && !unicode.IsSpace(last)
+}
+
+// setMemo keeps the rendered identity headers per verified principal, so
+// a principal served from a verifier's cache is not rendered (checked,
+// joined, copied) again on every request. An entry is found by the address
+// of the principal's Claims map, which a verifier allocates once per
+// verification and then shares, read-only, with every cache hit
+// (tokens.Principal); the entry keeps that map and the Scopes slice, so
+// their memory cannot be reused for another principal while the entry
+// lives, and it is served only when every input of renderSet is the same:
+// the same map and Scopes (address and length) and equal Subject, Issuer,
+// Method and AppID. A principal without Claims is rendered every time.
+// Bounded: a full shard is emptied.
+type setMemo struct {
+	shards [setMemoShards]setMemoShard
+}
+
+const (
+	setMemoShards   = 16
+	setMemoPerShard = 1024
+)
+
+type setMemoShard struct {
+	mu sync.RWMutex
+	m  map[uintptr]setMemoEntry
+}
+
+type setMemoEntry struct {
+	claims                         map[string]any
+	scopes                         []string
+	subject, issuer, method, appID string
+	set                            []Header
+}
+
+// claimsAddr is the address of a Claims map, 0 for none.
+func claimsAddr(m map[string]any) uintptr {
+	if m == nil {
+		return 0
+	}
+	return uintptr(reflect.ValueOf(m).UnsafePointer())
+}
+
+func (e *setMemoEntry) serves(id *Identity) bool {
+	return len(e.scopes) == len(id.Scopes) && (len(e.scopes) == 0 || &e.scopes[0] == &id.Scopes[0]) &&
+		e.subject == id.Subject && e.issuer == id.Issuer && e.method == id.Method && e.appID == id.AppID
+}
+
+func (m *setMemo) shard(addr uintptr) *setMemoShard {
+	return &m.shards[(addr>>4)%setMemoShards]
+}
+
+// get returns the memoised headers to set for id.
+func (m *setMemo) get(id *Identity) ([]Header, bool) {
+	addr := claimsAddr(id.Claims)
+	if m == nil || addr == 0 {
+		return nil, false
+	}
+	s := m.shard(addr)
+	s.mu.RLock()
+	e, ok := s.m[addr]
+	s.mu.RUnlock()
+	if !ok || !e.serves(id) {
+		return nil, false
+	}
+	return e.set, true
+}
+
+// put memoises set, rendered for id.
+func (m *setMemo) put(id *Identity, set []Header) {
+	addr := claimsAddr(id.Claims)
+	if m == nil || addr == 0 {
+		return
+	}
+	s := m.shard(addr)
+	s.mu.Lock()
+	if s.m == nil || len(s.m) >= setMemoPerShard {
+		s.m = make(map[uintptr]setMemoEntry)
+	}
+	s.m[addr] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
+		method: id.Method, appID: id.AppID, set: set}
+	s.mu.Unlock()
 }
