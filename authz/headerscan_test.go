@@ -192,6 +192,16 @@ func TestSetMemo(t *testing.T) {
 			t.Errorf("%+v: render %v %v, want %v %v", other, got, ok, want, wantOK)
 		}
 	}
+	// Subjects sharing one Claims map (API keys do) are memoised each.
+	for _, sub := range []string{"alice", "bob"} {
+		h.render(&Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}, &headerScan{})
+	}
+	for _, sub := range []string{"alice", "bob"} {
+		oid := &Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}
+		if got, hit := h.sets.get(oid); !hit || got[0].Value != sub {
+			t.Errorf("subject %s sharing the map: memo %v, hit %v", sub, got, hit)
+		}
+	}
 	// A principal that cannot be forwarded is refused, and not memoised.
 	bad := &Identity{Principal: tokens.Principal{Subject: "alice\n", Claims: map[string]any{}}}
 	if _, _, ok := h.render(bad, &headerScan{}); ok {

@@ -319,7 +319,8 @@ func forwardable(v string) bool {
 // joined, copied) again on every request. An entry is found by the address
 // of the principal's Claims map, which a verifier allocates once per
 // verification and then shares, read-only, with every cache hit
-// (tokens.Principal); the entry keeps that map and the Scopes slice, so
+// (tokens.Principal), and by the Subject (API keys may share one map
+// between many subjects); the entry keeps that map and the Scopes slice, so
 // their memory cannot be reused for another principal while the entry
 // lives, and it is served only when every input of renderSet is the same:
 // the same map and Scopes (address and length) and equal Subject, Issuer,
@@ -336,7 +337,12 @@ const (
 
 type setMemoShard struct {
 	mu sync.RWMutex
-	m  map[uintptr]setMemoEntry
+	m  map[setMemoKey]setMemoEntry
+}
+
+type setMemoKey struct {
+	claims  uintptr
+	subject string
 }
 
 type setMemoEntry struct {
@@ -371,7 +377,7 @@ func (m *setMemo) get(id *Identity) ([]Header, bool) {
 	}
 	s := m.shard(addr)
 	s.mu.RLock()
-	e, ok := s.m[addr]
+	e, ok := s.m[setMemoKey{addr, id.Subject}]
 	s.mu.RUnlock()
 	if !ok || !e.serves(id) {
 		return nil, false
@@ -388,9 +394,9 @@ func (m *setMemo) put(id *Identity, set []Header) {
 	s := m.shard(addr)
 	s.mu.Lock()
 	if s.m == nil || len(s.m) >= setMemoPerShard {
-		s.m = make(map[uintptr]setMemoEntry)
+		s.m = make(map[setMemoKey]setMemoEntry)
 	}
-	s.m[addr] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
+	s.m[setMemoKey{addr, id.Subject}] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
 		method: id.Method, appID: id.AppID, set: set}
 	s.mu.Unlock()
 }
