@@ -167,7 +167,7 @@ func TestSetMemo(t *testing.T) {
 	if !ok || !slices.Equal(set, want) || len(set) != cap(set) {
 		t.Fatalf("first render %v (cap %d) %v, want %v clipped", set, cap(set), ok, want)
 	}
-	if _, hit := h.sets.get(id); !hit {
+	if _, _, hit := h.sets.get(id); !hit {
 		t.Fatal("a principal with Claims was not memoised")
 	}
 	again, remove2, _ := h.render(id, &headerScan{})
@@ -198,7 +198,7 @@ func TestSetMemo(t *testing.T) {
 	}
 	for _, sub := range []string{"alice", "bob"} {
 		oid := &Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}
-		if got, hit := h.sets.get(oid); !hit || got[0].Value != sub {
+		if got, _, hit := h.sets.get(oid); !hit || got[0].Value != sub {
 			t.Errorf("subject %s sharing the map: memo %v, hit %v", sub, got, hit)
 		}
 	}
@@ -207,14 +207,35 @@ func TestSetMemo(t *testing.T) {
 	if _, _, ok := h.render(bad, &headerScan{}); ok {
 		t.Error("a subject with a newline was rendered")
 	}
-	if _, hit := h.sets.get(bad); hit {
+	if _, _, hit := h.sets.get(bad); hit {
 		t.Error("a refused principal was memoised")
 	}
 	// Without Claims nothing is memoised (no address to find it by).
 	plain := &Identity{Principal: tokens.Principal{Subject: "carol"}}
 	h.render(plain, &headerScan{})
-	if _, hit := h.sets.get(plain); hit {
+	if _, _, hit := h.sets.get(plain); hit {
 		t.Error("a principal without Claims was memoised")
+	}
+}
+
+// TestSetMemoListsClipped: the memoised lists are shared by every request
+// of a principal, and Decide appends to them; with spare capacity those
+// appends would write into the shared array. Also with more identity
+// headers than the removal memo's mask holds.
+func TestSetMemoListsClipped(t *testing.T) {
+	for _, extra := range []int{0, 70} {
+		cfg := IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Scopes: "x-scopes"}
+		for i := range extra {
+			cfg.AlsoRemove = append(cfg.AlsoRemove, "x-extra-"+strconv.Itoa(i))
+		}
+		h := compileIdentity(cfg)
+		id := &Identity{Principal: tokens.Principal{Subject: "alice", Claims: map[string]any{}}}
+		for round := range 2 {
+			set, remove, ok := h.render(id, &headerScan{})
+			if !ok || len(set) != cap(set) || len(remove) != cap(remove) || len(remove) != len(h.all)-1 {
+				t.Fatalf("extra %d round %d: set %d/%d, remove %d/%d of %d names, ok %v", extra, round, len(set), cap(set), len(remove), cap(remove), len(h.all), ok)
+			}
+		}
 	}
 }
 

@@ -154,14 +154,14 @@ func isHeaderKey(name string) bool {
 // removed.) It returns false when a value cannot be forwarded faithfully:
 // the request is then refused rather than sent without its identity.
 func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, remove []string, ok bool) {
-	set, ok = h.sets.get(id)
+	set, remove, ok = h.sets.get(id)
 	if !ok {
 		if set, ok = h.renderSet(id); !ok {
 			return nil, nil, false
 		}
-		h.sets.put(id, set)
+		remove = h.removeUnset(set)
+		h.sets.put(id, set, remove)
 	}
-	remove = h.removeUnset(set)
 	if extra := scan.spellings(h.keys); len(extra) > 0 {
 		remove = slices.Concat(remove, extra)
 	}
@@ -218,7 +218,7 @@ func (h *identityHeaders) renderSet(id *Identity) (set []Header, ok bool) {
 // copies) but never write into it.
 func (h *identityHeaders) removeUnset(set []Header) []string {
 	if h.removals == nil || len(h.all) > 64 {
-		return h.removeUnsetSlow(set)
+		return slices.Clip(h.removeUnsetSlow(set))
 	}
 	var mask uint64
 	for _, s := range set {
@@ -350,6 +350,7 @@ type setMemoEntry struct {
 	scopes                         []string
 	subject, issuer, method, appID string
 	set                            []Header
+	remove                         []string // removeUnset(set)
 }
 
 // claimsAddr is the address of a Claims map, 0 for none.
@@ -369,24 +370,25 @@ func (m *setMemo) shard(addr uintptr) *setMemoShard {
 	return &m.shards[(addr>>4)%setMemoShards]
 }
 
-// get returns the memoised headers to set for id.
-func (m *setMemo) get(id *Identity) ([]Header, bool) {
+// get returns the memoised headers to set for id, and the identity
+// headers they leave to remove.
+func (m *setMemo) get(id *Identity) ([]Header, []string, bool) {
 	addr := claimsAddr(id.Claims)
 	if m == nil || addr == 0 {
-		return nil, false
+		return nil, nil, false
 	}
 	s := m.shard(addr)
 	s.mu.RLock()
 	e, ok := s.m[setMemoKey{addr, id.Subject}]
 	s.mu.RUnlock()
 	if !ok || !e.serves(id) {
-		return nil, false
+		return nil, nil, false
 	}
-	return e.set, true
+	return e.set, e.remove, true
 }
 
-// put memoises set, rendered for id.
-func (m *setMemo) put(id *Identity, set []Header) {
+// put memoises set, rendered for id, and remove, its removeUnset.
+func (m *setMemo) put(id *Identity, set []Header, remove []string) {
 	addr := claimsAddr(id.Claims)
 	if m == nil || addr == 0 {
 		return
@@ -397,6 +399,6 @@ func (m *setMemo) put(id *Identity, set []Header) {
 		s.m = make(map[setMemoKey]setMemoEntry)
 	}
 	s.m[setMemoKey{addr, id.Subject}] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
-		method: id.Method, appID: id.AppID, set: set}
+		method: id.Method, appID: id.AppID, set: set, remove: remove}
 	s.mu.Unlock()
 }
