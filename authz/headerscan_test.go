@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"context"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -162,15 +163,15 @@ func TestSetMemo(t *testing.T) {
 	claims := map[string]any{"email": "alice@example.com"}
 	scopes := []string{"read", "write"}
 	id := &Identity{Principal: tokens.Principal{Subject: "alice", Issuer: "iss", Scopes: scopes, Claims: claims}}
-	set, remove, ok := h.render(id, &headerScan{})
+	set, remove, ok := h.render(id, &headerScan{}, "")
 	want, _ := h.renderSet(id)
 	if !ok || !slices.Equal(set, want) || len(set) != cap(set) {
 		t.Fatalf("first render %v (cap %d) %v, want %v clipped", set, cap(set), ok, want)
 	}
-	if _, _, hit := h.sets.get(id); !hit {
+	if _, _, hit := h.sets.get(id, ""); !hit {
 		t.Fatal("a principal with Claims was not memoised")
 	}
-	again, remove2, _ := h.render(id, &headerScan{})
+	again, remove2, _ := h.render(id, &headerScan{}, "")
 	if &again[0] != &set[0] || !slices.Equal(remove, remove2) {
 		t.Errorf("second render not served from the memo: %v", again)
 	}
@@ -186,7 +187,7 @@ func TestSetMemo(t *testing.T) {
 		{Subject: "alice", Issuer: "iss", Scopes: scopes, Claims: map[string]any{"email": "mallory@example.com"}},
 	} {
 		oid := &Identity{Principal: other}
-		got, _, ok := h.render(oid, &headerScan{})
+		got, _, ok := h.render(oid, &headerScan{}, "")
 		want, wantOK := h.renderSet(oid)
 		if ok != wantOK || !slices.Equal(got, want) {
 			t.Errorf("%+v: render %v %v, want %v %v", other, got, ok, want, wantOK)
@@ -194,26 +195,26 @@ func TestSetMemo(t *testing.T) {
 	}
 	// Subjects sharing one Claims map (API keys do) are memoised each.
 	for _, sub := range []string{"alice", "bob"} {
-		h.render(&Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}, &headerScan{})
+		h.render(&Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}, &headerScan{}, "")
 	}
 	for _, sub := range []string{"alice", "bob"} {
 		oid := &Identity{Principal: tokens.Principal{Subject: sub, Issuer: "iss", Scopes: scopes, Claims: claims}}
-		if got, _, hit := h.sets.get(oid); !hit || got[0].Value != sub {
+		if got, _, hit := h.sets.get(oid, ""); !hit || got[0].Value != sub {
 			t.Errorf("subject %s sharing the map: memo %v, hit %v", sub, got, hit)
 		}
 	}
 	// A principal that cannot be forwarded is refused, and not memoised.
 	bad := &Identity{Principal: tokens.Principal{Subject: "alice\n", Claims: map[string]any{}}}
-	if _, _, ok := h.render(bad, &headerScan{}); ok {
+	if _, _, ok := h.render(bad, &headerScan{}, ""); ok {
 		t.Error("a subject with a newline was rendered")
 	}
-	if _, _, hit := h.sets.get(bad); hit {
+	if _, _, hit := h.sets.get(bad, ""); hit {
 		t.Error("a refused principal was memoised")
 	}
 	// Without Claims nothing is memoised (no address to find it by).
 	plain := &Identity{Principal: tokens.Principal{Subject: "carol"}}
-	h.render(plain, &headerScan{})
-	if _, _, hit := h.sets.get(plain); hit {
+	h.render(plain, &headerScan{}, "")
+	if _, _, hit := h.sets.get(plain, ""); hit {
 		t.Error("a principal without Claims was memoised")
 	}
 }
@@ -231,7 +232,7 @@ func TestSetMemoListsClipped(t *testing.T) {
 		h := compileIdentity(cfg)
 		id := &Identity{Principal: tokens.Principal{Subject: "alice", Claims: map[string]any{}}}
 		for round := range 2 {
-			set, remove, ok := h.render(id, &headerScan{})
+			set, remove, ok := h.render(id, &headerScan{}, "")
 			if !ok || len(set) != cap(set) || len(remove) != cap(remove) || len(remove) != len(h.all)-1 {
 				t.Fatalf("extra %d round %d: set %d/%d, remove %d/%d of %d names, ok %v", extra, round, len(set), cap(set), len(remove), cap(remove), len(h.all), ok)
 			}
@@ -245,7 +246,7 @@ func TestSetMemoBounded(t *testing.T) {
 	for i := range cap(keep) {
 		id := &Identity{Principal: tokens.Principal{Subject: "u" + strconv.Itoa(i), Claims: map[string]any{}}}
 		keep = append(keep, id)
-		if _, _, ok := h.render(id, &headerScan{}); !ok {
+		if _, _, ok := h.render(id, &headerScan{}, ""); !ok {
 			t.Fatal("render refused")
 		}
 	}
@@ -256,9 +257,73 @@ func TestSetMemoBounded(t *testing.T) {
 	}
 	// Every principal still renders its own subject, memoised or not.
 	for i, id := range keep {
-		set, _, _ := h.render(id, &headerScan{})
+		set, _, _ := h.render(id, &headerScan{}, "")
 		if len(set) != 1 || set[0].Value != "u"+strconv.Itoa(i) {
 			t.Fatalf("principal %d rendered %v", i, set)
 		}
 	}
+}
+
+// TestDecideRemoveHeadersOrder pins the headers an allowed request removes,
+// in the order Decide always gave them (identity headers and their variant
+// spellings, the override headers, the stripped credential, its variant
+// spellings), for principals served from the memo (the same Claims map on
+// every call, as a verifier's cache hit) and through two authenticators
+// that strip different headers.
+func TestDecideRemoveHeadersOrder(t *testing.T) {
+	claims := map[string]any{"team": "platform"}
+	scopes := []string{"read"}
+	verifier := VerifierFunc(func(context.Context, string) (tokens.Principal, error) {
+		return tokens.Principal{Subject: "alice", Issuer: "keys", Scopes: scopes, Claims: claims}, nil
+	})
+	rule := func(name, prefix, auth string) RuleConfig {
+		return RuleConfig{Name: name, Match: MatchConfig{Path: PathMatch{Prefix: prefix}}, Action: ActionAuthenticate, Authenticators: []string{auth}}
+	}
+	p, err := NewPipeline(Config{Realm: "t", IdentityHeaders: IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Method: "-", AppID: "-", Scopes: "x-scopes",
+		Claims: map[string]string{"team": "x-team", "email": "x-email"}},
+		Rules: []RuleConfig{rule("key", "/key/", "key"), rule("bearer", "/bearer/", "bearer")}},
+		[]*Authenticator{
+			{Name: "key", Source: CredentialSource{Header: "x-api-key"}, Verifier: verifier, StripCredential: true},
+			{Name: "bearer", Source: CredentialSource{Authorization: "Bearer"}, Verifier: verifier, StripCredential: true},
+		}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path    string
+		headers map[string]string
+		want    []string
+	}{
+		{"/key/a", map[string]string{"x-api-key": "k"}, []string{"x-email", "x-api-key"}},
+		{"/bearer/a", map[string]string{"authorization": "Bearer k"}, []string{"x-email", "authorization"}},
+		{"/key/a", map[string]string{"x-api-key": "k", "x-http-method-override": "GET", "x-original-url": "/x"},
+			[]string{"x-email", "x-http-method-override", "x-original-url", "x-api-key"}},
+		{"/key/a", map[string]string{"x-api-key": "k", "X_Sub": "mallory", "x-http-method": "GET"},
+			[]string{"x-email", "X_Sub", "x-http-method", "x-api-key"}},
+		{"/bearer/a", map[string]string{"authorization": "Bearer k", "X_Email": "m@example.com", "x-rewrite-url": "/x"},
+			[]string{"x-email", "X_Email", "x-rewrite-url", "authorization"}},
+		{"/bearer/a", map[string]string{"authorization": "Bearer k", "X_Email": "m@example.com"}, []string{"x-email", "X_Email", "authorization"}},
+		{"/key/a", map[string]string{"x-api-key": "k"}, []string{"x-email", "x-api-key"}},
+	} {
+		for round := range 2 { // the second from the memo
+			d := p.Decide(context.Background(), &Request{Method: "GET", Host: "h", Path: c.path, Headers: c.headers})
+			if d.Code != OK {
+				t.Fatalf("%s %v: %v %s", c.path, c.headers, d.Code, d.Reason)
+			}
+			if !slices.Equal(d.RemoveHeaders, c.want) {
+				t.Errorf("%s %v round %d: remove %q, want %q", c.path, c.headers, round, d.RemoveHeaders, c.want)
+			}
+			if want := []Header{{"x-iss", "keys"}, {"x-scopes", "read"}, {"x-sub", "alice"}, {"x-team", "platform"}}; !sameHeaders(d.UpstreamHeaders, want) {
+				t.Errorf("%s round %d: set %v, want %v", c.path, round, d.UpstreamHeaders, want)
+			}
+		}
+	}
+}
+
+func sameHeaders(a, b []Header) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	less := func(x, y Header) int { return strings.Compare(x.Name, y.Name) }
+	slices.SortFunc(a, less)
+	slices.SortFunc(b, less)
+	return slices.Equal(a, b)
 }

@@ -149,20 +149,29 @@ func isHeaderKey(name string) bool {
 
 // render computes the identity headers of an allowed, authenticated request:
 // the ones to set and every other identity header (in any spelling the
-// request carries) to remove, so a client can never forge one. (Envoy
-// applies headers before removals, so a header is never both set and
-// removed.) It returns false when a value cannot be forwarded faithfully:
-// the request is then refused rather than sent without its identity.
-func (h *identityHeaders) render(id *Identity, scan *headerScan) (set []Header, remove []string, ok bool) {
-	set, remove, ok = h.sets.get(id)
+// request carries) to remove, so a client can never forge one, followed by
+// strip, the stripped credential's header, when not empty. (Envoy applies
+// headers before removals, so a header is never both set and removed.) It
+// returns false when a value cannot be forwarded faithfully: the request is
+// then refused rather than sent without its identity. Both lists may be
+// shared (memoised) and have no spare capacity: callers append, never
+// write into them.
+func (h *identityHeaders) render(id *Identity, scan *headerScan, strip string) (set []Header, remove []string, ok bool) {
+	set, remove, ok = h.sets.get(id, strip)
 	if !ok {
 		if set, ok = h.renderSet(id); !ok {
 			return nil, nil, false
 		}
 		remove = h.removeUnset(set)
-		h.sets.put(id, set, remove)
+		if strip != "" {
+			remove = slices.Concat(remove, []string{strip}) // clipped: Concat allocates exactly
+		}
+		h.sets.put(id, strip, set, remove)
 	}
 	if extra := scan.spellings(h.keys); len(extra) > 0 {
+		if strip != "" {
+			return set, slices.Concat(remove[:len(remove)-1], extra, []string{strip}), true
+		}
 		remove = slices.Concat(remove, extra)
 	}
 	return set, remove, true
@@ -349,8 +358,9 @@ type setMemoEntry struct {
 	claims                         map[string]any
 	scopes                         []string
 	subject, issuer, method, appID string
+	strip                          string
 	set                            []Header
-	remove                         []string // removeUnset(set)
+	remove                         []string // removeUnset(set), then strip
 }
 
 // claimsAddr is the address of a Claims map, 0 for none.
@@ -361,8 +371,8 @@ func claimsAddr(m map[string]any) uintptr {
 	return uintptr(reflect.ValueOf(m).UnsafePointer())
 }
 
-func (e *setMemoEntry) serves(id *Identity) bool {
-	return len(e.scopes) == len(id.Scopes) && (len(e.scopes) == 0 || &e.scopes[0] == &id.Scopes[0]) &&
+func (e *setMemoEntry) serves(id *Identity, strip string) bool {
+	return e.strip == strip && len(e.scopes) == len(id.Scopes) && (len(e.scopes) == 0 || &e.scopes[0] == &id.Scopes[0]) &&
 		e.subject == id.Subject && e.issuer == id.Issuer && e.method == id.Method && e.appID == id.AppID
 }
 
@@ -371,8 +381,8 @@ func (m *setMemo) shard(addr uintptr) *setMemoShard {
 }
 
 // get returns the memoised headers to set for id, and the identity
-// headers they leave to remove.
-func (m *setMemo) get(id *Identity) ([]Header, []string, bool) {
+// headers they leave to remove followed by strip.
+func (m *setMemo) get(id *Identity, strip string) ([]Header, []string, bool) {
 	addr := claimsAddr(id.Claims)
 	if m == nil || addr == 0 {
 		return nil, nil, false
@@ -381,14 +391,14 @@ func (m *setMemo) get(id *Identity) ([]Header, []string, bool) {
 	s.mu.RLock()
 	e, ok := s.m[setMemoKey{addr, id.Subject}]
 	s.mu.RUnlock()
-	if !ok || !e.serves(id) {
+	if !ok || !e.serves(id, strip) {
 		return nil, nil, false
 	}
 	return e.set, e.remove, true
 }
 
-// put memoises set, rendered for id, and remove, its removeUnset.
-func (m *setMemo) put(id *Identity, set []Header, remove []string) {
+// put memoises set, rendered for id, and remove, its removeUnset and strip.
+func (m *setMemo) put(id *Identity, strip string, set []Header, remove []string) {
 	addr := claimsAddr(id.Claims)
 	if m == nil || addr == 0 {
 		return
@@ -399,6 +409,6 @@ func (m *setMemo) put(id *Identity, set []Header, remove []string) {
 		s.m = make(map[setMemoKey]setMemoEntry)
 	}
 	s.m[setMemoKey{addr, id.Subject}] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
-		method: id.Method, appID: id.AppID, set: set, remove: remove}
+		method: id.Method, appID: id.AppID, strip: strip, set: set, remove: remove}
 	s.mu.Unlock()
 }

@@ -207,7 +207,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
-	set, remove, ok := p.identity.render(id, &scan)
+	// A stripped credential is removed by name, or (a cookie among
+	// others) by setting the cookie header without it.
+	var stripSet *Header
+	var stripName string
+	if a.StripCredential {
+		stripSet, stripName = a.Source.strip(r)
+	}
+	set, remove, ok := p.identity.render(id, &scan, stripName)
 	if !ok {
 		// Forwarding it would drop or alter the identity the upstream
 		// relies on; refuse rather than send the request without it.
@@ -219,18 +226,23 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if p.applyRateLimits(ctx, r, ru, &d, id) {
 		return d
 	}
-	d.UpstreamHeaders, d.RemoveHeaders = set, append(remove, overrides...)
-	if a.StripCredential {
-		if set, remove := a.Source.strip(r); set != nil {
-			d.UpstreamHeaders = append(d.UpstreamHeaders, *set)
+	d.UpstreamHeaders, d.RemoveHeaders = set, remove
+	if len(overrides) > 0 {
+		// The override headers go before the credential header, as
+		// they always have.
+		if stripName != "" {
+			d.RemoveHeaders = slices.Concat(remove[:len(remove)-1], overrides, []string{stripName})
 		} else {
-			d.RemoveHeaders = append(d.RemoveHeaders, remove)
+			d.RemoveHeaders = slices.Concat(remove, overrides)
 		}
-		if a.Source.Header != "" {
-			// Other spellings of the credential header reach a CGI-style
-			// upstream as the same header.
-			d.RemoveHeaders = append(d.RemoveHeaders, scan.spellingsOf(headerKey(a.Source.Header))...)
-		}
+	}
+	if stripSet != nil {
+		d.UpstreamHeaders = append(d.UpstreamHeaders, *stripSet)
+	}
+	if a.StripCredential && a.Source.Header != "" {
+		// Other spellings of the credential header reach a CGI-style
+		// upstream as the same header.
+		d.RemoveHeaders = append(d.RemoveHeaders, scan.spellingsOf(headerKey(a.Source.Header))...)
 	}
 	return d
 }
