@@ -163,6 +163,11 @@ func textSize(rules []RuleConfig) (n, k int) {
 	return n, k
 }
 
+// tracing reports whether startSpan would start a span under ctx.
+func (p *Pipeline) tracing(ctx context.Context) bool {
+	return p.tracer != nil && trace.SpanFromContext(ctx).IsRecording()
+}
+
 // Authenticator returns the authenticator with the given name, or nil.
 func (p *Pipeline) Authenticator(name string) *Authenticator { return p.authenticators[name] }
 
@@ -396,7 +401,10 @@ func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule, scan 
 			rejected = firstSpecific(rejected, tokens.ErrMalformed)
 			continue
 		}
-		vctx, span := p.startSpan(ctx, "ext_authz.verify", attribute.String("ext_authz.authenticator", a.Name))
+		vctx, span := ctx, trace.Span(nil)
+		if p.tracing(ctx) { // else the attribute would be built (and escape) for nothing
+			vctx, span = p.startSpan(ctx, "ext_authz.verify", attribute.String("ext_authz.authenticator", a.Name))
+		}
 		pr, err := a.Verifier.Verify(vctx, cred)
 		endSpan(span, verifyOutcome(err), err != nil && !errors.Is(err, tokens.ErrInvalid))
 		switch {
