@@ -276,19 +276,7 @@ func TestDecideRemoveHeadersOrder(t *testing.T) {
 	verifier := VerifierFunc(func(context.Context, string) (tokens.Principal, error) {
 		return tokens.Principal{Subject: "alice", Issuer: "keys", Scopes: scopes, Claims: claims}, nil
 	})
-	rule := func(name, prefix, auth string) RuleConfig {
-		return RuleConfig{Name: name, Match: MatchConfig{Path: PathMatch{Prefix: prefix}}, Action: ActionAuthenticate, Authenticators: []string{auth}}
-	}
-	p, err := NewPipeline(Config{Realm: "t", IdentityHeaders: IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Method: "-", AppID: "-", Scopes: "x-scopes",
-		Claims: map[string]string{"team": "x-team", "email": "x-email"}},
-		Rules: []RuleConfig{rule("key", "/key/", "key"), rule("bearer", "/bearer/", "bearer")}},
-		[]*Authenticator{
-			{Name: "key", Source: CredentialSource{Header: "x-api-key"}, Verifier: verifier, StripCredential: true},
-			{Name: "bearer", Source: CredentialSource{Authorization: "Bearer"}, Verifier: verifier, StripCredential: true},
-		}, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := orderPipeline(t, verifier, "")
 	for _, c := range []struct {
 		path    string
 		headers map[string]string
@@ -326,4 +314,99 @@ func sameHeaders(a, b []Header) bool {
 	slices.SortFunc(a, less)
 	slices.SortFunc(b, less)
 	return slices.Equal(a, b)
+}
+
+// TestPlainHeaderNameMeansEmptyScan: a request whose names are all plain
+// has nothing for the scan to find, so skipping it (Request.PlainHeaderNames)
+// changes no decision.
+func TestPlainHeaderNameMeansEmptyScan(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(20, 12))
+	names := append(slices.Clone(headerNamePool), "x-http-method-overrid", "x-http-metho", "x-original-ur", "x-", "x-a", "")
+	plainSeen := 0
+	for range 20000 {
+		headers := map[string]string{}
+		plain := true
+		for range rnd.IntN(6) {
+			n := names[rnd.IntN(len(names))]
+			headers[n] = "GET"
+			plain = plain && PlainHeaderName(n)
+		}
+		if !plain {
+			continue
+		}
+		plainSeen++
+		if s := scanHeaders(headers); s.variants != nil || s.names != nil || s.targets != nil {
+			t.Fatalf("%v: every name plain, yet the scan found %+v", headers, s)
+		}
+	}
+	if plainSeen < 100 {
+		t.Fatalf("only %d plain header sets drawn", plainSeen)
+	}
+	for k := range methodOverrideKeys {
+		if PlainHeaderName(k) {
+			t.Errorf("PlainHeaderName(%q) = true", k)
+		}
+	}
+	for k := range targetOverrideKeys {
+		if PlainHeaderName(k) {
+			t.Errorf("PlainHeaderName(%q) = true", k)
+		}
+	}
+}
+
+func orderPipeline(t *testing.T, verifier Verifier, methodOverride string) *Pipeline {
+	t.Helper()
+	rule := func(name, prefix, auth string) RuleConfig {
+		return RuleConfig{Name: name, Match: MatchConfig{Path: PathMatch{Prefix: prefix}}, Action: ActionAuthenticate, Authenticators: []string{auth}}
+	}
+	p, err := NewPipeline(Config{Realm: "t", MethodOverride: methodOverride, IdentityHeaders: IdentityHeaders{Subject: "x-sub", Issuer: "x-iss", Method: "-", AppID: "-", Scopes: "x-scopes",
+		Claims: map[string]string{"team": "x-team", "email": "x-email"}},
+		Rules: []RuleConfig{rule("key", "/key/", "key"), rule("bearer", "/bearer/", "bearer"),
+			{Name: "open", Match: MatchConfig{Path: PathMatch{Prefix: "/open/"}}, Action: ActionAllow}}},
+		[]*Authenticator{
+			{Name: "key", Source: CredentialSource{Header: "x-api-key"}, Verifier: verifier, StripCredential: true},
+			{Name: "bearer", Source: CredentialSource{Authorization: "Bearer"}, Verifier: verifier, StripCredential: true},
+		}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestDecidePlainHeaderNames: a request that truthfully promises plain
+// header names gets the decision it gets without the promise, in every
+// method override mode.
+func TestDecidePlainHeaderNames(t *testing.T) {
+	claims := map[string]any{"team": "platform"}
+	verifier := VerifierFunc(func(_ context.Context, cred string) (tokens.Principal, error) {
+		return tokens.Principal{Subject: "u-" + cred, Claims: claims}, nil
+	})
+	rnd := rand.New(rand.NewPCG(20, 13))
+	for _, mode := range []string{MethodOverrideStrip, MethodOverrideReject, MethodOverrideMatch} {
+		p := orderPipeline(t, verifier, mode)
+		promised := 0
+		for range 3000 {
+			headers := map[string]string{}
+			plain := true
+			for range rnd.IntN(6) {
+				n := headerNamePool[rnd.IntN(len(headerNamePool))]
+				headers[n] = []string{"GET", "Bearer k", "k", "/admin"}[rnd.IntN(4)]
+				plain = plain && PlainHeaderName(n)
+			}
+			path := []string{"/key/a", "/bearer/a", "/open/a"}[rnd.IntN(3)]
+			without := p.Decide(context.Background(), &Request{Method: "GET", Host: "h", Path: path, Headers: headers})
+			with := p.Decide(context.Background(), &Request{Method: "GET", Host: "h", Path: path, Headers: headers, PlainHeaderNames: plain})
+			if plain {
+				promised++
+			}
+			if with.Code != without.Code || with.Reason != without.Reason || !slices.Equal(with.RemoveHeaders, without.RemoveHeaders) ||
+				!slices.Equal(with.UpstreamHeaders, without.UpstreamHeaders) {
+				t.Fatalf("%s %s %v (plain %v): with the promise %v %s %q %v, without %v %s %q %v", mode, path, headers, plain,
+					with.Code, with.Reason, with.RemoveHeaders, with.UpstreamHeaders, without.Code, without.Reason, without.RemoveHeaders, without.UpstreamHeaders)
+			}
+		}
+		if promised < 100 {
+			t.Fatalf("%s: only %d requests with plain names", mode, promised)
+		}
+	}
 }

@@ -60,6 +60,23 @@ type headerScan struct {
 	names, values, targets []string
 }
 
+// PlainHeaderName reports whether a header name tells Decide nothing by
+// itself: it is its own headerKey (no upper case, no '_', so no variant
+// spelling of another name) and cannot be a method or target override
+// header. See Request.PlainHeaderNames.
+func PlainHeaderName(name string) bool {
+	return isHeaderKey(name) && (!overrideCandidate(name) || !methodOverrideKeys[name] && !targetOverrideKeys[name])
+}
+
+// requestScan is scanHeaders of the request's headers, without reading
+// them when the request's decoder found every name plain.
+func requestScan(r *Request) headerScan {
+	if r.PlainHeaderNames {
+		return headerScan{}
+	}
+	return scanHeaders(r.Headers)
+}
+
 // scanHeaders reads headers once for everything Decide asks of their names.
 func scanHeaders(headers map[string]string) headerScan {
 	var s headerScan

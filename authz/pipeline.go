@@ -178,7 +178,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	scan := scanHeaders(r.Headers)
+	scan := requestScan(r)
 	methods, overrides, reason := p.overrides(r, &scan)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
