@@ -334,14 +334,17 @@ func forwardable(v string) bool {
 // lives, and it is served only when every input of renderSet is the same:
 // the same map and Scopes (address and length) and equal Subject, Issuer,
 // Method and AppID. A principal without Claims is rendered every time.
-// Bounded: a full shard is emptied.
+// Bounded (16x512 entries, each keeping a principal's Claims map alive): a
+// full shard is emptied. A principal that is never served from a verifier's
+// cache costs one put that no request reads; put gives up rather than wait
+// for a busy shard.
 type setMemo struct {
 	shards [setMemoShards]setMemoShard
 }
 
 const (
 	setMemoShards   = 16
-	setMemoPerShard = 1024
+	setMemoPerShard = 512
 )
 
 type setMemoShard struct {
@@ -404,7 +407,9 @@ func (m *setMemo) put(id *Identity, strip string, set []Header, remove []string)
 		return
 	}
 	s := m.shard(addr)
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		return // another request is writing this shard: render again next time rather than wait
+	}
 	if s.m == nil || len(s.m) >= setMemoPerShard {
 		s.m = make(map[setMemoKey]setMemoEntry)
 	}
