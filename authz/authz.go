@@ -29,6 +29,12 @@ type Request struct {
 	PeerAddress string
 	// RequestID is the x-request-id the gateway assigned.
 	RequestID string
+	// PlainHeaderNames promises that PlainHeaderName holds for every name
+	// in Headers; Decide then does not walk Headers for variant spellings
+	// and override headers (there are none). A decoder sets it only after
+	// checking each name it put in Headers; false (the zero value) is
+	// always correct.
+	PlainHeaderNames bool
 }
 
 // Header returns the value of the header with the given lower-case name.

@@ -53,7 +53,11 @@ func (s *CredentialSource) String() string {
 // Extract returns the credential the request carries at this source, and
 // whether one was present. A present but empty credential is reported as
 // present so it is rejected as malformed rather than as missing.
-func (s *CredentialSource) Extract(r *Request) (string, bool) {
+func (s *CredentialSource) Extract(r *Request) (string, bool) { return s.extract(r, nil) }
+
+// extract is Extract with the request's headerScan, when the caller has
+// one, in place of another walk over the headers.
+func (s *CredentialSource) extract(r *Request, scan *headerScan) (string, bool) {
 	switch {
 	case s.Header != "":
 		key := asciiLower(s.Header)
@@ -61,7 +65,7 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) {
 		if !ok {
 			return "", false
 		}
-		if otherSpelling(r.Headers, key) {
+		if scan != nil && scan.otherSpelling(key) || scan == nil && otherSpelling(r.Headers, key) {
 			// x_api_key next to x-api-key: a CGI-style upstream reads
 			// one of the two as the credential, maybe not the one we
 			// verified. Present but empty: refused as malformed.

@@ -1,8 +1,12 @@
 package authz
 
 import (
+	"maps"
+	"reflect"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -18,7 +22,53 @@ type identityHeaders struct {
 	// keys holds the headerKey of every name in all: a request header whose
 	// headerKey is here is a spelling of an identity header.
 	keys map[string]bool
+	// removals memoises, per set of names in all that an answer sets (a
+	// bit mask over all's indices), the rest of all: the names to remove.
+	// The lists are clipped and shared, never modified. A pipeline
+	// compiles its own, so a reload never serves another's.
+	removals *removalMemo
+	// sets memoises the headers to set per verified principal (see
+	// setMemo); per pipeline, like removals.
+	sets *setMemo
 }
+
+// removalMemo is a bounded map from a mask over identityHeaders.all to the
+// names of all outside the mask: an immutable map, replaced by a copy with
+// one more entry on a miss (a handful of masks, so a handful of copies),
+// so a hit is a plain map read without locks or boxing the key.
+type removalMemo struct {
+	m  atomic.Pointer[map[uint64][]string]
+	mu sync.Mutex // serialises the copies
+}
+
+func (m *removalMemo) load(mask uint64) ([]string, bool) {
+	if p := m.m.Load(); p != nil {
+		v, ok := (*p)[mask]
+		return v, ok
+	}
+	return nil, false
+}
+
+func (m *removalMemo) store(mask uint64, v []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var old map[uint64][]string
+	if p := m.m.Load(); p != nil {
+		old = *p
+	}
+	if _, ok := old[mask]; ok || len(old) >= maxRemovalMasks {
+		return
+	}
+	next := make(map[uint64][]string, len(old)+1)
+	maps.Copy(next, old)
+	next[mask] = v
+	m.m.Store(&next)
+}
+
+// maxRemovalMasks bounds removalMemo: an answer sets at most the five
+// principal headers and the claim headers, so a deployment sees a handful
+// of masks; past the bound the list is computed per request.
+const maxRemovalMasks = 64
 
 type claimHeader struct{ claim, header string }
 
@@ -32,6 +82,7 @@ func compileIdentity(h IdentityHeaders) identityHeaders {
 	out := identityHeaders{
 		subject: name(h.Subject), issuer: name(h.Issuer), method: name(h.Method),
 		appID: name(h.AppID), scopes: name(h.Scopes), keys: map[string]bool{},
+		removals: &removalMemo{}, sets: &setMemo{},
 	}
 	claims := make([]string, 0, len(h.Claims))
 	for c := range h.Claims {
@@ -85,25 +136,6 @@ func headerKey(name string) string {
 	return name
 }
 
-// spellings returns the names of the request's headers that are variant
-// spellings of a name in keys (not the exact lower-case name: callers list
-// those already), sorted. Envoy's headers_to_remove takes exact names, so
-// the variants are found in the request itself. Nil when there are none:
-// this is the common case and allocates nothing.
-func spellings(headers map[string]string, keys map[string]bool) []string {
-	var out []string
-	for k := range headers {
-		if isHeaderKey(k) {
-			continue
-		}
-		if keys[headerKey(k)] {
-			out = append(out, k)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
 // isHeaderKey reports whether name is its own headerKey (no '_', no upper
 // case): the common case, checked without allocating.
 func isHeaderKey(name string) bool {
@@ -117,11 +149,38 @@ func isHeaderKey(name string) bool {
 
 // render computes the identity headers of an allowed, authenticated request:
 // the ones to set and every other identity header (in any spelling the
-// request carries) to remove, so a client can never forge one. (Envoy
-// applies headers before removals, so a header is never both set and
-// removed.) It returns false when a value cannot be forwarded faithfully:
-// the request is then refused rather than sent without its identity.
-func (h *identityHeaders) render(id *Identity, headers map[string]string) (set []Header, remove []string, ok bool) {
+// request carries) to remove, so a client can never forge one, followed by
+// strip, the stripped credential's header, when not empty. (Envoy applies
+// headers before removals, so a header is never both set and removed.) It
+// returns false when a value cannot be forwarded faithfully: the request is
+// then refused rather than sent without its identity. Both lists may be
+// shared (memoised) and have no spare capacity: callers append, never
+// write into them.
+func (h *identityHeaders) render(id *Identity, scan *headerScan, strip string) (set []Header, remove []string, ok bool) {
+	set, remove, ok = h.sets.get(id, strip)
+	if !ok {
+		if set, ok = h.renderSet(id); !ok {
+			return nil, nil, false
+		}
+		remove = h.removeUnset(set)
+		if strip != "" {
+			remove = slices.Concat(remove, []string{strip}) // clipped: Concat allocates exactly
+		}
+		h.sets.put(id, strip, set, remove)
+	}
+	if extra := scan.spellings(h.keys); len(extra) > 0 {
+		if strip != "" {
+			return set, slices.Concat(remove[:len(remove)-1], extra, []string{strip}), true
+		}
+		remove = slices.Concat(remove, extra)
+	}
+	return set, remove, true
+}
+
+// renderSet computes the identity headers to set, clipped (callers append
+// to it, and a memoised list must then be copied), or false when a value
+// cannot be forwarded faithfully.
+func (h *identityHeaders) renderSet(id *Identity) (set []Header, ok bool) {
 	set = make([]Header, 0, 6+len(h.claims)) // +1: the cookie header, when a cookie is stripped
 	ok = true
 	add := func(name, value string, required bool) {
@@ -157,16 +216,41 @@ func (h *identityHeaders) render(id *Identity, headers map[string]string) (set [
 		}
 	}
 	if !ok {
-		return nil, nil, false
+		return nil, false
 	}
-	remove = make([]string, 0, len(h.all)+1) // +1: the credential header, when stripped
+	return slices.Clip(set), true
+}
+
+// removeUnset returns the names of all that set does not set, in all's
+// order: from the memo when all is short enough for a mask. The result is
+// shared: callers append to it (its capacity is its length, so that
+// copies) but never write into it.
+func (h *identityHeaders) removeUnset(set []Header) []string {
+	if h.removals == nil || len(h.all) > 64 {
+		return slices.Clip(h.removeUnsetSlow(set))
+	}
+	var mask uint64
+	for _, s := range set {
+		if i, found := slices.BinarySearch(h.all, s.Name); found {
+			mask |= 1 << i
+		}
+	}
+	if v, ok := h.removals.load(mask); ok {
+		return v
+	}
+	remove := slices.Clip(h.removeUnsetSlow(set))
+	h.removals.store(mask, remove)
+	return remove
+}
+
+func (h *identityHeaders) removeUnsetSlow(set []Header) []string {
+	remove := make([]string, 0, len(h.all))
 	for _, n := range h.all {
 		if !slices.ContainsFunc(set, func(s Header) bool { return s.Name == n }) {
 			remove = append(remove, n)
 		}
 	}
-	remove = append(remove, spellings(headers, h.keys)...)
-	return set, remove, true
+	return remove
 }
 
 // claimHeaderValue renders a claim for an identity header. present is
@@ -237,4 +321,99 @@ func forwardable(v string) bool {
 	first, _ := utf8.DecodeRuneInString(v)
 	last, _ := utf8.DecodeLastRuneInString(v)
 	return !unicode.IsSpace(first) && !unicode.IsSpace(last)
+}
+
+// setMemo keeps the rendered identity headers per verified principal, so
+// a principal served from a verifier's cache is not rendered (checked,
+// joined, copied) again on every request. An entry is found by the address
+// of the principal's Claims map, which a verifier allocates once per
+// verification and then shares, read-only, with every cache hit
+// (tokens.Principal), and by the Subject (API keys may share one map
+// between many subjects); the entry keeps that map and the Scopes slice, so
+// their memory cannot be reused for another principal while the entry
+// lives, and it is served only when every input of renderSet is the same:
+// the same map and Scopes (address and length) and equal Subject, Issuer,
+// Method and AppID. A principal without Claims is rendered every time.
+// Bounded (16x512 entries, each keeping a principal's Claims map alive): a
+// full shard is emptied. A principal that is never served from a verifier's
+// cache costs one put that no request reads; put gives up rather than wait
+// for a busy shard.
+type setMemo struct {
+	shards [setMemoShards]setMemoShard
+}
+
+const (
+	setMemoShards   = 16
+	setMemoPerShard = 512
+)
+
+type setMemoShard struct {
+	mu sync.RWMutex
+	m  map[setMemoKey]setMemoEntry
+}
+
+type setMemoKey struct {
+	claims  uintptr
+	subject string
+}
+
+type setMemoEntry struct {
+	claims                         map[string]any
+	scopes                         []string
+	subject, issuer, method, appID string
+	strip                          string
+	set                            []Header
+	remove                         []string // removeUnset(set), then strip
+}
+
+// claimsAddr is the address of a Claims map, 0 for none.
+func claimsAddr(m map[string]any) uintptr {
+	if m == nil {
+		return 0
+	}
+	return uintptr(reflect.ValueOf(m).UnsafePointer())
+}
+
+func (e *setMemoEntry) serves(id *Identity, strip string) bool {
+	return e.strip == strip && len(e.scopes) == len(id.Scopes) && (len(e.scopes) == 0 || &e.scopes[0] == &id.Scopes[0]) &&
+		e.subject == id.Subject && e.issuer == id.Issuer && e.method == id.Method && e.appID == id.AppID
+}
+
+func (m *setMemo) shard(addr uintptr) *setMemoShard {
+	return &m.shards[(addr>>4)%setMemoShards]
+}
+
+// get returns the memoised headers to set for id, and the identity
+// headers they leave to remove followed by strip.
+func (m *setMemo) get(id *Identity, strip string) ([]Header, []string, bool) {
+	addr := claimsAddr(id.Claims)
+	if m == nil || addr == 0 {
+		return nil, nil, false
+	}
+	s := m.shard(addr)
+	s.mu.RLock()
+	e, ok := s.m[setMemoKey{addr, id.Subject}]
+	s.mu.RUnlock()
+	if !ok || !e.serves(id, strip) {
+		return nil, nil, false
+	}
+	return e.set, e.remove, true
+}
+
+// put memoises set, rendered for id, and remove, its removeUnset and strip.
+func (m *setMemo) put(id *Identity, strip string, set []Header, remove []string) {
+	addr := claimsAddr(id.Claims)
+	if m == nil || addr == 0 {
+		return
+	}
+	s := m.shard(addr)
+	if !s.mu.TryLock() {
+		return // another request is writing this shard: render again next time rather than wait
+	}
+	if s.m == nil || len(s.m) >= setMemoPerShard {
+		s.m = make(map[setMemoKey]setMemoEntry)
+	}
+	s.m[setMemoKey{addr, id.Subject}] = setMemoEntry{claims: id.Claims, scopes: id.Scopes, subject: id.Subject, issuer: id.Issuer,
+		method: id.Method, appID: id.AppID, strip: strip, set: set, remove: remove}
+	s.mu.Unlock()
 }

@@ -44,29 +44,114 @@ var targetOverrideKeys = map[string]bool{
 	"x-rewrite-url":  true,
 }
 
-// methodOverrides returns the request's method override headers (names as
-// the request spells them, sorted) and their values, and its target
-// override headers (names, sorted); nil when there are none, without
-// allocating.
-func methodOverrides(headers map[string]string) (names, values, targets []string) {
+// headerScan is what Decide needs from the request's header names, read in
+// one pass over the headers map: the names that are not their own headerKey
+// (variant spellings such as "X_Auth_Subject", with their keys), and the
+// method and target override headers. Every field is nil in the common
+// case (lower-case names, no overrides), and the scan then allocates
+// nothing.
+type headerScan struct {
+	// variants are the names that are not their own headerKey, sorted;
+	// variantKeys[i] is headerKey(variants[i]).
+	variants, variantKeys []string
+	// names and values are the method override headers (names as the
+	// request spells them, sorted) and their values; targets the target
+	// override headers (sorted).
+	names, values, targets []string
+}
+
+// PlainHeaderName reports whether a header name tells Decide nothing by
+// itself: it is its own headerKey (no upper case, no '_', so no variant
+// spelling of another name) and cannot be a method or target override
+// header. See Request.PlainHeaderNames.
+func PlainHeaderName(name string) bool {
+	return isHeaderKey(name) && (!overrideCandidate(name) || !methodOverrideKeys[name] && !targetOverrideKeys[name])
+}
+
+// requestScan is scanHeaders of the request's headers, without reading
+// them when the request's decoder found every name plain.
+func requestScan(r *Request) headerScan {
+	if r.PlainHeaderNames {
+		return headerScan{}
+	}
+	return scanHeaders(r.Headers)
+}
+
+// scanHeaders reads headers once for everything Decide asks of their names.
+func scanHeaders(headers map[string]string) headerScan {
+	var s headerScan
 	for k := range headers {
 		key := k
 		if !isHeaderKey(k) {
 			key = headerKey(k)
+			s.variants = append(s.variants, k)
+		} else if !overrideCandidate(k) {
+			continue // the common case: no map lookup
 		}
 		switch {
 		case methodOverrideKeys[key]:
-			names = append(names, k)
+			s.names = append(s.names, k)
 		case targetOverrideKeys[key]:
-			targets = append(targets, k)
+			s.targets = append(s.targets, k)
 		}
 	}
-	slices.Sort(names)
-	slices.Sort(targets)
-	for _, n := range names {
-		values = append(values, headers[n])
+	if len(s.variants) > 0 {
+		slices.Sort(s.variants)
+		s.variantKeys = make([]string, len(s.variants))
+		for i, k := range s.variants {
+			s.variantKeys[i] = headerKey(k)
+		}
 	}
-	return names, values, targets
+	slices.Sort(s.names)
+	slices.Sort(s.targets)
+	for _, n := range s.names {
+		s.values = append(s.values, headers[n])
+	}
+	return s
+}
+
+// overrideCandidate reports whether a name in headerKey form may be one of
+// methodOverrideKeys or targetOverrideKeys: all start with "x-" and are
+// 13 to 22 bytes long (TestOverrideCandidate holds the bounds to the maps).
+func overrideCandidate(key string) bool {
+	return len(key) >= 13 && len(key) <= 22 && key[0] == 'x' && key[1] == '-'
+}
+
+// spellings returns the request's header names that are variant spellings
+// of a name in keys (not the exact lower-case name: callers list those
+// already), sorted. Envoy's headers_to_remove takes exact names, so the
+// variants are found in the request itself. Nil when there are none: the
+// common case, without allocating.
+func (s *headerScan) spellings(keys map[string]bool) []string {
+	var out []string
+	for i, k := range s.variantKeys {
+		if keys[k] {
+			out = append(out, s.variants[i])
+		}
+	}
+	return out
+}
+
+// otherSpelling is the package's otherSpelling from the scan: whether the
+// headers hold, besides key itself, another spelling of it.
+func (s *headerScan) otherSpelling(key string) bool {
+	for i, k := range s.variantKeys {
+		if k == key && s.variants[i] != key {
+			return true
+		}
+	}
+	return false
+}
+
+// spellingsOf is spellings for a single key.
+func (s *headerScan) spellingsOf(key string) []string {
+	var out []string
+	for i, k := range s.variantKeys {
+		if k == key {
+			out = append(out, s.variants[i])
+		}
+	}
+	return out
 }
 
 // overrideMethods parses override values: comma-joined repeats are split;

@@ -163,6 +163,11 @@ func textSize(rules []RuleConfig) (n, k int) {
 	return n, k
 }
 
+// tracing reports whether startSpan would start a span under ctx.
+func (p *Pipeline) tracing(ctx context.Context) bool {
+	return p.tracer != nil && trace.SpanFromContext(ctx).IsRecording()
+}
+
 // Authenticator returns the authenticator with the given name, or nil.
 func (p *Pipeline) Authenticator(name string) *Authenticator { return p.authenticators[name] }
 
@@ -173,7 +178,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	methods, overrides, reason := p.overrides(r)
+	scan := requestScan(r)
+	methods, overrides, reason := p.overrides(r, &scan)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
@@ -192,13 +198,13 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
 		d.RemoveHeaders = p.identity.all
-		if extra := spellings(r.Headers, p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
+		if extra := scan.spellings(p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
 		}
 		p.applyRateLimits(ctx, r, ru, &d, nil)
 		return d
 	}
-	id, a, err := p.authenticate(ctx, r, ru)
+	id, a, err := p.authenticate(ctx, r, ru, &scan)
 	if err != nil {
 		return p.denyAuth(d, ru, err)
 	}
@@ -206,7 +212,14 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
-	set, remove, ok := p.identity.render(id, r.Headers)
+	// A stripped credential is removed by name, or (a cookie among
+	// others) by setting the cookie header without it.
+	var stripSet *Header
+	var stripName string
+	if a.StripCredential {
+		stripSet, stripName = a.Source.strip(r)
+	}
+	set, remove, ok := p.identity.render(id, &scan, stripName)
 	if !ok {
 		// Forwarding it would drop or alter the identity the upstream
 		// relies on; refuse rather than send the request without it.
@@ -218,18 +231,23 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if p.applyRateLimits(ctx, r, ru, &d, id) {
 		return d
 	}
-	d.UpstreamHeaders, d.RemoveHeaders = set, append(remove, overrides...)
-	if a.StripCredential {
-		if set, remove := a.Source.strip(r); set != nil {
-			d.UpstreamHeaders = append(d.UpstreamHeaders, *set)
+	d.UpstreamHeaders, d.RemoveHeaders = set, remove
+	if len(overrides) > 0 {
+		// The override headers go before the credential header, as
+		// they always have.
+		if stripName != "" {
+			d.RemoveHeaders = slices.Concat(remove[:len(remove)-1], overrides, []string{stripName})
 		} else {
-			d.RemoveHeaders = append(d.RemoveHeaders, remove)
+			d.RemoveHeaders = slices.Concat(remove, overrides)
 		}
-		if a.Source.Header != "" {
-			// Other spellings of the credential header reach a CGI-style
-			// upstream as the same header.
-			d.RemoveHeaders = append(d.RemoveHeaders, spellings(r.Headers, map[string]bool{headerKey(a.Source.Header): true})...)
-		}
+	}
+	if stripSet != nil {
+		d.UpstreamHeaders = append(d.UpstreamHeaders, *stripSet)
+	}
+	if a.StripCredential && a.Source.Header != "" {
+		// Other spellings of the credential header reach a CGI-style
+		// upstream as the same header.
+		d.RemoveHeaders = append(d.RemoveHeaders, scan.spellingsOf(headerKey(a.Source.Header))...)
 	}
 	return d
 }
@@ -239,8 +257,8 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 // methods rules must agree on (match; the query ones in strip too, since
 // a query parameter cannot be stripped), the header names to strip (strip;
 // target overrides in match too), or a reason to refuse the request.
-func (p *Pipeline) overrides(r *Request) (methods, strip []string, reason string) {
-	names, values, targets := methodOverrides(r.Headers)
+func (p *Pipeline) overrides(r *Request, scan *headerScan) (methods, strip []string, reason string) {
+	names, values, targets := scan.names, scan.values, scan.targets
 	query := queryMethodOverrides(r.Query)
 	switch {
 	case len(names) == 0 && len(targets) == 0 && len(query) == 0:
@@ -372,10 +390,10 @@ func (p *Pipeline) normalise(r *Request) string {
 // accepts its credential wins. When none does, an authenticator that could
 // not decide makes the request Unavailable (it might have accepted);
 // otherwise the most specific rejection is returned.
-func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule) (*Identity, *Authenticator, error) {
+func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule, scan *headerScan) (*Identity, *Authenticator, error) {
 	var rejected, unavailable error
 	for _, a := range ru.authn {
-		cred, ok := a.Source.Extract(r)
+		cred, ok := a.Source.extract(r, scan)
 		if !ok {
 			continue
 		}
@@ -383,7 +401,10 @@ func (p *Pipeline) authenticate(ctx context.Context, r *Request, ru *rule) (*Ide
 			rejected = firstSpecific(rejected, tokens.ErrMalformed)
 			continue
 		}
-		vctx, span := p.startSpan(ctx, "ext_authz.verify", attribute.String("ext_authz.authenticator", a.Name))
+		vctx, span := ctx, trace.Span(nil)
+		if p.tracing(ctx) { // else the attribute would be built (and escape) for nothing
+			vctx, span = p.startSpan(ctx, "ext_authz.verify", attribute.String("ext_authz.authenticator", a.Name))
+		}
 		pr, err := a.Verifier.Verify(vctx, cred)
 		endSpan(span, verifyOutcome(err), err != nil && !errors.Is(err, tokens.ErrInvalid))
 		switch {

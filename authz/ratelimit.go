@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
@@ -508,8 +509,11 @@ func (p *Pipeline) applyRateLimits(ctx context.Context, r *Request, ru *rule, d 
 	if len(descs) == 0 {
 		return false
 	}
-	lctx, span := p.startSpan(ctx, "ext_authz.rate_limit",
-		attribute.String("ext_authz.domain", ru.limits.domain), attribute.Int("ext_authz.descriptors", len(descs)))
+	lctx, span := ctx, trace.Span(nil)
+	if p.tracing(ctx) {
+		lctx, span = p.startSpan(ctx, "ext_authz.rate_limit",
+			attribute.String("ext_authz.domain", ru.limits.domain), attribute.Int("ext_authz.descriptors", len(descs)))
+	}
 	res, _ := p.limiter.Check(lctx, ratelimit.Request{Domain: ru.limits.domain, Descriptors: descs})
 	endSpan(span, res.Code.String(), res.Failed)
 	// The limiter counts store failures in its metrics; res already holds

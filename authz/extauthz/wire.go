@@ -306,17 +306,21 @@ func (d *wireDecoder) request() authz.Request {
 	arena := sb.String()
 
 	var headers map[string]string
+	plain := false // every name authz.PlainHeaderName, checked as it is added
 	switch {
 	case len(d.headers) > 0:
 		headers = make(map[string]string, len(d.headers))
 		upper := false
+		plain = true
 		for _, e := range d.headers {
 			k := str(arena, e.key)
 			upper = upper || hasUpperASCII(k)
+			plain = plain && authz.PlainHeaderName(k)
 			headers[k] = str(arena, e.value)
 		}
 		if upper {
 			headers = lowerHeaders(headers)
+			plain = false
 		}
 	case useHeaderMap:
 		headers = joinHeaderMap(len(d.headerMap), func(i int) (string, string) {
@@ -336,8 +340,10 @@ func (d *wireDecoder) request() authz.Request {
 			ctx[str(arena, e.key)] = str(arena, e.value)
 		}
 	}
-	return newRequest(requestFields{
+	r := newRequest(requestFields{
 		id: str(arena, d.id), method: str(arena, d.method), path: str(arena, d.path), host: str(arena, d.host),
 		scheme: str(arena, d.scheme), peer: str(arena, d.peer),
 	}, headers, ctx)
+	r.PlainHeaderNames = plain
+	return r
 }

@@ -44,6 +44,16 @@ func checkSame(t testing.TB, b []byte) {
 	if gotWhy != wantWhy {
 		t.Fatalf("message %x: unreadable %q, proto.Unmarshal says %q", b, gotWhy, wantWhy)
 	}
+	// PlainHeaderNames is the lean decoder's promise about the names
+	// (RequestFromProto never makes it): it must hold.
+	if got.PlainHeaderNames {
+		for k := range got.Headers {
+			if !authz.PlainHeaderName(k) {
+				t.Fatalf("message %x: PlainHeaderNames set with the header name %q", b, k)
+			}
+		}
+		got.PlainHeaderNames = false
+	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("message %x:\n got  %#v\n want %#v", b, got, want)
 	}
@@ -403,5 +413,34 @@ func TestWireSchemaCoversCheckRequest(t *testing.T) {
 	walk(checkRequestDesc)
 	if len(seen) < 15 || !strings.HasPrefix(string(checkRequestDesc.FullName()), "envoy.service.auth.v3") {
 		t.Fatalf("walked %d messages", len(seen))
+	}
+}
+
+// TestDecodeCheckRequestPlainHeaderNames: the decoder promises plain names
+// only when every name is plain; one variant spelling or override header
+// among them withdraws the promise, so Decide reads the names itself.
+func TestDecodeCheckRequestPlainHeaderNames(t *testing.T) {
+	common := [][2]string{{"user-agent", "ua"}, {"accept", "*/*"}, {"authorization", "Bearer x"}}
+	for _, c := range []struct {
+		extra [2]string
+		want  bool
+	}{
+		{[2]string{"x-forwarded-for", "203.0.113.7"}, true},
+		{[2]string{"x-http-method-override", "DELETE"}, false},
+		{[2]string{"x-http-method", "DELETE"}, false},
+		{[2]string{"x-method-override", "DELETE"}, false},
+		{[2]string{"x-original-url", "/admin"}, false},
+		{[2]string{"x-rewrite-url", "/admin"}, false},
+		{[2]string{"x_auth_subject", "mallory"}, false},
+		{[2]string{"x-forwarded-proto", "https"}, true}, // x-, and as long as an override name
+		{[2]string{"x_http_method_override", "DELETE"}, false},
+	} {
+		b := marshal(t, extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "h", Path: "/",
+			Headers: append([][2]string{c.extra}, common...)}))
+		checkSame(t, b)
+		r, why := extauthz.DecodeCheckRequest(b)
+		if why != "" || r.PlainHeaderNames != c.want {
+			t.Errorf("with %q: PlainHeaderNames %v (%q), want %v", c.extra[0], r.PlainHeaderNames, why, c.want)
+		}
 	}
 }
