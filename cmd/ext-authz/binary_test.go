@@ -3,9 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -14,8 +11,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/redis/go-redis/v9"
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -23,36 +18,13 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
-	"github.com/ext-authz/ext-authz/internal/redislog"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
 
-// TestMain removes the built binary and fails the run if any test left a
-// goroutine behind: every server, load run and Redis client a test starts
-// must be stopped by it.
-func TestMain(m *testing.M) {
-	// go-redis logs every failed dial through a global logger; the Redis
-	// outage tests cause thousands. The binary throttles them the same way.
-	redis.SetLogger(redislog.New(slog.New(slog.DiscardHandler)))
-	code := m.Run()
-	servicetest.RemoveBinary()
-	if code == 0 {
-		err := goleak.Find()
-		if err != nil {
-			// go-redis's dial prober (pool.tryDial, started while Redis
-			// was down) sleeps a second between attempts and sees that its
-			// client was closed only when it wakes: give it that second.
-			time.Sleep(1500 * time.Millisecond)
-			err = goleak.Find()
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests:\n%v\n", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// TestMain fails the run if any test left a goroutine behind, and removes
+// the binary the tests built (servicetest.Main).
+func TestMain(m *testing.M) { servicetest.Main(m) }
 
 func TestBinarySignals(t *testing.T) {
 	dir := t.TempDir()

@@ -47,19 +47,11 @@ func changes(t *testing.T, old, next *Generation) map[string]any {
 	return m
 }
 
-// TestReloadKeyDiff: the reload log's key names come from the verifiers
-// (the key file is parsed once, by the verifier that is built), a reload
-// that leaves the key file alone shares the verifier and lists no key, and
-// a large change is listed up to maxLoggedKeys names with its total.
-func TestReloadKeyDiff(t *testing.T) {
-	dir := t.TempDir()
-	keys := filepath.Join(dir, "keys.yaml")
-	cfgPath := filepath.Join(dir, "config.yaml")
-	if err := os.WriteFile(cfgPath, []byte(benchConfig(keys, 2)), 0o600); err != nil {
-		t.Fatal(err)
-	}
+// compiler compiles the config file at cfgPath, as a reload does, into
+// generations that share one pool; each is released when the test ends.
+func compiler(t *testing.T, cfgPath string) func() *Generation {
 	env := &Env{Pool: pool.New(pool.Options{})}
-	compile := func() *Generation {
+	return func() *Generation {
 		t.Helper()
 		cfg, err := Load(cfgPath, os.Getenv)
 		if err != nil {
@@ -72,6 +64,20 @@ func TestReloadKeyDiff(t *testing.T) {
 		t.Cleanup(func() { _ = g.Release() })
 		return g
 	}
+}
+
+// TestReloadKeyDiff: the reload log's key names come from the verifiers
+// (the key file is parsed once, by the verifier that is built), a reload
+// that leaves the key file alone shares the verifier and lists no key, and
+// a large change is listed up to maxLoggedKeys names with its total.
+func TestReloadKeyDiff(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.yaml")
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(keys, 2)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	compile := compiler(t, cfgPath)
 
 	writeKeys(t, keys, names("u", 120))
 	g1 := compile()
@@ -142,20 +148,7 @@ func TestReloadJWKSFileKeyDiff(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := &Env{Pool: pool.New(pool.Options{})}
-	compile := func() *Generation {
-		t.Helper()
-		cfg, err := Load(cfgPath, os.Getenv)
-		if err != nil {
-			t.Fatal(err)
-		}
-		g, err := Compile(env, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = g.Release() })
-		return g
-	}
+	compile := compiler(t, cfgPath)
 
 	writeSet(set.Keys[0])
 	g1 := compile()
