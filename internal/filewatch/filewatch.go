@@ -18,6 +18,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -43,11 +44,7 @@ func Digest(path string) string {
 		return "unreadable: " + err.Error()
 	}
 	if !st.IsDir() {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return "unreadable: " + err.Error()
-		}
-		return DigestBytes(b)
+		return digestFile(path)
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
@@ -65,6 +62,22 @@ func Digest(path string) string {
 		fmt.Fprintf(h, "%s\x00%s\x00", e.Name(), Digest(p))
 	}
 	return "dir:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// digestFile is DigestBytes of the file's content, streamed: a key file
+// of a million API keys is digested on every poll, and must not be held in
+// memory to do it.
+func digestFile(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	defer func() { _ = f.Close() }()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // DigestAll digests every path.
