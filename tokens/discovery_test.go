@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 )
 
 // endpoint serves whatever status, headers and body it is told to,
@@ -117,7 +119,7 @@ func (p *oidcProvider) setDoc(mutate func(map[string]any)) {
 }
 
 // discoveryFixture is a verifier for p's issuer by discovery alone.
-func discoveryFixture(t *testing.T, p *oidcProvider, now func() time.Time, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *syncBuffer) {
+func discoveryFixture(t *testing.T, p *oidcProvider, now func() time.Time, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *logcapture.Buffer) {
 	t.Helper()
 	is := IssuerConfig{Issuer: p.issuer(), Discovery: true, FetchTimeout: 2 * time.Second}
 	for _, m := range mutate {

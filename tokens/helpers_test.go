@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 )
 
 // t0 is the fixed "now" of the tests.
@@ -136,24 +138,7 @@ func claimsAt(iss string) jwt.MapClaims {
 }
 
 // logBuffer is a logger that records everything at debug level.
-func logBuffer() (*slog.Logger, *syncBuffer) {
-	var b syncBuffer
+func logBuffer() (*slog.Logger, *logcapture.Buffer) {
+	var b logcapture.Buffer
 	return slog.New(slog.NewTextHandler(&b, &slog.HandlerOptions{Level: slog.LevelDebug})), &b
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 )
 
 // jwksServer serves whatever body and status it is told to, counting
@@ -52,11 +54,11 @@ func (s *jwksServer) set(status int, body []byte) {
 
 // remoteFixture is a verifier for testIssuer whose keys come only from
 // srv. The clock is real: the key set's rate limit and Run use it.
-func remoteFixture(t testing.TB, srv *jwksServer, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *syncBuffer) {
+func remoteFixture(t testing.TB, srv *jwksServer, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *logcapture.Buffer) {
 	return remoteFixtureAt(t, srv, time.Now, mutate...)
 }
 
-func remoteFixtureAt(t testing.TB, srv *jwksServer, now func() time.Time, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *syncBuffer) {
+func remoteFixtureAt(t testing.TB, srv *jwksServer, now func() time.Time, mutate ...func(*IssuerConfig)) (*JWTVerifier, *prometheus.Registry, *logcapture.Buffer) {
 	t.Helper()
 	is := IssuerConfig{Issuer: testIssuer, JWKSURL: srv.URL + "/jwks.json", FetchTimeout: 2 * time.Second}
 	for _, m := range mutate {

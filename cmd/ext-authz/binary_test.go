@@ -18,6 +18,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/grpcserver"
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
 )
@@ -93,7 +94,7 @@ func TestBinaryBadConfigExitsNonZero(t *testing.T) {
 }
 
 func TestRecoverUnaryTurnsPanicIntoInternal(t *testing.T) {
-	logs := &servicetest.LogBuffer{}
+	logs := &logcapture.Buffer{}
 	interceptor := grpcserver.RecoverUnary(telemetry.NewRedactingLogger(logs, telemetry.LogConfig{Level: "info", Format: "json"}, nil))
 	_, err := interceptor(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { panic("boom") })

@@ -1,12 +1,10 @@
 package decisionlog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,27 +12,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(t *testing.T) []map[string]any {
+// jsonLines parses every line the log sink holds as a JSON object.
+func jsonLines(t *testing.T, s *logcapture.Buffer) []map[string]any {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	var out []map[string]any
-	for l := range strings.Lines(s.b.String()) {
+	for l := range strings.Lines(s.String()) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Fatalf("%q: %v", l, err)
@@ -87,7 +75,7 @@ func TestSampled(t *testing.T) {
 
 func TestWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf syncBuffer
+		var buf logcapture.Buffer
 		reg := prometheus.NewRegistry()
 		d := New(slog.New(slog.NewJSONHandler(&buf, nil)), Config{Denials: "all", MaxPerSecond: 2}, reg)
 		long := "/api/" + strings.Repeat("é", 2000)
@@ -96,7 +84,7 @@ func TestWrite(t *testing.T) {
 		for range 5 {
 			d.Write(context.Background(), e)
 		}
-		lines := buf.lines(t)
+		lines := jsonLines(t, &buf)
 		if len(lines) != 2 || testutil.ToFloat64(d.dropped) != 3 {
 			t.Fatalf("%d lines, %v dropped; want 2, 3 (the cap)", len(lines), testutil.ToFloat64(d.dropped))
 		}
@@ -104,7 +92,7 @@ func TestWrite(t *testing.T) {
 		if p := l["path"].(string); len(p) > MaxPath || !strings.HasSuffix(p, "...") || l["path_bytes"] != float64(len(long)) {
 			t.Errorf("path %d bytes, path_bytes %v", len(p), l["path_bytes"])
 		}
-		if l["subject_hash"] != SubjectHash("alice@example.com") || strings.Contains(buf.b.String(), "alice") {
+		if l["subject_hash"] != SubjectHash("alice@example.com") || strings.Contains(buf.String(), "alice") {
 			t.Errorf("the subject is not pseudonymised: %v", l)
 		}
 		if l["latency_us"] != float64(1500) || l["authenticator"] != "keys" {
@@ -112,7 +100,7 @@ func TestWrite(t *testing.T) {
 		}
 		time.Sleep(time.Second) // a new second: the cap resets
 		d.Write(context.Background(), &Entry{DecisionID: "d2"})
-		if got := buf.lines(t); len(got) != 3 || got[2]["subject_hash"] != nil {
+		if got := jsonLines(t, &buf); len(got) != 3 || got[2]["subject_hash"] != nil {
 			t.Errorf("after a second: %d lines, last %v", len(got), got[len(got)-1])
 		}
 	})

@@ -1,36 +1,18 @@
 package redislog
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 )
-
-// syncBuffer is a log sink written from the logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
@@ -39,7 +21,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // of the ones held back.
 func TestRedisLoggerThrottles(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf syncBuffer
+		var buf logcapture.Buffer
 		l := New(slog.New(slog.NewJSONHandler(&buf, nil)))
 		ctx := context.Background()
 		for range 500 {

@@ -23,6 +23,7 @@ import (
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/internal/generation"
+	"github.com/ext-authz/ext-authz/internal/logcapture"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/internal/telemetry"
@@ -49,7 +50,7 @@ type harness struct {
 	client authv3.AuthorizationClient
 	admin  string
 	path   string
-	logs   *servicetest.LogBuffer
+	logs   *logcapture.Buffer
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -76,7 +77,7 @@ func startUnready(t *testing.T, cfgText string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &servicetest.LogBuffer{}
+	logs := &logcapture.Buffer{}
 	tel, err := telemetry.New(cfg.Telemetry, logs, telemetry.Options{CredentialKeys: cfg.CredentialKeys()})
 	if err != nil {
 		t.Fatal(err)

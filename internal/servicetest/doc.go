@@ -1,8 +1,7 @@
 // Package servicetest runs a real ext-authz for tests: the binary built
 // once per test process and started as `ext-authz serve`, its log lines
 // read as they come, its /metrics scraped; and the fixtures the service's
-// end-to-end tests share (dev API keys, a base config, quickstart tokens,
-// a log sink safe to read while a server writes to it).
+// end-to-end tests share (dev API keys, a base config, quickstart tokens).
 //
 // It is imported only by tests (cmd/ext-authz, internal/server,
 // internal/generation). It sits above the domain packages (it mints tokens

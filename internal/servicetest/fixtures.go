@@ -1,11 +1,9 @@
 package servicetest
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -114,22 +112,4 @@ func MintTicket(t testing.TB, user string) string {
 		t.Fatal(err)
 	}
 	return tok
-}
-
-// LogBuffer is a log sink the test can read while a server writes to it.
-type LogBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *LogBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *LogBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,8 +2,6 @@ package servicetest
 
 import (
 	"context"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ext-authz/ext-authz/tokens"
@@ -35,22 +33,5 @@ func TestFixturesVerify(t *testing.T) {
 		if p, err := jv.Verify(context.Background(), MintJWT(t, k.file, k.kid, "quickstart", "bob")); err != nil || p.Subject != "bob" {
 			t.Errorf("%s: %+v, %v", k.file, p, err)
 		}
-	}
-}
-
-func TestLogBufferConcurrent(t *testing.T) {
-	var b LogBuffer
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for range 100 {
-				_, _ = b.Write([]byte("x\n"))
-				_ = b.String()
-			}
-		})
-	}
-	wg.Wait()
-	if n := strings.Count(b.String(), "x\n"); n != 800 {
-		t.Fatalf("%d lines, want 800", n)
 	}
 }
