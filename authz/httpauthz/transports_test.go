@@ -23,32 +23,13 @@ import (
 	"github.com/ext-authz/ext-authz/authz/authztest"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/authz/httpauthz"
-	"github.com/ext-authz/ext-authz/tokens"
 )
 
-// testPipeline is the pipeline authz/extauthz's golden files were written
-// against (extauthz_test.testPipeline).
+// testPipeline is authztest.GoldenPipeline, the pipeline the golden files
+// were written against.
 func testPipeline(t testing.TB) *authz.Pipeline {
 	t.Helper()
-	cfg := authz.Config{
-		Realm:           "gateway",
-		IdentityHeaders: authz.IdentityHeaders{Claims: map[string]string{"team": "x-auth-team"}},
-		Rules: []authz.RuleConfig{
-			{Name: "health", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/healthz"}}, Action: authz.ActionAllow},
-			{Name: "admin", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/admin/"}}, Action: authz.ActionAuthenticate,
-				Authenticators: []string{"keys"}, Require: authz.Requirements{Scopes: []string{"admin"}}},
-			{Name: "api", Match: authz.MatchConfig{Hosts: []string{"*.example.com"}, Path: authz.PathMatch{Prefix: "/api/"}},
-				Action: authz.ActionAuthenticate, Authenticators: []string{"keys", "bearer"}},
-		},
-	}
-	keys := authztest.Credentials{
-		"k-alice": {Subject: "alice", Issuer: "keys", Method: tokens.MethodAPIKey, Scopes: []string{"read"}, Claims: map[string]any{"team": "payments"}},
-	}
-	auths := []*authz.Authenticator{
-		{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, ChallengeScheme: "ApiKey", StripCredential: true, Verifier: keys},
-		{Name: "bearer", Source: authz.CredentialSource{Authorization: "Bearer"}, Verifier: authztest.Credentials{}},
-	}
-	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
+	p, err := authztest.GoldenPipeline()
 	if err != nil {
 		t.Fatal(err)
 	}
