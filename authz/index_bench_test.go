@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"testing"
+
+	"github.com/ext-authz/ext-authz/internal/benchcpu"
 )
 
 // BenchmarkMatch is Pipeline.match with the index against the linear scan
@@ -29,7 +31,7 @@ func BenchmarkMatch(b *testing.B) {
 						b.Fatalf("match %v, want %v", ru >= 0, *c.match)
 					}
 					b.ReportAllocs()
-					reportCPU(b)
+					benchcpu.Report(b)
 					i := 0
 					for b.Loop() {
 						q.match(&reqs[i%len(reqs)], nil)
@@ -61,7 +63,7 @@ func BenchmarkDecide(b *testing.B) {
 						b.Fatalf("decision %v %s, want a match: %v", d.Code, d.Reason, *c.match)
 					}
 					b.ReportAllocs()
-					reportCPU(b)
+					benchcpu.Report(b)
 					i := 0
 					for b.Loop() {
 						r := reqs[i%len(reqs)] // Decide canonicalises in place

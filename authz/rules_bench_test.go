@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+
+	"github.com/ext-authz/ext-authz/internal/benchcpu"
 )
 
 // benchConfig is a gateway policy of n rules: ten per host (a few hosts
@@ -128,7 +130,7 @@ func compileEach(b *testing.B, n int) {
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	reportCPU(b)
+	benchcpu.Report(b)
 	for i := range b.N {
 		if _, err := NewPipeline(cfgs[i], nil, Options{}); err != nil {
 			b.Fatal(err)

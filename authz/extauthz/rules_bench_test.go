@@ -1,16 +1,14 @@
-//go:build unix
-
 package extauthz_test
 
 import (
 	"context"
 	"fmt"
 	"strconv"
-	"syscall"
 	"testing"
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/extauthz"
+	"github.com/ext-authz/ext-authz/internal/benchcpu"
 )
 
 // BenchmarkCheckRules is the whole Check handler (proto in, proto out)
@@ -55,7 +53,7 @@ func BenchmarkCheckRules(b *testing.B) {
 			req := extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: host, Path: c.path, Headers: headers, RequestID: "r"})
 			b.Run("rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 				b.ReportAllocs()
-				reportCPU(b)
+				benchcpu.Report(b)
 				ctx := context.Background()
 				for b.Loop() {
 					resp, _ := srv.Check(ctx, req)
@@ -66,24 +64,4 @@ func BenchmarkCheckRules(b *testing.B) {
 			})
 		}
 	}
-}
-
-// reportCPU adds cpu-ns/op: the CPU time the process used (every thread:
-// the handler, the garbage collector's workers and assists) per op. On a
-// shared machine this is steadier than ns/op, which counts time spent
-// waiting for a core.
-func reportCPU(b *testing.B) {
-	cpu := func() int64 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return 0
-		}
-		return ru.Utime.Nano() + ru.Stime.Nano()
-	}
-	start := cpu()
-	b.Cleanup(func() {
-		if b.N > 0 {
-			b.ReportMetric(float64(cpu()-start)/float64(b.N), "cpu-ns/op")
-		}
-	})
 }

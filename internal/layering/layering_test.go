@@ -56,6 +56,8 @@ var rules = []struct {
 		"the go-redis logger is implemented by its method set; the Redis client is built in redisconf"},
 	{"internal/grpcserver", []string{"github.com/envoyproxy/", "net/http"},
 		"the gRPC server parts serve any gRPC service: no Envoy protos, no HTTP transport"},
+	{"internal/benchcpu", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
+		"the benchmark CPU metric imports the standard library only, so any package's benchmarks can use it"},
 	{"internal/logcapture", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
 		"the test log sink imports the standard library only, so any package's own tests can use it"},
 	{"internal/drain", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", "net/http"},

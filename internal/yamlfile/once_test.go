@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ext-authz/ext-authz/internal/benchcpu"
 )
 
 // decodeTwice is Decode as it was before it parsed once: the node tree for
@@ -160,7 +162,7 @@ func BenchmarkDecode(b *testing.B) {
 	data := policyYAML(10000)
 	b.Run("impl=once", func(b *testing.B) {
 		b.ReportAllocs()
-		reportCPU(b)
+		benchcpu.Report(b)
 		for b.Loop() {
 			var c config
 			if _, err := Decode("p.yaml", data, &c, func(string) string { return "" }); err != nil || len(c.Rules) != 10000 {
@@ -170,7 +172,7 @@ func BenchmarkDecode(b *testing.B) {
 	})
 	b.Run("impl=twice", func(b *testing.B) {
 		b.ReportAllocs()
-		reportCPU(b)
+		benchcpu.Report(b)
 		for b.Loop() {
 			var c config
 			if err := decodeTwice("p.yaml", data, &c); err != nil || len(c.Rules) != 10000 {

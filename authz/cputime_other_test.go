@@ -1,8 +1,0 @@
-//go:build !unix
-
-package authz
-
-import "testing"
-
-// reportCPU: no process CPU clock here; ns/op only.
-func reportCPU(*testing.B) {}
