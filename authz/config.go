@@ -209,7 +209,7 @@ func (h *IdentityHeaders) validate() error {
 // isProtectedHeader reports headers Envoy will not let an authorizer
 // remove, or that would break the request if they carried identity.
 func isProtectedHeader(name string) bool {
-	switch asciiLower(name) {
+	switch ASCIILower(name) {
 	case "host", "authorization", "cookie", "content-length", "transfer-encoding", "connection":
 		return true
 	}

@@ -60,7 +60,7 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) { return s.extract
 func (s *CredentialSource) extract(r *Request, scan *headerScan) (string, bool) {
 	switch {
 	case s.Header != "":
-		key := asciiLower(s.Header)
+		key := ASCIILower(s.Header)
 		v, ok := r.Headers[key]
 		if !ok {
 			return "", false
@@ -93,7 +93,7 @@ func (s *CredentialSource) extract(r *Request, scan *headerScan) (string, bool) 
 func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	switch {
 	case s.Header != "":
-		return nil, asciiLower(s.Header)
+		return nil, ASCIILower(s.Header)
 	case s.Authorization != "":
 		return nil, "authorization"
 	}

@@ -90,7 +90,7 @@ func CanonicalHost(authority string) (string, error) {
 	if !upper {
 		return host, nil
 	}
-	return asciiLower(host), nil
+	return ASCIILower(host), nil
 }
 
 // numericLastLabel reports whether the last label of host is a number as
@@ -128,8 +128,11 @@ func validPort(p string) bool {
 	return n <= 65535
 }
 
-// asciiLower lower-cases ASCII letters only; s itself when it has none.
-func asciiLower(s string) string {
+// ASCIILower lower-cases ASCII letters only, as Envoy's LowerCaseString
+// does; s itself when it has none. strings.ToLower would also fold "K"
+// (U+212A KELVIN SIGN) to "k", and so read a header or host Envoy treats
+// as a different one. The transports use it for header names.
+func ASCIILower(s string) string {
 	if !strings.ContainsFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' }) {
 		return s
 	}

@@ -103,7 +103,7 @@ func compileIdentity(h IdentityHeaders) identityHeaders {
 		out.all = append(out.all, c.header)
 	}
 	for _, n := range h.AlsoRemove {
-		out.all = append(out.all, asciiLower(n))
+		out.all = append(out.all, ASCIILower(n))
 	}
 	slices.Sort(out.all)
 	out.all = slices.Compact(out.all)

@@ -342,7 +342,7 @@ func foldPathCase(p string) string {
 	if !upper {
 		return p
 	}
-	return asciiLower(p) // ASCII only: one allocation
+	return ASCIILower(p) // ASCII only: one allocation
 }
 
 // first returns the position of the first rule, in config order, that

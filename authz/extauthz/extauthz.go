@@ -148,7 +148,7 @@ func joinHeaderMap(n int, at func(i int) (name, value string)) map[string]string
 	var repeated map[string]*strings.Builder
 	for i := range n {
 		k, v := at(i)
-		k = asciiLower(k)
+		k = authz.ASCIILower(k)
 		prev, ok := m[k]
 		if !ok {
 			m[k] = v
@@ -196,7 +196,7 @@ func lowerHeaders(h map[string]string) map[string]string {
 	// more than once; most requests have none.
 	var variants map[string][]string
 	for k, v := range h {
-		lk := asciiLower(k)
+		lk := authz.ASCIILower(k)
 		if _, dup := m[lk]; !dup {
 			m[lk] = v
 			if lk != k {
@@ -245,22 +245,6 @@ func joinSeparator(name string) string {
 		return "; "
 	}
 	return ","
-}
-
-// asciiLower lower-cases ASCII letters only, as Envoy's LowerCaseString
-// does: strings.ToLower would also fold "K" (U+212A KELVIN SIGN) to "k" and
-// so read a header Envoy treats as a different one.
-func asciiLower(s string) string {
-	if !hasUpperASCII(s) {
-		return s
-	}
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 func hasUpperASCII(s string) bool {

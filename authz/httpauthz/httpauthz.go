@@ -194,7 +194,7 @@ func panicText(v any) string {
 func RequestFromHTTP(req *http.Request, prefix string) (authz.Request, bool) {
 	headers := make(map[string]string, len(req.Header)+4)
 	for k, vs := range req.Header {
-		lk := asciiLower(k)
+		lk := authz.ASCIILower(k)
 		if lk == "content-length" {
 			// Envoy sets its own: the length of the check's body, not the
 			// client's.
@@ -252,18 +252,6 @@ func joinSeparator(name string) string {
 		return "; "
 	}
 	return ","
-}
-
-// asciiLower lower-cases ASCII letters only, as Envoy's LowerCaseString
-// does.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // Render writes the decision as Envoy's http_service expects it: an allow
