@@ -162,3 +162,32 @@ func TestReloadJWKSFileKeyDiff(t *testing.T) {
 		t.Fatalf("rotation logs added %v, removed %v; want dev-es256-1 added and dev-rs256-1 removed", added, removed)
 	}
 }
+
+// TestDescribeCountsCompiledRules: the start-up summary counts the rules
+// after the compiled config has dropped them.
+func TestDescribeCountsCompiledRules(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys.yaml")
+	writeKeys(t, keys, names("u", 1))
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(benchConfig(keys, 7)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	g := compiler(t, cfgPath)()
+	d := g.Config.Describe()
+	found := false
+	for i := 0; i+1 < len(d); i += 2 {
+		if d[i] == "rules" {
+			found = true
+			if d[i+1] != 7 {
+				t.Fatalf("rules = %v, want 7 (the compiled config dropped them)", d[i+1])
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no rules in the summary %v", d)
+	}
+	if g.Config.Policy.Rules != nil {
+		t.Fatal("the compiled config still holds its rules")
+	}
+}

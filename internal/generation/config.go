@@ -36,6 +36,9 @@ type Config struct {
 	// and sum are its name and the digest of the bytes decoded.
 	src       *yamlfile.File
 	path, sum string
+	// rules is len(Policy.Rules) as decoded: the rules are dropped once
+	// compiled, and the start-up and reload summaries still count them.
+	rules int
 }
 
 type ServerConfig struct {
@@ -240,6 +243,7 @@ func Parse(path string, data []byte, getenv func(string) string) (*Config, error
 		return nil, err
 	}
 	c.src, c.path, c.sum = f, path, filewatch.DigestBytes(data)
+	c.rules = len(c.Policy.Rules)
 	c.applyDefaults()
 	if err := c.validate(); err != nil {
 		return nil, f.Annotate(err)
@@ -276,7 +280,7 @@ func (c *Config) Describe() []any {
 		"grpc_address", c.Server.GRPCAddress,
 		"http_address", c.Server.HTTPAddress,
 		"admin_address", c.Admin.Address,
-		"rules", len(c.Policy.Rules),
+		"rules", c.rules,
 		"authenticators", names,
 		"redis", c.Redis.Enabled(),
 	}
