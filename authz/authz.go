@@ -29,6 +29,14 @@ type Request struct {
 	PeerAddress string
 	// RequestID is the x-request-id the gateway assigned.
 	RequestID string
+	// SourcePrincipal is the identity of the gateway's TLS peer as Envoy
+	// reports it (AttributeContext.source.principal: the first URI SAN,
+	// else DNS SAN, else the subject of the client certificate); empty
+	// without a verified client certificate.
+	SourcePrincipal string
+	// SourceCertificate is the client certificate, URL-encoded PEM, when
+	// the gateway sends it (include_peer_certificate); else empty.
+	SourceCertificate string
 	// PlainHeaderNames promises that PlainHeaderName holds for every name
 	// in Headers; Decide then does not walk Headers for variant spellings
 	// and override headers (there are none). A decoder sets it only after
@@ -47,6 +55,10 @@ type Identity struct {
 	// Authenticator is the configured name of the authenticator that accepted
 	// the credential.
 	Authenticator string
+	// Plan is the caller's rate-limit plan (tier), resolved from the
+	// principal by the rate-limit plans configuration; empty when no plans
+	// are configured.
+	Plan string
 }
 
 // Code classifies a decision. Each code maps to exactly one HTTP status and
