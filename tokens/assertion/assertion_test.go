@@ -1,12 +1,12 @@
 package assertion
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -417,5 +417,3 @@ func TestFileRing(t *testing.T) {
 		t.Error("file ring keys")
 	}
 }
-
-
