@@ -29,6 +29,10 @@ type Config struct {
 	// MethodOverride says what to do with X-HTTP-Method-Override and
 	// friends: strip (default), reject or match (see method.go).
 	MethodOverride string `yaml:"method_override"`
+	// StripCredentials says which unverified credentials are removed
+	// before a request goes upstream: rule (default), verified or all
+	// (see strip.go).
+	StripCredentials string `yaml:"strip_credentials"`
 	// Rules are tried in order; the first match decides; no match denies.
 	Rules []RuleConfig `yaml:"rules"`
 }
@@ -61,6 +65,10 @@ type RuleConfig struct {
 	// RateLimits are checked once the rule allows the request (after
 	// authentication and requirements); see ratelimit.go.
 	RateLimits RateLimits `yaml:"rate_limits"`
+	// AssertionAudience is the aud of the signed identity assertion on
+	// this rule (action authenticate); "-" sends none. Default: the
+	// upstream_assertion section's, by host.
+	AssertionAudience string `yaml:"assertion_audience"`
 }
 
 // MatchConfig selects requests. Empty fields match everything.
@@ -153,6 +161,7 @@ func (c *Config) validate(authenticators func(name string) bool) ([]compiledRule
 	default:
 		errs = append(errs, yamlfile.Errorf("method_override", "%q is not one of strip, reject, match", c.MethodOverride))
 	}
+	errs = append(errs, validateStripCredentials(c.StripCredentials))
 	if len(c.Rules) == 0 {
 		errs = append(errs, yamlfile.Errorf("rules", "at least one rule is required (no match denies everything)"))
 	}
@@ -231,6 +240,7 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (compiledRule, e
 	}
 	limits, err := r.RateLimits.compile()
 	errs = append(errs, yamlfile.Wrap("rate_limits", err))
+	errs = append(errs, r.validateAssertionAudience())
 	switch r.Action {
 	case ActionAllow, ActionDeny:
 		if len(r.Authenticators) > 0 || len(r.Require.Scopes) > 0 || len(r.Require.Claims) > 0 {

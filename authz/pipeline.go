@@ -37,6 +37,9 @@ type Options struct {
 	// Tracer, when set, adds child spans for credential verification and
 	// rate limiting under a recording Check span.
 	Tracer trace.Tracer
+	// Assertion, when set, attaches a signed identity assertion to every
+	// allowed, authenticated request (assertion.go).
+	Assertion *AssertionOptions
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -58,6 +61,8 @@ type Pipeline struct {
 	rlOnAllow      bool
 	xffHops        int
 	tracer         trace.Tracer
+	assertion      *assertionPlan // nil: no assertion
+	strip          stripPlan
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -67,6 +72,8 @@ type rule struct {
 	authn   []*Authenticator
 	require Requirements
 	limits  *rateLimits
+	// audience is the rule's assertion_audience ("" for the default).
+	audience string
 }
 
 // ruleEntry is a rule as the pipeline keeps it: without pointers, so that
@@ -122,6 +129,10 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 	if p.newID == nil {
 		p.newID = newIDGenerator()
 	}
+	if p.assertion, err = compileAssertion(opts.Assertion, &p.identity); err != nil {
+		return nil, yamlfile.Wrap("upstream_assertion", err)
+	}
+	p.strip = compileStrip(cfg.StripCredentials, byName)
 	var text textBuilder
 	text.grow(textSize(cfg.Rules))
 	p.rules = make([]ruleEntry, len(cfg.Rules))
@@ -131,14 +142,17 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		ms[i] = compiled[i].match
 		// Names are validated distinct, and the action one of actions.
 		e := ruleEntry{name: text.addNew(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
-		r := rule{require: rc.Require, limits: compiled[i].limits}
+		r := rule{require: rc.Require, limits: compiled[i].limits, audience: rc.AssertionAudience}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
+		}
+		if r.audience != "" && p.assertion == nil {
+			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".assertion_audience", "no upstream_assertion is configured")
 		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
 		}
-		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 {
+		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 || r.audience != "" {
 			e.extra = int32(len(p.extras))
 			p.extras = append(p.extras, r)
 		}
@@ -201,6 +215,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		if extra := scan.spellings(p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
 		}
+		p.finishAnonymous(r, &scan, &d)
 		p.applyRateLimits(ctx, r, ru, &d, nil)
 		return d
 	}
@@ -248,6 +263,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		// Other spellings of the credential header reach a CGI-style
 		// upstream as the same header.
 		d.RemoveHeaders = append(d.RemoveHeaders, scan.spellingsOf(headerKey(a.Source.Header))...)
+	}
+	if reason := p.finishAuthenticated(r, ru, a, id, &scan, &d); reason != "" {
+		return p.deny(d, Unavailable, reason)
 	}
 	return d
 }

@@ -1,0 +1,178 @@
+package authz_test
+
+import (
+	"context"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/authz/authztest"
+)
+
+// forwarded is the request the upstream receives once the gateway applied
+// an allowed decision as Envoy does: headers set (replacing), then headers
+// removed, by exact lower-case name.
+func forwarded(r map[string]string, d authz.Decision) map[string]string {
+	out := maps.Clone(r)
+	for _, h := range d.UpstreamHeaders {
+		out[h.Name] = h.Value
+	}
+	for _, n := range d.RemoveHeaders {
+		delete(out, n)
+	}
+	return out
+}
+
+// cgiView is what a CGI-style upstream (PHP, WSGI, Rack) reads: names
+// with '_' read as '-', case folded. Two spellings of one name make it
+// ambiguous, reported as such.
+func cgiView(h map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		key := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+		if _, dup := out[key]; dup {
+			v = "<ambiguous>"
+		}
+		out[key] = v
+	}
+	return out
+}
+
+func stripPipeline(t *testing.T, mode string) *authz.Pipeline {
+	t.Helper()
+	cfg := authz.Config{
+		StripCredentials: mode,
+		Rules: []authz.RuleConfig{
+			{Name: "public", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/public/"}}, Action: authz.ActionAllow},
+			{Name: "api", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/api/"}}, Action: authz.ActionAuthenticate,
+				Authenticators: []string{"keys", "bearer", "cookie", "sid2", "keys2"}},
+		},
+	}
+	auths := []*authz.Authenticator{
+		{Name: "keys", Source: authz.CredentialSource{Header: "x-api-key"}, StripCredential: true, Verifier: authztest.Credentials{"k-alice": alice}},
+		{Name: "bearer", Source: authz.CredentialSource{Authorization: "Bearer"}, Verifier: authztest.Credentials{"t-bob": bob}},
+		{Name: "cookie", Source: authz.CredentialSource{Cookie: "session"}, StripCredential: true, Verifier: authztest.Credentials{"s-bob": bob}},
+		{Name: "sid2", Source: authz.CredentialSource{Cookie: "sid2"}, Verifier: authztest.Credentials{"s2-bob": bob}},
+		// Same header as keys, not stripped: when it accepts, the
+		// header is its credential and stays.
+		{Name: "keys2", Source: authz.CredentialSource{Header: "X-Api-Key"}, Verifier: authztest.Credentials{"k2-root": root}},
+	}
+	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestStripUnverifiedCredentials: a credential the rule configures but no
+// authenticator verified never reaches the upstream next to the one that
+// was verified, in any place or spelling.
+func TestStripUnverifiedCredentials(t *testing.T) {
+	tests := []struct {
+		name    string
+		mode    string
+		path    string
+		give    []string
+		want    map[string]string // upstream (CGI view) must hold these
+		wantOut []string          // and not these
+	}{
+		{name: "forged bearer beside a valid api key", path: "/api/x",
+			give:    []string{"x-api-key", "k-alice", "authorization", "Bearer forged.jwt.token"},
+			want:    map[string]string{"x-auth-subject": "alice"},
+			wantOut: []string{"authorization", "x-api-key"}},
+		{name: "another scheme in authorization is no more verified", path: "/api/x",
+			give:    []string{"x-api-key", "k-alice", "authorization", "Basic YWRtaW46YWRtaW4="},
+			wantOut: []string{"authorization"}},
+		{name: "bogus api key beside a valid bearer (kept: no strip)", path: "/api/x",
+			give:    []string{"authorization", "Bearer t-bob", "x-api-key", "k-forged"},
+			want:    map[string]string{"authorization": "Bearer t-bob", "x-auth-subject": "bob"},
+			wantOut: []string{"x-api-key"}},
+		{name: "api key in another spelling beside a valid bearer", path: "/api/x",
+			give:    []string{"authorization", "Bearer t-bob", "X_Api_Key", "k-forged", "x_api-key", "k-forged"},
+			want:    map[string]string{"x-auth-subject": "bob"},
+			wantOut: []string{"x-api-key"}},
+		{name: "unverified session cookie beside a valid bearer; app cookie kept", path: "/api/x",
+			give: []string{"authorization", "Bearer t-bob", "cookie", "theme=dark; session=forged; sid2=forged"},
+			want: map[string]string{"cookie": "theme=dark"}},
+		{name: "winner cookie stripped with the loser's", path: "/api/x",
+			give: []string{"cookie", "session=s-bob; sid2=forged; theme=dark"},
+			want: map[string]string{"cookie": "theme=dark", "x-auth-subject": "bob"}},
+		{name: "loser cookies only: cookie header removed", path: "/api/x",
+			give:    []string{"x-api-key", "k-alice", "cookie", "session=forged; sid2=x"},
+			wantOut: []string{"cookie"}},
+		{name: "winner keeps its own cookie (no strip), loser's removed", path: "/api/x",
+			give: []string{"cookie", "sid2=s2-bob; session=forged"},
+			want: map[string]string{"cookie": "sid2=s2-bob", "x-auth-subject": "bob"}},
+		{name: "shared header is the winner's: kept when it does not strip", path: "/api/x",
+			give: []string{"x-api-key", "k2-root", "authorization", "Bearer forged"},
+			want: map[string]string{"x-api-key": "k2-root", "x-auth-subject": "root"}, wantOut: []string{"authorization"}},
+		{name: "verified mode: the old behaviour forwards the forged bearer", mode: authz.StripCredentialsVerified, path: "/api/x",
+			give: []string{"x-api-key", "k-alice", "authorization", "Bearer forged"},
+			want: map[string]string{"authorization": "Bearer forged"}, wantOut: []string{"x-api-key"}},
+		{name: "allow rule, default mode: credentials are the app's", path: "/public/x",
+			give: []string{"authorization", "Bearer whatever", "cookie", "session=abc; theme=dark", "x-api-key", "k"},
+			want: map[string]string{"authorization": "Bearer whatever", "cookie": "session=abc; theme=dark", "x-api-key": "k"}},
+		{name: "allow rule, mode all: every configured source stripped", mode: authz.StripCredentialsAll, path: "/public/x",
+			give:    []string{"authorization", "Bearer whatever", "cookie", "session=abc; theme=dark", "X_API_KEY", "k"},
+			want:    map[string]string{"cookie": "theme=dark"},
+			wantOut: []string{"authorization", "x-api-key"}},
+		{name: "mode all, authenticate rule: as rule", mode: authz.StripCredentialsAll, path: "/api/x",
+			give:    []string{"x-api-key", "k-alice", "authorization", "Bearer forged"},
+			wantOut: []string{"authorization", "x-api-key"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := stripPipeline(t, tt.mode)
+			r := req("GET", "api.example.com", tt.path, tt.give...)
+			sent := maps.Clone(r.Headers)
+			d := p.Decide(context.Background(), r)
+			if !d.Allowed() {
+				t.Fatalf("denied: %s", d.Reason)
+			}
+			up := cgiView(forwarded(sent, d))
+			for k, v := range tt.want {
+				if up[k] != v {
+					t.Errorf("upstream %s = %q, want %q (decision set %v remove %v)", k, up[k], v, d.UpstreamHeaders, d.RemoveHeaders)
+				}
+			}
+			for _, k := range tt.wantOut {
+				if v, ok := up[k]; ok {
+					t.Errorf("upstream still gets %s = %q (remove %v)", k, v, d.RemoveHeaders)
+				}
+			}
+			for _, h := range d.UpstreamHeaders {
+				if slices.Contains(d.RemoveHeaders, h.Name) {
+					t.Errorf("%s both set and removed: Envoy removes after setting", h.Name)
+				}
+			}
+		})
+	}
+}
+
+func TestStripCredentialsValidated(t *testing.T) {
+	cfg := authz.Config{StripCredentials: "some", Rules: []authz.RuleConfig{{Name: "a", Action: authz.ActionAllow}}}
+	err := cfg.Validate(func(string) bool { return true })
+	if err == nil || !strings.Contains(err.Error(), "strip_credentials") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestStripNothingCarriedAllocatesNothingExtra: the common request carries
+// only the winning credential; stripping others costs no allocation.
+func TestStripNothingCarriedAllocatesNothingExtra(t *testing.T) {
+	on, off := stripPipeline(t, authz.StripCredentialsRule), stripPipeline(t, authz.StripCredentialsVerified)
+	measure := func(p *authz.Pipeline) float64 {
+		return testing.AllocsPerRun(200, func() {
+			r := req("GET", "api.example.com", "/api/x", "authorization", "Bearer t-bob")
+			r.PlainHeaderNames = true
+			if d := p.Decide(context.Background(), r); !d.Allowed() {
+				t.Fatal(d.Reason)
+			}
+		})
+	}
+	if a, b := measure(on), measure(off); a != b {
+		t.Errorf("strip mode rule allocates %v per decision, verified %v", a, b)
+	}
+}
