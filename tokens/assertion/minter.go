@@ -114,14 +114,16 @@ func (m *Minter) Mint(p *tokens.Principal, authenticator, audience, decisionID s
 	if m.opts.PerDecision {
 		return m.sign(p, authenticator, audience, decisionID, now)
 	}
-	key := m.cacheKey(p, authenticator, audience)
-	s := &m.shards[shardOf(key)]
+	var buf [256]byte
+	kb := m.appendCacheKey(buf[:0], p, authenticator, audience)
+	s := &m.shards[shardOf(kb)]
 	s.mu.RLock()
-	e, ok := s.m[key]
+	e, ok := s.m[string(kb)] // no allocation: the compiler looks the bytes up
 	s.mu.RUnlock()
 	if ok && now.Before(e.refreshAt) {
 		return e.token, nil
 	}
+	key := string(kb)
 	jti, err := randomID()
 	if err != nil {
 		return "", err
@@ -152,11 +154,10 @@ func (m *Minter) expiry(p *tokens.Principal, now time.Time) time.Time {
 	return exp
 }
 
-// cacheKey holds every input of the assertion but the times and jti,
-// each length-prefixed, so two identities never share a key whatever
-// bytes their fields hold.
-func (m *Minter) cacheKey(p *tokens.Principal, authenticator, audience string) string {
-	var b []byte
+// appendCacheKey appends to b every input of the assertion but the times
+// and jti, each length-prefixed, so two identities never share a key
+// whatever bytes their fields hold.
+func (m *Minter) appendCacheKey(b []byte, p *tokens.Principal, authenticator, audience string) []byte {
 	add := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
@@ -175,9 +176,15 @@ func (m *Minter) cacheKey(p *tokens.Principal, authenticator, audience string) s
 	for _, c := range m.opts.Claims {
 		v, ok := p.Claims[c]
 		if !ok {
-			add("\x00absent")
+			b = append(b, 'a') // absent
 			continue
 		}
+		if str, isStr := v.(string); isStr {
+			b = append(b, 's')
+			add(str)
+			continue
+		}
+		b = append(b, 'j')
 		j, err := json.Marshal(v) // maps marshal with sorted keys: canonical
 		if err != nil {
 			add("\x00unencodable")
@@ -185,10 +192,10 @@ func (m *Minter) cacheKey(p *tokens.Principal, authenticator, audience string) s
 		}
 		add(string(j))
 	}
-	return string(b)
+	return b
 }
 
-func shardOf(key string) int {
+func shardOf(key []byte) int {
 	var h uint32 = 2166136261 // FNV-1a
 	for i := 0; i < len(key); i++ {
 		h = (h ^ uint32(key[i])) * 16777619
