@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/tokens"
@@ -54,6 +55,15 @@ type assertionPlan struct {
 	anonymous []string
 }
 
+// ValidateAssertion checks opts (but for its Asserter) against the
+// policy's identity headers (defaults applied); paths are relative to the
+// upstream_assertion section.
+func ValidateAssertion(opts AssertionOptions, identity IdentityHeaders) error {
+	id := compileIdentity(identity)
+	_, err := assertionPlanOf(&opts, &id)
+	return err
+}
+
 // compileAssertion checks opts and returns its plan, nil without one. It
 // adds the header's key to the identity headers' keys, so its other
 // spellings are removed wherever theirs are.
@@ -61,18 +71,30 @@ func compileAssertion(opts *AssertionOptions, id *identityHeaders) (*assertionPl
 	if opts == nil {
 		return nil, nil
 	}
+	if opts.Asserter == nil {
+		return nil, errors.New("no asserter")
+	}
+	plan, err := assertionPlanOf(opts, id)
+	if err != nil {
+		return nil, err
+	}
+	id.keys[headerKey(plan.header)] = true
+	plan.anonymous = slices.Clip(slices.Concat(id.all, []string{plan.header}))
+	return plan, nil
+}
+
+func assertionPlanOf(opts *AssertionOptions, id *identityHeaders) (*assertionPlan, error) {
 	var errs []error
 	if !validHeaderName(opts.Header) || isProtectedHeader(opts.Header) {
 		errs = append(errs, yamlfile.Errorf("header", "%q is not a header that can carry the assertion", opts.Header))
+	} else if strings.Contains(opts.Header, "_") {
+		errs = append(errs, yamlfile.Errorf("header", "%q: use '-' instead of '_' (many proxies drop names with underscores)", opts.Header))
 	}
-	if slices.Contains(id.all, ASCIILower(opts.Header)) {
+	if id.keys[headerKey(opts.Header)] {
 		errs = append(errs, yamlfile.Errorf("header", "%q is also an identity header", opts.Header))
 	}
 	if err := validAudience(opts.Audience); err != nil || opts.Audience == AudienceOff {
 		errs = append(errs, yamlfile.Errorf("audience", "required: the aud of assertions whose rule and host name none"))
-	}
-	if opts.Asserter == nil {
-		errs = append(errs, errors.New("no asserter"))
 	}
 	plan := &assertionPlan{header: ASCIILower(opts.Header), audience: opts.Audience, asserter: opts.Asserter}
 	for h, aud := range opts.HostAudiences {
@@ -88,12 +110,7 @@ func compileAssertion(opts *AssertionOptions, id *identityHeaders) (*assertionPl
 		}
 		plan.hosts[c] = aud
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	id.keys[headerKey(plan.header)] = true
-	plan.anonymous = slices.Clip(slices.Concat(id.all, []string{plan.header}))
-	return plan, nil
+	return plan, errors.Join(errs...)
 }
 
 // validAudience checks an audience (or AudienceOff).

@@ -31,6 +31,9 @@ type Config struct {
 	Policy         authz.Config          `yaml:"policy"`
 	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
+	// UpstreamAssertion, when present, signs an identity assertion for
+	// upstreams (assertion.go).
+	UpstreamAssertion *AssertionConfig `yaml:"upstream_assertion"`
 
 	// src is the file it came from, to put lines on later errors; path
 	// and sum are its name and the digest of the bytes decoded.
@@ -134,6 +137,9 @@ func (c *Config) applyDefaults() {
 	c.Policy.ApplyDefaults()
 	c.Telemetry.ApplyDefaults()
 	c.RateLimit.ApplyDefaults()
+	if c.UpstreamAssertion != nil {
+		c.UpstreamAssertion.applyDefaults()
+	}
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -170,6 +176,9 @@ func (c *Config) validateGeneration() error {
 		}
 		names[a.Name] = i
 		errs = append(errs, yamlfile.Wrap(p, a.validate()))
+	}
+	if c.UpstreamAssertion != nil {
+		errs = append(errs, yamlfile.Wrap("upstream_assertion", c.UpstreamAssertion.validate(c.Authenticators, c.Policy.IdentityHeaders)))
 	}
 	errs = append(errs, yamlfile.Wrap("policy", c.Policy.Validate(func(n string) bool {
 		_, ok := names[n]

@@ -12,6 +12,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
+	"github.com/ext-authz/ext-authz/tokens/assertion"
 )
 
 // Generation is one configuration, compiled: the policy over its
@@ -32,6 +33,9 @@ type Generation struct {
 	// are the rules ApplyLimits sets on it at the swap.
 	RateLimit *RateLimiting
 	limits    *envoyconfig.Rules
+	// Assertion signs the upstream assertion and holds its keys (the
+	// admin port's JWKS); nil without upstream_assertion.
+	Assertion *assertion.Minter
 	lease     *pool.Lease
 	// Files are the digests of the config file (of the bytes decoded) and
 	// of every file it references, as read to build this generation; a
@@ -117,6 +121,12 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if a := cfg.UpstreamAssertion; a != nil {
+		if g.Assertion, err = env.assertion(g.lease, a, before); err != nil {
+			return nil, yamlfile.Wrap("upstream_assertion", err)
+		}
+		opts.Assertion = a.assertionOptions(g.Assertion)
+	}
 	if g.Pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
 	}
@@ -170,6 +180,7 @@ func (c *Config) referencedFiles() []string {
 		out = append(out, c.Authenticators[i].files()...)
 	}
 	out = append(out, c.RateLimit.Files...)
+	out = append(out, c.UpstreamAssertion.files()...)
 	out = append(out, c.RestartOnlyFiles()...)
 	slices.Sort(out)
 	return slices.Compact(out)

@@ -36,6 +36,16 @@ type Key struct {
 	jwk    jwk
 }
 
+// PublicPEM is the key's public half as a PEM PUBLIC KEY (PKIX): what
+// published_key_files may hold, and what a verifier may pin.
+func (k *Key) PublicPEM() []byte {
+	der, err := x509.MarshalPKIXPublicKey(k.pub)
+	if err != nil {
+		return nil // EC P-256 and Ed25519 keys always marshal
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
 // CanSign reports whether the key has its private half.
 func (k *Key) CanSign() bool { return k.signer != nil }
 
