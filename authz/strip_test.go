@@ -40,7 +40,7 @@ func cgiView(h map[string]string) map[string]string {
 	return out
 }
 
-func stripPipeline(t *testing.T, mode string) *authz.Pipeline {
+func stripPipeline(t testing.TB, mode string) *authz.Pipeline {
 	t.Helper()
 	cfg := authz.Config{
 		StripCredentials: mode,
@@ -175,4 +175,64 @@ func TestStripNothingCarriedAllocatesNothingExtra(t *testing.T) {
 	if a, b := measure(on), measure(off); a != b {
 		t.Errorf("strip mode rule allocates %v per decision, verified %v", a, b)
 	}
+}
+
+// FuzzStripUnverified: whatever cookies and headers a request carries, an
+// allowed request never reaches the upstream with a credential at a source
+// of the rule other than the verified one: no cookie of a losing cookie
+// authenticator, no Authorization when it did not win, no spelling of
+// x-api-key when keys did not win, and never a header both set and
+// removed.
+func FuzzStripUnverified(f *testing.F) {
+	f.Add("session=s-bob; sid2=x; theme=dark", "Bearer forged", "X_Api_Key", "k", 0)
+	f.Add(" session = s-bob ;;sid2=", "Basic x", "x-api-key", "k-alice", 1)
+	f.Add("sid2=s2-bob; session=\"q\"", "", "x-api_key", "", 2)
+	p := stripPipeline(f, authz.StripCredentialsRule)
+	f.Fuzz(func(t *testing.T, cookie, authorization, keyName, key string, winner int) {
+		h := map[string]string{}
+		switch winner % 3 {
+		case 0:
+			h["authorization"] = "Bearer t-bob"
+		case 1:
+			h["x-api-key"] = "k-alice"
+		default:
+			cookie = "session=s-bob; " + cookie
+		}
+		if cookie != "" {
+			h["cookie"] = cookie
+		}
+		if authorization != "" && h["authorization"] == "" {
+			h["authorization"] = authorization
+		}
+		if keyName != "" && strings.EqualFold(strings.ReplaceAll(keyName, "_", "-"), "x-api-key") && h[keyName] == "" {
+			h[keyName] = key
+		}
+		r := &authz.Request{Method: "GET", Host: "api.example.com", Path: "/api/x", Headers: maps.Clone(h)}
+		d := p.Decide(context.Background(), r)
+		if !d.Allowed() {
+			return // a malformed mix (duplicate cookie, two spellings) is refused: nothing goes upstream
+		}
+		up := forwarded(h, d)
+		win := d.Identity.Authenticator
+		for name := range up {
+			if win != "keys" && win != "keys2" && strings.ReplaceAll(strings.ToLower(name), "_", "-") == "x-api-key" {
+				t.Errorf("%s reaches the upstream, %s won", name, win)
+			}
+		}
+		if _, ok := up["authorization"]; ok && win != "bearer" {
+			t.Errorf("authorization reaches the upstream, %s won", win)
+		}
+		for _, part := range strings.Split(up["cookie"], ";") {
+			k, _, _ := strings.Cut(part, "=")
+			k = strings.TrimSpace(k)
+			if (k == "session" && win != "cookie") || (k == "sid2" && win != "sid2") || (k == "session" && win == "cookie") {
+				t.Errorf("cookie %s reaches the upstream, %s won (cookie %q)", k, win, up["cookie"])
+			}
+		}
+		for _, s := range d.UpstreamHeaders {
+			if slices.Contains(d.RemoveHeaders, s.Name) {
+				t.Errorf("%s both set and removed", s.Name)
+			}
+		}
+	})
 }

@@ -417,3 +417,73 @@ func TestFileRing(t *testing.T) {
 		t.Error("file ring keys")
 	}
 }
+
+// TestCacheKeyListClaims: list claims are part of the key element by
+// element, so no two lists (or a list and a scalar) share an assertion.
+func TestCacheKeyListClaims(t *testing.T) {
+	now := time.Unix(1_900_000_000, 0)
+	m := newMinter(t, ES256, func() time.Time { return now }, MinterOptions{Claims: []string{"groups"}})
+	seen := map[string]string{}
+	for name, v := range map[string]any{
+		"a,b":        []any{"a", "b"},
+		"ab":         []any{"ab"},
+		"a b joined": []any{"a b"},
+		"scalar":     "a",
+		"mixed":      []any{"a", 1.0},
+		"mixed str":  []any{"a", "1"},
+		"nested":     []any{[]any{"a", "b"}},
+		"empty":      []any{},
+		"absent":     nil,
+	} {
+		p := with(func(p *tokens.Principal) {
+			p.Claims = map[string]any{}
+			if v != nil {
+				p.Claims["groups"] = v
+			}
+		})
+		tok, err := m.Mint(&p, "oidc", "orders", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if other, dup := seen[tok]; dup {
+			t.Errorf("%s and %s share an assertion", name, other)
+		}
+		seen[tok] = name
+	}
+}
+
+// FuzzParseKeyPEM: any key file content gives a key or an error, never a
+// panic; a key it accepts publishes a JWK go-jose reads with our kid as
+// its RFC 7638 thumbprint, and when it can sign, its signature verifies.
+func FuzzParseKeyPEM(f *testing.F) {
+	for _, alg := range []string{ES256, EdDSA} {
+		k, _ := GenerateKey(alg)
+		der, _ := x509.MarshalPKCS8PrivateKey(k.signer)
+		f.Add(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		f.Add(k.PublicPEM())
+	}
+	f.Add([]byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		k, err := ParseKeyPEM(data)
+		if err != nil {
+			if k != nil {
+				t.Fatal("a key and an error")
+			}
+			return
+		}
+		var set jose.JSONWebKeySet
+		if err := json.Unmarshal(marshalJWKS([]*Key{k}), &set); err != nil || len(set.Keys) != 1 {
+			t.Fatalf("JWKS of an accepted key: %v", err)
+		}
+		tp, err := set.Keys[0].Thumbprint(crypto.SHA256)
+		if err != nil || base64.RawURLEncoding.EncodeToString(tp) != k.ID {
+			t.Fatalf("kid %s is not the thumbprint (%v)", k.ID, err)
+		}
+		if k.CanSign() {
+			sig, err := k.sign([]byte("x"))
+			if err != nil || !k.verify([]byte("x"), sig) {
+				t.Fatalf("accepted key cannot sign and verify: %v", err)
+			}
+		}
+	})
+}

@@ -184,6 +184,14 @@ func (m *Minter) appendCacheKey(b []byte, p *tokens.Principal, authenticator, au
 			add(str)
 			continue
 		}
+		if list, isList := v.([]any); isList && allStrings(list) { // groups, roles: no JSON encoding
+			b = append(b, 'l')
+			b = binary.AppendUvarint(b, uint64(len(list)))
+			for _, e := range list {
+				add(e.(string))
+			}
+			continue
+		}
 		b = append(b, 'j')
 		j, err := json.Marshal(v) // maps marshal with sorted keys: canonical
 		if err != nil {
@@ -193,6 +201,15 @@ func (m *Minter) appendCacheKey(b []byte, p *tokens.Principal, authenticator, au
 		add(string(j))
 	}
 	return b
+}
+
+func allStrings(list []any) bool {
+	for _, e := range list {
+		if _, ok := e.(string); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 func shardOf(key []byte) int {
