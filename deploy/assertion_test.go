@@ -294,4 +294,3 @@ func checkAdminPeerAuthentication(t *testing.T, ov string, mesh []*object, dep *
 		t.Errorf("%s: no PeerAuthentication lets istiod (no sidecar) fetch the JWKS from admin port %d in plain text", ov, adminPort)
 	}
 }
-
