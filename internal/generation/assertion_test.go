@@ -2,6 +2,7 @@ package generation
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,5 +86,20 @@ func TestAssertionConfigErrors(t *testing.T) {
 	}
 	if err := compileText(t, section(ok+"  keys: {algorithm: EdDSA, rotation_period: 1h}\n")); err != nil {
 		t.Errorf("a valid section refused: %v", err)
+	}
+}
+
+// TestAssertionHeaderRedacted: the assertion is a bearer token for its
+// audience; the logger redacts its header like a credential's.
+func TestAssertionHeaderRedacted(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	servicetest.WriteFile(t, path, servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), "")+
+		"upstream_assertion: {issuer: i, audience: a, header: x-signed-identity}\n")
+	cfg, err := Load(path, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := cfg.CredentialKeys(); !slices.Contains(keys, "x-signed-identity") {
+		t.Errorf("credential keys %v lack the assertion header", keys)
 	}
 }

@@ -373,5 +373,9 @@ func (c *Config) CredentialKeys() []string {
 			}
 		}
 	}
+	if c.UpstreamAssertion != nil {
+		// A bearer token for its audience until it expires.
+		keys = append(keys, c.UpstreamAssertion.Header)
+	}
 	return keys
 }

@@ -18,6 +18,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/ext-authz/ext-authz/authz/httpauthz"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 	"github.com/ext-authz/ext-authz/tokens/assertion"
@@ -217,5 +218,25 @@ func TestAssertionKeyFiles(t *testing.T) {
 	}
 	if _, err := verifyAt(set, upstreamHeaders(h.check(t, "GET", "shop.example.com", "/api/x", [2]string{"x-api-key", servicetest.KeyAlice}))["x-ext-authz-assertion"], "default-upstream", time.Now()); err != nil {
 		t.Errorf("serving keys broken by a rejected file: %v", err)
+	}
+}
+
+// TestAssertionHTTPTransport: the HTTP ext_authz answer carries the same
+// assertion (an upstream header of the allow) and removes the client's
+// other spellings.
+func TestAssertionHTTPTransport(t *testing.T) {
+	h := start(t, httpConfig(t, "")+assertionSection)
+	set, _ := fetchJWKS(t, h)
+	status, hdr, body := httpCheck(t, h, "GET", "orders.example.com", "/api/orders", [2]string{"x-api-key", servicetest.KeyAlice},
+		[2]string{"X_Ext_Authz_Assertion", "forged"}, [2]string{"x-ext-authz-assertion", "forged"})
+	if status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	tok := hdr.Get("x-ext-authz-assertion")
+	if _, err := verifyAt(set, tok, "orders", time.Now()); err != nil {
+		t.Errorf("HTTP transport assertion %q: %v", tok, err)
+	}
+	if rm := strings.ToLower(hdr.Get(httpauthz.HeadersToRemove)); !strings.Contains(rm, "x_ext_authz_assertion") {
+		t.Errorf("the client's other spelling is not removed: %q", rm)
 	}
 }
