@@ -194,3 +194,5 @@ func readAssertionKey(path, file string) (*assertion.Key, error) {
 func (c *AssertionConfig) assertionOptions(m *assertion.Minter) *authz.AssertionOptions {
 	return &authz.AssertionOptions{Header: c.Header, Audience: c.Audience, HostAudiences: c.Audiences, Asserter: m}
 }
+
+var _ authz.Asserter = (*assertion.Minter)(nil)
