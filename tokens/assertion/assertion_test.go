@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -486,4 +487,19 @@ func FuzzParseKeyPEM(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestMintTooLarge(t *testing.T) {
+	m := newMinter(t, ES256, time.Now, MinterOptions{Claims: []string{"groups"}})
+	groups := make([]any, 1000)
+	for i := range groups {
+		groups[i] = "group-with-a-long-name-" + strings.Repeat("x", 10)
+	}
+	p := with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": groups} })
+	if _, err := m.Mint(&p, "oidc", "orders", ""); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err = %v, want ErrTooLarge", err)
+	}
+	if m.Cached() != 0 {
+		t.Error("a refused assertion was cached")
+	}
 }

@@ -263,8 +263,21 @@ func (m *Minter) sign(p *tokens.Principal, authenticator, audience, jti string, 
 	}
 	input = append(input, '.')
 	input = base64.RawURLEncoding.AppendEncode(input, sig)
+	if len(input) > MaxTokenBytes {
+		return "", fmt.Errorf("%w: %d bytes", ErrTooLarge, len(input))
+	}
 	return string(input), nil
 }
+
+// MaxTokenBytes bounds an assertion: selected claims such as a long
+// groups list would otherwise make a header that proxies refuse (Envoy's
+// default limit is 60 KiB for all headers) or that the upstream truncates.
+const MaxTokenBytes = 8 << 10
+
+// ErrTooLarge means the principal's selected claims make the assertion
+// longer than MaxTokenBytes; the request is refused rather than sent with
+// an assertion the upstream may not read whole.
+var ErrTooLarge = errors.New("assertion too large")
 
 // randomID is a 128-bit random jti.
 func randomID() (string, error) {
