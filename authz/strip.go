@@ -104,7 +104,7 @@ func (s *stripPlan) carried(r *Request, scan *headerScan, src *CredentialSource,
 	switch {
 	case src.Header != "":
 		key := s.keys[src.Header]
-		if w != nil && w.Header != "" && s.keys[w.Header] == key {
+		if w != nil && s.occupies(w, key) {
 			return names, cookies
 		}
 		if _, ok := r.Headers[key]; ok && !slices.Contains(names, key) {
@@ -118,14 +118,14 @@ func (s *stripPlan) carried(r *Request, scan *headerScan, src *CredentialSource,
 	case src.Authorization != "":
 		// Whatever its scheme: an upstream that reads this source reads
 		// the header, and another scheme is no more verified.
-		if w != nil && w.Authorization != "" {
+		if w != nil && s.occupies(w, "authorization") {
 			return names, cookies
 		}
 		if _, ok := r.Headers["authorization"]; ok && !slices.Contains(names, "authorization") {
 			names = append(names, "authorization")
 		}
 	case src.Cookie != "":
-		if w != nil && w.Cookie == src.Cookie {
+		if w != nil && (w.Cookie == src.Cookie || w.Header != "" && s.keys[w.Header] == "cookie") {
 			return names, cookies
 		}
 		if _, ok := cookieValue(r.Headers["cookie"], src.Cookie); ok && !slices.Contains(cookies, src.Cookie) {
@@ -133,6 +133,20 @@ func (s *stripPlan) carried(r *Request, scan *headerScan, src *CredentialSource,
 		}
 	}
 	return names, cookies
+}
+
+// occupies reports whether the winner's credential is in the header
+// (lower-case key): its own header, the Authorization header for a
+// scheme, or the cookie header for a cookie. A loser's source there holds
+// the winner's credential, which its strip_credential governs.
+func (s *stripPlan) occupies(w *CredentialSource, key string) bool {
+	switch {
+	case w.Header != "":
+		return s.keys[w.Header] == key
+	case w.Authorization != "":
+		return key == "authorization"
+	}
+	return key == "cookie"
 }
 
 // applyStrip adds the removals to d. Cookies are removed by setting the

@@ -47,7 +47,7 @@ func stripPipeline(t testing.TB, mode string) *authz.Pipeline {
 		Rules: []authz.RuleConfig{
 			{Name: "public", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/public/"}}, Action: authz.ActionAllow},
 			{Name: "api", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/api/"}}, Action: authz.ActionAuthenticate,
-				Authenticators: []string{"keys", "bearer", "cookie", "sid2", "keys2"}},
+				Authenticators: []string{"keys", "bearer", "cookie", "sid2", "keys2", "rawauth"}},
 		},
 	}
 	auths := []*authz.Authenticator{
@@ -58,6 +58,8 @@ func stripPipeline(t testing.TB, mode string) *authz.Pipeline {
 		// Same header as keys, not stripped: when it accepts, the
 		// header is its credential and stays.
 		{Name: "keys2", Source: authz.CredentialSource{Header: "X-Api-Key"}, Verifier: authztest.Credentials{"k2-root": root}},
+		// The whole Authorization header as a bare credential.
+		{Name: "rawauth", Source: authz.CredentialSource{Header: "Authorization"}, Verifier: authztest.Credentials{"raw-root": root}},
 	}
 	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
 	if err != nil {
@@ -108,6 +110,12 @@ func TestStripUnverifiedCredentials(t *testing.T) {
 		{name: "shared header is the winner's: kept when it does not strip", path: "/api/x",
 			give: []string{"x-api-key", "k2-root", "authorization", "Bearer forged"},
 			want: map[string]string{"x-api-key": "k2-root", "x-auth-subject": "root"}, wantOut: []string{"authorization"}},
+		{name: "a bare authorization header source is the bearer winner's header: kept", path: "/api/x",
+			give: []string{"authorization", "Bearer t-bob", "x-api-key", "k-forged"},
+			want: map[string]string{"authorization": "Bearer t-bob", "x-auth-subject": "bob"}, wantOut: []string{"x-api-key"}},
+		{name: "the bare authorization winner keeps its header; bearer loser does not strip it", path: "/api/x",
+			give: []string{"authorization", "raw-root"},
+			want: map[string]string{"authorization": "raw-root", "x-auth-subject": "root"}},
 		{name: "verified mode: the old behaviour forwards the forged bearer", mode: authz.StripCredentialsVerified, path: "/api/x",
 			give: []string{"x-api-key", "k-alice", "authorization", "Bearer forged"},
 			want: map[string]string{"authorization": "Bearer forged"}, wantOut: []string{"x-api-key"}},
