@@ -35,10 +35,12 @@ var istiodLabels = labels.Set{"app": "istiod", "istio": "pilot"}
 // assertionConfig is the upstream_assertion section as the ConfigMap holds
 // it.
 type assertionConfig struct {
-	Header    string            `json:"header"`
-	Issuer    string            `json:"issuer"`
-	Audience  string            `json:"audience"`
-	Audiences map[string]string `json:"audiences"`
+	// AlsoRemove is policy.identity_headers.also_remove.
+	AlsoRemove []string          `json:"-"`
+	Header     string            `json:"header"`
+	Issuer     string            `json:"issuer"`
+	Audience   string            `json:"audience"`
+	Audiences  map[string]string `json:"audiences"`
 }
 
 func overlayAssertion(t *testing.T, objs []*object) assertionConfig {
@@ -47,6 +49,11 @@ func overlayAssertion(t *testing.T, objs []*object) assertionConfig {
 		if strings.HasPrefix(m.Name, "ext-authz-config") {
 			var top struct {
 				UpstreamAssertion *assertionConfig `json:"upstream_assertion"`
+				Policy            struct {
+					IdentityHeaders struct {
+						AlsoRemove []string `json:"also_remove"`
+					} `json:"identity_headers"`
+				} `json:"policy"`
 			}
 			if err := yaml.Unmarshal([]byte(m.Data["config.yaml"]), &top); err != nil {
 				t.Fatal(err)
@@ -55,6 +62,7 @@ func overlayAssertion(t *testing.T, objs []*object) assertionConfig {
 				t.Fatal("the config has no upstream_assertion: the sample's RequestAuthentication would refuse every request")
 			}
 			a := *top.UpstreamAssertion
+			a.AlsoRemove = top.Policy.IdentityHeaders.AlsoRemove
 			if a.Header == "" {
 				a.Header = generation.DefaultAssertionHeader
 			}
@@ -209,6 +217,17 @@ func TestUpstreamAssertionWiring(t *testing.T) {
 				}
 				if r.GetForwardOriginalToken() {
 					t.Errorf("%s: forwardOriginalToken: the upstream would get a replayable token", what)
+				}
+				// Envoy's jwt_authn adds a claim header next to any copy
+				// the request carries (addCopy), so ext-authz must remove a
+				// client's copy before the request gets there.
+				for _, ch := range r.GetOutputClaimToHeaders() {
+					if !slices.ContainsFunc(cfg.AlsoRemove, func(n string) bool { return strings.EqualFold(n, ch.GetHeader()) }) {
+						t.Errorf("%s: outputClaimToHeaders %s is not in policy.identity_headers.also_remove: a client's copy would reach the upstream beside the verified one", what, ch.GetHeader())
+					}
+				}
+				if r.GetOutputPayloadToHeader() != "" && !slices.Contains(cfg.AlsoRemove, r.GetOutputPayloadToHeader()) {
+					t.Errorf("%s: outputPayloadToHeader %s is not in policy.identity_headers.also_remove", what, r.GetOutputPayloadToHeader())
 				}
 				if r.GetJwks() != "" {
 					t.Errorf("%s: inline jwks: keys rotate, fetch jwksUri", what)
