@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	networkingv1alpha3api "istio.io/api/networking/v1alpha3"
 	securityv1beta1api "istio.io/api/security/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -281,6 +283,66 @@ func TestUpstreamAssertionWiring(t *testing.T) {
 			checkAdminPeerAuthentication(t, ov, mesh, dep, ctrPort)
 		}
 	})
+}
+
+// TestHTTPProvidersForwardTheAssertion: Envoy's HTTP ext_authz sets only
+// the authorizer's headers its allow list names upstream; the Istio
+// provider and the EnvoyFilter variant must both name the assertion
+// header, or every request through them is refused by the sample.
+func TestHTTPProvidersForwardTheAssertion(t *testing.T) {
+	c := mustCorpus(t)
+	iop := theIstioOperator(t, c)
+	for _, ov := range overlays {
+		cfg := overlayAssertion(t, c.Rendered[ov])
+		var providers int
+		for _, p := range iop.Mesh.GetExtensionProviders() {
+			h := p.GetEnvoyExtAuthzHttp()
+			if h == nil {
+				continue
+			}
+			providers++
+			if !slices.ContainsFunc(h.GetHeadersToUpstreamOnAllow(), func(pat string) bool { return istioHeaderMatch(pat, cfg.Header) }) {
+				t.Errorf("%s: extension provider %s: headersToUpstreamOnAllow %v does not forward %s", ov, p.GetName(), h.GetHeadersToUpstreamOnAllow(), cfg.Header)
+			}
+		}
+		if providers == 0 {
+			t.Fatal("no envoyExtAuthzHttp provider")
+		}
+		eachMeshSet(t, c, func(t *testing.T, _ string, mesh []*object) {
+			for name, ef := range envoyFilters(t, mesh) {
+				for _, p := range ef.Patches {
+					if p.ApplyTo != networkingv1alpha3api.EnvoyFilter_HTTP_FILTER || p.Value == nil {
+						continue
+					}
+					_, f := httpFilter(t, p)
+					ea, ok := f.(*extauthzv3.ExtAuthz)
+					if !ok || ea.GetHttpService() == nil {
+						continue
+					}
+					var ok2 bool
+					for _, m := range ea.GetHttpService().GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
+						ok2 = ok2 || m.GetExact() == cfg.Header || (m.GetPrefix() != "" && strings.HasPrefix(cfg.Header, m.GetPrefix()))
+					}
+					if !ok2 {
+						t.Errorf("%s: EnvoyFilter %s: allowed_upstream_headers does not forward %s", ov, name, cfg.Header)
+					}
+				}
+			}
+		})
+	}
+}
+
+// istioHeaderMatch is Istio's header pattern: exact, "prefix*" or
+// "*suffix", case-insensitive.
+func istioHeaderMatch(pattern, name string) bool {
+	pattern, name = strings.ToLower(pattern), strings.ToLower(name)
+	switch {
+	case strings.HasSuffix(pattern, "*"):
+		return strings.HasPrefix(name, strings.TrimSuffix(pattern, "*"))
+	case strings.HasPrefix(pattern, "*"):
+		return strings.HasSuffix(name, strings.TrimPrefix(pattern, "*"))
+	}
+	return pattern == name
 }
 
 // checkAdminPeerAuthentication: a PeerAuthentication of the ext-authz
