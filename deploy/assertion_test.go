@@ -288,7 +288,8 @@ func TestUpstreamAssertionWiring(t *testing.T) {
 // TestHTTPProvidersForwardTheAssertion: Envoy's HTTP ext_authz sets only
 // the authorizer's headers its allow list names upstream; the Istio
 // provider and the EnvoyFilter variant must both name the assertion
-// header, or every request through them is refused by the sample.
+// header, or every request through them is refused by the sample, and the
+// cookie header, or a stripped cookie reaches the upstream.
 func TestHTTPProvidersForwardTheAssertion(t *testing.T) {
 	c := mustCorpus(t)
 	iop := theIstioOperator(t, c)
@@ -301,8 +302,10 @@ func TestHTTPProvidersForwardTheAssertion(t *testing.T) {
 				continue
 			}
 			providers++
-			if !slices.ContainsFunc(h.GetHeadersToUpstreamOnAllow(), func(pat string) bool { return istioHeaderMatch(pat, cfg.Header) }) {
-				t.Errorf("%s: extension provider %s: headersToUpstreamOnAllow %v does not forward %s", ov, p.GetName(), h.GetHeadersToUpstreamOnAllow(), cfg.Header)
+			for _, need := range []string{cfg.Header, "cookie"} {
+				if !slices.ContainsFunc(h.GetHeadersToUpstreamOnAllow(), func(pat string) bool { return istioHeaderMatch(pat, need) }) {
+					t.Errorf("%s: extension provider %s: headersToUpstreamOnAllow %v does not forward %s", ov, p.GetName(), h.GetHeadersToUpstreamOnAllow(), need)
+				}
 			}
 		}
 		if providers == 0 {
@@ -319,12 +322,14 @@ func TestHTTPProvidersForwardTheAssertion(t *testing.T) {
 					if !ok || ea.GetHttpService() == nil {
 						continue
 					}
-					var ok2 bool
-					for _, m := range ea.GetHttpService().GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
-						ok2 = ok2 || m.GetExact() == cfg.Header || (m.GetPrefix() != "" && strings.HasPrefix(cfg.Header, m.GetPrefix()))
-					}
-					if !ok2 {
-						t.Errorf("%s: EnvoyFilter %s: allowed_upstream_headers does not forward %s", ov, name, cfg.Header)
+					for _, need := range []string{cfg.Header, "cookie"} {
+						var ok2 bool
+						for _, m := range ea.GetHttpService().GetAuthorizationResponse().GetAllowedUpstreamHeaders().GetPatterns() {
+							ok2 = ok2 || m.GetExact() == need || (m.GetPrefix() != "" && strings.HasPrefix(need, m.GetPrefix()))
+						}
+						if !ok2 {
+							t.Errorf("%s: EnvoyFilter %s: allowed_upstream_headers does not forward %s", ov, name, need)
+						}
 					}
 				}
 			}
