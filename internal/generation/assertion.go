@@ -144,7 +144,8 @@ func (e *Env) assertion(l *pool.Lease, c *AssertionConfig, digests filewatch.Dig
 	ring := v.(*assertion.KeyRing)
 	all, _ := json.Marshal(c)
 	v, _, err = l.Acquire("assertion\x00"+string(all)+"\x00"+ringKey, func() (any, error) {
-		return assertion.NewMinter(ring, assertion.MinterOptions{Issuer: c.Issuer, Lifetime: c.Lifetime, Claims: c.Claims, PerDecision: c.PerDecision})
+		return assertion.NewMinter(ring, assertion.MinterOptions{Issuer: c.Issuer, Lifetime: c.Lifetime, Claims: c.Claims,
+			PerDecision: c.PerDecision, Registerer: e.Registry})
 	})
 	if err != nil {
 		return nil, err

@@ -126,6 +126,9 @@ func TestAssertionEndToEnd(t *testing.T) {
 	if _, err := verifyAt(set, tok2, "default-upstream", now); err != nil {
 		t.Errorf("default audience: %v", err)
 	}
+	if m := get(t, h.admin+"/metrics"); !strings.Contains(m, `ext_authz_upstream_assertions_total{result="signed"} 2`) {
+		t.Errorf("metrics lack the signed assertions:\n%s", m)
+	}
 	anon := h.check(t, "GET", "shop.example.com", "/healthz", [2]string{"x-ext-authz-assertion", forged})
 	if _, ok := upstreamHeaders(anon)["x-ext-authz-assertion"]; ok || !slices.Contains(anon.GetOkResponse().GetHeadersToRemove(), "x-ext-authz-assertion") {
 		t.Errorf("anonymous: set %v remove %v", upstreamHeaders(anon), anon.GetOkResponse().GetHeadersToRemove())

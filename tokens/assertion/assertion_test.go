@@ -19,6 +19,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ext-authz/ext-authz/tokens"
 )
@@ -502,4 +504,42 @@ func TestMintTooLarge(t *testing.T) {
 	if m.Cached() != 0 {
 		t.Error("a refused assertion was cached")
 	}
+}
+
+// TestMintMetrics: every Mint counts once, by how it was obtained, and
+// two minters (two generations) share the series.
+func TestMintMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	now := time.Unix(1_900_000_000, 0)
+	mk := func(opts MinterOptions) *Minter {
+		ring, _ := NewGeneratedRing(ES256, RingOptions{Now: func() time.Time { return now }})
+		opts.Issuer, opts.Now, opts.Registerer = "i", func() time.Time { return now }, reg
+		m, err := NewMinter(ring, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	a, b := mk(MinterOptions{}), mk(MinterOptions{Claims: []string{"groups"}})
+	_, _ = a.Mint(&principal, "oidc", "x", "")
+	_, _ = a.Mint(&principal, "oidc", "x", "")
+	_, _ = a.Mint(&principal, "oidc", "x", "")
+	big := with(func(p *tokens.Principal) { p.Claims = map[string]any{"groups": strings.Repeat("g", MaxTokenBytes)} })
+	_, _ = b.Mint(&big, "oidc", "x", "")
+	want := map[string]float64{"cached": 2, "signed": 1, "error": 1}
+	for result, n := range want {
+		if got := testutil.ToFloat64(counterOf(newMetrics(reg), result)); got != n {
+			t.Errorf("%s = %v, want %v", result, got, n)
+		}
+	}
+}
+
+func counterOf(m *metrics, result string) prometheus.Counter {
+	switch result {
+	case "cached":
+		return m.cached
+	case "signed":
+		return m.signed
+	}
+	return m.failed
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -53,6 +55,8 @@ type MinterOptions struct {
 	Now func() time.Time
 	// CacheEntries bounds the cache (about; it is sharded). Default 8192.
 	CacheEntries int
+	// Registerer, when set, gets ext_authz_upstream_assertions_total.
+	Registerer prometheus.Registerer
 }
 
 // Minter signs assertions with a KeyRing's signing key and caches them.
@@ -62,16 +66,17 @@ type Minter struct {
 	opts     MinterOptions
 	perShard int
 	shards   [cacheShards]cacheShard
+	metrics  *metrics
 }
 
 const cacheShards = 16
 
 type cacheShard struct {
 	mu sync.RWMutex
-	m  map[string]cached
+	m  map[string]entry
 }
 
-type cached struct {
+type entry struct {
 	token     string
 	refreshAt time.Time // after this the entry is signed again
 }
@@ -98,7 +103,7 @@ func NewMinter(ring *KeyRing, opts MinterOptions) (*Minter, error) {
 	if opts.CacheEntries <= 0 {
 		opts.CacheEntries = 8192
 	}
-	m := &Minter{ring: ring, opts: opts, perShard: max(1, opts.CacheEntries/cacheShards)}
+	m := &Minter{ring: ring, opts: opts, perShard: max(1, opts.CacheEntries/cacheShards), metrics: newMetrics(opts.Registerer)}
 	return m, nil
 }
 
@@ -110,9 +115,25 @@ func (m *Minter) Ring() *KeyRing { return m.ring }
 // assertion is returned while it has at least half its lifetime left.
 // The principal's own expiry caps the assertion's.
 func (m *Minter) Mint(p *tokens.Principal, authenticator, audience, decisionID string) (string, error) {
+	tok, cached, err := m.mint(p, authenticator, audience, decisionID)
+	if c := m.metrics; c != nil {
+		switch {
+		case err != nil:
+			c.failed.Inc()
+		case cached:
+			c.cached.Inc()
+		default:
+			c.signed.Inc()
+		}
+	}
+	return tok, err
+}
+
+func (m *Minter) mint(p *tokens.Principal, authenticator, audience, decisionID string) (tok string, cached bool, err error) {
 	now := m.opts.Now()
 	if m.opts.PerDecision {
-		return m.sign(p, authenticator, audience, decisionID, now)
+		tok, err = m.sign(p, authenticator, audience, decisionID, now)
+		return tok, false, err
 	}
 	var buf [256]byte
 	kb := m.appendCacheKey(buf[:0], p, authenticator, audience)
@@ -121,16 +142,16 @@ func (m *Minter) Mint(p *tokens.Principal, authenticator, audience, decisionID s
 	e, ok := s.m[string(kb)] // no allocation: the compiler looks the bytes up
 	s.mu.RUnlock()
 	if ok && now.Before(e.refreshAt) {
-		return e.token, nil
+		return e.token, true, nil
 	}
 	key := string(kb)
 	jti, err := randomID()
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	tok, err := m.sign(p, authenticator, audience, jti, now)
+	tok, err = m.sign(p, authenticator, audience, jti, now)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	refresh := now.Add(m.opts.Lifetime / 2)
 	if exp := m.expiry(p, now); exp.Before(now.Add(m.opts.Lifetime)) {
@@ -138,11 +159,11 @@ func (m *Minter) Mint(p *tokens.Principal, authenticator, audience, decisionID s
 	}
 	s.mu.Lock()
 	if s.m == nil || len(s.m) >= m.perShard {
-		s.m = make(map[string]cached, min(m.perShard, 64))
+		s.m = make(map[string]entry, min(m.perShard, 64))
 	}
-	s.m[key] = cached{token: tok, refreshAt: refresh}
+	s.m[key] = entry{token: tok, refreshAt: refresh}
 	s.mu.Unlock()
-	return tok, nil
+	return tok, false, nil
 }
 
 // expiry is the assertion's exp for a principal at now.
