@@ -96,7 +96,8 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 	}
 	return newRequest(requestFields{
 		id: h.GetId(), method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
-		peer: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		peer:      attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		principal: attrs.GetSource().GetPrincipal(), certificate: attrs.GetSource().GetCertificate(),
 	}, headers, attrs.GetContextExtensions())
 }
 
@@ -104,6 +105,8 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 // of, as sent (empty when absent).
 type requestFields struct {
 	id, method, path, host, scheme, peer string
+	// principal and certificate are the source peer's (mTLS).
+	principal, certificate string
 }
 
 // newRequest makes the authz.Request of a CheckRequest's fields, its
@@ -134,6 +137,8 @@ func newRequest(f requestFields, headers, contextExtensions map[string]string) a
 		ContextExtensions: contextExtensions,
 		PeerAddress:       f.peer,
 		RequestID:         requestID,
+		SourcePrincipal:   f.principal,
+		SourceCertificate: f.certificate,
 	}
 }
 
