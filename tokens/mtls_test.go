@@ -154,6 +154,13 @@ func TestMTLSPeers(t *testing.T) {
 		{"userinfo", "spiffe://u@example.org/ns/payments/sa/api", "", ErrMalformed, ""},
 		{"query", "spiffe://example.org/ns/payments/sa/api?x=1", "", ErrMalformed, ""},
 		{"subject DN as principal", "CN=client,O=x", "", ErrMalformed, ""},
+		{"percent-encoded dot segment in the certificate", "", svid("spiffe://example.org/ns/payments/%2e%2e/billing"), ErrMalformed, ""},
+		{"percent-encoded slash in the certificate", "", svid("spiffe://example.org/ns/payments%2Fsa"), ErrMalformed, ""},
+		{"upper-case trust domain in the certificate", "", svid("spiffe://EXAMPLE.org/ns/payments/sa/api"), ErrMalformed, ""},
+		{"port in the certificate's URI", "", svid("spiffe://example.org:8443/ns/payments/sa/api"), ErrMalformed, ""},
+		{"query in the certificate's URI", "", svid("spiffe://example.org/ns/payments/sa/api?admin=1"), ErrMalformed, ""},
+		{"https URI SAN", "", svid("https://example.org/ns/payments/sa/api"), ErrMalformed, ""},
+		{"certificate without SANs", "", envoyEncode(a.leaf(t, nil, nil, nb, na)), ErrMissing, ""},
 		{"nothing", "", "", ErrMissing, ""},
 	}
 	for _, tt := range tests {
