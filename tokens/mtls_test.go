@@ -12,8 +12,10 @@ import (
 	"math/big"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -343,4 +345,34 @@ func FuzzMTLSCredential(f *testing.F) {
 			t.Fatalf("accepted %q", p.Subject)
 		}
 	})
+}
+
+// TestMTLSFloodKeepsCacheBound: a flood of distinct admitted peers (and of
+// refused ones) keeps the cache within its size, concurrently.
+func TestMTLSFloodKeepsCacheBound(t *testing.T) {
+	cfg := meshRules
+	cfg.Cache.Size = 64
+	v, _ := mtlsFixture(t, cfg)
+	var wg sync.WaitGroup
+	var bad atomic.Int64
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				id := "spiffe://example.org/ns/payments/sa/s" + strconv.Itoa(w*1000+i)
+				if _, err := v.Verify(context.Background(), PeerCredential(id, "")); err != nil {
+					bad.Add(1)
+				}
+				if _, err := v.Verify(context.Background(), PeerCredential("spiffe://evil.example/x"+strconv.Itoa(i), "")); !errors.Is(err, ErrForeignTrustDomain) {
+					bad.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if bad.Load() != 0 {
+		t.Fatalf("%d wrong answers", bad.Load())
+	}
+	if n := v.cache.len(); n > 64+cacheShards {
+		t.Fatalf("cache holds %d entries, bound 64", n)
+	}
 }
