@@ -89,6 +89,12 @@ type IntrospectionConfig struct {
 	NegativeCacheTTL time.Duration `yaml:"negative_cache_ttl"`
 	// CacheSize bounds the cache entries; default 10000; negative: no cache.
 	CacheSize int `yaml:"cache_size"`
+	// MaxConcurrentCalls bounds the calls to the endpoint in flight at
+	// once; default 64. A check that would need one more is answered
+	// could-not-decide (503) at once: a flood of distinct tokens while the
+	// endpoint is slow must not pile up goroutines and connections here,
+	// nor load onto the authorization server.
+	MaxConcurrentCalls int `yaml:"max_concurrent_calls"`
 	// MaxTokenBytes rejects longer tokens with ErrTooLarge; default 8 KiB.
 	MaxTokenBytes int `yaml:"max_token_bytes"`
 	// AllowHTTP allows an http:// endpoint (tests, trusted networks).
@@ -111,6 +117,9 @@ func (c *IntrospectionConfig) ApplyDefaults() {
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = defaultCacheSize
+	}
+	if c.MaxConcurrentCalls == 0 {
+		c.MaxConcurrentCalls = 64
 	}
 	c.MaxTokenBytes = maxBytesOr(c.MaxTokenBytes)
 }
@@ -162,6 +171,9 @@ func (c *IntrospectionConfig) Validate() error {
 	if c.CacheTTL < 0 {
 		errs = append(errs, errorf("cache_ttl", "must not be negative"))
 	}
+	if c.MaxConcurrentCalls < 0 {
+		errs = append(errs, errorf("max_concurrent_calls", "must not be negative"))
+	}
 	for i, name := range c.Claims {
 		if name == "" || slices.Contains(introspectionMembers, name) {
 			errs = append(errs, errorf(fmt.Sprintf("claims[%d]", i), "%q is not a further claim (the standard members are mapped already)", name))
@@ -211,6 +223,7 @@ type IntrospectionVerifier struct {
 	keyBase  [sha256.Size]byte // hash of endpoint and client id
 	cache    *verifiedCache
 	flights  singleflight.Group
+	inFlight chan struct{} // one slot per call in flight
 	counters cacheCounters
 	calls    *prometheus.CounterVec // result
 	log      *slog.Logger
@@ -236,19 +249,20 @@ func NewIntrospectionVerifier(cfg IntrospectionConfig, opts IntrospectionOptions
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return errNoRedirect }
 	m := newMetrics(opts.Registerer)
 	v := &IntrospectionVerifier{
-		cfg:     cfg,
-		client:  &client,
-		cache:   newVerifiedCache(cfg.CacheSize),
-		log:     opts.Logger,
-		now:     opts.Now,
-		logURL:  redactURL(cfg.Endpoint),
-		keyBase: sha256.Sum256([]byte("introspection\x00" + cfg.Endpoint + "\x00" + cfg.ClientID)),
+		cfg:      cfg,
+		client:   &client,
+		cache:    newVerifiedCache(cfg.CacheSize),
+		inFlight: make(chan struct{}, cfg.MaxConcurrentCalls),
+		log:      opts.Logger,
+		now:      opts.Now,
+		logURL:   redactURL(cfg.Endpoint),
+		keyBase:  sha256.Sum256([]byte("introspection\x00" + cfg.Endpoint + "\x00" + cfg.ClientID)),
 	}
 	if m != nil {
 		v.counters = m.cacheCounters(MethodIntrospection)
 		v.calls = register(opts.Registerer, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ext_authz_introspection_requests_total",
-			Help: "Calls to OAuth 2.0 introspection endpoints (cache misses only), by result (active, inactive, refused, error).",
+			Help: "Calls to OAuth 2.0 introspection endpoints (cache misses only), by result (active, inactive, refused, error; busy: not made, max_concurrent_calls in flight).",
 		}, []string{"result"}))
 	}
 	switch cfg.ClientAuth {
@@ -334,8 +348,18 @@ func (v *IntrospectionVerifier) count(result string) {
 // maxIntrospectionBytes bounds a response body.
 const maxIntrospectionBytes = 64 << 10
 
+// errBusy: max_concurrent_calls calls are in flight.
+var errBusy = errors.New("too many calls in flight (max_concurrent_calls)")
+
 // introspect makes one call and caches its outcome.
 func (v *IntrospectionVerifier) introspect(credential string, key cacheKey) (any, error) {
+	select {
+	case v.inFlight <- struct{}{}:
+		defer func() { <-v.inFlight }()
+	default:
+		v.count("busy")
+		return nil, fmt.Errorf("introspection %s: %w", v.logURL, errBusy)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), v.cfg.Timeout)
 	defer cancel()
 	body, err := v.call(ctx, credential)
