@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"reflect"
 	"slices"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
@@ -24,13 +25,19 @@ import (
 // Requests not compared (see Live) cost nothing more than the live policy.
 type Candidate struct {
 	live, cand *Pipeline
+	// twins maps a live rule's name to the position of the candidate rule
+	// identical to it but for the name, when the two policies' settings
+	// (everything but the rules) are identical too: when the candidate
+	// picks that rule for a request, its decision is the live one by
+	// construction, and Compare skips deciding it again.
+	twins map[string]int
 }
 
 // NewCandidate compiles the candidate policy beside live, over live's
 // authenticators, with the options live was built with. The returned
 // Candidate's Live is live made to record for Compare; live itself is
 // unchanged. Errors are the candidate config's (see NewPipeline).
-func NewCandidate(live *Pipeline, candidate Config, opts Options) (*Candidate, error) {
+func NewCandidate(live *Pipeline, liveCfg, candidate Config, opts Options) (*Candidate, error) {
 	lp := *live
 	lp.authenticators = make(map[string]*Authenticator, len(live.authenticators))
 	candAuthn := make([]*Authenticator, 0, len(live.authenticators))
@@ -65,7 +72,33 @@ func NewCandidate(live *Pipeline, candidate Config, opts Options) (*Candidate, e
 		// apply either.
 		return nil, yamlfile.Errorf("rules", "rules have rate_limits but no rate limiter is configured (rate_limit.files)")
 	}
-	return &Candidate{live: &lp, cand: cp}, nil
+	return &Candidate{live: &lp, cand: cp, twins: twinRules(liveCfg, candidate)}, nil
+}
+
+// twinRules finds the candidate's rules identical to live ones (see
+// Candidate.twins); nil when the policies' settings differ.
+func twinRules(live, cand Config) map[string]int {
+	live.ApplyDefaults()
+	cand.ApplyDefaults()
+	lr, cr := live.Rules, cand.Rules
+	live.Rules, cand.Rules = nil, nil
+	if !reflect.DeepEqual(live, cand) {
+		return nil
+	}
+	twins := map[string]int{}
+	for i := range lr {
+		l := lr[i]
+		l.Name = ""
+		for j := range cr {
+			c := cr[j]
+			c.Name = ""
+			if reflect.DeepEqual(l, c) {
+				twins[lr[i].Name] = j
+				break
+			}
+		}
+	}
+	return twins
 }
 
 // hasRateLimits reports whether any rule has rate limits.
@@ -114,11 +147,35 @@ func (c *Candidate) Compare(ctx context.Context, r *Request) (Decision, Comparis
 	if ctx.Err() != nil {
 		return d, Comparison{Skipped: true}
 	}
+	if ru, ok := c.twins[d.Rule]; ok && d.Rule != "" && c.candidatePicks(r, ru) {
+		// The candidate's rule for r is the live rule's twin: the same
+		// decision, descriptors and headers (a live rate limit aside,
+		// which the candidate would not have counted).
+		cd := d
+		cd.ID, cd.Rule = "", c.cand.rule(ru).name
+		if cd.Code == RateLimited || (cd.Code == Unavailable && cd.Reason == "rate_limit_unavailable") {
+			cd.Code, cd.Reason, cd.ResponseHeaders = OK, "", nil
+		}
+		return d, Comparison{Candidate: cd, LiveLimits: m.limits[0], CandidateLimits: m.limits[0]}
+	}
 	cr := orig
 	m.candidate = true
 	cmp := Comparison{Candidate: c.cand.Decide(ctx, &cr), LiveLimits: m.limits[0], CandidateLimits: m.limits[1]}
 	cmp.Differs = differs(&d, &cmp)
 	return d, cmp
+}
+
+// candidatePicks reports whether the candidate's first match for r (as
+// the live pipeline left it: canonical, and the candidate canonicalises
+// alike, its settings being the live ones) is rule i.
+func (c *Candidate) candidatePicks(r *Request, i int) bool {
+	scan := requestScan(r)
+	methods, _, reason := c.cand.overrides(r, &scan)
+	if reason != "" {
+		return false
+	}
+	got, reason := c.cand.match(r, methods)
+	return reason == "" && got == i
 }
 
 // differs compares a live decision with the candidate's. A live decision

@@ -97,7 +97,7 @@ func TestCandidateCompare(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := authz.NewCandidate(lp, tt.cand, opts)
+			c, err := authz.NewCandidate(lp, live, tt.cand, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -135,7 +135,7 @@ func TestCandidateOtherAuthenticator(t *testing.T) {
 	}
 	cand := testPolicy()
 	cand.Rules[2].Authenticators = []string{"bearer"} // admin by bearer token
-	c, err := authz.NewCandidate(lp, cand, authz.Options{})
+	c, err := authz.NewCandidate(lp, testPolicy(), cand, authz.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,10 +170,89 @@ func TestCandidateErrors(t *testing.T) {
 		{"limits without a limiter", limited, "rules: rules have rate_limits but no rate limiter"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := authz.NewCandidate(lp, tt.give, authz.Options{})
+			_, err := authz.NewCandidate(lp, testPolicy(), tt.give, authz.Options{})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want %q", err, tt.want)
 			}
 		})
 	}
+}
+
+// TestCandidateTwinShortcut: Compare's shortcut for a candidate rule
+// identical to the live one gives what deciding the request under the
+// candidate gives, over candidates that keep, rename, reorder, shadow or
+// change rules, and requests of every outcome.
+func TestCandidateTwinShortcut(t *testing.T) {
+	live := testPolicy()
+	live.Rules[4].RateLimits = userLimits("user")
+	variants := map[string]func(c *authz.Config){
+		"same":    func(*authz.Config) {},
+		"renamed": func(c *authz.Config) { c.Rules[4].Name = "api-v2"; c.Rules[2].Name = "admins" },
+		"reordered": func(c *authz.Config) {
+			c.Rules[2], c.Rules[4] = c.Rules[4], c.Rules[2]
+		},
+		"shadowing rule first": func(c *authz.Config) {
+			c.Rules = slices.Insert(c.Rules, 0, authz.RuleConfig{Name: "all-api", Action: authz.ActionDeny,
+				Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/api/"}}})
+		},
+		"case-folding collision": func(c *authz.Config) {
+			c.Rules = slices.Insert(c.Rules, 0, authz.RuleConfig{Name: "upper", Action: authz.ActionAllow,
+				Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/API/"}}})
+		},
+		"other identity headers": func(c *authz.Config) { c.IdentityHeaders.Claims = nil },
+		"stricter":               func(c *authz.Config) { c.Rules[4].Require.Scopes = []string{"admin"} },
+		"other limits":           func(c *authz.Config) { c.Rules[4].RateLimits = userLimits("caller") },
+		"method override":        func(c *authz.Config) { c.MethodOverride = authz.MethodOverrideReject },
+	}
+	requests := []func() *authz.Request{
+		func() *authz.Request { return req("GET", "api.example.com", "/api/x", "x-api-key", "k-alice") },
+		func() *authz.Request { return req("GET", "api.example.com", "/api/x", "x-api-key", "k-root") },
+		func() *authz.Request { return req("GET", "api.example.com", "/api/x", "x-api-key", "bad") },
+		func() *authz.Request { return req("GET", "api.example.com", "/api/x") },
+		func() *authz.Request { return req("GET", "api.example.com", "/Api/x", "x-api-key", "k-alice") },
+		func() *authz.Request {
+			return req("POST", "api.example.com", "/api/x", "x-api-key", "k-alice", "x-http-method-override", "DELETE")
+		},
+		func() *authz.Request { return req("GET", "a.example.com", "/admin/x", "x-api-key", "k-root") },
+		func() *authz.Request { return req("GET", "a.example.com", "/admin/x", "x-api-key", "k-alice") },
+		func() *authz.Request { return req("GET", "a.example.com", "/internal/x") },
+		func() *authz.Request { return req("GET", "a.example.com", "/healthz") },
+		func() *authz.Request {
+			return req("GET", "api.example.com", "/api/x", "cookie", "session=s-bob", "x-auth-subject", "forged")
+		},
+	}
+	for name, change := range variants {
+		cand := testPolicy()
+		cand.Rules[4].RateLimits = userLimits("user")
+		change(&cand)
+		lp, err := authz.NewPipeline(live, testAuthenticators(), authz.Options{Limiter: &countingLimiter{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := authz.NewCandidate(lp, live, cand, authz.Options{Limiter: &countingLimiter{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := c.WithoutTwins()
+		for i, mk := range requests {
+			d1, got := c.Compare(context.Background(), mk())
+			d2, want := full.Compare(context.Background(), mk())
+			g, w := got.Candidate, want.Candidate
+			if d1.Code != d2.Code || d1.Reason != d2.Reason || d1.Rule != d2.Rule {
+				t.Fatalf("%s, request %d: live decisions differ", name, i)
+			}
+			if g.Code != w.Code || g.Reason != w.Reason || g.Rule != w.Rule || g.Subject() != w.Subject() ||
+				!slices.Equal(got.Differs, want.Differs) || !sameRequest(got.CandidateLimits, want.CandidateLimits) ||
+				(w.Code == authz.OK && d1.Code == authz.OK && (!slices.Equal(g.UpstreamHeaders, w.UpstreamHeaders) || !slices.Equal(g.RemoveHeaders, w.RemoveHeaders))) {
+				t.Errorf("%s, request %d: shortcut %v %q %q %v, deciding %v %q %q %v", name, i,
+					g.Code, g.Reason, g.Rule, got.Differs, w.Code, w.Reason, w.Rule, want.Differs)
+			}
+		}
+	}
+}
+
+func sameRequest(a, b ratelimit.Request) bool {
+	return a.Domain == b.Domain && slices.EqualFunc(a.Descriptors, b.Descriptors, func(x, y ratelimit.Descriptor) bool {
+		return slices.Equal(x.Entries, y.Entries)
+	})
 }

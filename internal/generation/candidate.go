@@ -67,7 +67,7 @@ func compileCandidate(c *Config, live *authz.Pipeline, opts authz.Options) (*Can
 		return nil, candidateErrors(err)
 	}
 	cf.Policy.ApplyDefaults()
-	cand, err := authz.NewCandidate(live, cf.Policy, opts)
+	cand, err := authz.NewCandidate(live, c.Policy, cf.Policy, opts)
 	if err != nil {
 		return nil, candidateErrors(f.Annotate(yamlfile.Wrap("policy", err)))
 	}
