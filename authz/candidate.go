@@ -3,6 +3,7 @@ package authz
 import (
 	"context"
 	"reflect"
+	"sync"
 	"slices"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
@@ -141,7 +142,8 @@ func (c *Comparison) Agree() bool { return len(c.Differs) == 0 }
 // under the candidate.
 func (c *Candidate) Compare(ctx context.Context, r *Request) (Decision, Comparison) {
 	orig := *r // Decide canonicalises r in place; the candidate starts from the same request
-	m := &memo{}
+	m := memoPool.Get().(*memo)
+	defer m.release()
 	ctx = context.WithValue(ctx, memoKey{}, m)
 	d := c.live.Decide(ctx, r)
 	if ctx.Err() != nil {
@@ -227,6 +229,16 @@ type verified struct {
 	name, credential string
 	principal        tokens.Principal
 	err              error
+}
+
+// memoPool keeps memos (and their verified slices) between requests.
+var memoPool = sync.Pool{New: func() any { return &memo{verified: make([]verified, 0, 2)} }}
+
+// release clears m (it holds principals and credentials) and pools it.
+func (m *memo) release() {
+	clear(m.verified)
+	*m = memo{verified: m.verified[:0]}
+	memoPool.Put(m)
 }
 
 type memoKey struct{}
