@@ -3,8 +3,8 @@ package authz
 import (
 	"context"
 	"reflect"
-	"sync"
 	"slices"
+	"sync"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
