@@ -95,7 +95,7 @@ func runFile(ctx context.Context, path string, opts Options, w io.Writer) (passe
 		if f.Config == "" {
 			return 0, 0, src.Annotate(yamlfile.Errorf("config", "required (or run with --config)"))
 		}
-		cfgPath = filepath.Join(dir, f.Config)
+		cfgPath = relTo(dir, f.Config)
 	}
 	env := func(name string) string {
 		if v, ok := f.Env[name]; ok {
@@ -108,7 +108,7 @@ func runFile(ctx context.Context, path string, opts Options, w io.Writer) (passe
 	}
 	var pm generation.PathMap
 	for _, from := range slices.Sorted(maps.Keys(f.Paths)) {
-		if err := pm.Set(from + "=" + filepath.Join(dir, f.Paths[from])); err != nil {
+		if err := pm.Set(from + "=" + relTo(dir, f.Paths[from])); err != nil {
 			return 0, 0, src.Annotate(yamlfile.Errorf("paths", "%v", err))
 		}
 	}
@@ -208,10 +208,15 @@ func build(ctx context.Context, path string, getenv func(string) string, remap f
 	return h, nil
 }
 
-// start runs the generation's background work (a jwks_url issuer's first
-// fetch) and waits until every authenticator can verify; a session store
-// is never asked (the harness serves sessions), so it is not waited for.
+// start makes every authenticator able to verify. Keys read from files
+// are loaded by Compile, and then nothing runs in the background (no
+// Redis client dials). An authenticator that fetches its keys (jwks_url,
+// discovery) needs the generation's background work: it is started, and
+// waited for.
 func (h *harness) start(ctx context.Context, wait time.Duration) error {
+	if h.gen.Ready() == nil {
+		return nil
+	}
 	if wait <= 0 {
 		wait = 10 * time.Second
 	}
@@ -378,7 +383,7 @@ func newMinter(f *File, dir string, h *harness) (*minter, error) {
 	m := &minter{h: h, jwt: map[string]*jwtKey{}, tickets: map[string]*tokens.TicketSigner{}}
 	var errs []error
 	for i, k := range f.SigningKeys.JWT {
-		s, err := tokens.NewJWTSigner(filepath.Join(dir, k.File), k.KID, k.Algorithm)
+		s, err := tokens.NewJWTSigner(relTo(dir, k.File), k.KID, k.Algorithm)
 		if err != nil {
 			errs = append(errs, yamlfile.Errorf(yamlfile.Index("signing_keys.jwt", i), "%v", err))
 			continue
@@ -390,7 +395,7 @@ func newMinter(f *File, dir string, h *harness) (*minter, error) {
 		if alg == "" {
 			alg = tokens.TicketHS256
 		}
-		s, err := tokens.NewTicketSigner(k.KID, alg, filepath.Join(dir, k.File))
+		s, err := tokens.NewTicketSigner(k.KID, alg, relTo(dir, k.File))
 		if err != nil {
 			errs = append(errs, yamlfile.Errorf(yamlfile.Index("signing_keys.udb_ticket", i), "%v", err))
 			continue
@@ -621,4 +626,12 @@ func cmpOr(a, b string) string {
 		return a
 	}
 	return b
+}
+
+// relTo is p read relative to dir (an absolute p as is).
+func relTo(dir, p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(dir, p)
 }
