@@ -1,11 +1,14 @@
 package server
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 )
 
@@ -180,3 +183,73 @@ const fullCandidatePolicy = `policy:
       authenticators: [keys, ticket, jwt, session]
       require: {scopes: [admin]}
 `
+
+// TestCandidateDoesNotRepeatRedisWork: with a real Redis behind the
+// sessions and the rate limits, a candidate that disagrees on every
+// request adds no session lookup and no counter increment: one HGETALL
+// and one limiter check per Check, as without a candidate.
+func TestCandidateDoesNotRepeatRedisWork(t *testing.T) {
+	rs := redistest.Start(t)
+	dir := t.TempDir()
+	limits := filepath.Join(dir, "limits.yaml")
+	servicetest.WriteFile(t, limits, "domain: e2e\ndescriptors:\n  - key: user\n    rate_limit: {unit: hour, requests_per_unit: 100}\n")
+	policy := func(name, require string) string {
+		return `policy:
+  rules:
+    - name: ` + name + `
+      match: {path: {prefix: /app/}}
+      action: authenticate
+      authenticators: [session]
+` + require + `      rate_limits:
+        domain: e2e
+        descriptors:
+          - actions: [{identity: {field: subject, descriptor_key: user}}]
+`
+	}
+	section, _ := candidateSection(t, policy("app-v2", "      require: {scopes: [admin]}\n"))
+	h := start(t, `server: {grpc_address: "127.0.0.1:0", drain_delay: 10ms, reload_interval: -1s}
+admin: {address: "127.0.0.1:0"}
+redis: {addrs: ["`+rs.Addr+`"]}
+authenticators:
+  - name: session
+    source: {cookie: sid}
+    udb_session: {key_prefix: "cand:s:", cache_size: -1}
+rate_limit:
+  files: ["`+limits+`"]
+  backend: redis
+  timeout: 2s
+`+policy("app", "")+section)
+	const tok = "candidateSessionToken01"
+	if _, err := rs.Do("HSET", "cand:s:"+sha256Hex(tok), "uid", "gina"); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	for range n {
+		if got := httpStatusOf(h.check(t, "GET", "a.example.com", "/app/x", [2]string{"cookie", "sid=" + tok})); got != 200 {
+			t.Fatalf("status %d, want the live 200", got)
+		}
+	}
+	if got := hgetallCalls(t, rs); got != n {
+		t.Errorf("%d session lookups for %d Checks", got, n)
+	}
+	fams := servicetest.Scrape(t, h.admin)
+	if v, _ := servicetest.Value(fams, "ext_authz_ratelimit_checks_total", nil); v != n {
+		t.Errorf("%v limiter checks for %d Checks", v, n)
+	}
+	// The counter in Redis counted each Check once.
+	key, err := rs.Do("KEYS", "rl:*")
+	if err != nil || !strings.Contains(key, "gina") || strings.Count(key, "\n") > 1 {
+		t.Fatalf("counter keys %q, %v", key, err)
+	}
+	if v, err := rs.Do("GET", strings.TrimSpace(key)); err != nil || strings.TrimSpace(v) != "3" {
+		t.Errorf("counter %q = %q (%v), want 3", key, v, err)
+	}
+	if v, _ := servicetest.Value(fams, "ext_authz_candidate_disagreements_total", map[string]string{"live_rule": "app", "candidate_rule": "app-v2", "candidate_result": "forbidden"}); v != n {
+		t.Errorf("%v disagreements, want %d", v, n)
+	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
