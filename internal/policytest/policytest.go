@@ -40,6 +40,9 @@ type Options struct {
 	Getenv func(string) string
 	// Verbose prints passing tests too.
 	Verbose bool
+	// Candidate runs the tests against the config's policy_candidate
+	// instead of its policy.
+	Candidate bool
 	// ReadyTimeout bounds the wait for authenticators with remote keys
 	// (jwks_url) to fetch them; default 10s.
 	ReadyTimeout time.Duration
@@ -117,7 +120,7 @@ func runFile(ctx context.Context, path string, opts Options, w io.Writer) (passe
 		if opts.Remap != nil {
 			opts.Remap(c)
 		}
-	}, opts.ReadyTimeout)
+	}, opts.ReadyTimeout, opts.Candidate)
 	if err != nil {
 		return 0, 0, fmt.Errorf("%s: config %s: %w", path, cfgPath, err)
 	}
@@ -164,7 +167,7 @@ type harness struct {
 	limits   *recorder
 }
 
-func build(ctx context.Context, path string, getenv func(string) string, remap func(*generation.Config), wait time.Duration) (*harness, error) {
+func build(ctx context.Context, path string, getenv func(string) string, remap func(*generation.Config), wait time.Duration, candidate bool) (*harness, error) {
 	cfg, err := generation.Load(path, getenv)
 	if err != nil {
 		return nil, err
@@ -172,9 +175,25 @@ func build(ctx context.Context, path string, getenv func(string) string, remap f
 	remap(cfg)
 	policy := cfg.Policy
 	policy.Rules = slices.Clone(cfg.Policy.Rules) // Compile drops them once compiled
+	candFile := cfg.PolicyCandidate.File
 	g, err := generation.Compile(&generation.Env{Pool: pool.New(pool.Options{})}, cfg)
 	if err != nil {
 		return nil, cfg.Annotate(err)
+	}
+	if candidate {
+		// Compile has checked the candidate file as serve would.
+		if g.Candidate == nil {
+			_ = g.Release()
+			return nil, errors.New("the config has no policy_candidate")
+		}
+		var cf struct {
+			Policy authz.Config `yaml:"policy"`
+		}
+		if _, err := yamlfile.Load(candFile, &cf, func(string) string { return "" }); err != nil {
+			_ = g.Release()
+			return nil, err
+		}
+		policy = cf.Policy
 	}
 	h := &harness{gen: g, auths: map[string]*generation.Auth{}, sessions: &memStore{}, limits: &recorder{}}
 	if err := h.start(ctx, wait); err != nil {

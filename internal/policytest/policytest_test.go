@@ -305,3 +305,26 @@ tests:
 		t.Fatalf("%+v %v\n%s", sum, err, out)
 	}
 }
+
+// TestRunCandidate: with Candidate the tests run against the config's
+// policy_candidate; without one, the file is not run.
+func TestRunCandidate(t *testing.T) {
+	dir, _ := fixture(t)
+	servicetest.WriteFile(t, filepath.Join(dir, "candidate.yaml"), `policy:
+  rules:
+    - {name: open-v2, match: {path: {prefix: /open/}}, action: deny}
+`)
+	cfg := filepath.Join(dir, "config.yaml")
+	servicetest.WriteFile(t, cfg, mustRead(t, cfg)+"policy_candidate: {file: \""+filepath.Join(dir, "candidate.yaml")+"\"}\n")
+	body := keysHeader + "  - {name: open, request: {url: \"https://a.test/open/\"}, expect: {status: 403, rule: open-v2}}\n"
+	if sum, out, err := run(t, dir, body, policytest.Options{Candidate: true}); err != nil || sum.Passed != 1 {
+		t.Fatalf("candidate: %+v %v\n%s", sum, err, out)
+	}
+	if sum, out, err := run(t, dir, body, policytest.Options{}); err != nil || sum.Failed != 1 || !strings.Contains(out, `rule: got "open", want "open-v2"`) {
+		t.Fatalf("live: %+v %v\n%s", sum, err, out)
+	}
+	servicetest.WriteFile(t, cfg, strings.Replace(mustRead(t, cfg), "policy_candidate:", "# policy_candidate:", 1))
+	if _, _, err := run(t, dir, body, policytest.Options{Candidate: true}); err == nil || !strings.Contains(err.Error(), "no policy_candidate") {
+		t.Fatalf("without a candidate: %v", err)
+	}
+}
