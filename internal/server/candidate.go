@@ -38,12 +38,17 @@ func newCandidateDecider(live *authz.Live, c *generation.Candidate, logger *slog
 	return d
 }
 
-// store swaps in a generation's candidate (nil: none).
+// store swaps in a generation's candidate (nil: none) and says so in the
+// log when there is one, or was one.
 func (d *candidateDecider) store(c *generation.Candidate) {
-	d.cand.Store(c)
+	old := d.cand.Swap(c)
 	pct := 0.0
-	if c != nil {
+	switch {
+	case c != nil:
 		pct = c.SamplePercent
+		d.logger.Info("candidate policy beside the live one", "file", c.File, "sample_percent", pct)
+	case old != nil:
+		d.logger.Info("candidate policy off")
 	}
 	d.m.percent.Set(pct)
 }

@@ -123,6 +123,10 @@ func TestCandidatePolicyEndToEnd(t *testing.T) {
 	// Without the section, no candidate.
 	servicetest.WriteFile(t, h.path, live)
 	waitFor(t, func() bool { return metric("ext_authz_candidate_sample_percent", nil) == 0 }, "the candidate to be turned off")
+	if logs := h.logs.String(); !strings.Contains(logs, `"msg":"candidate policy off"`) ||
+		!strings.Contains(logs, `"msg":"candidate policy beside the live one","file":"`+candFile+`","sample_percent":100`) {
+		t.Errorf("the log does not say when the candidate runs:\n%s", logs)
+	}
 	before := metric("ext_authz_candidate_checks_total", nil)
 	api(servicetest.KeyAlice)
 	if got := metric("ext_authz_candidate_checks_total", nil); got != before {
