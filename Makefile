@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
-.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak
+.PHONY: all build image check run deps test test-go fmt-check vet policy-tests fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak
 
 all: build
 
@@ -47,7 +47,7 @@ run:
 # Everything CI checks: formatting, vet and golangci-lint, the race-enabled
 # suite (with real redis-server processes), a short run of every fuzz
 # target, and istioctl over the manifests.
-test: deps fmt-check lint test-go fuzz-smoke manifests
+test: deps fmt-check lint test-go fuzz-smoke manifests policy-tests
 
 # Installs redis-server when missing (as root with apt-get), else says how.
 deps:
@@ -62,6 +62,12 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# The shipped policy tests (docs/policy-testing.md): the quickstart and the
+# deploy/ configs. cmd/ext-authz's TestShippedPolicyTests runs them too.
+POLICY_TESTS := examples/quickstart/policy-tests.yaml deploy/testdata/policy-tests/base.yaml deploy/testdata/policy-tests/prod.yaml
+policy-tests:
+	$(GO) run ./cmd/ext-authz test $(POLICY_TESTS)
 
 # Runs each Fuzz target for FUZZTIME (the seed corpora also run in test-go).
 fuzz-smoke:

@@ -31,6 +31,8 @@ type Config struct {
 	Policy         authz.Config          `yaml:"policy"`
 	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
+	// PolicyCandidate runs a candidate policy beside Policy (candidate.go).
+	PolicyCandidate CandidateConfig `yaml:"policy_candidate"`
 
 	// src is the file it came from, to put lines on later errors; path
 	// and sum are its name and the digest of the bytes decoded.
