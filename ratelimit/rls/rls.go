@@ -181,22 +181,13 @@ func (s *Server) toProto(res ratelimit.Result, n int) *pb.RateLimitResponse {
 }
 
 // envoyHeaders are envoyproxy/ratelimit's response headers for the
-// descriptor closest to (or over) its limit.
+// descriptor it reports (ratelimit.Result.Reported).
 func envoyHeaders(res *ratelimit.Result) []*core.HeaderValue {
-	var best *ratelimit.Status
-	for i := range res.Statuses {
-		st := &res.Statuses[i]
-		if st.Limit == nil || st.Limit.Unlimited {
-			continue
-		}
-		if best == nil || st.Code == ratelimit.OverLimit && best.Code != ratelimit.OverLimit ||
-			st.Code == best.Code && st.Remaining < best.Remaining {
-			best = st
-		}
-	}
-	if best == nil {
+	i := res.Reported()
+	if i < 0 {
 		return nil
 	}
+	best := &res.Statuses[i]
 	reset := ceilSeconds(best.ResetAfter)
 	return []*core.HeaderValue{
 		{Key: "RateLimit-Limit", Value: strconv.FormatUint(uint64(best.Limit.Requests), 10)},
