@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
-.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak
+.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers differential-ratelimit loadtest-scale loadtest-issue20 resilience soak
 
 all: build
 
@@ -128,6 +128,16 @@ throughput-goals:
 # Build the peers from their sources at pinned versions (loadtest/peers.sh).
 peers:
 	loadtest/peers.sh
+
+# The differential test of ShouldRateLimit against envoyproxy/ratelimit,
+# built from source at the version loadtest/peers.sh pins: generated files
+# and request sequences sent to both over gRPC, each counting in its own
+# redis-server (~10 s after the build; the build takes a minute or more on
+# a cold cache, so CI does not run it). RATELIMIT_DIFF_SEED and
+# RATELIMIT_DIFF_CASES choose the cases.
+differential-ratelimit: deps
+	RATELIMIT_REFERENCE=$$(pwd)/$$(loadtest/peers.sh ratelimit) \
+	  $(GO) test -tags differential -run TestDifferentialReference -count=1 -v ./ratelimit/rls/
 
 # Start-up, peak RSS and Check cost at 10/1k/10k rules, 10/100k/1M API
 # keys, 10/1k/10k descriptors (~5 minutes).
