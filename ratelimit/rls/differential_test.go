@@ -243,17 +243,25 @@ func genCase(rng *rand.Rand, domain string) diffCase {
 		}
 		for range 1 + rng.IntN(4) {
 			d := &pb_struct.RateLimitDescriptor{}
-			for range 1 + rng.IntN(3) {
+			// Now and then no entries at all, or an empty value: Envoy
+			// sends neither, any other client may.
+			for range rng.IntN(4) + min(1, rng.IntN(20)) {
 				v := diffValues[rng.IntN(len(diffValues))]
-				if rng.IntN(6) == 0 {
+				switch rng.IntN(12) {
+				case 0, 1:
 					v = "x" + strconv.Itoa(rng.IntN(3))
+				case 2:
+					v = ""
 				}
 				d.Entries = append(d.Entries, &pb_struct.RateLimitDescriptor_Entry{Key: diffKeys[rng.IntN(len(diffKeys))], Value: v})
 			}
 			if rng.IntN(6) == 0 {
 				d.Limit = &pb_struct.RateLimitDescriptor_RateLimitOverride{
 					RequestsPerUnit: uint32(rng.IntN(5)),
-					Unit:            []typev3.RateLimitUnit{typev3.RateLimitUnit_MINUTE, typev3.RateLimitUnit_HOUR, typev3.RateLimitUnit_DAY}[rng.IntN(3)],
+					// 7 is WEEK in the response's unit enum, which the
+					// reference converts the override's unit to; Envoy's
+					// own enum stops at YEAR (6).
+					Unit: []typev3.RateLimitUnit{typev3.RateLimitUnit_MINUTE, typev3.RateLimitUnit_HOUR, typev3.RateLimitUnit_DAY, typev3.RateLimitUnit_MONTH, typev3.RateLimitUnit_YEAR, 7}[rng.IntN(6)],
 				}
 			}
 			if rng.IntN(8) == 0 {
@@ -359,6 +367,14 @@ func startOurs(t *testing.T, rules *envoyconfig.Rules, addr string, localCacheSi
 // headers on, and returns a client once it answers.
 func startReference(t *testing.T, bin, root, redisAddr string) pb.RateLimitServiceClient {
 	t.Helper()
+	c, _ := startReferenceProcess(t, bin, root, redisAddr)
+	return c
+}
+
+// startReferenceProcess is startReference that also returns a channel
+// closed when the process has exited.
+func startReferenceProcess(t *testing.T, bin, root, redisAddr string) (pb.RateLimitServiceClient, <-chan struct{}) {
+	t.Helper()
 	grpcPort, httpPort, debugPort := freePort(t), freePort(t), freePort(t)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
@@ -384,7 +400,7 @@ func startReference(t *testing.T, bin, root, redisAddr string) pb.RateLimitServi
 		<-done
 		if t.Failed() {
 			mu.Lock()
-			t.Logf("reference log:\n%s", logs.String())
+			t.Logf("reference log (tail):\n%s", tail(logs.String(), 4000))
 			mu.Unlock()
 		}
 	})
@@ -401,7 +417,7 @@ func startReference(t *testing.T, bin, root, redisAddr string) pb.RateLimitServi
 		_, err := c.ShouldRateLimit(ctx, probe)
 		cancel()
 		if err == nil {
-			return c
+			return c, done
 		}
 		select {
 		case <-done:
@@ -429,4 +445,56 @@ func freePort(t *testing.T) int {
 	}
 	defer func() { _ = l.Close() }()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDifferentialReferenceUnknownOverrideUnit: a limit override whose
+// unit is UNKNOWN (0) or a number no enum has is where ext-authz departs
+// on purpose: the reference panics outside its recover (the process
+// exits), ext-authz ignores the override and applies the configured limit.
+func TestDifferentialReferenceUnknownOverrideUnit(t *testing.T) {
+	bin := os.Getenv("RATELIMIT_REFERENCE")
+	if bin == "" {
+		t.Skip("RATELIMIT_REFERENCE is not set: run `make differential-ratelimit`")
+	}
+	const file = "domain: u\ndescriptors:\n  - key: a\n    rate_limit: {unit: hour, requests_per_unit: 5}\n"
+	for _, unit := range []typev3.RateLimitUnit{typev3.RateLimitUnit_UNKNOWN, 99} {
+		t.Run(unit.String(), func(t *testing.T) {
+			root := t.TempDir()
+			dir := filepath.Join(root, "rl", "config")
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "u.yaml"), []byte(file), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			rules, err := envoyconfig.Load([]string{dir})
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := &pb.RateLimitRequest{Domain: "u", Descriptors: []*pb_struct.RateLimitDescriptor{{
+				Entries: []*pb_struct.RateLimitDescriptor_Entry{{Key: "a", Value: "v"}},
+				Limit:   &pb_struct.RateLimitDescriptor_RateLimitOverride{RequestsPerUnit: 1, Unit: unit},
+			}}}
+			ref, exited := startReferenceProcess(t, bin, root, redistest.Start(t).Addr)
+			if _, err := ref.ShouldRateLimit(context.Background(), req); err == nil {
+				t.Errorf("the reference answered an override with unit %v", unit)
+			}
+			select {
+			case <-exited:
+			case <-time.After(10 * time.Second):
+				t.Errorf("the reference is still running after an override with unit %v", unit)
+			}
+			got, err := startOurs(t, rules, redistest.Start(t).Addr, 0).ShouldRateLimit(context.Background(), req)
+			if err != nil || got.GetOverallCode() != pb.RateLimitResponse_OK || got.GetStatuses()[0].GetCurrentLimit().GetRequestsPerUnit() != 5 || got.GetStatuses()[0].GetLimitRemaining() != 4 {
+				t.Errorf("ext-authz: %v %v, want OK under the configured 5/hour", got, err)
+			}
+		})
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

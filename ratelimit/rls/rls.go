@@ -99,9 +99,16 @@ func fromProto(in *pb.RateLimitRequest) (ratelimit.Request, error) {
 	return req, nil
 }
 
+// unitWeek is the override unit 7: Envoy's type.v3.RateLimitUnit has no
+// WEEK, but envoyproxy/ratelimit converts the override's unit to the
+// response's enum by number, where 7 is WEEK, so a client that sends 7
+// gets a weekly limit there and here alike.
+const unitWeek = typev3.RateLimitUnit(pb.RateLimitResponse_RateLimit_WEEK)
+
 // override turns a descriptor's limit override into a Limit; an override
-// with a unit the limiter does not know is ignored (envoyproxy/ratelimit
-// would crash on it).
+// with a unit the limiter does not know (UNKNOWN, or a number no enum
+// has) is ignored and the configured limit applies (envoyproxy/ratelimit
+// panics on it and the process exits).
 func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit {
 	o := pd.GetLimit()
 	if o == nil {
@@ -121,6 +128,8 @@ func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit
 		unit = ratelimit.Month
 	case typev3.RateLimitUnit_YEAR:
 		unit = ratelimit.Year
+	case unitWeek:
+		unit = ratelimit.Week
 	default:
 		return nil
 	}
