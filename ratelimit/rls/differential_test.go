@@ -28,7 +28,9 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	goredis "github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
@@ -497,4 +499,97 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// TestDifferentialReferenceDeliberate shows the documented deviations of
+// docs/rate-limits.md ("Differences from envoyproxy/ratelimit") against
+// the reference itself, one request each.
+func TestDifferentialReferenceDeliberate(t *testing.T) {
+	bin := os.Getenv("RATELIMIT_REFERENCE")
+	if bin == "" {
+		t.Skip("RATELIMIT_REFERENCE is not set: run `make differential-ratelimit`")
+	}
+	const file = `domain: dev
+descriptors:
+  - key: a_b
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: a
+    rate_limit: {unit: hour, requests_per_unit: 1}
+  - key: n
+    rate_limit: {unit: hour, requests_per_unit: 5}
+`
+	root := t.TempDir()
+	dir := filepath.Join(root, "rl", "config")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dev.yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rules, err := envoyconfig.Load([]string{dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refRedis, ourRedis := redistest.Start(t), redistest.Start(t)
+	ref := startReference(t, bin, root, refRedis.Addr)
+	ours := startOurs(t, rules, ourRedis.Addr, 0)
+	entry := func(k, v string) *pb_struct.RateLimitDescriptor {
+		return &pb_struct.RateLimitDescriptor{Entries: []*pb_struct.RateLimitDescriptor_Entry{{Key: k, Value: v}}}
+	}
+	both := func(req *pb.RateLimitRequest) (want, got *pb.RateLimitResponse, wantErr, gotErr error) {
+		want, wantErr = ref.ShouldRateLimit(context.Background(), req)
+		got, gotErr = ours.ShouldRateLimit(context.Background(), req)
+		return
+	}
+
+	t.Run("empty requests", func(t *testing.T) {
+		for _, req := range []*pb.RateLimitRequest{
+			{Descriptors: []*pb_struct.RateLimitDescriptor{entry("n", "v")}},
+			{Domain: "dev"},
+		} {
+			_, _, wantErr, gotErr := both(req)
+			if status.Code(wantErr) != codes.Unknown || status.Code(gotErr) != codes.InvalidArgument {
+				t.Errorf("%v: reference %v, ext-authz %v; documented Unknown and InvalidArgument", req, wantErr, gotErr)
+			}
+		}
+	})
+	t.Run("is_negative_hits", func(t *testing.T) {
+		d := entry("n", "neg")
+		d.IsNegativeHits = true
+		d.HitsAddend = wrapperspb.UInt64(2)
+		want, _, wantErr, gotErr := both(&pb.RateLimitRequest{Domain: "dev", Descriptors: []*pb_struct.RateLimitDescriptor{d}})
+		if wantErr != nil || want.GetStatuses()[0].GetLimitRemaining() != 3 || status.Code(gotErr) != codes.InvalidArgument {
+			t.Errorf("reference %v %v (documented: counts 2 up, 3 left), ext-authz %v (documented: InvalidArgument)", want, wantErr, gotErr)
+		}
+	})
+	t.Run("65 descriptors", func(t *testing.T) {
+		req := &pb.RateLimitRequest{Domain: "dev"}
+		for i := range 65 {
+			req.Descriptors = append(req.Descriptors, entry("other", strconv.Itoa(i)))
+		}
+		want, _, wantErr, gotErr := both(req)
+		if wantErr != nil || want.GetOverallCode() != pb.RateLimitResponse_OK || status.Code(gotErr) != codes.InvalidArgument {
+			t.Errorf("reference %v, ext-authz %v; documented OK and InvalidArgument", wantErr, gotErr)
+		}
+	})
+	t.Run("key collision", func(t *testing.T) {
+		// a_b=c and a=b_c are one counter key in the reference.
+		if want, got, wantErr, gotErr := both(&pb.RateLimitRequest{Domain: "dev", Descriptors: []*pb_struct.RateLimitDescriptor{entry("a_b", "c")}}); wantErr != nil || gotErr != nil ||
+			want.GetOverallCode() != pb.RateLimitResponse_OK || got.GetOverallCode() != pb.RateLimitResponse_OK {
+			t.Fatalf("first: reference %v %v, ext-authz %v %v", want, wantErr, got, gotErr)
+		}
+		want, got, wantErr, gotErr := both(&pb.RateLimitRequest{Domain: "dev", Descriptors: []*pb_struct.RateLimitDescriptor{entry("a", "b_c")}})
+		if wantErr != nil || gotErr != nil || want.GetOverallCode() != pb.RateLimitResponse_OVER_LIMIT || got.GetOverallCode() != pb.RateLimitResponse_OK {
+			t.Errorf("a=b_c after a_b=c: reference %v %v (documented: OVER_LIMIT, shared counter), ext-authz %v %v (documented: OK)", want, wantErr, got, gotErr)
+		}
+	})
+	t.Run("store down", func(t *testing.T) {
+		refRedis.Stop()
+		ourRedis.Stop()
+		_, _, wantErr, gotErr := both(&pb.RateLimitRequest{Domain: "dev", Descriptors: []*pb_struct.RateLimitDescriptor{entry("n", "down")}})
+		if wantErr == nil || status.Code(gotErr) != codes.Unavailable {
+			t.Errorf("reference %v (documented: an error), ext-authz %v (documented: Unavailable, failing closed by default)", wantErr, gotErr)
+		}
+		t.Logf("store down: reference %v; ext-authz %v", wantErr, gotErr)
+	})
 }
