@@ -132,7 +132,7 @@ peers:
 # The differential test of ShouldRateLimit against envoyproxy/ratelimit,
 # built from source at the version loadtest/peers.sh pins: generated files
 # and request sequences sent to both over gRPC, each counting in its own
-# redis-server (~35 s after the build; the build took 3 minutes on a cold
+# redis-server (~50 s after the build; the build took 3 minutes on a cold
 # Go cache here, so CI does not run it). RATELIMIT_DIFF_SEED and
 # RATELIMIT_DIFF_CASES (default 1500) choose the cases.
 differential-ratelimit: deps

@@ -87,15 +87,18 @@ func TestDifferentialReference(t *testing.T) {
 	}
 
 	ref := startReference(t, bin, root, redistest.Start(t).Addr)
-	// ext-authz twice, each in its own redis-server: with the local
-	// over-limit cache (the default) and without (as the reference runs,
-	// LOCAL_CACHE_SIZE_IN_BYTES=0).
+	// ext-authz three times, each in its own redis-server: ShouldRateLimit
+	// with the local over-limit cache (the default) and without (as the
+	// reference runs, LOCAL_CACHE_SIZE_IN_BYTES=0); and the limiter as the
+	// Check path uses it, whose legacy X-RateLimit-* headers must describe
+	// the descriptor the reference's RateLimit-* headers describe.
 	ours := []struct {
-		name   string
-		client pb.RateLimitServiceClient
+		name string
+		diff func(req *pb.RateLimitRequest, want *pb.RateLimitResponse) (string, error)
 	}{
-		{"local_cache=on", startOurs(t, rules, redistest.Start(t).Addr, 0)},
-		{"local_cache=off", startOurs(t, rules, redistest.Start(t).Addr, -1)},
+		{"local_cache=on", rlsDiff(startOurs(t, rules, redistest.Start(t).Addr, 0))},
+		{"local_cache=off", rlsDiff(startOurs(t, rules, redistest.Start(t).Addr, -1))},
+		{"check_path_headers", checkPathDiff(t, rules, redistest.Start(t).Addr)},
 	}
 
 	mismatches := make([][]string, len(ours))
@@ -110,13 +113,13 @@ func TestDifferentialReference(t *testing.T) {
 			}
 			sent++
 			for oi, o := range ours {
-				got, err := o.client.ShouldRateLimit(context.Background(), req)
+				d, err := o.diff(req, want)
 				if err != nil {
 					t.Fatalf("case %d request %d: ext-authz %s: %v\n%s", ci, ri, o.name, err, c.yaml)
 				}
-				if d := diffResponses(want, got); d != "" {
-					mismatches[oi] = append(mismatches[oi], fmt.Sprintf("case %d (%s) request %d: %s\nrequest: %v\nreference: %v\next-authz: %v\nconfig:\n%s",
-						ci, c.domain, ri, d, req, want, got, c.yaml))
+				if d != "" {
+					mismatches[oi] = append(mismatches[oi], fmt.Sprintf("case %d (%s) request %d: %s\nrequest: %v\nreference: %v\nconfig:\n%s",
+						ci, c.domain, ri, d, req, want, c.yaml))
 				}
 			}
 		}
@@ -356,6 +359,57 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// rlsDiff compares ShouldRateLimit answers of c with the reference's.
+func rlsDiff(c pb.RateLimitServiceClient) func(*pb.RateLimitRequest, *pb.RateLimitResponse) (string, error) {
+	return func(req *pb.RateLimitRequest, want *pb.RateLimitResponse) (string, error) {
+		got, err := c.ShouldRateLimit(context.Background(), req)
+		if err != nil {
+			return "", err
+		}
+		if d := diffResponses(want, got); d != "" {
+			return d + "\next-authz: " + got.String(), nil
+		}
+		return "", nil
+	}
+}
+
+// checkPathDiff runs a limiter over the Redis at addr as the Check path
+// does (ratelimit.Result.Headers) and compares its decision and legacy
+// headers with the reference's overall code and RateLimit-* headers.
+func checkPathDiff(t *testing.T, rules *envoyconfig.Rules, addr string) func(*pb.RateLimitRequest, *pb.RateLimitResponse) (string, error) {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	l := ratelimit.New(rlredis.New(c, rlredis.Options{}), rules, ratelimit.Options{Timeout: time.Second})
+	return func(req *pb.RateLimitRequest, want *pb.RateLimitResponse) (string, error) {
+		r, err := rls.FromProto(req)
+		if err != nil {
+			return "", err
+		}
+		res, err := l.Check(context.Background(), r)
+		if err != nil {
+			return "", err
+		}
+		var out []string
+		if over := res.Code == ratelimit.OverLimit; over != (want.GetOverallCode() == pb.RateLimitResponse_OVER_LIMIT) {
+			out = append(out, fmt.Sprintf("over limit %t, reference %v", over, want.GetOverallCode()))
+		}
+		wh := headerMap(want)
+		got := map[string]string{}
+		for _, h := range res.Headers(ratelimit.HeaderOptions{Legacy: true}) {
+			got[h.Name] = h.Value
+		}
+		for _, p := range [][2]string{{"x-ratelimit-limit", "RateLimit-Limit"}, {"x-ratelimit-remaining", "RateLimit-Remaining"}, {"x-ratelimit-reset", "RateLimit-Reset"}} {
+			g, w := got[p[0]], wh[p[1]]
+			a, _ := strconv.ParseInt(g, 10, 64)
+			b, _ := strconv.ParseInt(w, 10, 64)
+			if g != w && (p[0] != "x-ratelimit-reset" || g == "" || w == "" || !within1(a, b)) {
+				out = append(out, fmt.Sprintf("%s %q, reference %s %q", p[0], g, p[1], w))
+			}
+		}
+		return strings.Join(out, "; "), nil
+	}
 }
 
 // startOurs serves ShouldRateLimit over rules, counting in the Redis at
