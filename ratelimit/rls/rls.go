@@ -26,8 +26,8 @@ type Checker interface {
 // Options are the optional parts of a Server; the zero value works.
 type Options struct {
 	// ResponseHeaders adds RateLimit-Limit, RateLimit-Remaining and
-	// RateLimit-Reset for the descriptor closest to its limit, as
-	// envoyproxy/ratelimit does with LIMIT_RESPONSE_HEADERS_ENABLED.
+	// RateLimit-Reset for the descriptor envoyproxy/ratelimit reports with
+	// LIMIT_RESPONSE_HEADERS_ENABLED (ratelimit.Result.Reported).
 	ResponseHeaders bool
 }
 
