@@ -11,6 +11,7 @@ package rls_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -255,6 +256,9 @@ func genCase(rng *rand.Rand, domain string) diffCase {
 		}
 		if rng.IntN(4) == 0 {
 			req.HitsAddend = uint32(rng.IntN(4))
+			if rng.IntN(20) == 0 { // far over any limit, near the top of the type
+				req.HitsAddend = math.MaxUint32 - uint32(rng.IntN(2))
+			}
 		}
 		for range 1 + rng.IntN(4) {
 			d := &pb_struct.RateLimitDescriptor{}
@@ -267,6 +271,8 @@ func genCase(rng *rand.Rand, domain string) diffCase {
 					v = "x" + strconv.Itoa(rng.IntN(3))
 				case 2:
 					v = ""
+				case 3:
+					v = "x*" // a wildcard's own spelling, as a value
 				}
 				d.Entries = append(d.Entries, &pb_struct.RateLimitDescriptor_Entry{Key: diffKeys[rng.IntN(len(diffKeys))], Value: v})
 			}
