@@ -25,11 +25,10 @@ type HeaderOptions struct {
 // limit), and the chosen families for the one limit envoyproxy/ratelimit
 // would report (Reported). It returns nil when no limit applied.
 func (r *Result) Headers(o HeaderOptions) []Header {
-	i := r.Reported()
-	if i < 0 {
+	st := r.pick()
+	if st == nil {
 		return nil
 	}
-	st := &r.Statuses[i]
 	lm := st.Limit
 	reset := ceilSeconds(st.ResetAfter)
 	var out []Header

@@ -35,6 +35,14 @@ func (r *Result) Reported() int {
 	return best
 }
 
+// pick is the status Reported names, or nil.
+func (r *Result) pick() *Status {
+	if i := r.Reported(); i >= 0 {
+		return &r.Statuses[i]
+	}
+	return nil
+}
+
 // retryAfter is the longest wait among the descriptors over an enforced
 // limit: a client that waits less is denied again by one of them.
 func (r *Result) retryAfter() time.Duration {
