@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
-.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers differential-ratelimit loadtest-scale loadtest-issue20 resilience soak
+.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak
 
 all: build
 
@@ -135,6 +135,7 @@ peers:
 # redis-server (~50 s after the build; the build took 3 minutes on a cold
 # Go cache here, so CI does not run it). RATELIMIT_DIFF_SEED and
 # RATELIMIT_DIFF_CASES (default 1500) choose the cases.
+.PHONY: differential-ratelimit
 differential-ratelimit: deps
 	RATELIMIT_REFERENCE=$$(pwd)/$$(loadtest/peers.sh ratelimit) \
 	  $(GO) test -tags differential -run TestDifferentialReference -count=1 -v ./ratelimit/rls/
