@@ -13,7 +13,8 @@ import "strconv"
 //
 //	prefix 6:domain 4:user 5:alice | 60 | 1700000040
 //
-// shared, when not nil, replaces entry values by index (share_threshold).
+// shared, when not nil, replaces entry values by index (share_threshold):
+// every value a share_threshold wildcard matches counts in one counter.
 func AppendKey(dst []byte, prefix, domain string, entries []Entry, shared []string, unit Unit, windowStart int64) []byte {
 	dst = append(dst, prefix...)
 	dst = appendPart(dst, domain)
@@ -21,9 +22,10 @@ func AppendKey(dst []byte, prefix, domain string, entries []Entry, shared []stri
 		dst = appendPart(dst, e.Key)
 		v := e.Value
 		if i < len(shared) && shared[i] != "" {
-			// '*' can end no request value that reaches here without a
-			// match, but mark it anyway so it cannot equal a literal value.
-			dst = append(dst, '*')
+			// Written like any value, so that a request whose value spells
+			// the wildcard ("x*" itself, which reaches the same descriptor
+			// by exact match, unshared) counts in the shared counter as in
+			// envoyproxy/ratelimit, instead of getting a budget of its own.
 			v = shared[i]
 		}
 		dst = appendPart(dst, v)

@@ -136,7 +136,7 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 	replaced := false
 	for i := range req.Descriptors {
 		d := &req.Descriptors[i]
-		lm := d.Override
+		lm := overrideFor(m, req.Domain, d)
 		if lm == nil && m != nil {
 			lm = m.Match(req.Domain, d)
 		}

@@ -18,7 +18,8 @@ type Descriptor struct {
 	// limit without counting.
 	Hits uint64
 	// Override, when set, is the limit to apply instead of the configured
-	// one (Envoy's descriptor "limit" override).
+	// one (Envoy's descriptor "limit" override). It applies only in a
+	// domain the Matcher defines, as in envoyproxy/ratelimit.
 	Override *Limit
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
 	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
@@ -161,7 +162,16 @@ func exactAcross(t *testing.T, addrs []string) {
 // empty script cache) checks count again.
 func TestFailureModes(t *testing.T) {
 	srv := redistest.Start(t)
-	rules := ratelimittest.Rules(t)
+	// "open" and "dense" are defined (without descriptors), so the limit
+	// overrides below apply there.
+	rules, err := envoyconfig.Parse([]envoyconfig.File{
+		{Name: "contract.yaml", Content: []byte(ratelimittest.Limits)},
+		{Name: "open.yaml", Content: []byte("domain: open\ndescriptors: []\n")},
+		{Name: "dense.yaml", Content: []byte("domain: dense\ndescriptors: []\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	s := running(t, c, rlredis.Options{})
