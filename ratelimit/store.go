@@ -28,8 +28,9 @@ type Op struct {
 	// Cluster hash slot (AppendWindowKey).
 	Windows   []Window
 	Algorithm Algorithm
-	// Denied is set by the Store when an enforced window was over (and
-	// nothing was charged).
+	// Denied is set by the Store when an enforced window was over; nothing
+	// was charged then, and the windows that fit report their Remaining
+	// without the hits.
 	Denied bool
 }
 

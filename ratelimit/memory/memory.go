@@ -189,7 +189,16 @@ func (s *Store) decide(op *ratelimit.Op, now int64) {
 		}
 		next = append(next, c)
 	}
-	if op.Denied || op.Hits == 0 {
+	if op.Denied {
+		// Nothing is charged: the windows that fit keep their hits.
+		for j := range op.Windows {
+			if v := &op.Windows[j].Verdict; !v.Over {
+				v.Remaining += op.Hits
+			}
+		}
+		return
+	}
+	if op.Hits == 0 {
 		return
 	}
 	for j := range op.Windows {

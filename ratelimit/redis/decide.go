@@ -105,7 +105,11 @@ for i = 1, n do
   out[#out+1] = reset
 end
 if denied then
+  -- Nothing is charged: the windows that fit keep their hits.
   out[1] = 1
+  for i = 1, n do
+    if out[3*i-1] == 0 then out[3*i] = out[3*i] + hits end
+  end
 elseif hits > 0 then
   for i = 1, n do
     if nextv[i] then
