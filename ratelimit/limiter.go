@@ -325,11 +325,12 @@ func (l *Limiter) decision(domain string, d *Descriptor, lims []*Limit, alg Algo
 	var counted int
 	for _, lm := range lims {
 		switch {
-		case lm == nil || lm.Unit.Seconds() == 0:
+		case lm == nil:
 		case lm.Unlimited:
 			*st = Status{Code: OK, Limit: lm, Remaining: math.MaxUint32}
 			l.m.result("unlimited")
 			return Op{}, false
+		case lm.Unit.Seconds() == 0:
 		default:
 			counted++
 		}
