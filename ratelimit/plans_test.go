@@ -144,7 +144,9 @@ func TestPlansConfigErrors(t *testing.T) {
 		{"default plan lacks a name", func(c *ratelimit.Config) { c.Plans["pro"]["export"] = []string{"1/hour"} }, "plans.free: lacks export, which plans.pro defines"},
 		{"quota without claim", func(c *ratelimit.Config) { c.Quotas["api"] = ratelimit.QuotaConfig{Unit: "day", Max: 1} }, "quotas.api.claim: required"},
 		{"quota without max", func(c *ratelimit.Config) { c.Quotas["api"] = ratelimit.QuotaConfig{Claim: "q", Unit: "day"} }, "quotas.api.max: required"},
-		{"quota bad unit", func(c *ratelimit.Config) { c.Quotas["api"] = ratelimit.QuotaConfig{Claim: "q", Unit: "fortnight", Max: 1} }, "quotas.api.unit: \"fortnight\" is not one of"},
+		{"quota bad unit", func(c *ratelimit.Config) {
+			c.Quotas["api"] = ratelimit.QuotaConfig{Claim: "q", Unit: "fortnight", Max: 1}
+		}, "quotas.api.unit: \"fortnight\" is not one of"},
 		{"plans without files", func(c *ratelimit.Config) { c.Files = nil }, "files: required with plans"},
 		{"bad algorithm", func(c *ratelimit.Config) { c.Algorithm = "leaky_bucket" }, "algorithm: \"leaky_bucket\" is not one of"},
 		{"bad domain algorithm", func(c *ratelimit.Config) {
