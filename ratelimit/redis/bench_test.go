@@ -121,3 +121,53 @@ func BenchmarkLocalCache(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkWindows compares, in one run on one Redis, today's path (two
+// descriptors, one fixed window each, from the rate-limit files) with two
+// descriptors of two windows each (10/second and 10000/day, a plan's
+// shape) under every algorithm: one decision script per descriptor, in
+// the same single pipeline.
+func BenchmarkWindows(b *testing.B) {
+	srv := redistest.Start(b)
+	c := client(b, srv.Addr)
+	s := running(b, c, rlredis.Options{})
+	perSecond := &ratelimit.Limit{Policy: "s", Requests: 1_000_000, Unit: ratelimit.Second}
+	perDay := &ratelimit.Limit{Policy: "d", Requests: 1_000_000_000, Unit: ratelimit.Day}
+	two := []*ratelimit.Limit{perSecond, perDay}
+	for _, bc := range []struct {
+		name   string
+		alg    ratelimit.Algorithm
+		limits []*ratelimit.Limit
+	}{
+		// Today's path: INCRBY per descriptor, the limiter compares.
+		{"descriptors=2/windows=1/fixed_window", ratelimit.FixedWindow, nil},
+		{"descriptors=2/windows=2/fixed_window", ratelimit.FixedWindow, two},
+		{"descriptors=2/windows=2/sliding_window", ratelimit.SlidingWindow, two},
+		{"descriptors=2/windows=2/gcra", ratelimit.GCRA, two},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := ratelimit.New(s, nil, ratelimit.Options{Timeout: time.Second, LocalCacheSize: -1, Algorithm: bc.alg})
+			var override *ratelimit.Limit // a limit that never denies, so every check does the same work
+			if bc.limits == nil {
+				override = perSecond
+			}
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					u := "u" + strconv.FormatInt(n.Add(1)%100000, 10)
+					res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{
+						{Entries: []ratelimit.Entry{{Key: "user", Value: u}}, Hits: 1, Limits: bc.limits, Override: override},
+						{Entries: []ratelimit.Entry{{Key: "tenant", Value: "trial-" + u}}, Hits: 1, Limits: bc.limits, Override: override},
+					}})
+					if err != nil || res.Code != ratelimit.OK || res.Statuses[1].Limit == nil {
+						b.Errorf("%+v %v", res, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+		})
+	}
+}

@@ -114,11 +114,9 @@ elseif hits > 0 then
   for i = 1, n do
     if nextv[i] then
       redis.call('SET', KEYS[i], nextv[i], 'PX', nextttl[i])
-    else
-      redis.call('INCRBY', KEYS[i], hits)
-      if redis.call('PTTL', KEYS[i]) < 0 then
-        redis.call('PEXPIRE', KEYS[i], nextttl[i])
-      end
+    elseif redis.call('INCRBY', KEYS[i], hits) == hits then
+      -- Created by this script: give it its expiry in the same step.
+      redis.call('PEXPIRE', KEYS[i], nextttl[i])
     end
   end
 end

@@ -368,3 +368,32 @@ func TestOneRoundTripPerCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestDecisionKeysHaveTTL: every key a decision writes expires: a fixed
+// window after its period, a sliding window after two, a GCRA key when
+// its bucket is full again.
+func TestDecisionKeysHaveTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	s := rlredis.New(client(t, srv.Addr), rlredis.Options{})
+	for _, tt := range []struct {
+		alg    ratelimit.Algorithm
+		maxTTL int
+	}{{ratelimit.FixedWindow, 60000}, {ratelimit.SlidingWindow, 120000}, {ratelimit.GCRA, 12001}} {
+		key := string(ratelimit.AppendWindowKey(nil, "ttl:", "d", []ratelimit.Entry{{Key: "k", Value: "v"}}, nil, tt.alg, ratelimit.Minute, 0))
+		ops := []ratelimit.Op{{Algorithm: tt.alg, Hits: 1, Windows: []ratelimit.Window{{Key: key, Limit: 10, Period: time.Minute}}}}
+		for range 2 {
+			if err := s.Increment(context.Background(), ops); err != nil || ops[0].Denied {
+				t.Fatalf("%v: %+v %v", tt.alg, ops[0], err)
+			}
+		}
+		out, err := srv.Do("PTTL", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// GCRA: 2 hits of 6s each owe 12s.
+		ms, _ := strconv.Atoi(out)
+		if ms <= 0 || ms > tt.maxTTL {
+			t.Errorf("%v: PTTL %s, want (0, %d]", tt.alg, out, tt.maxTTL)
+		}
+	}
+}
