@@ -150,8 +150,11 @@ func runDecisionContract(t *testing.T, newStore NewStore, alg ratelimit.Algorith
 	t.Run("every key expires", func(t *testing.T) {
 		s := newStore(t)
 		w := ratelimit.Window{Key: windowKey(t, "f", alg, ratelimit.Second), Limit: 2, Period: 300 * time.Millisecond}
+		start := time.Now()
 		decide(t, s, alg, 2, w)
-		if op := decide(t, s, alg, 1, w); !op.Denied {
+		// (On a machine too loaded to make two calls within the period
+		// the window may have ended already.)
+		if op := decide(t, s, alg, 1, w); !op.Denied && time.Since(start) < w.Period {
 			t.Fatalf("%+v", op)
 		}
 		time.Sleep(700 * time.Millisecond) // past 2 periods: the key is gone or all its hits have aged out
