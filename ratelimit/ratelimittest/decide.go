@@ -116,7 +116,7 @@ func runDecisionContract(t *testing.T, newStore NewStore, alg ratelimit.Algorith
 				t.Fatalf("hit %d: %+v", i+1, op)
 			}
 		}
-		if op := decide(t, s, alg, 1, sh, en); !op.Denied || op.Windows[0].Verdict.Over != true {
+		if op := decide(t, s, alg, 1, sh, en); !op.Denied || !op.Windows[0].Verdict.Over {
 			t.Fatalf("4th: %+v", op)
 		}
 	})
