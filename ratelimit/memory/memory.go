@@ -162,7 +162,7 @@ func (s *Store) decide(op *ratelimit.Op, now int64) {
 		if !ok || c.expires <= now {
 			c = counter{}
 		}
-		period := w.Period.Microseconds()
+		period := max(1, w.Period.Microseconds()) // as the Redis store sends it: never a division by 0
 		switch op.Algorithm {
 		case ratelimit.SlidingWindow:
 			st, v := ratelimit.SlidingDecide(ratelimit.SlidingState{Window: c.window, Cur: c.n, Prev: c.prev}, us, period, w.Limit, op.Hits)

@@ -99,6 +99,13 @@ func runDecisionContract(t *testing.T, newStore NewStore, alg ratelimit.Algorith
 			t.Fatalf("%+v", op)
 		}
 	})
+	t.Run("a period under a microsecond is answered, not a crash", func(t *testing.T) {
+		s := newStore(t)
+		w := ratelimit.Window{Key: windowKey(t, "tiny", alg, ratelimit.Second), Limit: 1, Period: time.Nanosecond}
+		if op := decide(t, s, alg, 2, w); !op.Denied {
+			t.Fatalf("%+v", op)
+		}
+	})
 	t.Run("a zero limit denies every hit", func(t *testing.T) {
 		s := newStore(t)
 		if op := decide(t, s, alg, 1, hour(t, "z", 0)); !op.Denied {
