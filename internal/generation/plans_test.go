@@ -104,3 +104,30 @@ func TestPlansConfigErrorNamesFileLineAndField(t *testing.T) {
 		t.Fatalf("error %v, want %q", err, want)
 	}
 }
+
+// TestPlansReloadWithoutRestart: plans, quotas, default_plan and
+// plan_claim are each generation's; the rest of rate_limit stays
+// restart-only.
+func TestPlansReloadWithoutRestart(t *testing.T) {
+	load := func(rates string) *Config {
+		cfg, err := Load(plansConfig(t, rates), os.Getenv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	running, next := load("3/minute"), load("30/minute, 100/day")
+	next.RateLimit.Files = running.RateLimit.Files // the same limits, only the plans differ
+	if changed := KeepRestartOnly(next, running); len(changed) != 0 {
+		t.Errorf("a plan change asks for a restart: %v", changed)
+	}
+	if got := next.RateLimit.Plans["pro"]["api"]; len(got) != 2 || got[0] != "30/minute" {
+		t.Errorf("the next generation's pro plan is %v, want the new one", got)
+	}
+	next = load("3/minute")
+	next.RateLimit.Files = running.RateLimit.Files
+	next.RateLimit.Algorithm = "gcra"
+	if changed := KeepRestartOnly(next, running); len(changed) != 1 || next.RateLimit.Algorithm != "sliding_window" {
+		t.Errorf("an algorithm change: restart %v, kept %q; want it restart-only", changed, next.RateLimit.Algorithm)
+	}
+}
