@@ -2,7 +2,7 @@ package redis
 
 import (
 	"context"
-	"strconv"
+	"fmt"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
@@ -128,7 +128,9 @@ return out
 func evalDecide(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySHA bool) *goredis.Cmd {
 	keys := make([]string, len(op.Windows))
 	args := make([]any, 0, 2+3*len(op.Windows))
-	args = append(args, int(op.Algorithm), strconv.FormatUint(op.Hits, 10))
+	// Integers, not strings: go-redis writes them in decimal, and boxing
+	// a small one costs no allocation.
+	args = append(args, int(op.Algorithm), op.Hits)
 	for i := range op.Windows {
 		w := &op.Windows[i]
 		keys[i] = w.Key
@@ -136,7 +138,7 @@ func evalDecide(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySH
 		if w.Shadow {
 			shadow = 1
 		}
-		args = append(args, strconv.FormatUint(w.Limit, 10), max(1, w.Period.Microseconds()), shadow)
+		args = append(args, w.Limit, max(1, w.Period.Microseconds()), shadow)
 	}
 	if bySHA {
 		return decideScript.EvalSha(ctx, p, keys, args...)
@@ -146,6 +148,26 @@ func evalDecide(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySH
 
 // decideResults is how many numbers the reply of a decision op holds.
 func decideResults(op *ratelimit.Op) int { return 1 + 3*len(op.Windows) }
+
+// decisionReply reads a decision script's reply into dst (len
+// decideResults), without the copy Int64Slice makes.
+func decisionReply(cmd *goredis.Cmd, dst []int64) error {
+	vals, err := cmd.Slice()
+	if err != nil {
+		return err
+	}
+	if len(vals) != len(dst) {
+		return fmt.Errorf("decision reply of %d numbers, want %d", len(vals), len(dst))
+	}
+	for i, v := range vals {
+		n, ok := v.(int64)
+		if !ok {
+			return fmt.Errorf("decision reply: %T in place %d, want an integer", v, i)
+		}
+		dst[i] = n
+	}
+	return nil
+}
 
 // setDecision copies a decision reply into op.
 func setDecision(op *ratelimit.Op, r []int64) {

@@ -287,14 +287,8 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 				continue
 			}
 			want := decideResults(&c.ops[i])
-			vals, err := cmd.Int64Slice()
-			if err == nil && len(vals) != want {
-				err = fmt.Errorf("decision reply of %d numbers, want %d", len(vals), want)
-			}
-			if err != nil {
+			if err := decisionReply(cmd, c.res[r:r+want]); err != nil {
 				c.fail(err)
-			} else {
-				copy(c.res[r:r+want], vals)
 			}
 			r += want
 		}
