@@ -23,8 +23,11 @@ import (
 var decideScript = goredis.NewScript(`
 local alg = tonumber(ARGV[1])
 local hits = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = 0
+if alg ~= 0 then -- fixed windows have their start in the key
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 local n = #KEYS
 local out = {0}
 local nextv = {}
@@ -89,7 +92,20 @@ for i = 1, n do
     nextv[i] = string.format('%d', nx)
     nextttl[i] = math.ceil((nx - now) / 1000) + 1
   else
-    local c = tonumber(redis.call('GET', k) or '0') or 0
+    -- Charged first and taken back below on a denial (one command in
+    -- the common case instead of GET and INCRBY; the script is atomic,
+    -- so no one sees the interim count).
+    local c
+    if hits > 0 then
+      c = redis.call('INCRBY', k, hits)
+      if c == hits then
+        -- Created by this script: give it its expiry in the same step.
+        redis.call('PEXPIRE', k, math.ceil(period / 1000))
+      end
+      c = c - hits
+    else
+      c = tonumber(redis.call('GET', k) or '0') or 0
+    end
     if c + hits > limit then
       over = true
       if c < limit then rem = limit - c end
@@ -97,7 +113,6 @@ for i = 1, n do
       rem = limit - c - hits
     end
     nextv[i] = false
-    nextttl[i] = math.ceil(period / 1000)
   end
   if over and not shadow then denied = true end
   out[#out+1] = over and 1 or 0
@@ -105,18 +120,17 @@ for i = 1, n do
   out[#out+1] = reset
 end
 if denied then
-  -- Nothing is charged: the windows that fit keep their hits.
+  -- Nothing is charged: the windows that fit keep their hits, and the
+  -- fixed windows charged above are taken back.
   out[1] = 1
   for i = 1, n do
     if out[3*i-1] == 0 then out[3*i] = out[3*i] + hits end
+    if alg == 0 and hits > 0 then redis.call('DECRBY', KEYS[i], hits) end
   end
 elseif hits > 0 then
   for i = 1, n do
     if nextv[i] then
       redis.call('SET', KEYS[i], nextv[i], 'PX', nextttl[i])
-    elseif redis.call('INCRBY', KEYS[i], hits) == hits then
-      -- Created by this script: give it its expiry in the same step.
-      redis.call('PEXPIRE', KEYS[i], nextttl[i])
     end
   end
 end
