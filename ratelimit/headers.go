@@ -38,7 +38,7 @@ func (r *Result) Headers(o HeaderOptions) []Header {
 	if o.Draft {
 		name := sfString(lm.Policy)
 		out = append(out,
-			Header{"ratelimit-policy", name + ";q=" + strconv.FormatUint(uint64(lm.Requests), 10) + ";w=" + strconv.FormatInt(lm.Unit.Seconds(), 10)},
+			Header{"ratelimit-policy", policyHeader(st)},
 			Header{"ratelimit", name + ";r=" + strconv.FormatUint(uint64(st.Remaining), 10) + ";t=" + strconv.FormatInt(reset, 10)},
 		)
 	}

@@ -165,5 +165,23 @@ func FuzzKey(f *testing.F) {
 		if err != nil || !slices.Equal(got, a.effective()) {
 			t.Fatalf("decode %q = %q, %v; want %q", ka, got, err, a.effective())
 		}
+		// Window keys: the same injectivity behind the hash tag, and one
+		// tag (one Cluster slot) for every window of a descriptor.
+		wa, wb := a.windowKey(SlidingWindow, Minute), b.windowKey(SlidingWindow, Minute)
+		if same := slices.Equal(a.effective(), b.effective()); same != (wa == wb) {
+			t.Fatalf("inputs equal=%v but window keys equal=%v:\n%q\n%q", same, wa == wb, wa, wb)
+		}
+		const tagged = len("rl:{0123456789abcdef}")
+		if len(wa) < tagged || wa[:4] != "rl:{" || wa[tagged-1] != '}' || wa[:tagged] != a.windowKey(GCRA, Day)[:tagged] {
+			t.Fatalf("window key %q: no shared hash tag", wa)
+		}
+		want := append(a.effective()[:len(a.effective())-2:len(a.effective())-2], "s60", "0")
+		if got, err := decodeKey(wa, wa[:tagged]); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("decode %q = %q, %v; want %q", wa, got, err, want)
+		}
 	})
+}
+
+func (k keyInput) windowKey(alg Algorithm, unit Unit) string {
+	return string(AppendWindowKey(nil, "rl:", k.domain, k.entries, k.shared, alg, unit, 0))
 }

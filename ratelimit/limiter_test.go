@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -278,7 +279,7 @@ func TestLimitWithoutWindowAppliesAsNone(t *testing.T) {
 			if err != nil {
 				t.Fatalf("unit %d, %s: %v", unit, tt.name, err)
 			}
-			if res.Code != ratelimit.OK || len(res.Statuses) != 1 || res.Statuses[0] != (ratelimit.Status{}) {
+			if res.Code != ratelimit.OK || len(res.Statuses) != 1 || !reflect.DeepEqual(res.Statuses[0], ratelimit.Status{}) {
 				t.Errorf("unit %d, %s: %+v, want OK with no limit applied", unit, tt.name, res)
 			}
 		}

@@ -326,12 +326,13 @@ const MaxEchoedRequestID = transport.MaxEchoedRequestID
 // metadata is what access logs read from
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%.
 func metadata(d *authz.Decision) *structpb.Struct {
-	fields := [6][2]string{{"decision_id", d.ID}, {"result", d.Code.String()}, {"rule", d.Rule}, {"reason", d.Reason}}
-	n := 4
+	fields := [8][2]string{{"decision_id", d.ID}, {"result", d.Code.String()}, {"rule", d.Rule}, {"reason", d.Reason}, {"rate_limit_policy", d.RateLimitPolicy}}
+	n := 5
 	if d.Identity != nil {
-		fields[4] = [2]string{"subject", safe(d.Identity.Subject)}
-		fields[5] = [2]string{"authenticator", d.Identity.Authenticator}
-		n = 6
+		fields[5] = [2]string{"subject", safe(d.Identity.Subject)}
+		fields[6] = [2]string{"authenticator", d.Identity.Authenticator}
+		fields[7] = [2]string{"plan", d.Identity.Plan}
+		n = 8
 	}
 	// One allocation for all values and one for all their kinds, rather
 	// than two per field as structpb.NewStringValue makes.

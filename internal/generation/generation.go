@@ -97,7 +97,9 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 		if g.RateLimit, err = env.rateLimiting(g.lease, cfg, g.limits); err != nil {
 			return nil, err
 		}
-		opts = g.RateLimit.pipelineOptions(opts)
+		if opts, err = g.RateLimit.pipelineOptions(opts, &cfg.RateLimit); err != nil {
+			return nil, err
+		}
 	}
 	var errs []error
 	list := make([]*authz.Authenticator, 0, len(cfg.Authenticators))
