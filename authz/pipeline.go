@@ -40,6 +40,9 @@ type Options struct {
 	// Assertion, when set, attaches a signed identity assertion to every
 	// allowed, authenticated request (assertion.go).
 	Assertion *AssertionOptions
+	// RateLimitPlans, when set, resolves callers' plans (Identity.Plan)
+	// and the limits of descriptors that name a plan descriptor.
+	RateLimitPlans *ratelimit.Plans
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -63,6 +66,7 @@ type Pipeline struct {
 	tracer         trace.Tracer
 	assertion      *assertionPlan // nil: no assertion
 	strip          stripPlan
+	plans          *ratelimit.Plans
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -125,6 +129,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		rlOnAllow:      opts.RateLimitHeadersOnAllow,
 		xffHops:        opts.XFFNumTrustedHops,
 		tracer:         opts.Tracer,
+		plans:          opts.RateLimitPlans,
 	}
 	if p.newID == nil {
 		p.newID = newIDGenerator()
@@ -148,6 +153,9 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		}
 		if r.audience != "" && p.assertion == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".assertion_audience", "no upstream_assertion is configured")
+		}
+		if err := checkPlanNames(i, r.limits, p.plans); err != nil {
+			return nil, err
 		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
@@ -224,6 +232,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.denyAuth(d, ru, err)
 	}
 	d.Identity = id
+	p.resolvePlan(id)
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
