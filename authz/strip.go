@@ -145,8 +145,10 @@ func (s *stripPlan) occupies(w *CredentialSource, key string) bool {
 		return s.keys[w.Header] == key
 	case w.Authorization != "":
 		return key == "authorization"
+	case w.Cookie != "":
+		return key == "cookie"
 	}
-	return key == "cookie"
+	return false // a peer (mTLS) credential is in no header
 }
 
 // applyStrip adds the removals to d. Cookies are removed by setting the

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/authz/authztest"
+	"github.com/ext-authz/ext-authz/tokens"
 )
 
 // forwarded is the request the upstream receives once the gateway applied
@@ -48,6 +49,8 @@ func stripPipeline(t testing.TB, mode string) *authz.Pipeline {
 			{Name: "public", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/public/"}}, Action: authz.ActionAllow},
 			{Name: "api", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/api/"}}, Action: authz.ActionAuthenticate,
 				Authenticators: []string{"keys", "bearer", "cookie", "sid2", "keys2", "rawauth"}},
+			{Name: "svc", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/svc/"}}, Action: authz.ActionAuthenticate,
+				Authenticators: []string{"peer", "cookie", "bearer", "keys"}},
 		},
 	}
 	auths := []*authz.Authenticator{
@@ -60,6 +63,13 @@ func stripPipeline(t testing.TB, mode string) *authz.Pipeline {
 		{Name: "keys2", Source: authz.CredentialSource{Header: "X-Api-Key"}, Verifier: authztest.Credentials{"k2-root": root}},
 		// The whole Authorization header as a bare credential.
 		{Name: "rawauth", Source: authz.CredentialSource{Header: "Authorization"}, Verifier: authztest.Credentials{"raw-root": root}},
+		// The gateway's TLS peer (mtls kind): in no header.
+		{Name: "peer", Source: authz.CredentialSource{Peer: true}, Verifier: authz.VerifierFunc(func(_ context.Context, cred string) (tokens.Principal, error) {
+			if cred == "" {
+				return tokens.Principal{}, tokens.ErrMalformed
+			}
+			return tokens.Principal{Subject: "svc", Method: "mtls"}, nil
+		})},
 	}
 	p, err := authz.NewPipeline(cfg, auths, authz.Options{NewID: authztest.SequentialIDs()})
 	if err != nil {
@@ -76,6 +86,7 @@ func TestStripUnverifiedCredentials(t *testing.T) {
 		name    string
 		mode    string
 		path    string
+		peer    string // the CheckRequest's source principal
 		give    []string
 		want    map[string]string // upstream (CGI view) must hold these
 		wantOut []string          // and not these
@@ -116,6 +127,10 @@ func TestStripUnverifiedCredentials(t *testing.T) {
 		{name: "the bare authorization winner keeps its header; bearer loser does not strip it", path: "/api/x",
 			give: []string{"authorization", "raw-root"},
 			want: map[string]string{"authorization": "raw-root", "x-auth-subject": "root"}},
+		{name: "mTLS peer winner: every header and cookie credential of the rule is unverified", path: "/svc/x", peer: "spiffe://example.org/ns/a/sa/b",
+			give:    []string{"cookie", "session=forged; theme=dark", "authorization", "Bearer forged", "x-api-key", "k"},
+			want:    map[string]string{"cookie": "theme=dark", "x-auth-subject": "svc"},
+			wantOut: []string{"authorization", "x-api-key"}},
 		{name: "verified mode: the old behaviour forwards the forged bearer", mode: authz.StripCredentialsVerified, path: "/api/x",
 			give: []string{"x-api-key", "k-alice", "authorization", "Bearer forged"},
 			want: map[string]string{"authorization": "Bearer forged"}, wantOut: []string{"x-api-key"}},
@@ -134,6 +149,7 @@ func TestStripUnverifiedCredentials(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := stripPipeline(t, tt.mode)
 			r := req("GET", "api.example.com", tt.path, tt.give...)
+			r.SourcePrincipal = tt.peer
 			sent := maps.Clone(r.Headers)
 			d := p.Decide(context.Background(), r)
 			if !d.Allowed() {
