@@ -191,3 +191,36 @@ func (r *RuleConfig) validateAssertionAudience() error {
 	}
 	return yamlfile.Wrap("assertion_audience", validAudience(r.AssertionAudience))
 }
+
+// candidateAsserter stands in for the asserter in a candidate policy
+// (NewCandidate): the candidate's decisions are never answered, so it
+// signs nothing, and Compare ignores the assertion's value (sameUpstream).
+type candidateAsserter struct{}
+
+func (candidateAsserter) Mint(*tokens.Principal, string, string, string) (string, error) {
+	return "candidate", nil
+}
+
+// forCandidate returns o for a candidate pipeline: the same header and
+// audiences, no signatures.
+func (o *AssertionOptions) forCandidate() *AssertionOptions {
+	if o == nil {
+		return nil
+	}
+	c := *o
+	c.Asserter = candidateAsserter{}
+	return &c
+}
+
+// sameUpstream reports whether two decisions set the same upstream
+// headers, the assertion's value aside: a signature differs each time it
+// is made (and the candidate makes none). Whether both carry one is
+// compared; a different audience is not seen.
+func (p *Pipeline) sameUpstream(a, b []Header) bool {
+	if p.assertion == nil {
+		return slices.Equal(a, b)
+	}
+	return slices.EqualFunc(a, b, func(x, y Header) bool {
+		return x.Name == y.Name && (x.Value == y.Value || x.Name == p.assertion.header)
+	})
+}

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -219,5 +221,57 @@ func TestAssertionConfigErrors(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+type countingAsserter struct {
+	n atomic.Int64
+	m *assertion.Minter
+}
+
+func (c *countingAsserter) Mint(p *tokens.Principal, authn, aud, id string) (string, error) {
+	c.n.Add(1)
+	return c.m.Mint(p, authn, aud, id)
+}
+
+// TestAssertionCandidatePolicy: a candidate policy beside the live one
+// (policy_candidate) signs nothing, and an assertion signed per decision
+// (a different value every time) is no disagreement; a candidate that
+// sends none where live does is one.
+func TestAssertionCandidatePolicy(t *testing.T) {
+	asserter := &countingAsserter{m: newAssertionMinter(t, assertion.MinterOptions{PerDecision: true})}
+	live := assertionPipeline(t, asserter)
+	cfg := testPolicy()
+	cfg.Rules = append(cfg.Rules,
+		authz.RuleConfig{Name: "orders", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/orders/"}},
+			Action: authz.ActionAuthenticate, Authenticators: []string{"keys"}, AssertionAudience: "orders-svc"},
+		authz.RuleConfig{Name: "legacy", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/legacy/"}},
+			Action: authz.ActionAuthenticate, Authenticators: []string{"keys"}, AssertionAudience: authz.AudienceOff},
+		authz.RuleConfig{Name: "other", Match: authz.MatchConfig{Path: authz.PathMatch{Prefix: "/"}},
+			Action: authz.ActionAuthenticate, Authenticators: []string{"keys", "bearer"}},
+	)
+	cand := cfg
+	cand.Rules = slices.Clone(cfg.Rules)
+	cand.Rules[len(cand.Rules)-3].Name = "orders-renamed"        // same decision under another name
+	cand.Rules[len(cand.Rules)-3].Match.Path.Prefix = "/orders/" // (not a twin: compared for real)
+	cand.Rules[len(cand.Rules)-3].Require.Scopes = []string{"read"}
+	cand.Rules[len(cand.Rules)-2].AssertionAudience = "legacy-svc" // live sends none here
+	opts := authz.Options{NewID: authztest.SequentialIDs(), Assertion: &authz.AssertionOptions{Header: "X-Ext-Authz-Assertion",
+		Audience: "default-aud", HostAudiences: map[string]string{"api.example.com": "api-svc"}, Asserter: asserter}}
+	c, err := authz.NewCandidate(live, cfg, cand, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := asserter.n.Load()
+	d, cmp := c.Compare(context.Background(), req("GET", "x.example.net", "/orders/1", "x-api-key", "k-alice"))
+	if !d.Allowed() || len(cmp.Differs) != 0 {
+		t.Errorf("same decision, per-decision assertion: %v differs %v", d.Code, cmp.Differs)
+	}
+	if n := asserter.n.Load() - before; n != 1 {
+		t.Errorf("%d assertions minted for one request, want the live one only", n)
+	}
+	_, cmp = c.Compare(context.Background(), req("GET", "x.example.net", "/legacy/1", "x-api-key", "k-alice"))
+	if !slices.Contains(cmp.Differs, "rule_headers") {
+		t.Errorf("a candidate sending an assertion where live sends none: differs %v", cmp.Differs)
 	}
 }

@@ -64,6 +64,7 @@ func NewCandidate(live *Pipeline, liveCfg, candidate Config, opts Options) (*Can
 	copts.Limiter = recordingLimiter{}
 	copts.Tracer = nil                        // one request, one trace: the live one
 	copts.NewID = func() string { return "" } // the candidate's decision is never answered
+	copts.Assertion = opts.Assertion.forCandidate()
 	cp, err := NewPipeline(candidate, candAuthn, copts)
 	if err != nil {
 		return nil, err
@@ -163,7 +164,7 @@ func (c *Candidate) Compare(ctx context.Context, r *Request) (Decision, Comparis
 	cr := orig
 	m.candidate = true
 	cmp := Comparison{Candidate: c.cand.Decide(ctx, &cr), LiveLimits: m.limits[0], CandidateLimits: m.limits[1]}
-	cmp.Differs = differs(&d, &cmp)
+	cmp.Differs = differs(&d, &cmp, c.cand.sameUpstream)
 	return d, cmp
 }
 
@@ -184,7 +185,7 @@ func (c *Candidate) candidatePicks(r *Request, i int) bool {
 // denied by its rate limits, or by the limiter's failure, counts as the
 // allow it would otherwise have been: the candidate's limits are not
 // counted, so only their descriptors can be compared.
-func differs(d *Decision, cmp *Comparison) []string {
+func differs(d *Decision, cmp *Comparison, sameUpstream func(a, b []Header) bool) []string {
 	cd := &cmp.Candidate
 	code, reason := d.Code, d.Reason
 	if code == RateLimited || (code == Unavailable && reason == "rate_limit_unavailable") {
@@ -200,7 +201,7 @@ func differs(d *Decision, cmp *Comparison) []string {
 	if code == OK && cd.Code == OK {
 		// A rate-limited live decision has no upstream headers left to
 		// compare.
-		if d.Code == OK && (!slices.Equal(d.UpstreamHeaders, cd.UpstreamHeaders) || !slices.Equal(d.RemoveHeaders, cd.RemoveHeaders)) {
+		if d.Code == OK && (!sameUpstream(d.UpstreamHeaders, cd.UpstreamHeaders) || !slices.Equal(d.RemoveHeaders, cd.RemoveHeaders)) {
 			out = append(out, "rule_headers")
 		}
 		if !sameLimits(&cmp.LiveLimits, &cmp.CandidateLimits) {
