@@ -1,0 +1,410 @@
+package authz
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+		"strings"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/ext"
+	"github.com/google/cel-go/interpreter"
+)
+
+// Conditions are CEL expressions (github.com/google/cel-go, the language
+// of Kubernetes, Envoy RBAC and Envoy Gateway) over the request and, for
+// authenticated rules, the principal. Where they sit in the decision:
+//
+//   - match.when is part of matching, like hosts, paths and methods. It
+//     sees only the request (naming principal is a load error), so it can
+//     be decided before any credential is verified. A rule whose
+//     match.when is false does not match, and first-match goes on to the
+//     next rule: exactly as if the rule's path did not match.
+//   - when (beside require) is a requirement: it is checked after the
+//     rule matched and authenticated the caller, with the requirements
+//     (scopes, claims). False denies the request 403 condition_failed,
+//     with the rule named in the decision; no later rule is tried, as no
+//     later rule is tried when a scope is missing. That is the reason for
+//     the split: whether a rule applies to a request must not depend on
+//     who claims to send it, or a caller could pick a more permissive
+//     later rule by presenting (or withholding) a credential. The body
+//     names the reason only, never a claim value.
+//
+// An expression that cannot be evaluated (a missing header or claim read
+// without has(), a bad ip() argument, the cost limit reached) fails
+// closed: in a requirement it denies like false, with the reason
+// condition_error; in match.when it denies the request with
+// condition_error when its rule is reached before the rule that matched,
+// since treating it as "no match" could let a later, more permissive rule
+// decide.
+
+// ConditionCostLimit bounds the cost of one condition, in CEL cost units
+// (about one per operation, and per 10 bytes a string function reads):
+// at load, the checker's estimate of the worst case over every request
+// the gateway admits (header values and claims up to
+// maxConditionValueSize) must be within it; at run time the evaluation
+// stops when it is spent, and the condition fails closed.
+const ConditionCostLimit = 1_000_000
+
+// maxConditionValueSize is the largest size (bytes of a string, entries of
+// a list or map) the cost estimate assumes of any value of the request or
+// principal: Envoy's default header limits (60 KiB of headers, 100 of
+// them) bound the request, and a credential fits in a header.
+const maxConditionValueSize = 64 << 10
+
+// maxConditionMapEntries is the most headers (Envoy's default
+// max_request_headers_count is 100) or context extensions the cost
+// estimate assumes.
+const maxConditionMapEntries = 128
+
+// maxConditionLength bounds the text of one condition.
+const maxConditionLength = 4096
+
+// Condition errors as reasons of a decision.
+const (
+	ReasonConditionFailed = "condition_failed"
+	ReasonConditionError  = "condition_error"
+)
+
+// condVar names a variable of conditions; each is declared on its own
+// ("request.headers" is one variable), so a misspelt field is a load
+// error and the activation builds only the values an expression reads.
+type condVar struct {
+	name string
+	typ  *cel.Type
+}
+
+var requestVars = []condVar{
+	{"request.method", cel.StringType},
+	{"request.host", cel.StringType},
+	{"request.path", cel.StringType},
+	{"request.scheme", cel.StringType},
+	{"request.query", cel.MapType(cel.StringType, cel.StringType)},
+	{"request.headers", cel.MapType(cel.StringType, cel.StringType)},
+	{"request.client_address", cel.StringType},
+	{"request.context_extensions", cel.MapType(cel.StringType, cel.StringType)},
+	{"request.source_principal", cel.StringType},
+}
+
+var principalVars = []condVar{
+	{"principal.subject", cel.StringType},
+	{"principal.issuer", cel.StringType},
+	{"principal.authenticator", cel.StringType},
+	{"principal.method", cel.StringType},
+	{"principal.app_id", cel.StringType},
+	{"principal.scopes", cel.ListType(cel.StringType)},
+	{"principal.claims", cel.MapType(cel.StringType, cel.DynType)},
+	{"principal.plan", cel.StringType},
+}
+
+// condEnvs are the two environments: request only (match.when, and when
+// of an anonymous rule) and request with principal (when of an
+// authenticate rule). cel.Env is safe for concurrent use.
+var condEnvs = sync.OnceValues(func() ([2]*cel.Env, error) {
+	base := []cel.EnvOption{
+		ext.Strings(),
+		ext.Network(),
+		ext.Lists(),
+		ext.Sets(),
+		cel.ParserExpressionSizeLimit(maxConditionLength),
+		cel.RegexProgramSizeLimit(1000),
+		cel.Function("in_cidr",
+			cel.MemberOverload("ip_in_cidr_string", []*cel.Type{ext.IPType, cel.StringType}, cel.BoolType,
+				cel.BinaryBinding(ipInCIDR))),
+	}
+	var out [2]*cel.Env
+	for i, vars := range [][]condVar{requestVars, append(append([]condVar(nil), requestVars...), principalVars...)} {
+		opts := append([]cel.EnvOption(nil), base...)
+		for _, v := range vars {
+			opts = append(opts, cel.Variable(v.name, v.typ))
+		}
+		env, err := cel.NewEnv(opts...)
+		if err != nil {
+			return out, err
+		}
+		out[i] = env
+	}
+	return out, nil
+})
+
+// ipInCIDR is <ip>.in_cidr(string): whether the address is in the range
+// (false across families); an invalid range is an error.
+func ipInCIDR(lhs, rhs ref.Val) ref.Val {
+	ip, ok := lhs.(ext.IP)
+	if !ok {
+		return types.NewErr("in_cidr: not an ip")
+	}
+	s, ok := rhs.(types.String)
+	if !ok {
+		return types.NewErr("in_cidr: the range must be a string")
+	}
+	p, err := netip.ParsePrefix(string(s))
+	if err != nil {
+		return types.NewErr("in_cidr: %q is not a CIDR range", string(s))
+	}
+	return types.Bool(p.Contains(ip.Addr))
+}
+
+// condition is one compiled expression.
+type condition struct {
+	src string
+	prg cel.Program
+}
+
+// condSizeEstimator tells the cost estimate the largest size of every
+// value of the request and principal (see maxConditionValueSize).
+type condSizeEstimator struct{}
+
+func (condSizeEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	p := n.Path()
+	if len(p) == 0 || !(strings.HasPrefix(p[0], "request.") || strings.HasPrefix(p[0], "principal.")) {
+		return nil
+	}
+	if len(p) == 1 && (p[0] == "request.headers" || p[0] == "request.context_extensions") {
+		return &checker.SizeEstimate{Min: 0, Max: maxConditionMapEntries}
+	}
+	return &checker.SizeEstimate{Min: 0, Max: maxConditionValueSize}
+}
+
+func (condSizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// errPrincipalInMatch explains why match.when cannot name the principal.
+var errPrincipalInMatch = errors.New("match.when is decided before authentication and sees only request; check the principal in the rule's when")
+
+// compileConditions compiles each expression; withPrincipal declares the
+// principal. Errors are per expression: "[i]: message".
+func compileConditions(srcs []string, withPrincipal bool) ([]*condition, error) {
+	if len(srcs) == 0 {
+		return nil, nil
+	}
+	envs, err := condEnvs()
+	if err != nil {
+		return nil, fmt.Errorf("conditions: %w", err)
+	}
+	env := envs[0]
+	if withPrincipal {
+		env = envs[1]
+	}
+	var errs []error
+	out := make([]*condition, len(srcs))
+	for i, src := range srcs {
+		c, err := compileCondition(env, src, withPrincipal)
+		if err != nil {
+			errs = append(errs, indexErr(i, err))
+			continue
+		}
+		out[i] = c
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func compileCondition(env *cel.Env, src string, withPrincipal bool) (*condition, error) {
+	if strings.TrimSpace(src) == "" {
+		return nil, errors.New("empty expression")
+	}
+	if len(src) > maxConditionLength {
+		return nil, fmt.Errorf("longer than %d bytes", maxConditionLength)
+	}
+	ast, iss := env.Compile(src)
+	if iss != nil && iss.Err() != nil {
+		msg := oneLine(iss.Err().Error())
+		switch {
+		case !withPrincipal && strings.Contains(msg, "undeclared reference to 'principal'"):
+			return nil, fmt.Errorf("%s (%w)", msg, errPrincipalInMatch)
+		case strings.Contains(msg, "undeclared reference to 'request'") || strings.Contains(msg, "undeclared reference to 'principal'"):
+			return nil, fmt.Errorf("%s (fields: %s)", msg, varNames(withPrincipal))
+		}
+		return nil, errors.New(msg)
+	}
+	if !ast.OutputType().IsExactType(cel.BoolType) {
+		return nil, fmt.Errorf("%q is of type %s; a condition must be a bool", src, ast.OutputType())
+	}
+	est, err := env.EstimateCost(ast, condSizeEstimator{})
+	if err != nil {
+		return nil, fmt.Errorf("estimating its cost: %w", err)
+	}
+	if est.Max > ConditionCostLimit {
+		return nil, fmt.Errorf("%q may cost up to %d, over the limit of %d per condition (bound the sizes it iterates over, or split it)", src, est.Max, ConditionCostLimit)
+	}
+	prg, err := env.Program(ast,
+		cel.CostLimit(ConditionCostLimit),
+		cel.OptimizeRegex(interpreter.MatchesRegexOptimization),
+		cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, err
+	}
+	return &condition{src: src, prg: prg}, nil
+}
+
+// oneLine folds a multi-line CEL diagnostic (it draws a caret under the
+// expression) into one line for a file:line: field: message error.
+func oneLine(s string) string {
+	lines := strings.Split(s, "\n")
+	out := lines[:0]
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "|") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return strings.Join(out, "; ")
+}
+
+// varNames lists the variables for an error message.
+func varNames(withPrincipal bool) string {
+	vars := requestVars
+	if withPrincipal {
+		vars = append(append([]condVar(nil), requestVars...), principalVars...)
+	}
+	names := make([]string, len(vars))
+	for i, v := range vars {
+		names[i] = v.name
+	}
+	return strings.Join(names, ", ")
+}
+
+func indexErr(i int, err error) error {
+	return fmt.Errorf("[%d]: %w", i, err)
+}
+
+// condResult is the outcome of one condition.
+type condResult uint8
+
+const (
+	condFalse condResult = iota
+	condTrue
+	condError // could not be evaluated; fail closed
+	condCost  // the cost limit was reached; fail closed
+)
+
+// eval evaluates c under a; it never panics (cel-go recovers its own).
+func (c *condition) eval(a *condActivation) (condResult, error) {
+	out, _, err := c.prg.Eval(a)
+	if err != nil {
+		if strings.Contains(err.Error(), "actual cost limit exceeded") {
+			return condCost, err
+		}
+		return condError, err
+	}
+	if b, ok := out.(types.Bool); ok && bool(b) {
+		return condTrue, nil
+	}
+	if _, ok := out.(types.Bool); ok {
+		return condFalse, nil
+	}
+	return condError, fmt.Errorf("not a bool: %s", out.Type())
+}
+
+// condActivation resolves the variables of conditions for one request,
+// building each value the first time an expression reads it: headers,
+// context extensions and claims are wrapped, not copied; the query is
+// parsed once, only when read.
+type condActivation struct {
+	r    *Request
+	id   *Identity
+	hops int
+
+	// Values built once per request, shared by its conditions.
+	headers, ctxExt, query, claims ref.Val
+}
+
+// ResolveName implements interpreter.Activation.
+func (a *condActivation) ResolveName(name string) (any, bool) {
+	r := a.r
+	switch name {
+	case "request.method":
+		return types.String(r.Method), true
+	case "request.host":
+		return types.String(r.Host), true
+	case "request.path":
+		return types.String(r.Path), true
+	case "request.scheme":
+		return types.String(r.Scheme), true
+	case "request.headers":
+		if a.headers == nil {
+			a.headers = types.NewStringStringMap(types.DefaultTypeAdapter, r.Headers)
+		}
+		return a.headers, true
+	case "request.context_extensions":
+		if a.ctxExt == nil {
+			a.ctxExt = types.NewStringStringMap(types.DefaultTypeAdapter, r.ContextExtensions)
+		}
+		return a.ctxExt, true
+	case "request.query":
+		if a.query == nil {
+			a.query = types.NewStringStringMap(types.DefaultTypeAdapter, parseConditionQuery(r.Query))
+		}
+		return a.query, true
+	case "request.client_address":
+		ip, ok := ClientAddress(r, a.hops)
+		if !ok {
+			return types.String(""), true
+		}
+		return types.String(ip.String()), true
+	case "request.source_principal":
+		return types.String(r.SourcePrincipal), true
+	}
+	id := a.id
+	if id == nil {
+		return nil, false // not declared where there is no principal
+	}
+	switch name {
+	case "principal.subject":
+		return types.String(id.Subject), true
+	case "principal.issuer":
+		return types.String(id.Issuer), true
+	case "principal.authenticator":
+		return types.String(id.Authenticator), true
+	case "principal.method":
+		return types.String(id.Method), true
+	case "principal.app_id":
+		return types.String(id.AppID), true
+	case "principal.plan":
+		return types.String(id.Plan), true
+	case "principal.scopes":
+		return types.NewStringList(types.DefaultTypeAdapter, id.Scopes), true
+	case "principal.claims":
+		if a.claims == nil {
+			a.claims = types.NewStringInterfaceMap(types.DefaultTypeAdapter, id.Claims)
+		}
+		return a.claims, true
+	}
+	return nil, false
+}
+
+// Parent implements interpreter.Activation.
+func (a *condActivation) Parent() interpreter.Activation { return nil }
+
+// parseConditionQuery decodes a raw query string into a map: '+' is a
+// space, percent escapes are decoded (queryUnescape: a bad escape keeps the
+// raw text, so it cannot hide a parameter), and a parameter given more than once has
+// its values joined by commas, as Envoy joins repeated headers; a
+// condition then sees every value, not whichever one an upstream picks.
+func parseConditionQuery(q string) map[string]string {
+	if q == "" {
+		return nil
+	}
+	m := make(map[string]string, strings.Count(q, "&")+1)
+	for part := range strings.SplitSeq(q, "&") {
+		if part == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(part, "=")
+		k, v = queryUnescape(k), queryUnescape(v)
+		if old, ok := m[k]; ok {
+			v = old + "," + v
+		}
+		m[k] = v
+	}
+	return m
+}
