@@ -113,6 +113,10 @@ type Decision struct {
 	// ResponseHeaders go to the client: on the denial, or added to the
 	// upstream's response when allowed (rate-limit headers).
 	ResponseHeaders []Header
+	// Shadow are the would-be decisions of the shadow rules reached
+	// before the rule that decided (see shadow.go): for metrics and logs,
+	// never enforced.
+	Shadow []ShadowDecision
 }
 
 // Allowed reports whether the request may proceed.

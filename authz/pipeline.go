@@ -58,6 +58,8 @@ type Pipeline struct {
 	rlOnAllow      bool
 	xffHops        int
 	tracer         trace.Tracer
+	checked        bool    // some rule has a requestMatch (requestmatch.go)
+	shadows        []int32 // positions of the shadow rules (shadow.go)
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -67,6 +69,9 @@ type rule struct {
 	authn   []*Authenticator
 	require Requirements
 	limits  *rateLimits
+	match   *requestMatch // client_cidrs, context_extensions, match.when
+	when    []*condition  // requirements (condition.go)
+	shadow  *matcher      // the whole match of a shadow rule
 }
 
 // ruleEntry is a rule as the pipeline keeps it: without pointers, so that
@@ -131,14 +136,18 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		ms[i] = compiled[i].match
 		// Names are validated distinct, and the action one of actions.
 		e := ruleEntry{name: text.addNew(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
-		r := rule{require: rc.Require, limits: compiled[i].limits}
+		r := rule{require: rc.Require, limits: compiled[i].limits, match: ms[i].extra, when: compiled[i].when}
+		if compiled[i].shadow {
+			r.match, r.shadow = p.addShadow(i, ms[i])
+		}
+		p.checked = p.checked || r.match != nil
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
 		}
-		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 {
+		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 || r.match != nil || len(r.when) > 0 {
 			e.extra = int32(len(p.extras))
 			p.extras = append(p.extras, r)
 		}
@@ -183,9 +192,19 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	i, reason := p.match(r, methods)
+	st := matchState{lazyActivation: lazyActivation{r: r, hops: p.xffHops}, errPos: -1}
+	i, reason := p.match(r, methods, &st)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
+	}
+	if st.errPos >= 0 && (i < 0 || st.errPos < i) {
+		// A rule before the one that matched (or none) could not be
+		// decided: it might have matched.
+		d.Rule = p.index.str(p.rules[st.errPos].name)
+		return p.deny(d, Forbidden, ReasonConditionError)
+	}
+	if len(p.shadows) > 0 {
+		d.Shadow = p.shadowDecisions(ctx, r, i, &st, &scan)
 	}
 	if i < 0 {
 		return p.deny(d, Forbidden, "no_matching_rule")
@@ -197,6 +216,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	case ActionDeny:
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
+		if reason := st.requirements(ru, nil); reason != "" {
+			return p.deny(d, Forbidden, reason)
+		}
 		d.RemoveHeaders = p.identity.all
 		if extra := scan.spellings(p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
@@ -210,6 +232,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	}
 	d.Identity = id
 	if reason := ru.require.check(&id.Principal); reason != "" {
+		return p.deny(d, Forbidden, reason)
+	}
+	if reason := st.requirements(ru, id); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
 	// A stripped credential is removed by name, or (a cookie among
@@ -285,10 +310,14 @@ func (p *Pipeline) overrides(r *Request, scan *headerScan) (methods, strip []str
 // each override method (MethodOverrideMatch); when these readings pick
 // different rules the request is ambiguous and the reason says so. (Both
 // readings are functions of the canonical path.)
-func (p *Pipeline) match(r *Request, overrides []string) (int, string) {
-	ru := p.first(r.Host, r.Path, r.Method)
+func (p *Pipeline) match(r *Request, overrides []string, st *matchState) (int, string) {
+	var accept func(int) bool
+	if p.checked {
+		accept = func(i int) bool { return p.accept(i, st) }
+	}
+	ru := p.first(r.Host, r.Path, r.Method, accept)
 	for _, m := range overrides {
-		if p.first(r.Host, r.Path, m) != ru {
+		if p.first(r.Host, r.Path, m, accept) != ru {
 			return -1, "ambiguous_method"
 		}
 	}
@@ -311,11 +340,11 @@ func (p *Pipeline) match(r *Request, overrides []string) (int, string) {
 		if path == r.Path {
 			continue
 		}
-		if p.first(r.Host, path, r.Method) != ru {
+		if p.first(r.Host, path, r.Method, accept) != ru {
 			return -1, ErrAmbiguousPath.Error()
 		}
 		for _, m := range overrides {
-			if p.first(r.Host, path, m) != ru {
+			if p.first(r.Host, path, m, accept) != ru {
 				return -1, ErrAmbiguousPath.Error()
 			}
 		}
@@ -347,19 +376,19 @@ func foldPathCase(p string) string {
 
 // first returns the position of the first rule, in config order, that
 // matches, or -1.
-func (p *Pipeline) first(host, path, method string) int {
+func (p *Pipeline) first(host, path, method string, accept func(int) bool) int {
 	if p.linear != nil {
-		return firstLinear(p.linear, host, path, method)
+		return firstLinear(p.linear, host, path, method, accept)
 	}
-	return p.index.first(host, path, method)
+	return p.index.first(host, path, method, accept)
 }
 
 // firstLinear is first by trying every rule's matcher in order: the
 // definition the index must agree with, and the oracle of its differential
 // tests.
-func firstLinear(ms []*matcher, host, path, method string) int {
+func firstLinear(ms []*matcher, host, path, method string, accept func(int) bool) int {
 	for i, m := range ms {
-		if m.matches(host, path, method) {
+		if m.matches(host, path, method) && (m.extra == nil || accept(i)) {
 			return i
 		}
 	}
