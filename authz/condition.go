@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-		"strings"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
