@@ -143,6 +143,7 @@ func (c *Config) ApplyDefaults() {
 
 // Validate checks the policy. authenticators reports whether a name is a
 // configured authenticator. Paths in errors are relative to the policy.
+// It compiles the policy to check it (Compile), and drops the result.
 func (c *Config) Validate(authenticators func(name string) bool) error {
 	_, err := c.validate(authenticators)
 	return err
@@ -246,6 +247,9 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (compiledRule, e
 	m, err := compileMatch(&r.Match)
 	if err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
+	}
+	if r.Mode == ModeShadow && m != nil {
+		markShadow(m)
 	}
 	limits, err := r.RateLimits.compile()
 	errs = append(errs, yamlfile.Wrap("rate_limits", err))

@@ -99,16 +99,34 @@ func (p *Pipeline) rule(i int) rule {
 }
 
 // NewPipeline validates cfg (after applying defaults) and compiles it. The
-// authenticators are the ones rules may name.
+// authenticators are the ones rules may name. It is Compile followed by
+// Policy.NewPipeline; a service that validates before it builds the
+// authenticators calls those two, so the policy is compiled once.
 func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pipeline, error) {
-	cfg.ApplyDefaults()
+	pol, err := Compile(cfg, func(n string) bool {
+		return slices.ContainsFunc(authenticators, func(a *Authenticator) bool { return a.Name == n })
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pol.NewPipeline(authenticators, opts)
+}
+
+// NewPipeline builds a pipeline of the compiled policy over the
+// authenticators, which must include every one its rules name (those
+// Compile was told exist).
+func (pol *Policy) NewPipeline(authenticators []*Authenticator, opts Options) (*Pipeline, error) {
+	cfg, compiled := &pol.cfg, pol.rules
 	byName := make(map[string]*Authenticator, len(authenticators))
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	compiled, err := cfg.validate(func(n string) bool { return byName[n] != nil })
-	if err != nil {
-		return nil, err
+	for i := range cfg.Rules {
+		for j, n := range cfg.Rules[i].Authenticators {
+			if byName[n] == nil {
+				return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+"."+yamlfile.Index("authenticators", j), "no authenticator named %q", n)
+			}
+		}
 	}
 	p := &Pipeline{
 		realm:          cfg.Realm,

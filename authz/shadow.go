@@ -32,20 +32,19 @@ type ShadowDecision struct {
 	Reason string // as Decision.Reason: a word, never a credential or claim value
 }
 
-// addShadow marks rule i, of matcher m, a shadow rule: the enforced match
-// skips it (requestMatch.never) and shadowDecisions evaluates it.
-func (p *Pipeline) addShadow(i int, m *matcher) (*requestMatch, *matcher) {
-	x := m.extra
-	if x == nil {
-		x = &requestMatch{}
-	} else {
-		cp := *x
-		x = &cp
+// markShadow marks the matcher of a shadow rule: the enforced match skips
+// it (requestMatch.never) and shadowDecisions evaluates it.
+func markShadow(m *matcher) {
+	if m.extra == nil {
+		m.extra = &requestMatch{}
 	}
-	x.never = true
-	m.extra = x
+	m.extra.never = true
+}
+
+// addShadow records rule i, of matcher m, as a shadow rule.
+func (p *Pipeline) addShadow(i int, m *matcher) (*requestMatch, *matcher) {
 	p.shadows = append(p.shadows, int32(i))
-	return x, m
+	return m.extra, m
 }
 
 // shadowDecisions evaluates the shadow rules reached before the rule at

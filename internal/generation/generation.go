@@ -76,7 +76,8 @@ var ErrFilesChanged = errors.New("referenced files changed while loading; will r
 // is what runs. It starts no goroutine; a failed compile releases
 // everything it acquired.
 func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
-	if err := cfg.validateGeneration(); err != nil {
+	policy, err := cfg.validateGeneration()
+	if err != nil {
 		return nil, err
 	}
 	paths := cfg.referencedFiles()
@@ -117,7 +118,7 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if g.Pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
+	if g.Pipeline, err = policy.NewPipeline(list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
 	}
 	if !maps.Equal(before, filewatch.DigestAll(paths)) {
