@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/ext-authz/ext-authz/internal/yamlfile"
 )
 
 // Conditions are CEL expressions (github.com/google/cel-go, the language
@@ -196,7 +199,7 @@ func compileConditions(srcs []string, withPrincipal bool) ([]*condition, error) 
 	for i, src := range srcs {
 		c, err := compileCondition(env, src, withPrincipal)
 		if err != nil {
-			errs = append(errs, indexErr(i, err))
+			errs = append(errs, yamlfile.Errorf("["+strconv.Itoa(i)+"]", "%w", err))
 			continue
 		}
 		out[i] = c
@@ -273,9 +276,6 @@ func varNames(withPrincipal bool) string {
 	return strings.Join(names, ", ")
 }
 
-func indexErr(i int, err error) error {
-	return fmt.Errorf("[%d]: %w", i, err)
-}
 
 // condResult is the outcome of one condition.
 type condResult uint8
