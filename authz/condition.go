@@ -152,10 +152,13 @@ func ipInCIDR(lhs, rhs ref.Val) ref.Val {
 	return types.Bool(p.Contains(ip.Addr))
 }
 
-// condition is one compiled expression.
+// condition is one compiled expression: prg without cost tracking, for
+// requests within the estimate's sizes, and tracked under the runtime
+// cost limit for any other (see eval).
 type condition struct {
-	src string
-	prg cel.Program
+	src     string
+	prg     cel.Program
+	tracked cel.Program
 }
 
 // condSizeEstimator tells the cost estimate the largest size of every
@@ -238,14 +241,16 @@ func compileCondition(env *cel.Env, src string, withPrincipal bool) (*condition,
 	if est.Max > ConditionCostLimit {
 		return nil, fmt.Errorf("%q may cost up to %d, over the limit of %d per condition (bound the sizes it iterates over, or split it)", src, est.Max, ConditionCostLimit)
 	}
-	prg, err := env.Program(ast,
-		cel.CostLimit(ConditionCostLimit),
-		cel.OptimizeRegex(interpreter.MatchesRegexOptimization),
-		cel.EvalOptions(cel.OptOptimize))
+	opts := []cel.ProgramOption{cel.OptimizeRegex(interpreter.MatchesRegexOptimization), cel.EvalOptions(cel.OptOptimize)}
+	prg, err := env.Program(ast, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &condition{src: src, prg: prg}, nil
+	tracked, err := env.Program(ast, append(opts, cel.CostLimit(ConditionCostLimit))...)
+	if err != nil {
+		return nil, err
+	}
+	return &condition{src: src, prg: prg, tracked: tracked}, nil
 }
 
 // oneLine folds a multi-line CEL diagnostic (it draws a caret under the
@@ -288,22 +293,42 @@ const (
 )
 
 // eval evaluates c under a; it never panics (cel-go recovers its own).
+//
+// The runtime cost limit: the load-time estimate bounds the cost of every
+// request whose values are within the sizes it assumed
+// (maxConditionValueSize, maxConditionMapEntries), so such requests run
+// the program without cost tracking, which would cost five more
+// allocations per evaluation. The activation checks each value it hands
+// out against those sizes; one beyond them makes that evaluation void
+// (the activation answers it with an error) and the condition runs again
+// under cel.CostLimit(ConditionCostLimit), which stops it when the limit
+// is spent: condCost, failing closed.
 func (c *condition) eval(a *condActivation) (condResult, error) {
+	a.bounded, a.over = true, false
 	out, _, err := c.prg.Eval(a)
+	if a.over {
+		a.bounded = false
+		out, _, err = c.tracked.Eval(a)
+		a.bounded = true
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "actual cost limit exceeded") {
+		if strings.Contains(err.Error(), "cost limit exceeded") {
 			return condCost, err
 		}
 		return condError, err
 	}
-	if b, ok := out.(types.Bool); ok && bool(b) {
-		return condTrue, nil
-	}
-	if _, ok := out.(types.Bool); ok {
+	if b, ok := out.(types.Bool); ok {
+		if b {
+			return condTrue, nil
+		}
 		return condFalse, nil
 	}
 	return condError, fmt.Errorf("not a bool: %s", out.Type())
 }
+
+// errOversize answers a value beyond the estimate's sizes in a bounded
+// evaluation (which eval then repeats under the runtime cost limit).
+var errOversize = types.NewErr("value larger than the cost estimate assumed")
 
 // condActivation resolves the variables of conditions for one request,
 // building each value the first time an expression reads it: headers,
@@ -314,8 +339,48 @@ type condActivation struct {
 	id   *Identity
 	hops int
 
-	// Values built once per request, shared by its conditions.
-	headers, ctxExt, query, claims ref.Val
+	// bounded: hand out only values within the estimate's sizes, and set
+	// over (answering errOversize) for any other.
+	bounded, over bool
+
+	// Values built once per request, shared by its conditions, and
+	// whether each is beyond the estimate's sizes.
+	headers, ctxExt, query, claims, scopes ref.Val
+	big                                    uint8 // bits: bigHeaders...
+	sized                                  uint8 // bits of big computed
+}
+
+const (
+	bigHeaders uint8 = 1 << iota
+	bigCtxExt
+	bigQuery
+	bigClaims
+	bigScopes
+)
+
+// sizedVal returns v, unless a bounded evaluation must not see it.
+func (a *condActivation) sizedVal(bit uint8, v ref.Val, big func() bool) any {
+	if a.sized&bit == 0 {
+		a.sized |= bit
+		if big() {
+			a.big |= bit
+		}
+	}
+	if a.bounded && a.big&bit != 0 {
+		a.over = true
+		return errOversize
+	}
+	return v
+}
+
+// str returns s as a CEL string, unless a bounded evaluation must not see
+// it.
+func (a *condActivation) str(s string) any {
+	if a.bounded && len(s) > maxConditionValueSize {
+		a.over = true
+		return errOversize
+	}
+	return types.String(s)
 }
 
 // ResolveName implements interpreter.Activation.
@@ -323,28 +388,30 @@ func (a *condActivation) ResolveName(name string) (any, bool) {
 	r := a.r
 	switch name {
 	case "request.method":
-		return types.String(r.Method), true
+		return a.str(r.Method), true
 	case "request.host":
-		return types.String(r.Host), true
+		return a.str(r.Host), true
 	case "request.path":
-		return types.String(r.Path), true
+		return a.str(r.Path), true
 	case "request.scheme":
-		return types.String(r.Scheme), true
+		return a.str(r.Scheme), true
 	case "request.headers":
 		if a.headers == nil {
 			a.headers = types.NewStringStringMap(types.DefaultTypeAdapter, r.Headers)
 		}
-		return a.headers, true
+		return a.sizedVal(bigHeaders, a.headers, func() bool { return bigStringMap(r.Headers, maxConditionMapEntries) }), true
 	case "request.context_extensions":
 		if a.ctxExt == nil {
 			a.ctxExt = types.NewStringStringMap(types.DefaultTypeAdapter, r.ContextExtensions)
 		}
-		return a.ctxExt, true
+		return a.sizedVal(bigCtxExt, a.ctxExt, func() bool { return bigStringMap(r.ContextExtensions, maxConditionMapEntries) }), true
 	case "request.query":
 		if a.query == nil {
 			a.query = types.NewStringStringMap(types.DefaultTypeAdapter, parseConditionQuery(r.Query))
 		}
-		return a.query, true
+		// Each key, value and the number of parameters is at most the
+		// length of the query.
+		return a.sizedVal(bigQuery, a.query, func() bool { return len(r.Query) > maxConditionValueSize }), true
 	case "request.client_address":
 		ip, ok := ClientAddress(r, a.hops)
 		if !ok {
@@ -352,7 +419,7 @@ func (a *condActivation) ResolveName(name string) (any, bool) {
 		}
 		return types.String(ip.String()), true
 	case "request.source_principal":
-		return types.String(r.SourcePrincipal), true
+		return a.str(r.SourcePrincipal), true
 	}
 	id := a.id
 	if id == nil {
@@ -360,26 +427,86 @@ func (a *condActivation) ResolveName(name string) (any, bool) {
 	}
 	switch name {
 	case "principal.subject":
-		return types.String(id.Subject), true
+		return a.str(id.Subject), true
 	case "principal.issuer":
-		return types.String(id.Issuer), true
+		return a.str(id.Issuer), true
 	case "principal.authenticator":
-		return types.String(id.Authenticator), true
+		return a.str(id.Authenticator), true
 	case "principal.method":
-		return types.String(id.Method), true
+		return a.str(id.Method), true
 	case "principal.app_id":
-		return types.String(id.AppID), true
+		return a.str(id.AppID), true
 	case "principal.plan":
-		return types.String(id.Plan), true
+		return a.str(id.Plan), true
 	case "principal.scopes":
-		return types.NewStringList(types.DefaultTypeAdapter, id.Scopes), true
+		if a.scopes == nil {
+			a.scopes = types.NewStringList(types.DefaultTypeAdapter, id.Scopes)
+		}
+		return a.sizedVal(bigScopes, a.scopes, func() bool { return bigValue(id.Scopes, 1) }), true
 	case "principal.claims":
 		if a.claims == nil {
 			a.claims = types.NewStringInterfaceMap(types.DefaultTypeAdapter, id.Claims)
 		}
-		return a.claims, true
+		return a.sizedVal(bigClaims, a.claims, func() bool { return bigValue(id.Claims, 0) }), true
 	}
 	return nil, false
+}
+
+// bigStringMap reports a map beyond entries entries or with a key or
+// value beyond maxConditionValueSize.
+func bigStringMap(m map[string]string, entries int) bool {
+	if len(m) > entries {
+		return true
+	}
+	for k, v := range m {
+		if len(k) > maxConditionValueSize || len(v) > maxConditionValueSize {
+			return true
+		}
+	}
+	return false
+}
+
+// maxClaimDepth bounds the walk of bigValue; deeper claims count as big.
+const maxClaimDepth = 32
+
+// bigValue reports a claim value with a string, list or map beyond
+// maxConditionValueSize (bytes, entries) anywhere in it.
+func bigValue(v any, depth int) bool {
+	if depth > maxClaimDepth {
+		return true
+	}
+	switch x := v.(type) {
+	case string:
+		return len(x) > maxConditionValueSize
+	case []string:
+		if len(x) > maxConditionValueSize {
+			return true
+		}
+		for _, e := range x {
+			if len(e) > maxConditionValueSize {
+				return true
+			}
+		}
+	case []any:
+		if len(x) > maxConditionValueSize {
+			return true
+		}
+		for _, e := range x {
+			if bigValue(e, depth+1) {
+				return true
+			}
+		}
+	case map[string]any:
+		if len(x) > maxConditionValueSize {
+			return true
+		}
+		for k, e := range x {
+			if len(k) > maxConditionValueSize || bigValue(e, depth+1) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Parent implements interpreter.Activation.

@@ -14,7 +14,9 @@ func (l *lazyActivation) get() *condActivation {
 	if l.a == nil {
 		l.a = &condActivation{r: l.r, id: l.id, hops: l.hops}
 	} else if l.a.id != l.id {
-		l.a.id, l.a.claims = l.id, nil
+		l.a.id, l.a.claims, l.a.scopes = l.id, nil, nil
+		l.a.sized &^= bigClaims | bigScopes
+		l.a.big &^= bigClaims | bigScopes
 	}
 	return l.a
 }
