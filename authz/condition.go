@@ -281,7 +281,6 @@ func varNames(withPrincipal bool) string {
 	return strings.Join(names, ", ")
 }
 
-
 // condResult is the outcome of one condition.
 type condResult uint8
 
