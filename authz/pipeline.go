@@ -37,6 +37,10 @@ type Options struct {
 	// Tracer, when set, adds child spans for credential verification and
 	// rate limiting under a recording Check span.
 	Tracer trace.Tracer
+	// Explain keeps every rule's matcher so that Explain can say why each
+	// rule did or did not match; off, Explain names only the rule that
+	// matched. Off by default: a large policy would keep them for nothing.
+	Explain bool
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -58,8 +62,9 @@ type Pipeline struct {
 	rlOnAllow      bool
 	xffHops        int
 	tracer         trace.Tracer
-	checked        bool    // some rule has a requestMatch (requestmatch.go)
-	shadows        []int32 // positions of the shadow rules (shadow.go)
+	checked        bool       // some rule has a requestMatch (requestmatch.go)
+	shadows        []int32    // positions of the shadow rules (shadow.go)
+	matchers       []*matcher // Options.Explain: every rule's, for Explain
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -172,6 +177,9 @@ func (pol *Policy) NewPipeline(authenticators []*Authenticator, opts Options) (*
 		p.rules[i] = e
 	}
 	p.index = newRuleIndex(ms, &text)
+	if opts.Explain {
+		p.matchers = ms
+	}
 	return p, nil
 }
 
