@@ -96,12 +96,16 @@ type IdentityTrace struct {
 
 // Explain decides r as Decide does and says how. It verifies the
 // request's credentials again to report each authenticator's outcome,
-// and builds the rate-limit descriptors without counting them. It does
-// not modify r.
+// and asks the rate limiter without counting (hits 0). It does not
+// modify r.
 func (p *Pipeline) Explain(ctx context.Context, r *Request) Explanation {
 	dr := *r
 	var ex Explanation
-	ex.Decision = p.Decide(ctx, &dr)
+	q := *p
+	if q.limiter != nil {
+		q.limiter = peekLimiter{p.limiter}
+	}
+	ex.Decision = q.Decide(ctx, &dr)
 	rq := *r
 	if reason := p.normalise(&rq); reason != "" {
 		ex.Refused = reason
@@ -177,6 +181,20 @@ func (p *Pipeline) Explain(ctx context.Context, r *Request) Explanation {
 		}
 	}
 	return ex
+}
+
+// peekLimiter asks the limiter without counting (every descriptor's Hits
+// is 0): explaining a request must not spend its quota.
+type peekLimiter struct{ l Limiter }
+
+func (pl peekLimiter) Check(ctx context.Context, req ratelimit.Request) (ratelimit.Result, error) {
+	descs := make([]ratelimit.Descriptor, len(req.Descriptors))
+	copy(descs, req.Descriptors)
+	for i := range descs {
+		descs[i].Hits = 0
+	}
+	req.Descriptors = descs
+	return pl.l.Check(ctx, req)
 }
 
 func requirementTrace(field, expr string, ok bool) ConditionTrace {

@@ -88,7 +88,7 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 			_ = g.lease.Release()
 		}
 	}()
-	opts := authz.Options{Tracer: env.Tracer}
+	opts := authz.Options{Tracer: env.Tracer, Explain: env.Explain}
 	if cfg.RateLimit.Enabled() {
 		if g.limits, err = loadRateLimitRules(cfg); err != nil {
 			return nil, err
