@@ -334,7 +334,10 @@ var errOversize = types.NewErr("value larger than the cost estimate assumed")
 // context extensions and claims are wrapped, not copied; the query is
 // parsed once, only when read.
 type condActivation struct {
-	r    *Request
+	// req is a copy of the request (its maps shared, not copied): the
+	// activation escapes into CEL, and a pointer would make every
+	// request escape, conditions or not.
+	req  Request
 	id   *Identity
 	hops int
 
@@ -384,7 +387,7 @@ func (a *condActivation) str(s string) any {
 
 // ResolveName implements interpreter.Activation.
 func (a *condActivation) ResolveName(name string) (any, bool) {
-	r := a.r
+	r := &a.req
 	switch name {
 	case "request.method":
 		return a.str(r.Method), true

@@ -48,7 +48,7 @@ func TestConditionEval(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			a := &condActivation{r: condRequest(), id: condIdentity()}
+			a := &condActivation{req: *condRequest(), id: condIdentity()}
 			if got, err := cs[0].eval(a); got != tt.want {
 				t.Fatalf("eval = %v (%v), want %v", got, err, tt.want)
 			}
@@ -100,7 +100,7 @@ func TestConditionBeyondEstimate(t *testing.T) {
 	}
 	r := condRequest()
 	r.Headers = map[string]string{"x-big": big}
-	a := &condActivation{r: r}
+	a := &condActivation{req: *r}
 	if got, err := cs[0].eval(a); got != condTrue {
 		t.Fatalf("big header: %v (%v), want true", got, err)
 	}
@@ -111,7 +111,7 @@ func TestConditionBeyondEstimate(t *testing.T) {
 	for i := range maxConditionMapEntries {
 		r.Headers["h"+itoa(i)] = huge
 	}
-	a = &condActivation{r: r}
+	a = &condActivation{req: *r}
 	if got, err := cs[1].eval(a); got != condCost {
 		t.Fatalf("huge headers: %v (%v), want the cost limit", got, err)
 	}
@@ -162,11 +162,11 @@ func FuzzConditions(f *testing.F) {
 		c := cs[0]
 		r := &Request{Method: "GET", Host: "h", Path: "/p", Query: query, Headers: map[string]string{"x-tenant": header}, PeerAddress: peer}
 		id := &Identity{Principal: tokens.Principal{Subject: claim, Scopes: []string{claim}, Claims: map[string]any{"tenant": claim, "groups": []any{claim, "x"}}}}
-		res, _ := c.eval(&condActivation{r: r, id: id})
+		res, _ := c.eval(&condActivation{req: *r, id: id})
 		if res > condCost {
 			t.Fatalf("result %d", res)
 		}
-		out, _, terr := c.tracked.Eval(&condActivation{r: r, id: id})
+		out, _, terr := c.tracked.Eval(&condActivation{req: *r, id: id})
 		switch {
 		case terr != nil && res == condTrue:
 			t.Fatalf("bounded evaluation true, tracked one failed: %v", terr)

@@ -167,9 +167,9 @@ func (p *Pipeline) Explain(ctx context.Context, r *Request) Explanation {
 			ex.Requirements = append(ex.Requirements, requirementTrace("require.claims", strings.Join(names, " "), ok))
 		}
 	}
-	la := lazyActivation{r: &rq, id: id, hops: p.xffHops}
+	la := lazyActivation{id: id, hops: p.xffHops}
 	for j, c := range ru.when {
-		ex.Requirements = append(ex.Requirements, traceCondition("when["+strconv.Itoa(j)+"]", c, la.get(), red))
+		ex.Requirements = append(ex.Requirements, traceCondition("when["+strconv.Itoa(j)+"]", c, la.get(&rq), red))
 	}
 	if ru.limits != nil {
 		ex.Descriptors = ru.limits.build(&rq, id, p.xffHops)
@@ -222,7 +222,7 @@ func (p *Pipeline) traceRule(ctx context.Context, r *Request, i int, m *matcher,
 		return t
 	}
 	x := m.extra
-	la := lazyActivation{r: r, hops: p.xffHops}
+	la := lazyActivation{hops: p.xffHops}
 	switch out, _, _ := x.check(r, p.xffHops, &la); out {
 	case matchCIDR:
 		t.Why = "client_cidrs"
@@ -231,7 +231,7 @@ func (p *Pipeline) traceRule(ctx context.Context, r *Request, i int, m *matcher,
 	}
 	if t.Why == "" {
 		for j, c := range x.when {
-			ct := traceCondition("match.when["+strconv.Itoa(j)+"]", c, la.get(), red)
+			ct := traceCondition("match.when["+strconv.Itoa(j)+"]", c, la.get(r), red)
 			t.Conditions = append(t.Conditions, ct)
 			if ct.Result != "true" {
 				t.Why = ct.Field
@@ -244,7 +244,7 @@ func (p *Pipeline) traceRule(ctx context.Context, r *Request, i int, m *matcher,
 	}
 	t.Matched = t.Why == ""
 	if t.Matched && t.Shadow {
-		code, reason := p.wouldDecide(ctx, r, &ru, &lazyActivation{r: r, hops: p.xffHops}, scan)
+		code, reason := p.wouldDecide(ctx, r, &ru, &lazyActivation{hops: p.xffHops}, scan)
 		t.WouldBe = &ShadowDecision{Rule: ru.name, Code: code, Reason: reason}
 	}
 	return t

@@ -156,8 +156,8 @@ func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []st
 			for k, ov := range genOverrides {
 				cl := genClients[(k+len(path))%len(genClients)]
 				r := &Request{Host: h, Path: path, Method: "GET", PeerAddress: cl[0], ContextExtensions: map[string]string{"route": cl[1]}}
-				wantRule, wantReason := linear.match(r, ov, &matchState{lazyActivation: lazyActivation{r: r}, errPos: -1})
-				gotRule, gotReason := indexed.match(r, ov, &matchState{lazyActivation: lazyActivation{r: r}, errPos: -1})
+				wantRule, wantReason := linear.match(r, ov, &matchState{errPos: -1})
+				gotRule, gotReason := indexed.match(r, ov, &matchState{errPos: -1})
 				if gotRule != wantRule || gotReason != wantReason {
 					t.Fatalf("match(%q, %q, %v, overrides %v) = %s %q, linear scan: %s %q\nrules:\n%s", h, path, cl, ov,
 						ruleDesc(rules, gotRule), gotReason, ruleDesc(rules, wantRule), wantReason, rulesDesc(rules))

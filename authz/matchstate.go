@@ -3,16 +3,19 @@ package authz
 // lazyActivation builds the activation of conditions the first time a
 // condition needs it: a request that reaches no condition allocates
 // nothing for them.
+//
+// It holds no pointer to the request (get copies it): the activation
+// escapes into CEL, and a request reachable from it would be moved to the
+// heap on every Decide, conditions or not.
 type lazyActivation struct {
-	r    *Request
 	id   *Identity
 	hops int
 	a    *condActivation
 }
 
-func (l *lazyActivation) get() *condActivation {
+func (l *lazyActivation) get(r *Request) *condActivation {
 	if l.a == nil {
-		l.a = &condActivation{r: l.r, id: l.id, hops: l.hops}
+		l.a = &condActivation{req: *r, id: l.id, hops: l.hops}
 	} else if l.a.id != l.id {
 		l.a.id, l.a.claims, l.a.scopes = l.id, nil, nil
 		l.a.sized &^= bigClaims | bigScopes
@@ -24,12 +27,12 @@ func (l *lazyActivation) get() *condActivation {
 // requirements evaluates the rule's when requirements for identity id
 // (nil for an anonymous rule) and returns "" when all hold, else the
 // reason to deny.
-func (l *lazyActivation) requirements(ru *rule, id *Identity) string {
+func (l *lazyActivation) requirements(r *Request, ru *rule, id *Identity) string {
 	if len(ru.when) == 0 {
 		return ""
 	}
 	l.id = id
-	a := l.get()
+	a := l.get(r)
 	for _, c := range ru.when {
 		switch res, _ := c.eval(a); res {
 		case condTrue:
@@ -66,7 +69,7 @@ type matchState struct {
 
 // accept reports whether rule i's requestMatch holds for the request; the
 // index calls it only for rules that have one.
-func (p *Pipeline) accept(i int, st *matchState) bool {
+func (p *Pipeline) accept(i int, r *Request, st *matchState) bool {
 	e := p.rules[i]
 	m := p.extras[e.extra].match
 	if m.never {
@@ -77,7 +80,7 @@ func (p *Pipeline) accept(i int, st *matchState) bool {
 			return x.ok
 		}
 	}
-	out, ci, err := m.check(st.r, st.hops, &st.lazyActivation)
+	out, ci, err := m.check(r, st.hops, &st.lazyActivation)
 	ok := out == matchOK
 	if out == matchWhenError && (st.errPos < 0 || i < st.errPos) {
 		st.errPos, st.errCond, st.err = i, ci, err

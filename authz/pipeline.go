@@ -218,7 +218,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	st := matchState{lazyActivation: lazyActivation{r: r, hops: p.xffHops}, errPos: -1}
+	st := matchState{lazyActivation: lazyActivation{hops: p.xffHops}, errPos: -1}
 	i, reason := p.match(r, methods, &st)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
@@ -242,7 +242,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	case ActionDeny:
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
-		if reason := st.requirements(ru, nil); reason != "" {
+		if reason := st.requirements(r, ru, nil); reason != "" {
 			return p.deny(d, Forbidden, reason)
 		}
 		d.RemoveHeaders = p.identity.all
@@ -260,7 +260,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
-	if reason := st.requirements(ru, id); reason != "" {
+	if reason := st.requirements(r, ru, id); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
 	// A stripped credential is removed by name, or (a cookie among
@@ -339,7 +339,7 @@ func (p *Pipeline) overrides(r *Request, scan *headerScan) (methods, strip []str
 func (p *Pipeline) match(r *Request, overrides []string, st *matchState) (int, string) {
 	var accept func(int) bool
 	if p.checked {
-		accept = func(i int) bool { return p.accept(i, st) }
+		accept = func(i int) bool { return p.accept(i, r, st) }
 	}
 	ru := p.first(r.Host, r.Path, r.Method, accept)
 	for _, m := range overrides {

@@ -127,7 +127,7 @@ func (m *requestMatch) check(r *Request, hops int, act *lazyActivation) (out mat
 		}
 	}
 	if len(m.when) > 0 {
-		a := act.get()
+		a := act.get(r)
 		for i, c := range m.when {
 			switch res, err := c.eval(a); res {
 			case condTrue:

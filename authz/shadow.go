@@ -59,7 +59,7 @@ func (p *Pipeline) shadowDecisions(ctx context.Context, r *Request, winner int, 
 		if !ru.shadow.matches(r.Host, r.Path, r.Method) {
 			continue
 		}
-		la := lazyActivation{r: r, hops: st.hops, a: nil}
+		la := lazyActivation{hops: st.hops}
 		switch res, _, _ := ru.match.check(r, p.xffHops, &la); res {
 		case matchOK:
 			code, reason := p.wouldDecide(ctx, r, &ru, &la, scan)
@@ -78,7 +78,7 @@ func (p *Pipeline) wouldDecide(ctx context.Context, r *Request, ru *rule, la *la
 	case ActionDeny:
 		return Forbidden, "denied_by_rule"
 	case ActionAllow:
-		if reason := la.requirements(ru, nil); reason != "" {
+		if reason := la.requirements(r, ru, nil); reason != "" {
 			return Forbidden, reason
 		}
 		return OK, ""
@@ -96,7 +96,7 @@ func (p *Pipeline) wouldDecide(ctx context.Context, r *Request, ru *rule, la *la
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return Forbidden, reason
 	}
-	if reason := la.requirements(ru, id); reason != "" {
+	if reason := la.requirements(r, ru, id); reason != "" {
 		return Forbidden, reason
 	}
 	return OK, ""
