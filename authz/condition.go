@@ -345,11 +345,15 @@ type condActivation struct {
 	// over (answering errOversize) for any other.
 	bounded, over bool
 
-	// Values built once per request, shared by its conditions, and
-	// whether each is beyond the estimate's sizes.
-	headers, ctxExt, query, claims, scopes ref.Val
-	big                                    uint8 // bits: bigHeaders...
-	sized                                  uint8 // bits of big computed
+	// Values built once per request, shared by its conditions (the maps
+	// live here, so handing them out allocates nothing), and whether each
+	// is beyond the estimate's sizes.
+	headers, ctxExt, query strMap
+	claims                 claimMap
+	scopes                 ref.Val
+	built                  uint8 // bits: bigHeaders... of the maps set up
+	big                    uint8 // bits: bigHeaders...
+	sized                  uint8 // bits of big computed
 }
 
 const (
@@ -398,22 +402,22 @@ func (a *condActivation) ResolveName(name string) (any, bool) {
 	case "request.scheme":
 		return a.str(r.Scheme), true
 	case "request.headers":
-		if a.headers == nil {
-			a.headers = types.NewStringStringMap(types.DefaultTypeAdapter, r.Headers)
+		if a.built&bigHeaders == 0 {
+			a.headers.m, a.built = r.Headers, a.built|bigHeaders
 		}
-		return a.sizedVal(bigHeaders, a.headers, func() bool { return bigStringMap(r.Headers, maxConditionMapEntries) }), true
+		return a.sizedVal(bigHeaders, &a.headers, func() bool { return bigStringMap(r.Headers, maxConditionMapEntries) }), true
 	case "request.context_extensions":
-		if a.ctxExt == nil {
-			a.ctxExt = types.NewStringStringMap(types.DefaultTypeAdapter, r.ContextExtensions)
+		if a.built&bigCtxExt == 0 {
+			a.ctxExt.m, a.built = r.ContextExtensions, a.built|bigCtxExt
 		}
-		return a.sizedVal(bigCtxExt, a.ctxExt, func() bool { return bigStringMap(r.ContextExtensions, maxConditionMapEntries) }), true
+		return a.sizedVal(bigCtxExt, &a.ctxExt, func() bool { return bigStringMap(r.ContextExtensions, maxConditionMapEntries) }), true
 	case "request.query":
-		if a.query == nil {
-			a.query = types.NewStringStringMap(types.DefaultTypeAdapter, parseConditionQuery(r.Query))
+		if a.built&bigQuery == 0 {
+			a.query.m, a.built = parseConditionQuery(r.Query), a.built|bigQuery
 		}
 		// Each key, value and the number of parameters is at most the
 		// length of the query.
-		return a.sizedVal(bigQuery, a.query, func() bool { return len(r.Query) > maxConditionValueSize }), true
+		return a.sizedVal(bigQuery, &a.query, func() bool { return len(r.Query) > maxConditionValueSize }), true
 	case "request.client_address":
 		ip, ok := ClientAddress(r, a.hops)
 		if !ok {
@@ -446,10 +450,10 @@ func (a *condActivation) ResolveName(name string) (any, bool) {
 		}
 		return a.sizedVal(bigScopes, a.scopes, func() bool { return bigValue(id.Scopes, 1) }), true
 	case "principal.claims":
-		if a.claims == nil {
-			a.claims = types.NewStringInterfaceMap(types.DefaultTypeAdapter, id.Claims)
+		if a.built&bigClaims == 0 {
+			a.claims, a.built = claimMap{m: id.Claims}, a.built|bigClaims
 		}
-		return a.sizedVal(bigClaims, a.claims, func() bool { return bigValue(id.Claims, 0) }), true
+		return a.sizedVal(bigClaims, &a.claims, func() bool { return bigValue(id.Claims, 0) }), true
 	}
 	return nil, false
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/cel-go/common/types"
+
 	"github.com/ext-authz/ext-authz/tokens"
 )
 
@@ -174,4 +176,63 @@ func FuzzConditions(f *testing.F) {
 			t.Fatalf("bounded %v, tracked %v", res, out)
 		}
 	})
+}
+
+// refActivation is condActivation with cel-go's own map values: the
+// oracle strMap and claimMap are compared with.
+type refActivation struct{ *condActivation }
+
+func (a refActivation) ResolveName(name string) (any, bool) {
+	r := &a.req
+	switch name {
+	case "request.headers":
+		return types.NewStringStringMap(types.DefaultTypeAdapter, r.Headers), true
+	case "request.context_extensions":
+		return types.NewStringStringMap(types.DefaultTypeAdapter, r.ContextExtensions), true
+	case "request.query":
+		return types.NewStringStringMap(types.DefaultTypeAdapter, parseConditionQuery(r.Query)), true
+	case "principal.claims":
+		return types.NewStringInterfaceMap(types.DefaultTypeAdapter, a.id.Claims), true
+	}
+	return a.condActivation.ResolveName(name)
+}
+
+// TestConditionMapsMatchCEL: every map operation gives what cel-go's own
+// map values give (result and error alike).
+func TestConditionMapsMatchCEL(t *testing.T) {
+	exprs := []string{
+		"request.headers['x-tenant'] == 't1'",
+		"request.headers['nope'] == 't1'",
+		"'x-tenant' in request.headers",
+		"'nope' in request.headers",
+		"has(request.headers.nope)",
+		"request.headers.size() == 1",
+		"request.headers.exists(k, k == 'x-tenant')",
+		"request.headers.all(k, request.headers[k] != '')",
+		"request.headers == {'x-tenant': 't1'}",
+		"request.headers != {'x-tenant': 't2'}",
+		"request.query == {'x': '1', 'y': 'a b'}",
+		"request.query.map(k, k).size() == 2",
+		"request.context_extensions.filter(k, k.startsWith('r')).size() == 1",
+		"dyn(request.headers)[1] == 'x'",
+		"principal.claims.groups == ['dev', 'ops']",
+		"principal.claims.n == 3",
+		"principal.claims.nope == 1",
+		"'tenant' in principal.claims && size(principal.claims) == 3",
+		"principal.claims.exists(k, k == 'groups')",
+		"principal.claims == {'tenant': 't1', 'groups': ['dev', 'ops'], 'n': 3.0}",
+		"dyn(principal.claims)[2] == 1",
+	}
+	for _, src := range exprs {
+		cs, err := compileConditions([]string{src}, true)
+		if err != nil {
+			t.Fatalf("%s: %v", src, err)
+		}
+		a := &condActivation{req: *condRequest(), id: condIdentity(), bounded: false}
+		got, _, gerr := cs[0].prg.Eval(a)
+		want, _, werr := cs[0].prg.Eval(refActivation{&condActivation{req: *condRequest(), id: condIdentity()}})
+		if (gerr == nil) != (werr == nil) || (gerr == nil && got.Equal(want) != types.True) {
+			t.Errorf("%s: got %v (%v), cel-go's maps give %v (%v)", src, got, gerr, want, werr)
+		}
+	}
 }

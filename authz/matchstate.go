@@ -17,9 +17,10 @@ func (l *lazyActivation) get(r *Request) *condActivation {
 	if l.a == nil {
 		l.a = &condActivation{req: *r, id: l.id, hops: l.hops}
 	} else if l.a.id != l.id {
-		l.a.id, l.a.claims, l.a.scopes = l.id, nil, nil
+		l.a.id, l.a.claims, l.a.scopes = l.id, claimMap{}, nil
 		l.a.sized &^= bigClaims | bigScopes
 		l.a.big &^= bigClaims | bigScopes
+		l.a.built &^= bigClaims
 	}
 	return l.a
 }
