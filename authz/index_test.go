@@ -31,8 +31,12 @@ var (
 	genOverrides  = [][]string{nil, {"POST"}, {"GET", "PUT"}, {"DELETE"}}
 	genCIDRs      = []string{"10.0.0.0/8", "192.168.0.0/16", "::/0"}
 	genRoutes     = []string{"a", "b"}
+	// genWhens are match.when conditions: true, false and failing (the
+	// route is absent from some requests) on the generated requests.
+	genWhens = []string{"request.context_extensions['route'] == 'a'", "request.path.size() > 2",
+		"ip(request.client_address).in_cidr('10.0.0.0/8')", "request.method != 'GET'"}
 	// genClients are (peer address, route) pairs of requests.
-	genClients = [][2]string{{"10.1.2.3", "a"}, {"192.168.1.1", "b"}, {"2001:db8::1", ""}}
+	genClients = [][2]string{{"10.1.2.3", "a"}, {"192.168.1.1", "b"}, {"2001:db8::1", ""}, {"", "-"}}
 )
 
 // genAccept is a requestMatch stand-in for comparing first: a fixed
@@ -82,11 +86,13 @@ func (g *ruleGen) rules(n int) []*matcher {
 		mc.Methods = pick(g, genMethods)
 		// Matchers beyond host, path and method (requestMatch), which the
 		// index checks on its candidates.
-		switch g.intn(6) {
+		switch g.intn(8) {
 		case 0:
 			mc.ClientCIDRs = []string{pick(g, genCIDRs)}
 		case 1:
 			mc.ContextExtensions = map[string]string{"route": pick(g, genRoutes)}
+		case 2:
+			mc.When = []string{pick(g, genWhens)}
 		}
 		m, err := compileMatch(&mc)
 		if err != nil {
@@ -156,8 +162,19 @@ func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []st
 			for k, ov := range genOverrides {
 				cl := genClients[(k+len(path))%len(genClients)]
 				r := &Request{Host: h, Path: path, Method: "GET", PeerAddress: cl[0], ContextExtensions: map[string]string{"route": cl[1]}}
-				wantRule, wantReason := linear.match(r, ov, &matchState{errPos: -1})
-				gotRule, gotReason := indexed.match(r, ov, &matchState{errPos: -1})
+				if cl[1] == "-" {
+					r.ContextExtensions = nil
+				}
+				lst, ist := &matchState{errPos: -1}, &matchState{errPos: -1}
+				wantRule, wantReason := linear.match(r, ov, lst)
+				gotRule, gotReason := indexed.match(r, ov, ist)
+				// A failing condition denies when its rule comes before
+				// the winner (of a request not refused as ambiguous, which
+				// Decide refuses first): both scans must find that one.
+				if wantReason == "" && gotReason == "" && effectiveErr(lst, wantRule) != effectiveErr(ist, gotRule) {
+					t.Fatalf("match(%q, %q, %v): failing condition at %d, linear scan: %d\nrules:\n%s", h, path, cl,
+						effectiveErr(ist, gotRule), effectiveErr(lst, wantRule), rulesDesc(rules))
+				}
 				if gotRule != wantRule || gotReason != wantReason {
 					t.Fatalf("match(%q, %q, %v, overrides %v) = %s %q, linear scan: %s %q\nrules:\n%s", h, path, cl, ov,
 						ruleDesc(rules, gotRule), gotReason, ruleDesc(rules, wantRule), wantReason, rulesDesc(rules))
@@ -166,6 +183,15 @@ func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []st
 		}
 	}
 	return matched
+}
+
+// effectiveErr is the failing condition's rule that denies a match of
+// winner (Decide's rule), or -1.
+func effectiveErr(st *matchState, winner int) int {
+	if st.errPos >= 0 && (winner < 0 || st.errPos < winner) {
+		return st.errPos
+	}
+	return -1
 }
 
 func ruleDesc(rules []*matcher, i int) string {
