@@ -344,6 +344,8 @@ type condActivation struct {
 	// bounded: hand out only values within the estimate's sizes, and set
 	// over (answering errOversize) for any other.
 	bounded, over bool
+	// seen, when set (Explain), is told each variable an expression reads.
+	seen func(name string)
 
 	// Values built once per request, shared by its conditions (the maps
 	// live here, so handing them out allocates nothing), and whether each
@@ -392,6 +394,9 @@ func (a *condActivation) str(s string) any {
 // ResolveName implements interpreter.Activation.
 func (a *condActivation) ResolveName(name string) (any, bool) {
 	r := &a.req
+	if a.seen != nil {
+		a.seen(name)
+	}
 	switch name {
 	case "request.method":
 		return a.str(r.Method), true

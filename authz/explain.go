@@ -73,6 +73,10 @@ type ConditionTrace struct {
 	Expr   string // the CEL source, or the requirement's names
 	Result string // true, false, error, cost_exceeded
 	Error  string `json:",omitempty"`
+	// Reads are the variables the expression read, with the value of
+	// each request string (request.method=GET); maps, lists and the
+	// principal's fields are named only.
+	Reads []string `json:",omitempty"`
 }
 
 // AuthenticatorTrace is one authenticator of the deciding rule.
@@ -252,7 +256,17 @@ func (p *Pipeline) traceRule(ctx context.Context, r *Request, i int, m *matcher,
 
 func traceCondition(field string, c *condition, a *condActivation, red func(string) string) ConditionTrace {
 	t := ConditionTrace{Field: field, Expr: c.src}
+	a.seen = func(name string) {
+		read := name
+		if v, ok := requestString(&a.req, a.hops, name); ok {
+			read += "=" + red(v)
+		}
+		if !slices.Contains(t.Reads, read) {
+			t.Reads = append(t.Reads, read)
+		}
+	}
 	res, err := c.eval(a)
+	a.seen = nil
 	t.Result = [...]string{condFalse: "false", condTrue: "true", condError: "error", condCost: "cost_exceeded"}[res]
 	if err != nil {
 		// CEL quotes the values it could not use ("IP Address \"x\" parse
@@ -297,6 +311,28 @@ func (p *Pipeline) traceAuthn(ctx context.Context, r *Request, ru *rule, scan *h
 		id.Plan = ex.Decision.Identity.Plan
 	}
 	return id
+}
+
+// requestString is the value of a string variable of the request.
+func requestString(r *Request, hops int, name string) (string, bool) {
+	switch name {
+	case "request.method":
+		return r.Method, true
+	case "request.host":
+		return r.Host, true
+	case "request.path":
+		return r.Path, true
+	case "request.scheme":
+		return r.Scheme, true
+	case "request.client_address":
+		if ip, ok := ClientAddress(r, hops); ok {
+			return ip.String(), true
+		}
+		return "", true
+	case "request.source_principal":
+		return r.SourcePrincipal, true
+	}
+	return "", false
 }
 
 func presence(ok bool, cred string) string {
@@ -401,6 +437,9 @@ func writeCond(b *strings.Builder, indent string, c ConditionTrace) {
 	fmt.Fprintf(b, "%s%s %s: %s", indent, c.Field, quoteExpr.ReplaceAllString(c.Expr, " "), c.Result)
 	if c.Error != "" {
 		fmt.Fprintf(b, " (%s)", c.Error)
+	}
+	if len(c.Reads) > 0 {
+		fmt.Fprintf(b, " [reads %s]", strings.Join(c.Reads, ", "))
 	}
 	b.WriteString("\n")
 }

@@ -56,7 +56,7 @@ func TestExplain(t *testing.T) {
 		"authenticator keys: credential present, accepted",
 		`identity: subject "alice" issuer "keys" via keys (api-key); scopes [read]; claims [email team] (values not shown)`,
 		"requirement require.scopes read: true",
-		"requirement when[0] principal.claims.team == request.headers['x-team']: true",
+		"requirement when[0] principal.claims.team == request.headers['x-team']: true [reads principal.claims, request.headers]",
 		"requirement when[1] ip(principal.claims.team) == ip('10.0.0.1'): error (IP Address \"…\" parse error",
 		"rate-limit descriptor: user=alice",
 		"rate-limit descriptor: key=[credential]",

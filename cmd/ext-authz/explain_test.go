@@ -65,7 +65,7 @@ func TestCheckExplainConfig(t *testing.T) {
 			"[0] office: no match (path)",
 			"[1] trial (shadow): matched; would decide forbidden denied_by_rule; matching continues",
 			"[2] api: matched",
-			"match.when[0] request.method in ['GET', 'POST']: true",
+			"match.when[0] request.method in ['GET', 'POST']: true [reads request.method=GET]",
 			"authenticator api-keys: credential present, accepted",
 			"requirement when[0] principal.claims.team == request.headers['x-team']: true",
 			"decision: ok - (rule api)",
