@@ -165,8 +165,9 @@ func (c *Config) validate() error {
 
 // validateGeneration checks what a generation is built from: the
 // authenticators, the policy over their names, and the rate_limit
-// section. Only compile calls it, before it builds anything.
-func (c *Config) validateGeneration() error {
+// section, and returns the compiled policy: the policy's one compile
+// step. Only compile calls it, before it builds anything.
+func (c *Config) validateGeneration() (*authz.Policy, error) {
 	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	errs = append(errs, c.validateRateLimitBackend())
 	names := map[string]int{}
@@ -182,11 +183,12 @@ func (c *Config) validateGeneration() error {
 	if c.UpstreamAssertion != nil {
 		errs = append(errs, yamlfile.Wrap("upstream_assertion", c.UpstreamAssertion.validate(c.Authenticators, c.Policy.IdentityHeaders)))
 	}
-	errs = append(errs, yamlfile.Wrap("policy", c.Policy.Validate(func(n string) bool {
+	policy, err := authz.Compile(c.Policy, func(n string) bool {
 		_, ok := names[n]
 		return ok
-	})))
-	return errors.Join(errs...)
+	})
+	errs = append(errs, yamlfile.Wrap("policy", err))
+	return policy, errors.Join(errs...)
 }
 
 func (s *ServerConfig) validate() error {
