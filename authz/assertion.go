@@ -59,7 +59,9 @@ type assertionPlan struct {
 // policy's identity headers (defaults applied); paths are relative to the
 // upstream_assertion section.
 func ValidateAssertion(opts AssertionOptions, identity IdentityHeaders) error {
-	id := compileIdentity(identity)
+	c := Config{IdentityHeaders: identity}
+	c.ApplyDefaults() // idempotent: the default identity header names count too
+	id := compileIdentity(c.IdentityHeaders)
 	_, err := assertionPlanOf(&opts, &id)
 	return err
 }
