@@ -40,8 +40,8 @@ type RevocationOptions struct {
 // scored by the epoch) and a stream that logs every write, which replicas
 // follow with XREAD BLOCK from the last id they saw.
 type RevocationStore struct {
-	client goredis.UniversalClient
-	opts   RevocationOptions
+	client                     goredis.UniversalClient
+	opts                       RevocationOptions
 	creds, subjects, apps, log string
 }
 
