@@ -209,7 +209,10 @@ func epochVerdict(epoch int64, now time.Time, retention time.Duration, q *Query)
 func (l *List) lookup(ctx context.Context, now time.Time, q *Query) (Verdict, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.opts.LookupTimeout)
 	defer cancel()
-	f, err := l.src.Lookup(ctx, q)
+	// A copy goes to the Source (an interface: what it is given escapes),
+	// so the caller's query stays on its stack on the memory path.
+	qc := *q
+	f, err := l.src.Lookup(ctx, &qc)
 	var v Verdict
 	switch {
 	case err != nil:
@@ -237,6 +240,9 @@ func (l *List) Apply(r Record) {
 	if r.Validate() != nil {
 		l.m.invalid()
 		return
+	}
+	if l.expired(&r, l.opts.Now()) {
+		return // nothing left to revoke
 	}
 	if r.Kind == KindSubject {
 		l.applySubject(r)
@@ -292,6 +298,14 @@ func (l *List) applySubject(r Record) {
 		e.apps = make(map[string]int64, 1)
 	}
 	e.apps[r.App] = max(e.apps[r.App], r.At)
+}
+
+// expired reports whether r no longer matters at now (see Sweep).
+func (l *List) expired(r *Record, now time.Time) bool {
+	if r.Kind == KindSubject {
+		return r.At < now.Add(-l.opts.Retention).Unix()
+	}
+	return r.At != 0 && r.At < now.Add(-ExpiryGrace).Unix()
 }
 
 // reserve counts one more record, or drops it at the bound.
