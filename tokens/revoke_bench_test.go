@@ -131,4 +131,3 @@ func BenchmarkRevocationParallel(b *testing.B) {
 		})
 	}
 }
-

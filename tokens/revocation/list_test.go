@@ -53,7 +53,7 @@ func TestCheckFromMemory(t *testing.T) {
 		{Kind: KindSubject, ID: "bob", App: "shop", At: t0.Unix() - 10},
 		{Kind: KindSubject, ID: "bob", At: t0.Unix() - 1000},
 		{Kind: KindSubject, ID: "eve", At: t0.Add(-DefaultRetention - time.Hour).Unix()}, // past retention
-		{Kind: KindJTI, ID: "gone", At: t0.Add(-ExpiryGrace - time.Second).Unix()},        // long expired
+		{Kind: KindJTI, ID: "gone", At: t0.Add(-ExpiryGrace - time.Second).Unix()},       // long expired
 	} {
 		l.Apply(r)
 	}
