@@ -31,6 +31,7 @@ type Config struct {
 	Policy         authz.Config          `yaml:"policy"`
 	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
+	Revocation     RevocationConfig      `yaml:"revocation"`
 
 	// src is the file it came from, to put lines on later errors; path
 	// and sum are its name and the digest of the bytes decoded.
@@ -134,6 +135,7 @@ func (c *Config) applyDefaults() {
 	c.Policy.ApplyDefaults()
 	c.Telemetry.ApplyDefaults()
 	c.RateLimit.ApplyDefaults()
+	c.Revocation.applyDefaults()
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -161,6 +163,7 @@ func (c *Config) validate() error {
 func (c *Config) validateGeneration() error {
 	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	errs = append(errs, c.validateRateLimitBackend())
+	errs = append(errs, yamlfile.Wrap("revocation", c.Revocation.validate(c.Redis.Enabled())))
 	names := map[string]int{}
 	for i := range c.Authenticators {
 		a := &c.Authenticators[i]

@@ -334,3 +334,20 @@ func (s *RevocationStore) Lookup(ctx context.Context, q *revocation.Query) (revo
 	}
 	return f, nil
 }
+
+// Target is where a command-line tool finds Redis (the service itself
+// builds its client from the redis section).
+type Target struct {
+	Addrs              []string
+	Cluster            bool // also implied by several addresses
+	Username, Password string
+}
+
+// DialRevocationStore returns a store over a new client for t, and the
+// function that closes the client.
+func DialRevocationStore(t Target, opts RevocationOptions) (*RevocationStore, func() error) {
+	cli := goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs: t.Addrs, Username: t.Username, Password: t.Password, IsClusterMode: t.Cluster || len(t.Addrs) > 1,
+	})
+	return NewRevocationStore(cli, opts), cli.Close
+}
