@@ -142,14 +142,19 @@ func (l *List) shard(id string) int { return int(maphash.String(l.seed, id) % sh
 
 // Check answers whether the credential q describes is revoked. It reads
 // only memory while the memory is trusted (see Options.MaxStaleness and
-// MaxRecords); otherwise it asks the store once, and an error then means
-// the Check could not be decided (never a verdict).
+// MaxRecords), or when memory revokes it; otherwise it asks the store
+// once, and an error then means the Check could not be decided (never a
+// verdict).
 func (l *List) Check(ctx context.Context, now time.Time, q *Query) (Verdict, error) {
+	// Memory only ever misses revocations (it drops a record only once
+	// it expired), so what it revokes is revoked even when it is stale,
+	// and even when the store has since lost the record.
+	v := l.local(now, q)
+	if v.Revoked {
+		l.m.decision("memory", "revoked")
+		return v, nil
+	}
 	if l.trusted(now) {
-		v := l.local(now, q)
-		if v.Revoked {
-			l.m.decision("memory", "revoked")
-		}
 		return v, nil
 	}
 	return l.lookup(ctx, now, q)
