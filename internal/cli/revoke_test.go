@@ -84,3 +84,33 @@ func TestTokenRevokeAndStatus(t *testing.T) {
 		t.Errorf("service view of a fresh ticket: %v", err)
 	}
 }
+
+// FuzzReadToken: any --token is read without a panic, as a JWT or a
+// ticket or refused; a ticket's id is its jti or the digest of its
+// payload, never anything of its signature.
+func FuzzReadToken(f *testing.F) {
+	f.Add("udbt1.k1.eyJ1aWQiOiJ1In0.sig")
+	f.Add("udbt1.k1.eyJ1aWQiOiJ1IiwianRpIjoidC0xIn0.sig")
+	f.Add("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIiwianRpIjoiaiJ9.c2ln")
+	f.Add("a.b.c")
+	f.Fuzz(func(t *testing.T, tok string) {
+		c, err := readToken(tok)
+		if err != nil {
+			return
+		}
+		switch c.kind {
+		case "jwt":
+		case "udb-ticket":
+			parts := strings.Split(tok, ".")
+			if strings.HasPrefix(c.id, "sha256:") && c.id != tokens.TicketID("", parts[2]) {
+				t.Fatalf("ticket id %q of %q is not its payload digest", c.id, tok)
+			}
+			parts[3] = "other-signature"
+			if c2, err := readToken(strings.Join(parts, ".")); err != nil || c2.id != c.id {
+				t.Fatalf("the signature changed the ticket id: %q -> %q (%v)", c.id, c2.id, err)
+			}
+		default:
+			t.Fatalf("kind %q", c.kind)
+		}
+	})
+}

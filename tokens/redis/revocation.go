@@ -298,8 +298,17 @@ func (s *RevocationStore) Lookup(ctx context.Context, q *revocation.Query) (revo
 	var members []string
 	var kinds []revocation.Kind
 	for k, id := range q.IDs {
-		if id != "" {
-			members = append(members, credMember(revocation.Kind(k), id))
+		if id == "" {
+			continue
+		}
+		m := credMember(revocation.Kind(k), id)
+		members = append(members, m)
+		kinds = append(kinds, revocation.Kind(k))
+		if revocation.Kind(k).Digest() {
+			// The layout says lower-case hex, and the log and the
+			// snapshot read either case; a writer that used upper case
+			// is found here too.
+			members = append(members, revocation.Kind(k).String()+":"+strings.ToUpper(m[len(revocation.Kind(k).String())+1:]))
 			kinds = append(kinds, revocation.Kind(k))
 		}
 	}

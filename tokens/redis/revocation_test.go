@@ -3,8 +3,10 @@ package redis_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -237,5 +239,72 @@ func TestListStaleFallsBackToLookups(t *testing.T) {
 	waitFor(t, 5*time.Second, "recovered", func() bool { return l.Degraded() == "" })
 	if v, err := l.Check(context.Background(), time.Now(), jtiQuery("x")); err != nil || v.Revoked {
 		t.Errorf("after recovery: %+v, %v", v, err)
+	}
+}
+
+// TestRevocationStoreCluster: every key shares one hash tag, so the
+// MULTI/EXEC write, the snapshot, the log and the pipelined lookup work on
+// a Redis Cluster too.
+func TestRevocationStoreCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	cli := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs()})
+	t.Cleanup(func() { _ = cli.Close() })
+	st := redis.NewRevocationStore(cli, redis.RevocationOptions{})
+	slot := redistest.KeySlot(st.Keys()[0])
+	for _, k := range st.Keys() {
+		if redistest.KeySlot(k) != slot {
+			t.Fatalf("key %s in slot %d, %s in %d", k, redistest.KeySlot(k), st.Keys()[0], slot)
+		}
+	}
+	l := revocation.New(st, revocation.Options{MaxStaleness: time.Second})
+	runList(t, l)
+	waitFor(t, 10*time.Second, "ready", func() bool { return l.Ready() == nil })
+	ctx := context.Background()
+	now := time.Now()
+	for _, r := range []revocation.Record{
+		{Kind: revocation.KindJTI, ID: "cluster-jti", At: now.Add(time.Hour).Unix()},
+		{Kind: revocation.KindSubject, ID: "cluster-user", App: "shop", At: now.Unix()},
+	} {
+		if err := st.Revoke(ctx, now, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 2*time.Second, "revocations on the cluster", func() bool { return l.Len() == 2 })
+	if f, err := st.Lookup(ctx, &revocation.Query{Subject: "cluster-user", App: "shop", IDs: [5]string{revocation.KindJTI: "cluster-jti"}}); err != nil || !f.Cred {
+		t.Errorf("cluster lookup: %+v, %v", f, err)
+	}
+	var n int
+	if _, err := st.Snapshot(ctx, now, func(revocation.Record) { n++ }); err != nil || n != 2 {
+		t.Errorf("cluster snapshot: %d records, %v", n, err)
+	}
+}
+
+// TestRevocationUpperCaseDigest: a writer that puts a session digest in
+// upper-case hex is still found by the log, the snapshot and a lookup.
+func TestRevocationUpperCaseDigest(t *testing.T) {
+	srv := redistest.Start(t)
+	cli := newClient(t, srv.Addr)
+	st := redis.NewRevocationStore(cli, redis.RevocationOptions{})
+	d := digest("upper-case-session-token")
+	member := "session:" + strings.ToUpper(hex.EncodeToString([]byte(d)))
+	ctx := context.Background()
+	if err := cli.ZAdd(ctx, st.Keys()[0], goredis.Z{Score: float64(time.Now().Add(time.Hour).Unix()), Member: member}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cli.XAdd(ctx, &goredis.XAddArgs{Stream: st.Keys()[3], Values: []any{"k", "session", "id", member[len("session:"):], "t", "0"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	q := &revocation.Query{}
+	q.IDs[revocation.KindSession] = d
+	if f, err := st.Lookup(ctx, q); err != nil || !f.Cred {
+		t.Errorf("lookup: %+v, %v", f, err)
+	}
+	var got []revocation.Record
+	if _, err := st.Snapshot(ctx, time.Now(), func(r revocation.Record) { got = append(got, r) }); err != nil || len(got) != 1 || got[0].ID != d {
+		t.Errorf("snapshot: %+v, %v", got, err)
+	}
+	recs, _, err := st.Read(ctx, "0-0", time.Millisecond)
+	if err != nil || len(recs) != 1 || recs[0].ID != d {
+		t.Errorf("log: %+v, %v", recs, err)
 	}
 }

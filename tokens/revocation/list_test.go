@@ -280,3 +280,20 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// FuzzCompareIDs: the order of stream ids is antisymmetric, and agrees
+// with the numbers for well-formed ones.
+func FuzzCompareIDs(f *testing.F) {
+	f.Add("1-0", "1-1")
+	f.Add("1795000000000-3", "0-0")
+	f.Add("x-y", "18446744073709551615-0")
+	f.Add("", "-")
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if CompareIDs(a, b) != -CompareIDs(b, a) {
+			t.Fatalf("CompareIDs(%q, %q) = %d, reversed %d", a, b, CompareIDs(a, b), CompareIDs(b, a))
+		}
+		if CompareIDs(a, a) != 0 {
+			t.Fatalf("CompareIDs(%q, itself) != 0", a)
+		}
+	})
+}
