@@ -374,7 +374,7 @@ func (l *List) Sweep(now time.Time) {
 
 func (l *List) publishCounts() {
 	for k := range numKinds {
-		l.m.setRecords(Kind(k), l.counts[k].Load())
+		l.m.setRecords(k, l.counts[k].Load())
 	}
 	l.m.setOverflow(l.overflow.Load())
 }

@@ -143,8 +143,8 @@ type Found struct {
 // ErrGap means the replay log lost records after the reader's position.
 var ErrGap = errors.New("revocation log: records after the position were trimmed")
 
-// Cursors compare as Redis stream ids do ("<ms>-<seq>"); CompareIDs orders
-// two of them (malformed parts compare as 0).
+// CompareIDs orders two log positions as Redis orders stream ids
+// ("<ms>-<seq>"); malformed parts compare as 0.
 func CompareIDs(a, b string) int {
 	ams, aseq := splitID(a)
 	bms, bseq := splitID(b)
