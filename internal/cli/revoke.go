@@ -48,7 +48,8 @@ verifying the signature), --session TOKEN, --session-sha256 HEX,
 --subject S [--app A] [--issued-at T].
 
 Prints whether revocation lets the credential through and why: the record
-that revokes it, or that none does. Exit status 0: not revoked; 3: revoked.
+that revokes it, or that none does. Exit status 0: not revoked; 3: revoked
+(or, for --token, expired).
 The signature and the rest of the token are checked by ext-authz itself
 ('ext-authz check' against a running service).`
 
