@@ -16,7 +16,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # The image; its tag is VERSION (docs/operations.md, "Releases and images").
 IMAGE ?= ghcr.io/ext-authz/ext-authz
 
-.PHONY: all build image check run deps test test-go fmt-check vet fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak revocation-proof
+.PHONY: all build image check run deps test test-go fmt-check vet policy-tests fuzz-smoke bench lint clean manifests loadtest loadtest-redis throughput throughput-goals peers loadtest-scale loadtest-issue20 resilience soak revocation-proof
 
 all: build
 
@@ -47,7 +47,7 @@ run:
 # Everything CI checks: formatting, vet and golangci-lint, the race-enabled
 # suite (with real redis-server processes), a short run of every fuzz
 # target, and istioctl over the manifests.
-test: deps fmt-check lint test-go fuzz-smoke manifests
+test: deps fmt-check lint test-go fuzz-smoke manifests policy-tests
 
 # Installs redis-server when missing (as root with apt-get), else says how.
 deps:
@@ -62,6 +62,12 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+# The shipped policy tests (docs/policy-testing.md): the quickstart and the
+# deploy/ configs. cmd/ext-authz's TestShippedPolicyTests runs them too.
+POLICY_TESTS := examples/quickstart/policy-tests.yaml deploy/testdata/policy-tests/base.yaml deploy/testdata/policy-tests/prod.yaml
+policy-tests:
+	$(GO) run ./cmd/ext-authz test $(POLICY_TESTS)
 
 # Runs each Fuzz target for FUZZTIME (the seed corpora also run in test-go).
 fuzz-smoke:
@@ -128,6 +134,17 @@ throughput-goals:
 # Build the peers from their sources at pinned versions (loadtest/peers.sh).
 peers:
 	loadtest/peers.sh
+
+# The differential test of ShouldRateLimit against envoyproxy/ratelimit,
+# built from source at the version loadtest/peers.sh pins: generated files
+# and request sequences sent to both over gRPC, each counting in its own
+# redis-server (~50 s after the build; the build took 3 minutes on a cold
+# Go cache here, so CI does not run it). RATELIMIT_DIFF_SEED and
+# RATELIMIT_DIFF_CASES (default 1500) choose the cases.
+.PHONY: differential-ratelimit
+differential-ratelimit: deps
+	RATELIMIT_REFERENCE=$$(pwd)/$$(loadtest/peers.sh ratelimit) \
+	  $(GO) test -tags differential -run TestDifferentialReference -count=1 -v ./ratelimit/rls/
 
 # Start-up, peak RSS and Check cost at 10/1k/10k rules, 10/100k/1M API
 # keys, 10/1k/10k descriptors (~5 minutes).

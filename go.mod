@@ -17,6 +17,9 @@ require (
 	github.com/lyft/gostats v0.4.14
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
+	// Test only: the SPIFFE project's ID reader, the independent oracle of
+	// tokens/mtls_test.go's FuzzParseSPIFFEID (tokens never use it at run time).
+	github.com/spiffe/go-spiffe/v2 v2.8.1
 	go.yaml.in/yaml/v3 v3.0.6
 	golang.org/x/sync v0.24.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20261019180522-ce908d29299b

@@ -113,6 +113,10 @@ type Decision struct {
 	// ResponseHeaders go to the client: on the denial, or added to the
 	// upstream's response when allowed (rate-limit headers).
 	ResponseHeaders []Header
+	// RateLimitPolicy is the effective rate limit, when one applied: the
+	// RateLimit-Policy item of the limit that denied, or of the one
+	// closest to exhausted (`"pro/api/second";q=100;w=1`).
+	RateLimitPolicy string
 }
 
 // Allowed reports whether the request may proceed.

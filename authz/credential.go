@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/tokens"
 )
 
 // CredentialSource says where a credential is carried. Exactly one field is
@@ -16,6 +17,10 @@ type CredentialSource struct {
 	// Authorization is the scheme of "Authorization: <scheme> <credential>"
 	// (matched case-insensitively, as RFC 9110 says).
 	Authorization string `yaml:"authorization"`
+	// Peer takes the credential from the gateway's TLS peer: the source
+	// principal and certificate of the CheckRequest (tokens.PeerCredential),
+	// for the mtls kind. Nothing a client sends in a header reaches it.
+	Peer bool `yaml:"peer"`
 }
 
 // Validate checks that exactly one place is named.
@@ -26,9 +31,12 @@ func (s *CredentialSource) Validate() error {
 			n++
 		}
 	}
+	if s.Peer {
+		n++
+	}
 	switch {
 	case n != 1:
-		return yamlfile.Errorf("", "set exactly one of header, cookie, authorization")
+		return yamlfile.Errorf("", "set exactly one of header, cookie, authorization, peer")
 	case s.Header != "" && !validHeaderName(s.Header):
 		return yamlfile.Errorf("header", "%q is not a valid header name", s.Header)
 	case s.Authorization != "" && strings.ContainsAny(s.Authorization, " \t,"):
@@ -46,6 +54,8 @@ func (s *CredentialSource) String() string {
 		return "header " + s.Header
 	case s.Cookie != "":
 		return "cookie " + s.Cookie
+	case s.Peer:
+		return "peer"
 	}
 	return "authorization " + s.Authorization
 }
@@ -59,6 +69,9 @@ func (s *CredentialSource) Extract(r *Request) (string, bool) { return s.extract
 // one, in place of another walk over the headers.
 func (s *CredentialSource) extract(r *Request, scan *headerScan) (string, bool) {
 	switch {
+	case s.Peer:
+		cred := tokens.PeerCredential(r.SourcePrincipal, r.SourceCertificate)
+		return cred, cred != ""
 	case s.Header != "":
 		key := ASCIILower(s.Header)
 		v, ok := r.Headers[key]
@@ -92,6 +105,8 @@ func (s *CredentialSource) extract(r *Request, scan *headerScan) (string, bool) 
 // the cookie header to set instead.
 func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	switch {
+	case s.Peer:
+		return nil, "" // the TLS peer is not a header
 	case s.Header != "":
 		return nil, ASCIILower(s.Header)
 	case s.Authorization != "":

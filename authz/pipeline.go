@@ -37,6 +37,9 @@ type Options struct {
 	// Tracer, when set, adds child spans for credential verification and
 	// rate limiting under a recording Check span.
 	Tracer trace.Tracer
+	// RateLimitPlans, when set, resolves callers' plans (Identity.Plan)
+	// and the limits of descriptors that name a plan descriptor.
+	RateLimitPlans *ratelimit.Plans
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -58,6 +61,7 @@ type Pipeline struct {
 	rlOnAllow      bool
 	xffHops        int
 	tracer         trace.Tracer
+	plans          *ratelimit.Plans
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -118,6 +122,7 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		rlOnAllow:      opts.RateLimitHeadersOnAllow,
 		xffHops:        opts.XFFNumTrustedHops,
 		tracer:         opts.Tracer,
+		plans:          opts.RateLimitPlans,
 	}
 	if p.newID == nil {
 		p.newID = newIDGenerator()
@@ -134,6 +139,9 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		r := rule{require: rc.Require, limits: compiled[i].limits}
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
+		}
+		if err := checkPlanNames(i, r.limits, p.plans); err != nil {
+			return nil, err
 		}
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
@@ -209,6 +217,7 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.denyAuth(d, ru, err)
 	}
 	d.Identity = id
+	p.resolvePlan(id)
 	if reason := ru.require.check(&id.Principal); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}

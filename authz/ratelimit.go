@@ -42,6 +42,11 @@ type RateLimits struct {
 // RateLimitDescriptor is one descriptor: its actions, in order.
 type RateLimitDescriptor struct {
 	Actions []RateLimitAction `yaml:"actions"`
+	// Plan, when set, names a descriptor of the rate-limit plans
+	// (rate_limit.plans, rate_limit.quotas): the descriptor is limited by
+	// the caller's plan's rates for that name (and quota claim), instead
+	// of by the rate-limit files.
+	Plan string `yaml:"plan"`
 }
 
 // RateLimitAction sets exactly one field. Names and defaults mirror Envoy's
@@ -141,7 +146,7 @@ func (c *RateLimits) compile() (*rateLimits, error) {
 	if len(c.Descriptors) == 0 {
 		errs = append(errs, yamlfile.Errorf("descriptors", "at least one descriptor is required"))
 	}
-	out := &rateLimits{domain: c.Domain, descriptors: make([][]action, 0, len(c.Descriptors))}
+	out := &rateLimits{domain: c.Domain, descriptors: make([][]action, 0, len(c.Descriptors)), plans: make([]string, 0, len(c.Descriptors))}
 	for i := range c.Descriptors {
 		p := yamlfile.Index("descriptors", i)
 		if len(c.Descriptors[i].Actions) == 0 {
@@ -154,6 +159,7 @@ func (c *RateLimits) compile() (*rateLimits, error) {
 			acts = append(acts, a)
 		}
 		out.descriptors = append(out.descriptors, acts)
+		out.plans = append(out.plans, c.Descriptors[i].Plan)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -368,13 +374,16 @@ func (m *headerMatch) matches(r *Request) bool {
 type rateLimits struct {
 	domain      string
 	descriptors [][]action
+	plans       []string // per descriptor: its plan descriptor name, or ""
 }
 
 // build returns the request's descriptors; id is nil for anonymous rules.
-func (rl *rateLimits) build(r *Request, id *Identity, hops int) []ratelimit.Descriptor {
+// plans is nil when none are configured (NewPipeline then refused rules
+// whose descriptors name one).
+func (rl *rateLimits) build(r *Request, id *Identity, hops int, plans *ratelimit.Plans) []ratelimit.Descriptor {
 	out := make([]ratelimit.Descriptor, 0, len(rl.descriptors))
 next:
-	for _, acts := range rl.descriptors {
+	for k, acts := range rl.descriptors {
 		entries := make([]ratelimit.Entry, 0, len(acts))
 		for i := range acts {
 			a := &acts[i]
@@ -387,9 +396,14 @@ next:
 				continue next
 			}
 		}
-		if len(entries) > 0 {
-			out = append(out, ratelimit.Descriptor{Entries: entries, Hits: 1})
+		if len(entries) == 0 {
+			continue
 		}
+		d := ratelimit.Descriptor{Entries: entries, Hits: 1}
+		if name := rl.plans[k]; name != "" && plans != nil {
+			d.Limits = planLimits(plans, id, name)
+		}
+		out = append(out, d)
 	}
 	return out
 }
@@ -505,7 +519,7 @@ func (p *Pipeline) applyRateLimits(ctx context.Context, r *Request, ru *rule, d 
 	if ru.limits == nil || p.limiter == nil {
 		return false
 	}
-	descs := ru.limits.build(r, id, p.xffHops)
+	descs := ru.limits.build(r, id, p.xffHops, p.plans)
 	if len(descs) == 0 {
 		return false
 	}
@@ -516,6 +530,9 @@ func (p *Pipeline) applyRateLimits(ctx context.Context, r *Request, ru *rule, d 
 	}
 	res, _ := p.limiter.Check(lctx, ratelimit.Request{Domain: ru.limits.domain, Descriptors: descs})
 	endSpan(span, res.Code.String(), res.Failed)
+	if st := res.Deciding(); st != nil {
+		d.RateLimitPolicy = ratelimit.PolicyItem(st.Limit)
+	}
 	// The limiter counts store failures in its metrics; res already holds
 	// what the domain's failure policy says.
 	switch res.Code {

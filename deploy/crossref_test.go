@@ -72,6 +72,10 @@ var meshSets = map[string][]string{
 	"envoyfilter-http": {"deploy/mesh/gateway", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons",
 		"envoyfilters/envoyfilter-ext-authz-http"},
 	"gateway-api": {"deploy/mesh/gateway-api", "deploy/mesh/ext-authz", "deploy/mesh/sample-gateway-api", "deploy/mesh/addons", "envoyfilters/gateway-api"},
+	// The optional mutual-TLS gateway (mtls_test.go), with either way of
+	// attaching ext-authz.
+	"custom-mtls":      {"deploy/mesh/gateway-mtls", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters"},
+	"envoyfilter-mtls": {"deploy/mesh/gateway-mtls", "deploy/mesh/ext-authz", "deploy/mesh/sample", "deploy/mesh/addons", "envoyfilters/envoyfilter-ext-authz-mtls"},
 }
 
 const istioOperatorFile = "deploy/mesh/istio-operator.yaml"

@@ -22,6 +22,14 @@ import (
 //	  batch: {max_ops: 256, workers: 4}
 //	  xff_num_trusted_hops: 1
 //	  service: {enabled: true, response_headers: false}
+//	  algorithm: fixed_window              # or sliding_window, gcra; per domain in domains
+//	  plans:                               # plan → descriptor name → rates
+//	    free: {api: [10/second, 10000/day]}
+//	    pro:  {api: [100/second, 1000000/day]}
+//	  default_plan: free
+//	  plan_claim: plan                     # the identity's claim naming the plan
+//	  quotas:                              # a limit straight from a numeric claim
+//	    api: {claim: api_per_day, unit: day, max: 10000000}
 //
 // The house default is to fail closed with 503 when the store is down: a
 // rate limit is often the only defence of an expensive upstream, so letting
@@ -55,6 +63,23 @@ type Config struct {
 	XFFNumTrustedHops int `yaml:"xff_num_trusted_hops"`
 	// Service configures Envoy's RateLimitService (ShouldRateLimit).
 	Service ServiceConfig `yaml:"service"`
+	// Algorithm is the counting algorithm of domains that do not set
+	// their own: fixed_window (default), sliding_window or gcra
+	// (token_bucket).
+	Algorithm string `yaml:"algorithm"`
+	// Plans are the limits per plan (tier): plan → descriptor name →
+	// rates ("10/second", "10000/day", "unlimited"). A rule's descriptor
+	// with `plan: <descriptor name>` gets the caller's plan's rates.
+	Plans map[string]map[string][]string `yaml:"plans"`
+	// DefaultPlan is the plan of callers whose identity names none (or an
+	// unknown one), and of anonymous callers. Required with plans.
+	DefaultPlan string `yaml:"default_plan"`
+	// PlanClaim is the claim of the verified identity that names the
+	// caller's plan (a JWT claim, a session or ticket field, an API key
+	// attribute); empty: everyone has the default plan.
+	PlanClaim string `yaml:"plan_claim"`
+	// Quotas take a descriptor name's limit from a numeric claim, bounded.
+	Quotas map[string]QuotaConfig `yaml:"quotas"`
 }
 
 // DomainConfig is one domain's failure policy; empty fields inherit the
@@ -62,6 +87,8 @@ type Config struct {
 type DomainConfig struct {
 	FailureMode string `yaml:"failure_mode"`
 	DenyStatus  int    `yaml:"deny_status"`
+	// Algorithm overrides the section's algorithm for the domain.
+	Algorithm string `yaml:"algorithm"`
 }
 
 // HeadersConfig chooses rate-limit response headers. 429 responses always
@@ -175,6 +202,18 @@ func (c *Config) Validate() error {
 			errs = append(errs, yamlfile.Errorf("domains", "empty domain name"))
 		}
 		errs = append(errs, validFailure(p+".", d.FailureMode, d.DenyStatus))
+		if _, ok := ParseAlgorithm(d.Algorithm); !ok && d.Algorithm != "" {
+			errs = append(errs, yamlfile.Errorf(p+".algorithm", "%q is not one of fixed_window, sliding_window, gcra, token_bucket", d.Algorithm))
+		}
+	}
+	if _, ok := ParseAlgorithm(c.Algorithm); !ok && c.Algorithm != "" {
+		errs = append(errs, yamlfile.Errorf("algorithm", "%q is not one of fixed_window, sliding_window, gcra, token_bucket", c.Algorithm))
+	}
+	if _, err := c.CompilePlans(); err != nil {
+		errs = append(errs, err)
+	}
+	if (len(c.Plans) > 0 || len(c.Quotas) > 0) && len(c.Files) == 0 {
+		errs = append(errs, yamlfile.Errorf("files", "required with plans and quotas: the files define the domains rules send descriptors to"))
 	}
 	if c.LocalCache.MaxKeys < 0 {
 		errs = append(errs, yamlfile.Errorf("local_cache.max_keys", "must not be negative"))
@@ -231,6 +270,15 @@ func (c *Config) LimiterOptions() Options {
 		o.Domains = make(map[string]FailurePolicy, len(c.Domains))
 		for name, d := range c.Domains {
 			o.Domains[name] = pol(d.FailureMode, d.DenyStatus, o.Failure)
+		}
+	}
+	o.Algorithm, _ = ParseAlgorithm(c.Algorithm)
+	for name, d := range c.Domains {
+		if a, ok := ParseAlgorithm(d.Algorithm); ok {
+			if o.Algorithms == nil {
+				o.Algorithms = make(map[string]Algorithm, len(c.Domains))
+			}
+			o.Algorithms[name] = a
 		}
 	}
 	o.LocalCacheSize = c.LocalCache.MaxKeys

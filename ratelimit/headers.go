@@ -21,9 +21,9 @@ type HeaderOptions struct {
 }
 
 // Headers renders the rate-limit response headers of r: Retry-After when
-// over the limit, and the chosen families for the one limit that matters
-// most (the enforced limit exceeded with the longest wait, else the limit
-// with the fewest hits left). It returns nil when no limit applied.
+// over the limit (the longest wait among the descriptors over an enforced
+// limit), and the chosen families for the one limit envoyproxy/ratelimit
+// would report (Reported). It returns nil when no limit applied.
 func (r *Result) Headers(o HeaderOptions) []Header {
 	st := r.pick()
 	if st == nil {
@@ -33,12 +33,12 @@ func (r *Result) Headers(o HeaderOptions) []Header {
 	reset := ceilSeconds(st.ResetAfter)
 	var out []Header
 	if r.Code == OverLimit {
-		out = append(out, Header{"retry-after", strconv.FormatInt(reset, 10)})
+		out = append(out, Header{"retry-after", strconv.FormatInt(ceilSeconds(max(r.retryAfter(), st.ResetAfter)), 10)})
 	}
 	if o.Draft {
 		name := sfString(lm.Policy)
 		out = append(out,
-			Header{"ratelimit-policy", name + ";q=" + strconv.FormatUint(uint64(lm.Requests), 10) + ";w=" + strconv.FormatInt(lm.Unit.Seconds(), 10)},
+			Header{"ratelimit-policy", policyHeader(st)},
 			Header{"ratelimit", name + ";r=" + strconv.FormatUint(uint64(st.Remaining), 10) + ";t=" + strconv.FormatInt(reset, 10)},
 		)
 	}
@@ -50,32 +50,6 @@ func (r *Result) Headers(o HeaderOptions) []Header {
 		)
 	}
 	return out
-}
-
-// pick returns the status the headers describe, or nil.
-func (r *Result) pick() *Status {
-	var best *Status
-	for i := range r.Statuses {
-		st := &r.Statuses[i]
-		if st.Limit == nil || st.Limit.Unlimited {
-			continue
-		}
-		switch {
-		case best == nil:
-			best = st
-		case st.Code == OverLimit && best.Code != OverLimit:
-			best = st
-		case st.Code == OverLimit && best.Code == OverLimit:
-			if st.ResetAfter > best.ResetAfter {
-				best = st
-			}
-		case st.Code != OverLimit && best.Code != OverLimit:
-			if st.Remaining < best.Remaining {
-				best = st
-			}
-		}
-	}
-	return best
 }
 
 func ceilSeconds(d time.Duration) int64 {

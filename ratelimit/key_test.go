@@ -20,13 +20,14 @@ func (k keyInput) key() string {
 }
 
 // effective is what a key must identify: shared values replace entry
-// values and are marked as such.
+// values (a shared "x*" and a literal value "x*" are one counter, as in
+// envoyproxy/ratelimit: the literal reaches the same wildcard descriptor).
 func (k keyInput) effective() []string {
 	out := []string{k.domain}
 	for i, e := range k.entries {
 		v := "=" + e.Value
 		if i < len(k.shared) && k.shared[i] != "" {
-			v = "*" + k.shared[i]
+			v = "=" + k.shared[i]
 		}
 		out = append(out, e.Key, v)
 	}
@@ -66,15 +67,11 @@ func decodeKey(key, prefix string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		mark := "="
-		if len(s) > 0 && s[0] == '*' {
-			mark, s = "*", s[1:]
-		}
 		v, err := part()
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, k, mark+v)
+		out = append(out, k, "="+v)
 	}
 	if len(s) == 0 {
 		return nil, errors.New("no unit")
@@ -96,7 +93,6 @@ func TestKeyCollisionsOfEnvoyRatelimit(t *testing.T) {
 		{{domain: "d", entries: []Entry{{"a_b", "c"}}}, {domain: "d", entries: []Entry{{"a", "b_c"}}}},
 		{{domain: "d_a", entries: []Entry{{"b", "c"}}}, {domain: "d", entries: []Entry{{"a_b", "c"}}}},
 		{{domain: "d", entries: []Entry{{"a", "1:b"}}}, {domain: "d", entries: []Entry{{"a", "1"}, {"b", ""}}}},
-		{{domain: "d", entries: []Entry{{"a", "x"}}, shared: []string{"x"}}, {domain: "d", entries: []Entry{{"a", "x"}}}},
 		{{domain: "d", entries: []Entry{{"a", "x"}}, unit: Second}, {domain: "d", entries: []Entry{{"a", "x"}}, unit: Minute}},
 	}
 	for i, p := range pairs {
@@ -105,6 +101,22 @@ func TestKeyCollisionsOfEnvoyRatelimit(t *testing.T) {
 		if p[0].key() == p[1].key() {
 			t.Errorf("pair %d collides: %q", i, p[0].key())
 		}
+	}
+}
+
+// TestSharedValueSpelledLiterally: a value counted under a share_threshold
+// wildcard and a request value spelling that wildcard are one counter, as
+// in envoyproxy/ratelimit (the differential test found a literal "x*" with
+// a budget of its own); another value is not.
+func TestSharedValueSpelledLiterally(t *testing.T) {
+	shared := keyInput{domain: "d", entries: []Entry{{"a", "xy"}}, shared: []string{"x*"}, unit: Minute}
+	literal := keyInput{domain: "d", entries: []Entry{{"a", "x*"}}, unit: Minute}
+	other := keyInput{domain: "d", entries: []Entry{{"a", "xy"}}, unit: Minute}
+	if shared.key() != literal.key() {
+		t.Errorf("shared %q and literal %q are different counters", shared.key(), literal.key())
+	}
+	if shared.key() == other.key() {
+		t.Errorf("shared and unshared xy are one counter: %q", shared.key())
 	}
 }
 
@@ -153,5 +165,23 @@ func FuzzKey(f *testing.F) {
 		if err != nil || !slices.Equal(got, a.effective()) {
 			t.Fatalf("decode %q = %q, %v; want %q", ka, got, err, a.effective())
 		}
+		// Window keys: the same injectivity behind the hash tag, and one
+		// tag (one Cluster slot) for every window of a descriptor.
+		wa, wb := a.windowKey(SlidingWindow, Minute), b.windowKey(SlidingWindow, Minute)
+		if same := slices.Equal(a.effective(), b.effective()); same != (wa == wb) {
+			t.Fatalf("inputs equal=%v but window keys equal=%v:\n%q\n%q", same, wa == wb, wa, wb)
+		}
+		const tagged = len("rl:{0123456789abcdef}")
+		if len(wa) < tagged || wa[:4] != "rl:{" || wa[tagged-1] != '}' || wa[:tagged] != a.windowKey(GCRA, Day)[:tagged] {
+			t.Fatalf("window key %q: no shared hash tag", wa)
+		}
+		want := append(a.effective()[:len(a.effective())-2:len(a.effective())-2], "s60", "0")
+		if got, err := decodeKey(wa, wa[:tagged]); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("decode %q = %q, %v; want %q", wa, got, err, want)
+		}
 	})
+}
+
+func (k keyInput) windowKey(alg Algorithm, unit Unit) string {
+	return string(AppendWindowKey(nil, "rl:", k.domain, k.entries, k.shared, alg, unit, 0))
 }

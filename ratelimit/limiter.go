@@ -57,6 +57,11 @@ type Options struct {
 	LocalCacheSize int
 	// Registerer receives the limiter's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Algorithm is the algorithm of domains not in Algorithms; default
+	// FixedWindow.
+	Algorithm Algorithm
+	// Algorithms holds per-domain algorithms.
+	Algorithms map[string]Algorithm
 }
 
 // Limiter checks requests against the limits a Matcher finds, counting in a
@@ -71,6 +76,8 @@ type Limiter struct {
 	domains map[string]FailurePolicy
 	cache   *overLimitCache
 	m       *metrics
+	alg     Algorithm
+	algs    map[string]Algorithm
 }
 
 type matcherBox struct{ m Matcher }
@@ -85,6 +92,8 @@ func New(store Store, m Matcher, opts Options) *Limiter {
 		failure: opts.Failure,
 		domains: opts.Domains,
 		m:       newMetrics(opts.Registerer),
+		alg:     opts.Algorithm,
+		algs:    opts.Algorithms,
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -136,8 +145,10 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 	replaced := false
 	for i := range req.Descriptors {
 		d := &req.Descriptors[i]
-		lm := d.Override
-		if lm == nil && m != nil {
+		lm := overrideFor(m, req.Domain, d)
+		if len(d.Limits) > 0 {
+			lm = nil
+		} else if lm == nil && m != nil {
 			lm = m.Match(req.Domain, d)
 		}
 		limits = append(limits, lm)
@@ -153,7 +164,22 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 	var idxArr [8]int
 	ops, idx := opsArr[:0], idxArr[:0]
 	var keyBuf [128]byte
+	alg, ok := l.algs[req.Domain]
+	if !ok {
+		alg = l.alg
+	}
 	for i, lm := range limits {
+		if d := &req.Descriptors[i]; len(d.Limits) > 0 || (alg != FixedWindow && lm != nil) {
+			lims := d.Limits
+			if len(lims) == 0 {
+				lims = limits[i : i+1]
+			}
+			if op, ok := l.decision(req.Domain, d, lims, alg, now, &res.Statuses[i]); ok {
+				ops = append(ops, op)
+				idx = append(idx, i)
+			}
+			continue
+		}
 		switch {
 		case lm == nil:
 			continue
@@ -175,7 +201,7 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 		st.Limit = lm
 		st.ResetAfter = time.Unix(end, 0).Sub(now)
 		key := string(AppendKey(keyBuf[:0], l.prefix, req.Domain, d.Entries, lm.SharedValues, lm.Unit, ws))
-		if l.cache != nil && l.cache.overLimit(key, sec) {
+		if l.cache != nil && l.cache.overLimit(key, lm.Requests, now.UnixNano()) {
 			st.LocalCache = true
 			l.overLimit(st, lm)
 			l.m.localCacheHit()
@@ -200,10 +226,15 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 		for j := range ops {
 			op := &ops[j]
 			st := &res.Statuses[idx[j]]
+			if len(op.Windows) > 0 {
+				l.decided(op, st, now)
+				continue
+			}
 			lm := st.Limit
 			if op.Count > uint64(lm.Requests) {
 				if l.cache != nil && op.Hits > 0 {
-					l.cache.add(op.Key, WindowStart(sec, lm.Unit)+lm.Unit.Seconds())
+					end := WindowStart(sec, lm.Unit) + lm.Unit.Seconds()
+					l.cache.add(op.Key, lm.Requests, end*int64(time.Second))
 				}
 				l.overLimit(st, lm)
 				continue
@@ -282,4 +313,106 @@ func (l *Limiter) fail(domain string, err error) (Result, error) {
 		l.m.check(l.domainLabel(domain), "failed_closed")
 	}
 	return res, fmt.Errorf("%w: domain %s: %w", ErrStore, domain, err)
+}
+
+// decision builds the decision Op of a descriptor whose limits (one or
+// several windows) are decided by the store, and fills st with what is
+// known before the store answers. It returns false when nothing needs the
+// store: no countable limit, an unlimited one, or a window the local cache
+// knows is over.
+func (l *Limiter) decision(domain string, d *Descriptor, lims []*Limit, alg Algorithm, now time.Time, st *Status) (Op, bool) {
+	sec := now.Unix()
+	var counted int
+	for _, lm := range lims {
+		switch {
+		case lm == nil:
+		case lm.Unlimited:
+			*st = Status{Code: OK, Limit: lm, Remaining: math.MaxUint32}
+			l.m.result("unlimited")
+			return Op{}, false
+		case lm.Unit.Seconds() == 0:
+		default:
+			counted++
+		}
+	}
+	if counted == 0 {
+		return Op{}, false
+	}
+	op := Op{Hits: d.Hits, Algorithm: alg, Windows: make([]Window, 0, counted)}
+	st.Windows = make([]WindowStatus, 0, counted)
+	var keyBuf [160]byte
+	for _, lm := range lims {
+		if lm == nil || lm.Unit.Seconds() == 0 {
+			continue
+		}
+		var ws int64
+		if alg == FixedWindow {
+			ws = WindowStart(sec, lm.Unit)
+		}
+		key := string(AppendWindowKey(keyBuf[:0], l.prefix, domain, d.Entries, lm.SharedValues, alg, lm.Unit, ws))
+		if l.cache != nil && !lm.Shadow && d.Hits > 0 && l.cache.overLimit(key, lm.Requests, now.UnixNano()) {
+			// A window over for one hit is over for more, and the
+			// others cannot change that: deny without the store.
+			*st = Status{Code: OverLimit, Limit: lm, LocalCache: true, ResetAfter: cacheLeft(alg, lm, now)}
+			l.m.localCacheHit()
+			l.m.result("over_limit")
+			return Op{}, false
+		}
+		op.Windows = append(op.Windows, Window{Key: key, Limit: uint64(lm.Requests), Period: lm.Unit.Duration(), Shadow: lm.Shadow})
+		st.Windows = append(st.Windows, WindowStatus{Limit: lm})
+	}
+	return op, true
+}
+
+// cacheLeft is how long a cached over-limit window stays over, for the
+// headers: its fixed window's end; for the smooth algorithms the cache
+// does not keep it, and 1s (the shortest unit) is a safe hint.
+func cacheLeft(alg Algorithm, lm *Limit, now time.Time) time.Duration {
+	if alg == FixedWindow {
+		end := WindowStart(now.Unix(), lm.Unit) + lm.Unit.Seconds()
+		return time.Unix(end, 0).Sub(now)
+	}
+	return time.Second
+}
+
+// decided turns a decision Op's verdicts into st.
+func (l *Limiter) decided(op *Op, st *Status, now time.Time) {
+	deny, best := -1, -1
+	for j := range op.Windows {
+		w := &op.Windows[j]
+		ws := &st.Windows[j]
+		ws.Over = w.Verdict.Over
+		ws.Remaining = uint32(min(w.Verdict.Remaining, math.MaxUint32))
+		ws.ResetAfter = w.Verdict.ResetAfter
+		if op.Algorithm == FixedWindow {
+			lm := ws.Limit
+			end := WindowStart(now.Unix(), lm.Unit) + lm.Unit.Seconds()
+			ws.ResetAfter = time.Unix(end, 0).Sub(now)
+		}
+		switch {
+		case ws.Over && w.Shadow:
+			st.ShadowOverLimit = true
+		case ws.Over && deny < 0:
+			deny = j
+		}
+		if best < 0 || ws.Remaining < st.Windows[best].Remaining {
+			best = j
+		}
+	}
+	pick := best
+	if op.Denied && deny >= 0 {
+		pick = deny
+		st.Code = OverLimit
+		if l.cache != nil && op.Hits == 1 {
+			w := &op.Windows[deny]
+			l.cache.add(w.Key, uint32(w.Limit), now.Add(st.Windows[deny].ResetAfter).UnixNano())
+		}
+		l.m.result("over_limit")
+	} else if st.ShadowOverLimit {
+		l.m.result("shadow_over_limit")
+	} else {
+		l.m.result("ok")
+	}
+	ws := st.Windows[pick]
+	st.Limit, st.Remaining, st.ResetAfter = ws.Limit, ws.Remaining, ws.ResetAfter
 }

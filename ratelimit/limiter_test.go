@@ -3,6 +3,7 @@ package ratelimit_test
 import (
 	"context"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/ratelimit/memory"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
 )
@@ -30,10 +32,21 @@ func req(domain string, kv ...string) ratelimit.Request {
 func TestFailurePolicies(t *testing.T) {
 	boom := errors.New("connection refused")
 	reg := prometheus.NewRegistry()
-	l := ratelimit.New(failingStore{boom}, ratelimittest.Rules(t), ratelimit.Options{
+	// "open" and "t429" are defined (without descriptors), so the limit
+	// overrides below apply there; "nowhere" is not.
+	rules, err := envoyconfig.Parse([]envoyconfig.File{
+		{Name: "contract.yaml", Content: []byte(ratelimittest.Limits)},
+		{Name: "open.yaml", Content: []byte("domain: open\ndescriptors: []\n")},
+		{Name: "t429.yaml", Content: []byte("domain: t429\ndescriptors: []\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ratelimit.New(failingStore{boom}, rules, ratelimit.Options{
 		Domains: map[string]ratelimit.FailurePolicy{
-			"open": {Mode: ratelimit.FailOpen},
-			"t429": {Mode: ratelimit.FailClosed, DenyStatus: 429},
+			"open":    {Mode: ratelimit.FailOpen},
+			"t429":    {Mode: ratelimit.FailClosed, DenyStatus: 429},
+			"nowhere": {Mode: ratelimit.FailClosed, DenyStatus: 429},
 		},
 		Registerer: reg,
 	})
@@ -59,16 +72,22 @@ func TestFailurePolicies(t *testing.T) {
 			t.Errorf("%s: %+v", tt.give.Domain, res)
 		}
 	}
-	// Domains the rules define are labelled by name; the others (here
-	// "open" and "t429", which only have failure policies) are "other",
-	// so callers cannot grow the series without bound.
+	// An override in a domain the rules do not define creates no limit
+	// (envoyproxy/ratelimit answers OK with no limit), so the dead store
+	// is not asked and its failure policy does not apply.
+	if res, err := l.Check(context.Background(), override(req("nowhere", "k", "v"))); err != nil || res.Code != ratelimit.OK || res.Statuses[0].Limit != nil || res.Statuses[0].Remaining != 0 {
+		t.Errorf("override in an undefined domain: %+v %v", res, err)
+	}
+	// Domains the rules define are labelled by name; the others are
+	// "other", so callers cannot grow the series without bound.
 	for _, c := range []struct {
 		domain, code string
 		want         float64
 	}{
-		{"other", "failed_open", 1},
-		{"other", "failed_closed", 1},
+		{"open", "failed_open", 1},
+		{"t429", "failed_closed", 1},
 		{"contract", "failed_closed", 1},
+		{"other", "ok", 1},
 	} {
 		if got := checksTotal(t, reg, c.domain, c.code); got != c.want {
 			t.Errorf("checks_total{domain=%q,code=%q} = %v, want %v", c.domain, c.code, got, c.want)
@@ -250,13 +269,17 @@ func TestLimitWithoutWindowAppliesAsNone(t *testing.T) {
 			give ratelimit.Request
 		}{
 			{"matcher", fromMatcher, req("d", "k", "v")},
-			{"override", ratelimit.New(failingStore{errors.New("store called")}, nil, ratelimit.Options{}), overridden},
+			// A Matcher without HasDomain defines every domain, so the
+			// override is read (and found windowless).
+			{"override", ratelimit.New(failingStore{errors.New("store called")}, matcherFunc(func(string, *ratelimit.Descriptor) *ratelimit.Limit {
+				return nil
+			}), ratelimit.Options{}), overridden},
 		} {
 			res, err := tt.l.Check(context.Background(), tt.give)
 			if err != nil {
 				t.Fatalf("unit %d, %s: %v", unit, tt.name, err)
 			}
-			if res.Code != ratelimit.OK || len(res.Statuses) != 1 || res.Statuses[0] != (ratelimit.Status{}) {
+			if res.Code != ratelimit.OK || len(res.Statuses) != 1 || !reflect.DeepEqual(res.Statuses[0], ratelimit.Status{}) {
 				t.Errorf("unit %d, %s: %+v, want OK with no limit applied", unit, tt.name, res)
 			}
 		}

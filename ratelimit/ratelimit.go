@@ -18,8 +18,14 @@ type Descriptor struct {
 	// limit without counting.
 	Hits uint64
 	// Override, when set, is the limit to apply instead of the configured
-	// one (Envoy's descriptor "limit" override).
+	// one (Envoy's descriptor "limit" override). It applies only in a
+	// domain the Matcher defines, as in envoyproxy/ratelimit.
 	Override *Limit
+	// Limits, when not empty, are the limits that apply (a plan's, or a
+	// quota from the identity), instead of Override and the Matcher's.
+	// Each is one window; all are decided together (see Op.Windows) and
+	// the tightest decides.
+	Limits []*Limit
 }
 
 // Request is one rate-limit check: all descriptors of one domain, counted
@@ -109,6 +115,9 @@ type Limit struct {
 	// instead of the request's (envoyproxy/ratelimit share_threshold: all
 	// values matching a wildcard share one counter).
 	SharedValues []string
+	// Plan is the plan the limit comes from ("" for limits of the
+	// rate-limit files).
+	Plan string
 }
 
 // Code is the outcome of a check.
@@ -148,6 +157,18 @@ type Status struct {
 	// LocalCache is set when the over-limit answer came from the local
 	// over-limit cache without asking the store.
 	LocalCache bool
+	// Windows has every limit of a descriptor with several (Limits), in
+	// order; Limit, Remaining and ResetAfter above are then those of the
+	// window that denied, else of the one with the fewest hits left.
+	Windows []WindowStatus
+}
+
+// WindowStatus is the outcome for one limit of a descriptor with several.
+type WindowStatus struct {
+	Limit      *Limit
+	Over       bool
+	Remaining  uint32
+	ResetAfter time.Duration
 }
 
 // Result is the outcome of a Request.

@@ -1,6 +1,7 @@
 // Package tokens verifies credentials: UDB-style session tokens (signed
 // tickets and Redis-backed sessions), JWTs from several issuers with JWKS key
-// sources, and static API keys.
+// sources, static API keys, opaque OAuth 2.0 tokens by introspection, and
+// TLS peers by their client certificate.
 //
 // Where it sits in the flow:
 //
@@ -12,6 +13,11 @@
 //	                 JWKS file, JWKS URL, OIDC discovery (keysource.go,
 //	                 jwks.go, discovery.go)
 //	APIKeyVerifier   static keys (apikey.go)
+//	IntrospectionVerifier  opaque OAuth 2.0 tokens ─▶ RFC 7662 endpoint
+//	                 (introspection.go)
+//	MTLSVerifier     the gateway's TLS peer (PeerCredential: source
+//	                 principal and certificate) under SPIFFE/DNS rules
+//	                 (mtls.go, spiffe.go)
 //
 // Every verifier implements authz.Verifier's method set:
 // Verify(ctx, credential) (Principal, error). It returns a Principal for a

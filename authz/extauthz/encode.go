@@ -72,6 +72,10 @@ func AppendCheckResponse(dst []byte, d *authz.Decision, requestID string) []byte
 		b = appendMetadata(b, "authenticator", d.Identity.Authenticator, false)
 	}
 	b = appendMetadata(b, "decision_id", d.ID, true)
+	if d.Identity != nil {
+		b = appendMetadata(b, "plan", d.Identity.Plan, false)
+	}
+	b = appendMetadata(b, "rate_limit_policy", d.RateLimitPolicy, false)
 	b = appendMetadata(b, "reason", d.Reason, false)
 	b = appendMetadata(b, "result", d.Code.String(), false)
 	b = appendMetadata(b, "rule", d.Rule, false)

@@ -95,6 +95,10 @@ func TestAppendCheckResponseCases(t *testing.T) {
 			Challenges: []string{`Bearer realm="gateway"`, `ApiKey realm="gateway"`}}, "rid-\xff"},
 		{"deny 429 with headers", authz.Decision{ID: "d", Code: authz.RateLimited, Reason: "rate_limited", Identity: id,
 			ResponseHeaders: []authz.Header{{Name: "retry-after", Value: "1"}}}, strings.Repeat("r", 500)},
+		{"deny 429 with plan and effective limit", authz.Decision{ID: "d", Code: authz.RateLimited, Reason: "rate_limited",
+			Identity:        &authz.Identity{Principal: tokens.Principal{Subject: "alice"}, Authenticator: "jwt", Plan: "pro"},
+			RateLimitPolicy: `"pro/api/second";q=100;w=1`}, ""},
+		{"allow with effective limit, anonymous", authz.Decision{ID: "d", RateLimitPolicy: `"gateway/user";q=3;w=60`}, ""},
 		{"deny 403", authz.Decision{ID: "d", Code: authz.Forbidden, Reason: "forbidden"}, ""},
 		{"deny 400", authz.Decision{ID: "d", Code: authz.BadRequest, Reason: extauthz.ReasonUnreadable}, ""},
 		{"deny 503", authz.Decision{ID: "d", Code: authz.Unavailable, Reason: "store_unavailable"}, "<&>"},
@@ -132,7 +136,10 @@ func TestAppendCheckResponseRandom(t *testing.T) {
 			d.Challenges = append(d.Challenges, name())
 		}
 		if r.IntN(2) == 0 {
-			d.Identity = &authz.Identity{Principal: tokens.Principal{Subject: word()}, Authenticator: name()}
+			d.Identity = &authz.Identity{Principal: tokens.Principal{Subject: word()}, Authenticator: name(), Plan: name()}
+		}
+		if r.IntN(2) == 0 {
+			d.RateLimitPolicy = name()
 		}
 		checkEncoding(t, &d, word())
 	}

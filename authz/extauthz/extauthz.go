@@ -96,7 +96,8 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 	}
 	return newRequest(requestFields{
 		id: h.GetId(), method: h.GetMethod(), path: h.GetPath(), host: h.GetHost(), scheme: h.GetScheme(),
-		peer: attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		peer:      attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
+		principal: attrs.GetSource().GetPrincipal(), certificate: attrs.GetSource().GetCertificate(),
 	}, headers, attrs.GetContextExtensions())
 }
 
@@ -104,6 +105,8 @@ func RequestFromProto(req *authv3.CheckRequest) authz.Request {
 // of, as sent (empty when absent).
 type requestFields struct {
 	id, method, path, host, scheme, peer string
+	// principal and certificate are the source peer's (mTLS).
+	principal, certificate string
 }
 
 // newRequest makes the authz.Request of a CheckRequest's fields, its
@@ -134,6 +137,8 @@ func newRequest(f requestFields, headers, contextExtensions map[string]string) a
 		ContextExtensions: contextExtensions,
 		PeerAddress:       f.peer,
 		RequestID:         requestID,
+		SourcePrincipal:   f.principal,
+		SourceCertificate: f.certificate,
 	}
 }
 
@@ -321,12 +326,13 @@ const MaxEchoedRequestID = transport.MaxEchoedRequestID
 // metadata is what access logs read from
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:...)%.
 func metadata(d *authz.Decision) *structpb.Struct {
-	fields := [6][2]string{{"decision_id", d.ID}, {"result", d.Code.String()}, {"rule", d.Rule}, {"reason", d.Reason}}
-	n := 4
+	fields := [8][2]string{{"decision_id", d.ID}, {"result", d.Code.String()}, {"rule", d.Rule}, {"reason", d.Reason}, {"rate_limit_policy", d.RateLimitPolicy}}
+	n := 5
 	if d.Identity != nil {
-		fields[4] = [2]string{"subject", safe(d.Identity.Subject)}
-		fields[5] = [2]string{"authenticator", d.Identity.Authenticator}
-		n = 6
+		fields[5] = [2]string{"subject", safe(d.Identity.Subject)}
+		fields[6] = [2]string{"authenticator", d.Identity.Authenticator}
+		fields[7] = [2]string{"plan", d.Identity.Plan}
+		n = 8
 	}
 	// One allocation for all values and one for all their kinds, rather
 	// than two per field as structpb.NewStringValue makes.

@@ -26,6 +26,10 @@ type HTTPRequest struct {
 	RequestID string
 	// ContextExtensions are the per-route values of the gateway's route.
 	ContextExtensions map[string]string
+	// SourcePrincipal and SourceCertificate are the client certificate's
+	// identity and the certificate itself (URL-encoded PEM), as a gateway
+	// with mutual TLS (and include_peer_certificate) sends them.
+	SourcePrincipal, SourceCertificate string
 }
 
 // BuildCheckRequest builds the CheckRequest an Istio ingress gateway's Envoy
@@ -62,7 +66,8 @@ func BuildCheckRequest(r HTTPRequest) *authv3.CheckRequest {
 		h[k] = kv[1]
 	}
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source:      &authv3.AttributeContext_Peer{Address: socket(peer, 50000)},
+		Source: &authv3.AttributeContext_Peer{Address: socket(peer, 50000),
+			Principal: r.SourcePrincipal, Certificate: r.SourceCertificate},
 		Destination: &authv3.AttributeContext_Peer{Address: socket("10.0.0.1", 8443)},
 		Request: &authv3.AttributeContext_Request{
 			Time: timestamppb.Now(),

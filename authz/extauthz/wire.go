@@ -68,6 +68,7 @@ type wireDecoder struct {
 	buf []byte
 
 	id, method, path, host, scheme, peer span
+	principal, certificate               span
 	addrCase                             uint8
 	// A map field, even one with the wrong wire type, makes its map:
 	// protobuf-go allocates it before it looks at the entry.
@@ -231,6 +232,10 @@ func (d *wireDecoder) keep(c capture, sp span, e *wireEntry) {
 		d.scheme = sp
 	case capPeer:
 		d.peer = sp
+	case capSourcePrincipal:
+		d.principal = sp
+	case capSourceCertificate:
+		d.certificate = sp
 	case capKey:
 		if e != nil {
 			e.key = sp
@@ -271,7 +276,7 @@ func (d *wireDecoder) request() authz.Request {
 	if !useHeaderMap {
 		d.headerMap = nil
 	}
-	n := d.id.n + d.method.n + d.path.n + d.host.n + d.scheme.n
+	n := d.id.n + d.method.n + d.path.n + d.host.n + d.scheme.n + d.principal.n + d.certificate.n
 	if d.addrCase == addrSocket {
 		n += d.peer.n
 	} else {
@@ -300,6 +305,8 @@ func (d *wireDecoder) request() authz.Request {
 	d.copySpan(&sb, &d.host)
 	d.copySpan(&sb, &d.scheme)
 	d.copySpan(&sb, &d.peer)
+	d.copySpan(&sb, &d.principal)
+	d.copySpan(&sb, &d.certificate)
 	d.copyEntries(&sb, d.headers)
 	d.copyEntries(&sb, d.context)
 	d.copyEntries(&sb, d.headerMap)
@@ -343,6 +350,7 @@ func (d *wireDecoder) request() authz.Request {
 	r := newRequest(requestFields{
 		id: str(arena, d.id), method: str(arena, d.method), path: str(arena, d.path), host: str(arena, d.host),
 		scheme: str(arena, d.scheme), peer: str(arena, d.peer),
+		principal: str(arena, d.principal), certificate: str(arena, d.certificate),
 	}, headers, ctx)
 	r.PlainHeaderNames = plain
 	return r

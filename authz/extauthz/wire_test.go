@@ -99,6 +99,8 @@ const (
 	nSocket      = 1 // Address.socket_address
 	nPipe        = 2 // Address.pipe
 	nSockAddr    = 2 // SocketAddress.address
+	nPrincipal   = 4 // Peer.principal
+	nCertificate = 5 // Peer.certificate
 )
 
 func httpReq(fields ...[]byte) []byte {
@@ -165,6 +167,14 @@ func TestDecodeCheckRequestCases(t *testing.T) {
 			fBytes(nPipe), fBytes(nSocket, fVarint(3, 1))))), ""},
 		{"oneof member with wrong wire type changes nothing", fBytes(nAttributes, fBytes(nSource, fBytes(nAddress, fBytes(nSocket, fStr(nSockAddr, "1.2.3.4")),
 			fVarint(nPipe, 1)))), ""},
+		{"source principal and certificate", fBytes(nAttributes, fBytes(nSource, fStr(nPrincipal, "spiffe://example.org/ns/a/sa/b"), fStr(nCertificate, "-----BEGIN%20CERTIFICATE-----%0A"))), ""},
+		{"source principal: last wins, across merged sources", fBytes(nAttributes, fBytes(nSource, fStr(nPrincipal, "spiffe://a/x"), fStr(nCertificate, "c1")),
+			fBytes(nSource, fStr(nPrincipal, "spiffe://b/y"))), ""},
+		{"source principal empty resets", fBytes(nAttributes, fBytes(nSource, fStr(nPrincipal, "spiffe://a/x")), fBytes(nSource, fStr(nPrincipal, ""))), ""},
+		{"source principal with wrong wire type is unknown", fBytes(nAttributes, fBytes(nSource, fStr(nPrincipal, "spiffe://a/x"), fVarint(nPrincipal, 1))), ""},
+		{"destination principal is not the source's", fBytes(nAttributes, fBytes(nDestination, fStr(nPrincipal, "spiffe://gw/x"), fStr(nCertificate, "c"))), ""},
+		{"invalid UTF-8 in source principal", fBytes(nAttributes, fBytes(nSource, fStr(nPrincipal, "spiffe://a/\xff"))), extauthz.UnreadableInvalidUTF8},
+		{"invalid UTF-8 in source certificate", fBytes(nAttributes, fBytes(nSource, fStr(nCertificate, "\xc3\x28"))), extauthz.UnreadableInvalidUTF8},
 		{"destination address is not the peer", fBytes(nAttributes, fBytes(nDestination, fBytes(nAddress, fBytes(nSocket, fStr(nSockAddr, "9.9.9.9"))))), ""},
 		{"unknown fields everywhere", cat(fVarint(5, 1), fBytes(nAttributes, fStr(99, "x"), fBytes(nRequest, fVarint(77, 1), fBytes(nHTTP, fStr(1000, "\xff"), fStr(nMethod, "GET")))),
 			protowire.AppendFixed32(protowire.AppendTag(nil, 6, protowire.Fixed32Type), 7), protowire.AppendFixed64(protowire.AppendTag(nil, 8, protowire.Fixed64Type), 7)), ""},
@@ -377,6 +387,8 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 	f.Add(marshal(f, extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "api.example.com", Path: "/api?x=1",
 		RequestID: "r", Headers: [][2]string{{"authorization", "Bearer t"}, {"Cookie", "a"}, {"cookie", "b"}},
 		ContextExtensions: map[string]string{"k": "v"}})))
+	f.Add(marshal(f, extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "h", Path: "/",
+		SourcePrincipal: "spiffe://example.org/ns/a/sa/b", SourceCertificate: "-----BEGIN%20CERTIFICATE-----%0AMII%0A"})))
 	f.Add(httpReq(fBytes(nHeaderMap, fBytes(1, entry("X-B", "1")), fBytes(1, entry("x-b", "2")), fBytes(1, fStr(1, "raw"), fBytes(3, []byte("v"))))))
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 8 {
@@ -441,6 +453,24 @@ func TestDecodeCheckRequestPlainHeaderNames(t *testing.T) {
 		r, why := extauthz.DecodeCheckRequest(b)
 		if why != "" || r.PlainHeaderNames != c.want {
 			t.Errorf("with %q: PlainHeaderNames %v (%q), want %v", c.extra[0], r.PlainHeaderNames, why, c.want)
+		}
+	}
+}
+
+// TestDecodeSourcePeer: both decoders read the source's principal and
+// certificate (and never the destination's) into the Request.
+func TestDecodeSourcePeer(t *testing.T) {
+	b := cat(fBytes(nAttributes, fBytes(nDestination, fStr(nPrincipal, "spiffe://gw/d"), fStr(nCertificate, "dest"))),
+		marshal(t, extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "h", Path: "/",
+			SourcePrincipal: "spiffe://example.org/ns/a/sa/b", SourceCertificate: "-----BEGIN%20CERTIFICATE-----%0A"})))
+	lean, why := extauthz.DecodeCheckRequest(b)
+	if why != "" {
+		t.Fatalf("unreadable: %s", why)
+	}
+	full, _ := oracleDecode(t, b)
+	for name, r := range map[string]authz.Request{"lean": lean, "proto": full} {
+		if r.SourcePrincipal != "spiffe://example.org/ns/a/sa/b" || r.SourceCertificate != "-----BEGIN%20CERTIFICATE-----%0A" {
+			t.Errorf("%s: principal %q certificate %q", name, r.SourcePrincipal, r.SourceCertificate)
 		}
 	}
 }

@@ -41,6 +41,9 @@ const (
 	capHost
 	capScheme
 	capPeer
+	// AttributeContext.source.principal and .certificate.
+	capSourcePrincipal
+	capSourceCertificate
 	// Fields of a map entry or of a HeaderValue, into the current entry.
 	capKey
 	capValue
@@ -161,6 +164,8 @@ func buildCheckRequestSchema() *wireMsg {
 	mark(sock, sd, "address", capPeer)
 	mark(addr, addrd, "pipe", capOtherAddress)
 	mark(addr, addrd, "envoy_internal_address", capOtherAddress)
+	mark(src, pd, "principal", capSourcePrincipal)
+	mark(src, pd, "certificate", capSourceCertificate)
 
 	ctx, ctxd := mark(attrs, ad, "context_extensions", capContext)
 	mark(ctx, ctxd, "key", capKey)

@@ -3,6 +3,7 @@
 //
 //	ext-authz serve --config FILE       run the server
 //	ext-authz check-config FILE         validate a config file
+//	ext-authz test FILE...              run policy test files
 //	ext-authz check [flags]             send one Check to a running server
 //	ext-authz ratelimit [flags]         send one ShouldRateLimit to a running server
 //	ext-authz token mint [flags]        mint development tokens
@@ -42,6 +43,7 @@ func main() {
 const usage = `usage:
   ext-authz serve --config FILE     run the server
   ext-authz check-config FILE...    validate config files
+  ext-authz test FILE...            run policy test files (docs/policy-testing.md)
   ext-authz check [flags]           send one Check to a running server
   ext-authz ratelimit [flags]       send one ShouldRateLimit to a running server
   ext-authz token mint [flags]      mint development tokens
@@ -49,7 +51,7 @@ const usage = `usage:
   ext-authz version                 print the version (also --version)
 
 Every command takes -h. Exit status: 0 success (check: allowed), 1 error,
-2 usage error; check and ratelimit add 3 denied 401, 4 denied 403,
+2 usage error (test: 1 when a test fails); check and ratelimit add 3 denied 401, 4 denied 403,
 5 rate limited (429 / OVER_LIMIT), 6 denied with another status.`
 
 // run executes one command; it is main without the process around it, so
@@ -75,6 +77,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		return serveCommand(ctx, args[1:], stdout, stderr, getenv)
 	case "check-config":
 		return checkConfigCommand(args[1:], stdout, getenv)
+	case "test":
+		return testCommand(ctx, args[1:], stdout, getenv)
 	case "check":
 		return cli.Check(ctx, args[1:], stdout, getenv)
 	case "ratelimit":

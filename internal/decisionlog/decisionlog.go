@@ -44,6 +44,10 @@ type Entry struct {
 	Subject       string
 	Authenticator string
 	Identified    bool
+	// Plan and RateLimitPolicy are the caller's rate-limit plan and the
+	// effective limit (authz.Decision.RateLimitPolicy), when set.
+	Plan            string
+	RateLimitPolicy string
 }
 
 // The client chooses these fields' lengths (a path may be near the 1 MiB
@@ -130,6 +134,12 @@ func (d *Log) Write(ctx context.Context, e *Entry) {
 	if e.Identified {
 		attrs = append(attrs, slog.String("subject_hash", SubjectHash(e.Subject)),
 			slog.String("authenticator", e.Authenticator))
+	}
+	if e.Plan != "" {
+		attrs = append(attrs, slog.String("plan", e.Plan))
+	}
+	if e.RateLimitPolicy != "" {
+		attrs = append(attrs, slog.String("rate_limit_policy", e.RateLimitPolicy))
 	}
 	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
 		attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))

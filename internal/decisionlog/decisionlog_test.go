@@ -80,7 +80,8 @@ func TestWrite(t *testing.T) {
 		d := New(slog.New(slog.NewJSONHandler(&buf, nil)), Config{Denials: "all", MaxPerSecond: 2}, reg)
 		long := "/api/" + strings.Repeat("é", 2000)
 		e := &Entry{DecisionID: "d1", Result: "PermissionDenied", Path: long, Host: "h", Method: "GET",
-			Subject: "alice@example.com", Authenticator: "keys", Identified: true, Latency: 1500 * time.Microsecond}
+			Subject: "alice@example.com", Authenticator: "keys", Identified: true, Latency: 1500 * time.Microsecond,
+			Plan: "pro", RateLimitPolicy: `"pro/api/second";q=100;w=1`}
 		for range 5 {
 			d.Write(context.Background(), e)
 		}
@@ -95,12 +96,12 @@ func TestWrite(t *testing.T) {
 		if l["subject_hash"] != SubjectHash("alice@example.com") || strings.Contains(buf.String(), "alice") {
 			t.Errorf("the subject is not pseudonymised: %v", l)
 		}
-		if l["latency_us"] != float64(1500) || l["authenticator"] != "keys" {
+		if l["latency_us"] != float64(1500) || l["authenticator"] != "keys" || l["plan"] != "pro" || l["rate_limit_policy"] != `"pro/api/second";q=100;w=1` {
 			t.Errorf("line = %v", l)
 		}
 		time.Sleep(time.Second) // a new second: the cap resets
 		d.Write(context.Background(), &Entry{DecisionID: "d2"})
-		if got := jsonLines(t, &buf); len(got) != 3 || got[2]["subject_hash"] != nil {
+		if got := jsonLines(t, &buf); len(got) != 3 || got[2]["subject_hash"] != nil || got[2]["plan"] != nil || got[2]["rate_limit_policy"] != nil {
 			t.Errorf("after a second: %d lines, last %v", len(got), got[len(got)-1])
 		}
 	})

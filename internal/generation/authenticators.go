@@ -33,6 +33,9 @@ type AuthenticatorConfig struct {
 	JWT        *tokens.JWTConfig     `yaml:"jwt"`
 	UDBTicket  *tokens.TicketConfig  `yaml:"udb_ticket"`
 	UDBSession *tokens.SessionConfig `yaml:"udb_session"`
+
+	Introspection *tokens.IntrospectionConfig `yaml:"introspection"`
+	MTLS          *tokens.MTLSConfig          `yaml:"mtls"`
 }
 
 // authKind is the seam for authenticator kinds: one entry of authKinds per
@@ -76,6 +79,9 @@ type authKind struct {
 	keysFromVerifier bool
 	// redis: the verifier is built over the shared Redis client.
 	redis bool
+	// peer: the kind's credential is the TLS peer (source: {peer: true}),
+	// and no other kind's is.
+	peer bool
 	// build makes the verifier. It starts no goroutine.
 	build func(sec any, d buildDeps) (authz.Verifier, error)
 }
@@ -97,6 +103,7 @@ type kindFuncs[C any] struct {
 	// keysFromVerifier: keyNames reads only v (see authKind).
 	keysFromVerifier bool
 	redis            bool
+	peer             bool
 	build            func(C, buildDeps) (authz.Verifier, error)
 }
 
@@ -105,6 +112,7 @@ func kindOf[C any](name string, f kindFuncs[C]) authKind {
 	return authKind{
 		name:             name,
 		redis:            f.redis,
+		peer:             f.peer,
 		keysFromVerifier: f.keysFromVerifier,
 		section: func(a *AuthenticatorConfig) any {
 			p := f.field(a)
@@ -195,6 +203,24 @@ var authKinds = []authKind{
 			return tokens.NewSessionVerifier(c, tokensredis.NewStore(d.redis), d.opts)
 		},
 	}),
+	kindOf("introspection", kindFuncs[tokens.IntrospectionConfig]{
+		field:    func(a *AuthenticatorConfig) *tokens.IntrospectionConfig { return a.Introspection },
+		defaults: (*tokens.IntrospectionConfig).ApplyDefaults,
+		validate: (*tokens.IntrospectionConfig).Validate,
+		files:    (*tokens.IntrospectionConfig).Files,
+		build: func(c tokens.IntrospectionConfig, d buildDeps) (authz.Verifier, error) {
+			return tokens.NewIntrospectionVerifier(c, tokens.IntrospectionOptions{Options: d.opts})
+		},
+	}),
+	kindOf("mtls", kindFuncs[tokens.MTLSConfig]{
+		field:    func(a *AuthenticatorConfig) *tokens.MTLSConfig { return a.MTLS },
+		defaults: (*tokens.MTLSConfig).ApplyDefaults,
+		validate: (*tokens.MTLSConfig).Validate,
+		peer:     true,
+		build: func(c tokens.MTLSConfig, d buildDeps) (authz.Verifier, error) {
+			return tokens.NewMTLSVerifier(c, d.opts)
+		},
+	}),
 }
 
 // apiKeyNames are the subjects of the verifier's keys (never the
@@ -283,6 +309,12 @@ func (a *AuthenticatorConfig) validate() error {
 	}
 	if k, sec := a.kind(); k != nil {
 		errs = append(errs, yamlfile.Wrap(k.name, k.validate(sec)))
+		switch {
+		case k.peer && !a.Source.Peer:
+			errs = append(errs, yamlfile.Errorf("source", "the %s kind takes the TLS peer: set source: {peer: true}", k.name))
+		case !k.peer && a.Source.Peer:
+			errs = append(errs, yamlfile.Errorf("source.peer", "only the mtls kind takes the TLS peer"))
+		}
 	}
 	return errors.Join(errs...)
 }

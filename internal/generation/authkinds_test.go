@@ -55,9 +55,13 @@ func TestAuthenticatorValidateKinds(t *testing.T) {
 	for _, tc := range []struct {
 		name, give, want string
 	}{
-		{"none", `{name: a, source: {header: x}}`, "set exactly one verifier kind (api_key, jwt, udb_ticket, udb_session); found 0"},
+		{"none", `{name: a, source: {header: x}}`, "set exactly one verifier kind (api_key, jwt, udb_ticket, udb_session, introspection, mtls); found 0"},
 		{"two", `{name: a, source: {header: x}, api_key: {file: k}, udb_session: {}}`, "found 2"},
 		{"kind's own", `{name: a, source: {header: x}, udb_session: {key_encoding: rot13}}`, "udb_session.key_encoding: must be sha256 or plain"},
+		{"mtls without the peer source", `{name: a, source: {header: x}, mtls: {allow: [{trust_domain: example.org}]}}`, "source: the mtls kind takes the TLS peer"},
+		{"peer source for another kind", `{name: a, source: {peer: true}, api_key: {file: k}}`, "source.peer: only the mtls kind"},
+		{"peer beside a header", `{name: a, source: {peer: true, header: x}, mtls: {allow: [{trust_domain: example.org}]}}`, "set exactly one of header, cookie, authorization, peer"},
+		{"introspection's own", `{name: a, source: {authorization: Bearer}, introspection: {endpoint: "http://as/i", client_id: c, client_secret_file: s}}`, "introspection.endpoint: is http"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var ac AuthenticatorConfig

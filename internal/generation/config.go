@@ -32,6 +32,8 @@ type Config struct {
 	Telemetry      telemetry.Config      `yaml:"telemetry"`
 	RateLimit      ratelimit.Config      `yaml:"rate_limit"`
 	Revocation     RevocationConfig      `yaml:"revocation"`
+	// PolicyCandidate runs a candidate policy beside Policy (candidate.go).
+	PolicyCandidate CandidateConfig `yaml:"policy_candidate"`
 
 	// src is the file it came from, to put lines on later errors; path
 	// and sum are its name and the digest of the bytes decoded.
@@ -312,8 +314,8 @@ func section[T any](name string, get func(*Config) *T) restartSetting {
 // their limits, the admin server, the Redis client (the limiter and
 // readiness hold it for the process's life), telemetry (the logger and
 // tracer are built before the service), and every rate_limit setting but
-// the files (the limiter and its store live for the process; RLS serves
-// it).
+// the files and the plans (the limiter and its store live for the
+// process; RLS serves it).
 var restartOnly = []restartSetting{
 	section("server", func(c *Config) *ServerConfig { return &c.Server }),
 	section("admin", func(c *Config) *AdminConfig { return &c.Admin }),
@@ -322,7 +324,12 @@ var restartOnly = []restartSetting{
 	{"rate_limit (all but files)", func(next, running *Config) bool {
 		n, r := next.RateLimit, running.RateLimit
 		files := n.Files
+		// Plans, quotas, default_plan and plan_claim are each generation's too
+		// (reloaded like the files; the name above predates them).
+		plans := n
 		n.Files, r.Files = nil, nil
+		n.Plans, n.Quotas, n.DefaultPlan, n.PlanClaim = nil, nil, "", ""
+		r.Plans, r.Quotas, r.DefaultPlan, r.PlanClaim = nil, nil, "", ""
 		// Turning rate limiting on or off is a restart too: the limiter
 		// exists, or not, for the process's life.
 		changed := !reflect.DeepEqual(n, r) || next.RateLimit.Enabled() != running.RateLimit.Enabled()
@@ -330,6 +337,8 @@ var restartOnly = []restartSetting{
 		if running.RateLimit.Enabled() && len(files) > 0 {
 			next.RateLimit.Files = slices.Clone(files)
 		}
+		next.RateLimit.Plans, next.RateLimit.Quotas = plans.Plans, plans.Quotas
+		next.RateLimit.DefaultPlan, next.RateLimit.PlanClaim = plans.DefaultPlan, plans.PlanClaim
 		return changed
 	}},
 }

@@ -27,6 +27,8 @@ type Generation struct {
 	// compiling needed (the YAML tree, the policy's rules).
 	Config   *Config
 	Pipeline *authz.Pipeline
+	// Candidate is the policy_candidate beside Pipeline; nil without one.
+	Candidate *Candidate
 	// Auths are the authenticators in config order, with their pool keys.
 	Auths []Auth
 	// RateLimit is the shared limiter (nil without rate limits); limits
@@ -99,7 +101,9 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 		if g.RateLimit, err = env.rateLimiting(g.lease, cfg, g.limits); err != nil {
 			return nil, err
 		}
-		opts = g.RateLimit.pipelineOptions(opts)
+		if opts, err = g.RateLimit.pipelineOptions(opts, &cfg.RateLimit); err != nil {
+			return nil, err
+		}
 	}
 	revKey := ""
 	if g.Revocations, revKey, err = env.revocations(g.lease, cfg); err != nil {
@@ -127,6 +131,9 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 	}
 	if g.Pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
+	}
+	if g.Candidate, err = compileCandidate(cfg, g.Pipeline, opts); err != nil {
+		return nil, err
 	}
 	if !maps.Equal(before, filewatch.DigestAll(paths)) {
 		return nil, ErrFilesChanged
@@ -181,6 +188,9 @@ func (c *Config) referencedFiles() []string {
 		out = append(out, c.Authenticators[i].files()...)
 	}
 	out = append(out, c.RateLimit.Files...)
+	if c.PolicyCandidate.File != "" {
+		out = append(out, c.PolicyCandidate.File)
+	}
 	out = append(out, c.RestartOnlyFiles()...)
 	slices.Sort(out)
 	return slices.Compact(out)

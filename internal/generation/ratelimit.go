@@ -132,7 +132,9 @@ func (e *Env) rateLimiting(l *pool.Lease, cfg *Config, rules *envoyconfig.Rules)
 		return nil, err
 	}
 	settings := rc
-	settings.Files = nil
+	// The files, plans and quotas are each generation's (see
+	// pipelineOptions), not part of the shared limiter.
+	settings.Files, settings.Plans, settings.Quotas, settings.DefaultPlan, settings.PlanClaim = nil, nil, nil, "", ""
 	js, _ := json.Marshal(settings) // plain data: never fails
 	key := "rate_limit\x00" + string(js)
 	if depKey != "" {
@@ -167,14 +169,20 @@ func loadRateLimitRules(cfg *Config) (*envoyconfig.Rules, error) {
 	return rules, errors.Join(errs...)
 }
 
-// pipelineOptions adds the limiter to the pipeline options.
-func (rl *RateLimiting) pipelineOptions(o authz.Options) authz.Options {
+// pipelineOptions adds the limiter, and the generation's plans from rc,
+// to the pipeline options.
+func (rl *RateLimiting) pipelineOptions(o authz.Options, rc *ratelimit.Config) (authz.Options, error) {
 	if rl == nil {
-		return o
+		return o, nil
 	}
+	plans, err := rc.CompilePlans()
+	if err != nil {
+		return o, yamlfile.Wrap("rate_limit", err)
+	}
+	o.RateLimitPlans = plans
 	o.Limiter = rl.Limiter
 	o.RateLimitHeaders = rl.Config.HeaderOptions()
 	o.RateLimitHeadersOnAllow = rl.Config.ResponseHeaders.OnAllow
 	o.XFFNumTrustedHops = rl.Config.XFFNumTrustedHops
-	return o
+	return o, nil
 }

@@ -30,6 +30,8 @@ func (d *decisionLog) observe(ctx context.Context, r *authz.Request, dec *authz.
 	}
 	if dec.Identity != nil {
 		e.Identified, e.Subject, e.Authenticator = true, dec.Identity.Subject, dec.Identity.Authenticator
+		e.Plan = dec.Identity.Plan
 	}
+	e.RateLimitPolicy = dec.RateLimitPolicy
 	d.l.Write(ctx, &e)
 }

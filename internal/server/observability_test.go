@@ -92,7 +92,8 @@ func quickstartJWKSServer(t *testing.T) *httptest.Server {
 func TestMetricsEndToEnd(t *testing.T) {
 	rs := redistest.Start(t)
 	jwksSrv := quickstartJWKSServer(t)
-	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 1)))
+	candidate, _ := candidateSection(t, fullCandidatePolicy)
+	h := start(t, fullConfig(t, rs.Addr, jwksSrv.URL, limitsFile(t, 1))+candidate)
 
 	jwt := servicetest.MintJWT(t, "jwt-rs256.pem", "dev-rs256-1", "quickstart", "erin")
 	ticket := servicetest.MintTicket(t, "frank")
@@ -161,6 +162,8 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"ext_authz_config_reloads_total", map[string]string{"result": "success"}},
 		{"ext_authz_config_reloads_total", map[string]string{"result": "failure"}},
 		{"process_cpu_seconds_total", nil},
+		{"ext_authz_candidate_checks_total", map[string]string{"agreement": "disagree"}},
+		{"ext_authz_candidate_disagreements_total", map[string]string{"live_rule": "app", "candidate_result": "forbidden"}},
 	} {
 		if v, found := servicetest.Value(fams, c.name, c.labels); !found || v <= 0 {
 			t.Errorf("%s%v = %v (present %v), want > 0", c.name, c.labels, v, found)

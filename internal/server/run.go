@@ -47,6 +47,9 @@ type Server struct {
 	cancelBase context.CancelFunc
 
 	live *authz.Live
+	// candidate asks live, and the generation's candidate policy beside
+	// it (candidate.go); both transports ask it.
+	candidate *candidateDecider
 	// rl is the limiter every generation shares (nil without
 	// rate_limit.files); its settings are restart-only.
 	rl     *generation.RateLimiting
@@ -116,6 +119,7 @@ func New(path string, cfg *generation.Config, tel *telemetry.Telemetry, opts Opt
 	s.gen.Store(g)
 	s.rl = g.RateLimit
 	s.live = authz.NewLive(g.Pipeline)
+	s.candidate = newCandidateDecider(s.live, g.Candidate, s.logger, s.registry)
 	s.admission = newAdmission(cfg.Server.Overload, s.registry)
 	s.checkMetrics = extauthz.NewMetrics(s.registry)
 	s.decisions = newDecisionLog(s.logger, cfg.Telemetry.Log.Decisions, s.registry)
@@ -476,6 +480,7 @@ func (s *Server) apply(why string, data []byte, expect filewatch.Digests) error 
 	s.tel.Redact.Add(next.Config.CredentialKeys())
 	next.ApplyLimits()
 	s.live.Store(next.Pipeline)
+	s.candidate.store(next.Candidate)
 	s.gen.Store(next)
 	if err := old.Release(); err != nil {
 		s.logger.Warn("releasing the old configuration", "error", err)

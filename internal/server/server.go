@@ -99,7 +99,7 @@ func (s *Server) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
 	}
 	// Check on the lean wire path (decoded and answered without messages,
 	// through the Codec above); same service, same answers.
-	extauthz.Register(srv, extauthz.New(s.live, eopts))
+	extauthz.Register(srv, extauthz.New(s.candidate, eopts))
 	if rl := s.rl; rl != nil && !rl.Config.Service.Disabled {
 		rlsv3.RegisterRateLimitServiceServer(srv, rls.New(rl.Limiter, rls.Options{ResponseHeaders: rl.Config.Service.ResponseHeaders}))
 	}
@@ -141,7 +141,7 @@ func (s *Server) newHTTPServer(c *generation.ServerConfig) *http.Server {
 		opts.Core.Tracer, opts.Core.Propagator = s.tel.Tracer, s.tel.Propagator
 	}
 	return &http.Server{
-		Handler:           httpauthz.New(s.live, opts),
+		Handler:           httpauthz.New(s.candidate, opts),
 		MaxHeaderBytes:    c.HTTP.MaxHeaderBytes,
 		ReadHeaderTimeout: c.HTTP.ReadHeaderTimeout,
 		// The whole request, body included, within the same bound: Envoy

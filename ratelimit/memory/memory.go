@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 type Options struct {
 	// SweepInterval is how often Run drops expired counters; default 10s.
 	SweepInterval time.Duration
+	// Now is the store's clock (expiry, and the time of the smooth
+	// algorithms' decisions); default time.Now.
+	Now func() time.Time
 }
 
 // Store keeps counters in memory. The zero value is not usable; call New.
@@ -21,6 +25,7 @@ type Store struct {
 	seed   maphash.Seed
 	shards [64]shard
 	sweep  time.Duration
+	now    func() time.Time
 }
 
 type shard struct {
@@ -31,6 +36,11 @@ type shard struct {
 type counter struct {
 	n       uint64
 	expires int64 // UnixNano
+	// Decision state: a sliding window's index and previous count (n is
+	// the current one), or GCRA's theoretical arrival time (µs).
+	window int64
+	prev   uint64
+	tat    int64
 }
 
 var _ ratelimit.Store = (*Store)(nil)
@@ -39,7 +49,10 @@ var _ ratelimit.Store = (*Store)(nil)
 // expired counters (without it, expired counters are still ignored, only
 // not freed until touched).
 func New(opts Options) *Store {
-	s := &Store{seed: maphash.MakeSeed(), sweep: opts.SweepInterval}
+	s := &Store{seed: maphash.MakeSeed(), sweep: opts.SweepInterval, now: opts.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
 	if s.sweep <= 0 {
 		s.sweep = 10 * time.Second
 	}
@@ -57,9 +70,13 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 	if err := ctx.Err(); errors.Is(err, context.Canceled) {
 		return err
 	}
-	now := time.Now().UnixNano()
+	now := s.now().UnixNano()
 	for i := range ops {
 		op := &ops[i]
+		if len(op.Windows) > 0 {
+			s.decide(op, now)
+			continue
+		}
 		sh := &s.shards[maphash.String(s.seed, op.Key)%uint64(len(s.shards))]
 		sh.mu.Lock()
 		c, ok := sh.m[op.Key]
@@ -91,7 +108,7 @@ func (s *Store) Run(ctx context.Context) error {
 
 // Sweep drops expired counters now.
 func (s *Store) Sweep() {
-	now := time.Now().UnixNano()
+	now := s.now().UnixNano()
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.Lock()
@@ -113,4 +130,82 @@ func (s *Store) Len() int {
 		s.shards[i].mu.Unlock()
 	}
 	return n
+}
+
+// decide runs a decision op with every shard it touches locked, in shard
+// order, so that concurrent decisions over shared windows are atomic.
+func (s *Store) decide(op *ratelimit.Op, now int64) {
+	var idxArr [8]int
+	idx := idxArr[:0]
+	for j := range op.Windows {
+		idx = append(idx, s.shardOf(op.Windows[j].Key))
+	}
+	locked := slices.Clone(idx)
+	slices.Sort(locked)
+	locked = slices.Compact(locked)
+	for _, i := range locked {
+		s.shards[i].mu.Lock()
+	}
+	defer func() {
+		for _, i := range locked {
+			s.shards[i].mu.Unlock()
+		}
+	}()
+	us := now / 1000
+	var nextArr [8]counter
+	next := nextArr[:0]
+	op.Denied = false
+	for j := range op.Windows {
+		w := &op.Windows[j]
+		sh := &s.shards[idx[j]]
+		c, ok := sh.m[w.Key]
+		if !ok || c.expires <= now {
+			c = counter{}
+		}
+		period := max(1, w.Period.Microseconds()) // as the Redis store sends it: never a division by 0
+		switch op.Algorithm {
+		case ratelimit.SlidingWindow:
+			st, v := ratelimit.SlidingDecide(ratelimit.SlidingState{Window: c.window, Cur: c.n, Prev: c.prev}, us, period, w.Limit, op.Hits)
+			w.Verdict = v
+			c = counter{n: st.Cur, prev: st.Prev, window: st.Window, expires: now + 2*int64(w.Period)}
+		case ratelimit.GCRA:
+			tat, v := ratelimit.GCRADecide(c.tat, us, period, w.Limit, op.Hits)
+			w.Verdict = v
+			c = counter{tat: tat, expires: (tat + 1) * 1000}
+		default:
+			w.Verdict = ratelimit.Verdict{Over: c.n+op.Hits > w.Limit}
+			if !ok || c.expires <= now {
+				c.expires = now + int64(w.Period)
+			}
+			if w.Verdict.Over {
+				w.Verdict.Remaining = w.Limit - min(c.n, w.Limit)
+			} else {
+				w.Verdict.Remaining = w.Limit - c.n - op.Hits
+			}
+			c.n += op.Hits
+		}
+		if w.Verdict.Over && !w.Shadow {
+			op.Denied = true
+		}
+		next = append(next, c)
+	}
+	if op.Denied {
+		// Nothing is charged: the windows that fit keep their hits.
+		for j := range op.Windows {
+			if v := &op.Windows[j].Verdict; !v.Over {
+				v.Remaining += op.Hits
+			}
+		}
+		return
+	}
+	if op.Hits == 0 {
+		return
+	}
+	for j := range op.Windows {
+		s.shards[idx[j]].m[op.Windows[j].Key] = next[j]
+	}
+}
+
+func (s *Store) shardOf(key string) int {
+	return int(maphash.String(s.seed, key) % uint64(len(s.shards)))
 }

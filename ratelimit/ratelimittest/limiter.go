@@ -91,6 +91,7 @@ func d(kv ...string) ratelimit.Descriptor {
 // RunLimiterContract checks ratelimit.Limiter decisions over stores made by
 // newStore, which must not share counters between calls.
 func RunLimiterContract(t *testing.T, newStore NewStore) {
+	t.Run("algorithms", func(t *testing.T) { runAlgorithmContract(t, newStore) })
 	rules := Rules(t)
 	// Windows are aligned to Unix time; start mid-window of every unit.
 	start := time.Unix(1_700_000_000, 0).Add(10 * time.Second)

@@ -45,6 +45,7 @@ func incr(t *testing.T, s ratelimit.Store, ops ...ratelimit.Op) []uint64 {
 
 // RunStoreContract runs the Store contract against stores made by newStore.
 func RunStoreContract(t *testing.T, newStore NewStore) {
+	t.Run("decisions", func(t *testing.T) { RunDecisionContract(t, newStore) })
 	t.Run("accumulates", func(t *testing.T) {
 		s := newStore(t)
 		k := Key(t, "a")

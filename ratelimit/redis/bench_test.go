@@ -3,12 +3,14 @@ package redis_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/ext-authz/ext-authz/internal/benchcpu"
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/ratelimit/memory"
@@ -120,4 +122,84 @@ func BenchmarkLocalCache(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkWindows compares, in one run on one Redis, today's path (two
+// descriptors, one fixed window each, from the rate-limit files) with two
+// descriptors of two windows each (10/second and 10000/day, a plan's
+// shape) under every algorithm: one decision script per descriptor, in
+// the same single pipeline.
+func BenchmarkWindows(b *testing.B) {
+	srv := redistest.Start(b)
+	c := client(b, srv.Addr)
+	s := running(b, c, rlredis.Options{})
+	perSecond := &ratelimit.Limit{Policy: "s", Requests: 1_000_000, Unit: ratelimit.Second}
+	perDay := &ratelimit.Limit{Policy: "d", Requests: 1_000_000_000, Unit: ratelimit.Day}
+	two := []*ratelimit.Limit{perSecond, perDay}
+	for _, bc := range []struct {
+		name   string
+		alg    ratelimit.Algorithm
+		limits []*ratelimit.Limit
+	}{
+		// Today's path: INCRBY per descriptor, the limiter compares.
+		{"descriptors=2/windows=1/fixed_window", ratelimit.FixedWindow, nil},
+		{"descriptors=2/windows=2/fixed_window", ratelimit.FixedWindow, two},
+		{"descriptors=2/windows=2/sliding_window", ratelimit.SlidingWindow, two},
+		{"descriptors=2/windows=2/gcra", ratelimit.GCRA, two},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			// On a shared machine ns/op swings with other load; the CPU
+			// the benchmark process and redis-server spent per check are
+			// steadier and are what a capacity plan needs.
+			benchcpu.Report(b)
+			redisStart := redisCPU(b, srv)
+			b.Cleanup(func() {
+				if b.N > 0 {
+					b.ReportMetric((redisCPU(b, srv)-redisStart)*1e9/float64(b.N), "redis-cpu-ns/op")
+				}
+			})
+			l := ratelimit.New(s, nil, ratelimit.Options{Timeout: 5 * time.Second, LocalCacheSize: -1, Algorithm: bc.alg})
+			var override *ratelimit.Limit // a limit that never denies, so every check does the same work
+			if bc.limits == nil {
+				override = perSecond
+			}
+			var n atomic.Int64
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					u := "u" + strconv.FormatInt(n.Add(1)%100000, 10)
+					res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{
+						{Entries: []ratelimit.Entry{{Key: "user", Value: u}}, Hits: 1, Limits: bc.limits, Override: override},
+						{Entries: []ratelimit.Entry{{Key: "tenant", Value: "trial-" + u}}, Hits: 1, Limits: bc.limits, Override: override},
+					}})
+					if err != nil || res.Code != ratelimit.OK || res.Statuses[1].Limit == nil {
+						b.Errorf("%+v %v", res, err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+		})
+	}
+}
+
+// redisCPU is the CPU time (s) redis-server has used, from INFO cpu.
+func redisCPU(b *testing.B, srv *redistest.Server) float64 {
+	out, err := srv.Do("INFO", "cpu")
+	if err != nil {
+		b.Fatal(err)
+	}
+	total := 0.0
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				b.Fatalf("INFO cpu: %q", line)
+			}
+			total += f
+		}
+	}
+	return total
 }

@@ -70,11 +70,14 @@ func New(client goredis.UniversalClient, opts Options) *Store {
 
 // call is one Increment waiting for a shared pipeline.
 type call struct {
-	ctx    context.Context
-	ops    []ratelimit.Op
-	counts []uint64
-	err    error
-	done   chan struct{}
+	ctx context.Context
+	ops []ratelimit.Op
+	// res holds the replies, per op in order: its count, or a decision's
+	// numbers (decideResults). The caller's ops are written only by
+	// finish, so a call abandoned at its deadline never touches them.
+	res  []int64
+	err  error
+	done chan struct{}
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan struct{}, 1)} }}
@@ -86,7 +89,11 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 	}
 	c := callPool.Get().(*call)
 	c.ctx, c.ops, c.err = ctx, ops, nil
-	c.counts = slices.Grow(c.counts[:0], len(ops))[:len(ops)]
+	n := 0
+	for i := range ops {
+		n += results(&ops[i])
+	}
+	c.res = slices.Grow(c.res[:0], n)[:n]
 	queued := false
 	if s.batching {
 		s.mu.RLock()
@@ -117,8 +124,15 @@ func (s *Store) Increment(ctx context.Context, ops []ratelimit.Op) error {
 func (s *Store) finish(c *call, ops []ratelimit.Op) error {
 	err := c.err
 	if err == nil {
+		k := 0
 		for i := range ops {
-			ops[i].Count = c.counts[i]
+			op := &ops[i]
+			if len(op.Windows) > 0 {
+				setDecision(op, c.res[k:k+decideResults(op)])
+			} else {
+				op.Count = uint64(c.res[k])
+			}
+			k += results(op)
 		}
 	}
 	c.ctx, c.ops = nil, nil
@@ -134,6 +148,7 @@ func (s *Store) Run(ctx context.Context) error {
 	// pay the NOSCRIPT round trips.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	_ = script.Load(lctx, s.client).Err()
+	_ = decideScript.Load(lctx, s.client).Err()
 	cancel()
 	s.mu.Lock()
 	s.running++
@@ -231,7 +246,11 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 		for _, c := range calls {
 			for i := range c.ops {
 				refs = append(refs, &c.ops[i])
-				cmds = append(cmds, evalOp(ctx, p, &c.ops[i], true))
+				if len(c.ops[i].Windows) > 0 {
+					cmds = append(cmds, evalDecide(ctx, p, &c.ops[i], true))
+				} else {
+					cmds = append(cmds, evalOp(ctx, p, &c.ops[i], true))
+				}
 			}
 		}
 		return nil
@@ -241,7 +260,11 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 		// one more round trip, not two.
 		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			for i, cmd := range cmds {
-				if isNoScript(cmd.Err()) {
+				switch {
+				case !isNoScript(cmd.Err()):
+				case len(refs[i].Windows) > 0:
+					cmds[i] = evalDecide(ctx, p, refs[i], false)
+				default:
 					cmds[i] = evalOp(ctx, p, refs[i], false)
 				}
 			}
@@ -250,18 +273,41 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 	}
 	k := 0
 	for _, c := range calls {
+		r := 0
 		for i := range c.ops {
-			n, err := cmds[k].Int64()
+			cmd := cmds[k]
 			k++
-			if err != nil {
-				if c.err == nil {
-					c.err = fmt.Errorf("redis: %w", err)
+			if len(c.ops[i].Windows) == 0 {
+				n, err := cmd.Int64()
+				if err != nil {
+					c.fail(err)
 				}
+				c.res[r] = n
+				r++
 				continue
 			}
-			c.counts[i] = uint64(n)
+			want := decideResults(&c.ops[i])
+			if err := decisionReply(cmd, c.res[r:r+want]); err != nil {
+				c.fail(err)
+			}
+			r += want
 		}
 	}
+}
+
+// fail records a call's first error.
+func (c *call) fail(err error) {
+	if c.err == nil {
+		c.err = fmt.Errorf("redis: %w", err)
+	}
+}
+
+// results is how many reply numbers op takes in call.res.
+func results(op *ratelimit.Op) int {
+	if len(op.Windows) > 0 {
+		return decideResults(op)
+	}
+	return 1
 }
 
 // evalOp queues the script for op: by its SHA, or with its body.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
 	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
@@ -112,7 +113,8 @@ func TestEveryKeyHasTTL(t *testing.T) {
 }
 
 // TestExactAcrossInstances: two limiters, each with its own client and
-// batcher, share one Redis; many concurrent clients; exactly N allowed.
+// batcher, share one Redis; 2×128 concurrent callers; for every algorithm,
+// with one limit and with two windows on a descriptor, exactly N allowed.
 func TestExactAcrossInstances(t *testing.T) {
 	srv := redistest.Start(t)
 	exactAcross(t, []string{srv.Addr})
@@ -125,34 +127,62 @@ func TestExactAcrossInstancesCluster(t *testing.T) {
 
 func exactAcross(t *testing.T, addrs []string) {
 	rules := ratelimittest.Rules(t)
-	const n = 20 // "exact" limit in ratelimittest.Limits
-	var limiters []*ratelimit.Limiter
-	for range 2 {
-		s := running(t, client(t, addrs...), rlredis.Options{})
-		limiters = append(limiters, ratelimit.New(s, rules, ratelimit.Options{Timeout: 5 * time.Second}))
-	}
-	var allowed, denied atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 200 {
-		l := limiters[i%2]
-		wg.Go(func() {
-			res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{
-				{Entries: []ratelimit.Entry{{Key: "exact", Value: "shared"}}, Hits: 1},
-				{Entries: []ratelimit.Entry{{Key: "user", Value: "u" + strconv.Itoa(i)}}, Hits: 1}, // another key, likely on another node
-			}})
-			switch {
-			case err != nil:
-				t.Error(err)
-			case res.Code == ratelimit.OK:
-				allowed.Add(1)
-			case res.Code == ratelimit.OverLimit:
-				denied.Add(1)
-			}
-		})
-	}
-	wg.Wait()
-	if allowed.Load() != n || denied.Load() != 200-n {
-		t.Fatalf("allowed %d, denied %d; want exactly %d and %d", allowed.Load(), denied.Load(), n, 200-n)
+	hour := &ratelimit.Limit{Policy: "hour", Requests: 100, Unit: ratelimit.Hour}
+	day := &ratelimit.Limit{Policy: "day", Requests: 150, Unit: ratelimit.Day}
+	tightDay := &ratelimit.Limit{Policy: "tight-day", Requests: 70, Unit: ratelimit.Day}
+	for _, alg := range ratelimittest.Algorithms {
+		for _, tt := range []struct {
+			name   string
+			limits []*ratelimit.Limit // nil: the file's "exact" limit, 20/minute
+			want   int64
+		}{
+			{"file-limit", nil, 20},
+			{"two-windows", []*ratelimit.Limit{hour, day}, 100},
+			{"two-windows-day-tighter", []*ratelimit.Limit{hour, tightDay}, 70},
+		} {
+			t.Run(alg.String()+"/"+tt.name, func(t *testing.T) {
+				// Two limiters, each with its own client and batcher (two
+				// gateway replicas), share the store; the limiters' clocks
+				// are fixed so no fixed window ends during the test, and
+				// the smooth algorithms' periods are long enough that the
+				// server's clock refills nothing meanwhile.
+				clk := ratelimittest.NewClock(time.Unix(1_700_000_010, 0))
+				prefix := ratelimittest.Key(t, "x") + ":"
+				var limiters []*ratelimit.Limiter
+				for range 2 {
+					s := running(t, client(t, addrs...), rlredis.Options{})
+					limiters = append(limiters, ratelimit.New(s, rules, ratelimit.Options{
+						Timeout: 5 * time.Second, Now: clk.Now, KeyPrefix: prefix, Algorithm: alg,
+					}))
+				}
+				const callers, each = 128, 3
+				var allowed, denied atomic.Int64
+				var wg sync.WaitGroup
+				for i := range 2 * callers {
+					l := limiters[i%2]
+					wg.Go(func() {
+						for j := range each {
+							shared := ratelimit.Descriptor{Entries: []ratelimit.Entry{{Key: "exact", Value: "shared"}}, Hits: 1, Limits: tt.limits}
+							other := ratelimit.Descriptor{Entries: []ratelimit.Entry{{Key: "user", Value: "u" + strconv.Itoa(i*each+j)}}, Hits: 1} // another key, likely on another node
+							res, err := l.Check(context.Background(), ratelimit.Request{Domain: "contract", Descriptors: []ratelimit.Descriptor{shared, other}})
+							switch {
+							case err != nil:
+								t.Error(err)
+							case res.Code == ratelimit.OK:
+								allowed.Add(1)
+							case res.Code == ratelimit.OverLimit:
+								denied.Add(1)
+							}
+						}
+					})
+				}
+				wg.Wait()
+				total := int64(2 * callers * each)
+				if allowed.Load() != tt.want || denied.Load() != total-tt.want {
+					t.Fatalf("allowed %d, denied %d; want exactly %d and %d", allowed.Load(), denied.Load(), tt.want, total-tt.want)
+				}
+			})
+		}
 	}
 }
 
@@ -161,7 +191,16 @@ func exactAcross(t *testing.T, addrs []string) {
 // empty script cache) checks count again.
 func TestFailureModes(t *testing.T) {
 	srv := redistest.Start(t)
-	rules := ratelimittest.Rules(t)
+	// "open" and "dense" are defined (without descriptors), so the limit
+	// overrides below apply there.
+	rules, err := envoyconfig.Parse([]envoyconfig.File{
+		{Name: "contract.yaml", Content: []byte(ratelimittest.Limits)},
+		{Name: "open.yaml", Content: []byte("domain: open\ndescriptors: []\n")},
+		{Name: "dense.yaml", Content: []byte("domain: dense\ndescriptors: []\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, MaxRetries: -1, DialTimeout: 50 * time.Millisecond, ContextTimeoutEnabled: true})
 	t.Cleanup(func() { _ = c.Close() })
 	s := running(t, c, rlredis.Options{})
@@ -306,5 +345,65 @@ func TestBatcherStopFallsBack(t *testing.T) {
 	}
 	if total != 50 {
 		t.Fatalf("counted %d hits, want 50", total)
+	}
+}
+
+// TestOneRoundTripPerCheck: two descriptors with two windows each, under
+// every algorithm, are one pipeline once the server has the scripts.
+func TestOneRoundTripPerCheck(t *testing.T) {
+	srv := redistest.Start(t)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	s := rlredis.New(c, rlredis.Options{})
+	rt := &roundTrips{}
+	c.AddHook(rt)
+	perSecond := &ratelimit.Limit{Requests: 10, Unit: ratelimit.Second}
+	perDay := &ratelimit.Limit{Requests: 10000, Unit: ratelimit.Day}
+	for _, alg := range ratelimittest.Algorithms {
+		l := ratelimit.New(s, nil, ratelimit.Options{Algorithm: alg, Timeout: 5 * time.Second})
+		req := ratelimit.Request{Domain: "d", Descriptors: []ratelimit.Descriptor{
+			{Entries: []ratelimit.Entry{{Key: "user", Value: "a"}}, Hits: 1, Limits: []*ratelimit.Limit{perSecond, perDay}},
+			{Entries: []ratelimit.Entry{{Key: "route", Value: "b"}}, Hits: 1, Limits: []*ratelimit.Limit{perSecond, perDay}},
+		}}
+		if _, err := l.Check(context.Background(), req); err != nil { // loads the script (NOSCRIPT, then EVAL)
+			t.Fatal(err)
+		}
+		rt.n.Store(0)
+		res, err := l.Check(context.Background(), req)
+		if err != nil || res.Code != ratelimit.OK || len(res.Statuses[1].Windows) != 2 {
+			t.Fatalf("%v: %+v %v", alg, res, err)
+		}
+		if n := rt.n.Load(); n != 1 {
+			t.Errorf("%v: %d round trips for 2 descriptors × 2 windows, want 1", alg, n)
+		}
+	}
+}
+
+// TestDecisionKeysHaveTTL: every key a decision writes expires: a fixed
+// window after its period, a sliding window after two, a GCRA key when
+// its bucket is full again.
+func TestDecisionKeysHaveTTL(t *testing.T) {
+	srv := redistest.Start(t)
+	s := rlredis.New(client(t, srv.Addr), rlredis.Options{})
+	for _, tt := range []struct {
+		alg    ratelimit.Algorithm
+		maxTTL int
+	}{{ratelimit.FixedWindow, 60000}, {ratelimit.SlidingWindow, 120000}, {ratelimit.GCRA, 12001}} {
+		key := string(ratelimit.AppendWindowKey(nil, "ttl:", "d", []ratelimit.Entry{{Key: "k", Value: "v"}}, nil, tt.alg, ratelimit.Minute, 0))
+		ops := []ratelimit.Op{{Algorithm: tt.alg, Hits: 1, Windows: []ratelimit.Window{{Key: key, Limit: 10, Period: time.Minute}}}}
+		for range 2 {
+			if err := s.Increment(context.Background(), ops); err != nil || ops[0].Denied {
+				t.Fatalf("%v: %+v %v", tt.alg, ops[0], err)
+			}
+		}
+		out, err := srv.Do("PTTL", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// GCRA: 2 hits of 6s each owe 12s.
+		ms, _ := strconv.Atoi(out)
+		if ms <= 0 || ms > tt.maxTTL {
+			t.Errorf("%v: PTTL %s, want (0, %d]", tt.alg, out, tt.maxTTL)
+		}
 	}
 }

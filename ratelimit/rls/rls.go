@@ -26,8 +26,8 @@ type Checker interface {
 // Options are the optional parts of a Server; the zero value works.
 type Options struct {
 	// ResponseHeaders adds RateLimit-Limit, RateLimit-Remaining and
-	// RateLimit-Reset for the descriptor closest to its limit, as
-	// envoyproxy/ratelimit does with LIMIT_RESPONSE_HEADERS_ENABLED.
+	// RateLimit-Reset for the descriptor envoyproxy/ratelimit reports with
+	// LIMIT_RESPONSE_HEADERS_ENABLED (ratelimit.Result.Reported).
 	ResponseHeaders bool
 }
 
@@ -99,9 +99,16 @@ func fromProto(in *pb.RateLimitRequest) (ratelimit.Request, error) {
 	return req, nil
 }
 
+// unitWeek is the override unit 7: Envoy's type.v3.RateLimitUnit has no
+// WEEK, but envoyproxy/ratelimit converts the override's unit to the
+// response's enum by number, where 7 is WEEK, so a client that sends 7
+// gets a weekly limit there and here alike.
+const unitWeek = typev3.RateLimitUnit(pb.RateLimitResponse_RateLimit_WEEK)
+
 // override turns a descriptor's limit override into a Limit; an override
-// with a unit the limiter does not know is ignored (envoyproxy/ratelimit
-// would crash on it).
+// with a unit the limiter does not know (UNKNOWN, or a number no enum
+// has) is ignored and the configured limit applies (envoyproxy/ratelimit
+// panics on it and the process exits).
 func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit {
 	o := pd.GetLimit()
 	if o == nil {
@@ -121,6 +128,8 @@ func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit
 		unit = ratelimit.Month
 	case typev3.RateLimitUnit_YEAR:
 		unit = ratelimit.Year
+	case unitWeek:
+		unit = ratelimit.Week
 	default:
 		return nil
 	}
@@ -181,22 +190,13 @@ func (s *Server) toProto(res ratelimit.Result, n int) *pb.RateLimitResponse {
 }
 
 // envoyHeaders are envoyproxy/ratelimit's response headers for the
-// descriptor closest to (or over) its limit.
+// descriptor it reports (ratelimit.Result.Reported).
 func envoyHeaders(res *ratelimit.Result) []*core.HeaderValue {
-	var best *ratelimit.Status
-	for i := range res.Statuses {
-		st := &res.Statuses[i]
-		if st.Limit == nil || st.Limit.Unlimited {
-			continue
-		}
-		if best == nil || st.Code == ratelimit.OverLimit && best.Code != ratelimit.OverLimit ||
-			st.Code == best.Code && st.Remaining < best.Remaining {
-			best = st
-		}
-	}
-	if best == nil {
+	i := res.Reported()
+	if i < 0 {
 		return nil
 	}
+	best := &res.Statuses[i]
 	reset := ceilSeconds(best.ResetAfter)
 	return []*core.HeaderValue{
 		{Key: "RateLimit-Limit", Value: strconv.FormatUint(uint64(best.Limit.Requests), 10)},

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/ext-authz/ext-authz/ratelimit"
+	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/ratelimit/memory"
 	"github.com/ext-authz/ext-authz/ratelimit/ratelimittest"
 	"github.com/ext-authz/ext-authz/ratelimit/rls"
@@ -137,16 +138,26 @@ type failingStore struct{}
 func (failingStore) Increment(context.Context, []ratelimit.Op) error { return errors.New("down") }
 
 func TestStoreFailure(t *testing.T) {
-	l := limiter(t, failingStore{}, ratelimit.Options{Domains: map[string]ratelimit.FailurePolicy{
-		"open": {Mode: ratelimit.FailOpen}, "t429": {DenyStatus: 429},
+	// "open" and "t429" are defined (without descriptors), so the limit
+	// override each request carries applies there.
+	rules, err := envoyconfig.Parse([]envoyconfig.File{
+		{Name: "contract.yaml", Content: []byte(ratelimittest.Limits)},
+		{Name: "open.yaml", Content: []byte("domain: open\ndescriptors: []\n")},
+		{Name: "t429.yaml", Content: []byte("domain: t429\ndescriptors: []\n")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := ratelimit.New(failingStore{}, rules, ratelimit.Options{Timeout: time.Second, Domains: map[string]ratelimit.FailurePolicy{
+		"open": {Mode: ratelimit.FailOpen}, "t429": {DenyStatus: 429}, "nowhere": {DenyStatus: 429},
 	}})
-	c := serve(t, rls.New(l, rls.Options{}))
+	c := serve(t, rls.New(l, rls.Options{ResponseHeaders: true}))
 	call := func(domain string) (*pb.RateLimitResponse, error) {
 		var req pb.RateLimitRequest
 		_ = protojson.Unmarshal([]byte(`{"domain":"`+domain+`","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":{"requestsPerUnit":5,"unit":"MINUTE"}}]}`), &req)
 		return c.ShouldRateLimit(context.Background(), &req)
 	}
-	if _, err := call("closed"); status.Code(err) != codes.Unavailable {
+	if _, err := call("contract"); status.Code(err) != codes.Unavailable {
 		t.Errorf("fail closed 503: err %v, want Unavailable", err)
 	}
 	if r, err := call("open"); err != nil || r.OverallCode != pb.RateLimitResponse_OK {
@@ -154,5 +165,12 @@ func TestStoreFailure(t *testing.T) {
 	}
 	if r, err := call("t429"); err != nil || r.OverallCode != pb.RateLimitResponse_OVER_LIMIT || r.Statuses[0].Code != pb.RateLimitResponse_OVER_LIMIT {
 		t.Errorf("fail closed 429: %v %v", r, err)
+	}
+	// An override in a domain no file defines creates no limit, as in
+	// envoyproxy/ratelimit: OK with no limit and no headers, and the dead
+	// store is not asked.
+	r, err := call("nowhere")
+	if err != nil || r.OverallCode != pb.RateLimitResponse_OK || r.Statuses[0].GetCurrentLimit() != nil || len(r.ResponseHeadersToAdd) != 0 {
+		t.Errorf("override in an undefined domain: %v %v", r, err)
 	}
 }

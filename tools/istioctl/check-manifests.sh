@@ -16,7 +16,9 @@
 # the ext_authz EnvoyFilter (envoyfilters/envoyfilter-ext-authz/, or its
 # HTTP-protocol twin envoyfilters/envoyfilter-ext-authz-http/), or the
 # Gateway API variant (deploy/mesh/gateway-api, deploy/mesh/sample-gateway-api,
-# envoyfilters/gateway-api/).
+# envoyfilters/gateway-api/), and the optional mutual-TLS gateway
+# (deploy/mesh/gateway-mtls) with the CUSTOM policy or with
+# envoyfilters/envoyfilter-ext-authz-mtls/.
 set -euo pipefail
 
 istioctl=$(realpath "${1:?usage: check-manifests.sh path/to/istioctl}")
@@ -35,6 +37,7 @@ render deploy/overlays/dev overlay-dev
 render deploy/overlays/prod overlay-prod
 render deploy/mesh/gateway mesh-gateway
 render deploy/mesh/gateway-api mesh-gateway-api
+render deploy/mesh/gateway-mtls mesh-gateway-mtls
 render deploy/mesh/ext-authz mesh-ext-authz
 render deploy/mesh/sample mesh-sample
 render deploy/mesh/sample-gateway-api mesh-sample-gateway-api
@@ -42,6 +45,7 @@ render deploy/mesh/addons mesh-addons
 render envoyfilters envoyfilters
 render envoyfilters/envoyfilter-ext-authz envoyfilters-envoyfilter-ext-authz
 render envoyfilters/envoyfilter-ext-authz-http envoyfilters-envoyfilter-ext-authz-http
+render envoyfilters/envoyfilter-ext-authz-mtls envoyfilters-envoyfilter-ext-authz-mtls
 render envoyfilters/gateway-api envoyfilters-gateway-api
 cp deploy/mesh/istio-operator.yaml "$out/istio-operator.yaml"
 cp deploy/mesh/ext-authz/peerauthentication-permissive.yaml "$out/peerauthentication-permissive.yaml"
@@ -85,12 +89,15 @@ analyze() {
 	fi
 }
 mesh=("$tmp/install.yaml" "$out/mesh-gateway.yaml" "$out/mesh-ext-authz.yaml" "$out/mesh-sample.yaml" "$out/mesh-addons.yaml")
+mtls=("$tmp/install.yaml" "$out/mesh-gateway-mtls.yaml" "$out/mesh-ext-authz.yaml" "$out/mesh-sample.yaml" "$out/mesh-addons.yaml")
 gwapi=("$tmp/install.yaml" "$out/mesh-gateway-api.yaml" "$out/mesh-ext-authz.yaml" "$out/mesh-sample-gateway-api.yaml" "$out/mesh-addons.yaml")
 analyze "dev + CUSTOM provider" "${mesh[@]}" "$out/overlay-dev.yaml" "$out/envoyfilters.yaml"
 analyze "prod + CUSTOM provider" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters.yaml"
 analyze "prod + EnvoyFilter" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-envoyfilter-ext-authz.yaml"
 analyze "prod + EnvoyFilter (HTTP)" "${mesh[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-envoyfilter-ext-authz-http.yaml"
 analyze "prod + Gateway API" "${gwapi[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-gateway-api.yaml"
+analyze "prod + mutual TLS + CUSTOM provider" "${mtls[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters.yaml"
+analyze "prod + mutual TLS + EnvoyFilter (certificate)" "${mtls[@]}" "$out/overlay-prod.yaml" "$out/envoyfilters-envoyfilter-ext-authz-mtls.yaml"
 
 if [ $fail -ne 0 ]; then
 	exit 1
