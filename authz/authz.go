@@ -117,6 +117,10 @@ type Decision struct {
 	// RateLimit-Policy item of the limit that denied, or of the one
 	// closest to exhausted (`"pro/api/second";q=100;w=1`).
 	RateLimitPolicy string
+	// Shadow are the would-be decisions of the shadow rules reached
+	// before the rule that decided (see shadow.go): for metrics and logs,
+	// never enforced.
+	Shadow []ShadowDecision
 }
 
 // Allowed reports whether the request may proceed.

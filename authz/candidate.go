@@ -176,8 +176,11 @@ func (c *Candidate) candidatePicks(r *Request, i int) bool {
 	if reason != "" {
 		return false
 	}
-	got, reason := c.cand.match(r, methods)
-	return reason == "" && got == i
+	st := matchState{lazyActivation: lazyActivation{hops: c.cand.xffHops}, errPos: -1}
+	got, reason := c.cand.match(r, methods, &st)
+	// A match.when that could not be evaluated before the rule decides
+	// differently from the live twin (a denial): not a twin's answer.
+	return reason == "" && got == i && (st.errPos < 0 || st.errPos > i)
 }
 
 // differs compares a live decision with the candidate's. A live decision

@@ -61,6 +61,13 @@ type RuleConfig struct {
 	// RateLimits are checked once the rule allows the request (after
 	// authentication and requirements); see ratelimit.go.
 	RateLimits RateLimits `yaml:"rate_limits"`
+	// When are CEL conditions the request (and, for action authenticate,
+	// the principal) must meet once the rule matched: requirements, like
+	// Require. See condition.go for where they sit in the decision.
+	When []string `yaml:"when"`
+	// Mode is enforce (default) or shadow: a shadow rule is evaluated when
+	// reached, counted and logged, never enforced (see shadow.go).
+	Mode string `yaml:"mode"`
 }
 
 // MatchConfig selects requests. Empty fields match everything.
@@ -74,6 +81,15 @@ type MatchConfig struct {
 	Path PathMatch `yaml:"path"`
 	// Methods are HTTP methods; empty matches any.
 	Methods []string `yaml:"methods"`
+	// ClientCIDRs are ranges the client address (see ClientAddress) must
+	// be in; empty matches any.
+	ClientCIDRs []string `yaml:"client_cidrs"`
+	// ContextExtensions must each be present with exactly this value in
+	// the gateway's context_extensions.
+	ContextExtensions map[string]string `yaml:"context_extensions"`
+	// When are CEL conditions over the request that must all hold for the
+	// rule to match (see condition.go).
+	When []string `yaml:"when"`
 }
 
 // PathMatch sets at most one of its fields. All match the canonical path
@@ -127,6 +143,7 @@ func (c *Config) ApplyDefaults() {
 
 // Validate checks the policy. authenticators reports whether a name is a
 // configured authenticator. Paths in errors are relative to the policy.
+// It compiles the policy to check it (Compile), and drops the result.
 func (c *Config) Validate(authenticators func(name string) bool) error {
 	_, err := c.validate(authenticators)
 	return err
@@ -137,6 +154,8 @@ func (c *Config) Validate(authenticators func(name string) bool) error {
 type compiledRule struct {
 	match  *matcher
 	limits *rateLimits // nil when the rule has no rate limits
+	when   []*condition
+	shadow bool
 }
 
 // validate is Validate that also returns the rules' compiled matchers and
@@ -229,6 +248,9 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (compiledRule, e
 	if err != nil {
 		errs = append(errs, yamlfile.Wrap("match", err))
 	}
+	if r.Mode == ModeShadow && m != nil {
+		markShadow(m)
+	}
 	limits, err := r.RateLimits.compile()
 	errs = append(errs, yamlfile.Wrap("rate_limits", err))
 	switch r.Action {
@@ -258,7 +280,9 @@ func (r *RuleConfig) validate(authenticators func(string) bool) (compiledRule, e
 	default:
 		errs = append(errs, yamlfile.Errorf("action", "%q is not one of allow, deny, authenticate", r.Action))
 	}
-	return compiledRule{match: m, limits: limits}, errors.Join(errs...)
+	when, shadow, err := r.validateConditions()
+	errs = append(errs, err)
+	return compiledRule{match: m, limits: limits, when: when, shadow: shadow}, errors.Join(errs...)
 }
 
 func compileMatch(m *MatchConfig) (*matcher, error) {
@@ -327,6 +351,7 @@ func compileMatch(m *MatchConfig) (*matcher, error) {
 		}
 		out.methods = append(out.methods, up)
 	}
+	out.extra, errs = compileRequestMatch(m, errs)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -345,6 +370,10 @@ type matcher struct {
 	pathRegex    *regexp.Regexp // ^(?:pathRegexSrc)$
 	pathRegexSrc string
 	methods      []string
+	// extra is what is matched on the request beyond host, path and
+	// method (client_cidrs, context_extensions, when), nil when nothing:
+	// the index checks it on each candidate (see requestMatch).
+	extra *requestMatch
 }
 
 func (m *matcher) matches(host, path, method string) bool {
@@ -394,7 +423,7 @@ func (m *matcher) matchMethod(method string) bool {
 
 // String is for test failure messages.
 func (m *matcher) String() string {
-	return fmt.Sprintf("hosts=%v%v path=%q|%q|%v methods=%v", m.exact, m.suffixes, m.pathExact, m.pathPrefix, m.pathRegex, m.methods)
+	return fmt.Sprintf("hosts=%v%v path=%q|%q|%v methods=%v%v", m.exact, m.suffixes, m.pathExact, m.pathPrefix, m.pathRegex, m.methods, m.extra)
 }
 
 // compileFullMatch compiles src to match whole strings only, as Envoy's

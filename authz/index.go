@@ -91,6 +91,9 @@ type cond struct {
 	methods   uint16
 	kind      uint8
 	anyMethod bool
+	// checked: the rule has a requestMatch, which the caller's accept
+	// decides for a candidate that passes the rest.
+	checked bool
 }
 
 // Path condition kinds.
@@ -343,7 +346,7 @@ func appendPos(list []int32, pos int32) []int32 {
 
 // cond compiles what is checked of a candidate rule.
 func (ib *indexBuilder) cond(m *matcher) cond {
-	c := cond{re: -1, anyMethod: len(m.methods) == 0}
+	c := cond{re: -1, anyMethod: len(m.methods) == 0, checked: m.extra != nil}
 	var custom []span
 	for _, meth := range m.methods {
 		if bit := methodBit(meth); bit != 0 {
@@ -494,11 +497,13 @@ func smallEntries(small *[]strEntry, es []strEntry) span {
 	return s
 }
 
-// first returns the position of the first rule that matches, or -1.
-func (x *ruleIndex) first(host, path, method string) int {
+// first returns the position of the first rule that matches, or -1. A
+// candidate whose rule has a requestMatch matches only when accept(its
+// position) is true; accept may be nil when no rule has one.
+func (x *ruleIndex) first(host, path, method string, accept func(int) bool) int {
 	best := len(x.conds)
 	if v, ok := x.hosts.get(x, 0, host); ok {
-		best = x.bucketFirst(int32(v.off), path, method, best)
+		best = x.bucketFirst(int32(v.off), path, method, best, accept)
 	}
 	if len(x.suffixes.ents) > 0 {
 		// Each dot after the first byte starts a suffix matchHost accepts.
@@ -512,12 +517,12 @@ func (x *ruleIndex) first(host, path, method string) int {
 				continue
 			}
 			if v, ok := x.suffixes.get(x, 0, host[j:]); ok {
-				best = x.bucketFirst(int32(v.off), path, method, best)
+				best = x.bucketFirst(int32(v.off), path, method, best, accept)
 			}
 		}
 	}
 	if x.any >= 0 {
-		best = x.bucketFirst(x.any, path, method, best)
+		best = x.bucketFirst(x.any, path, method, best, accept)
 	}
 	if best == len(x.conds) {
 		return -1
@@ -527,16 +532,16 @@ func (x *ruleIndex) first(host, path, method string) int {
 
 // bucketFirst returns the position of bucket b's first rule before best
 // that matches path and method, else best.
-func (x *ruleIndex) bucketFirst(b int32, path, method string, best int) int {
+func (x *ruleIndex) bucketFirst(b int32, path, method string, best int, accept func(int) bool) int {
 	bk := &x.buckets[b]
 	if bk.exactHashed {
 		if l, ok := x.paths.get(x, b, path); ok {
-			best = x.scan(l, method, best)
+			best = x.scan(l, method, best, accept)
 		}
 	} else {
 		for i := range x.small[bk.exact.off : bk.exact.off+bk.exact.n] {
 			if e := &x.small[int(bk.exact.off)+i]; int(e.key.n) == len(path) && x.str(e.key) == path {
-				best = x.scan(e.val, method, best)
+				best = x.scan(e.val, method, best, accept)
 				break // exact paths are distinct
 			}
 		}
@@ -547,13 +552,13 @@ func (x *ruleIndex) bucketFirst(b int32, path, method string, best int) int {
 				break
 			}
 			if l, ok := x.prefixes.get(x, b, path[:n]); ok {
-				best = x.scan(l, method, best)
+				best = x.scan(l, method, best, accept)
 			}
 		}
 	} else {
 		for i := range x.small[bk.prefix.off : bk.prefix.off+bk.prefix.n] {
 			if e := &x.small[int(bk.prefix.off)+i]; int(e.key.n) <= len(path) && x.str(e.key) == path[:e.key.n] {
-				best = x.scan(e.val, method, best)
+				best = x.scan(e.val, method, best, accept)
 			}
 		}
 	}
@@ -561,7 +566,7 @@ func (x *ruleIndex) bucketFirst(b int32, path, method string, best int) int {
 		if int(i) >= best {
 			break
 		}
-		if c := &x.conds[i]; x.matchMethod(c, method) && x.matchPath(c, path) {
+		if c := &x.conds[i]; x.matchMethod(c, method) && x.matchPath(c, path) && (!c.checked || accept(int(i))) {
 			return int(i)
 		}
 	}
@@ -570,12 +575,12 @@ func (x *ruleIndex) bucketFirst(b int32, path, method string, best int) int {
 
 // scan returns the first position in list before best whose rule accepts
 // method (its path is known to match), else best.
-func (x *ruleIndex) scan(list span, method string, best int) int {
+func (x *ruleIndex) scan(list span, method string, best int, accept func(int) bool) int {
 	for _, i := range x.pos[list.off : list.off+list.n] {
 		if int(i) >= best {
 			break
 		}
-		if x.matchMethod(&x.conds[i], method) {
+		if c := &x.conds[i]; x.matchMethod(c, method) && (!c.checked || accept(int(i))) {
 			return int(i)
 		}
 	}

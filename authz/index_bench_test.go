@@ -27,14 +27,14 @@ func BenchmarkMatch(b *testing.B) {
 				}
 				b.Run(impl+"/rules="+strconv.Itoa(n)+"/"+c.name, func(b *testing.B) {
 					reqs := c.reqs()
-					if ru, _ := q.match(&reqs[0], nil); c.match != nil && (ru >= 0) != *c.match {
+					if ru, _ := q.match(&reqs[0], nil, &matchState{errPos: -1}); c.match != nil && (ru >= 0) != *c.match {
 						b.Fatalf("match %v, want %v", ru >= 0, *c.match)
 					}
 					b.ReportAllocs()
 					benchcpu.Report(b)
 					i := 0
 					for b.Loop() {
-						q.match(&reqs[i%len(reqs)], nil)
+						q.match(&reqs[i%len(reqs)], nil, &matchState{errPos: -1})
 						i++
 					}
 				})

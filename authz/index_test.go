@@ -29,7 +29,21 @@ var (
 	genMethods    = [][]string{nil, {"GET"}, {"post"}, {"GET", "POST"}, {"PUT", "DELETE", "GET"}, {"get", "GET"}, {"PURGE"}, {"purge", "TRACE"}}
 	genReqMethods = []string{"GET", "POST", "PUT", "DELETE", "PATCH", "PURGE"}
 	genOverrides  = [][]string{nil, {"POST"}, {"GET", "PUT"}, {"DELETE"}}
+	genCIDRs      = []string{"10.0.0.0/8", "192.168.0.0/16", "::/0"}
+	genRoutes     = []string{"a", "b"}
+	// genWhens are match.when conditions: true, false and failing (the
+	// route is absent from some requests) on the generated requests.
+	genWhens = []string{"request.context_extensions['route'] == 'a'", "request.path.size() > 2",
+		"ip(request.client_address).in_cidr('10.0.0.0/8')", "request.method != 'GET'"}
+	// genClients are (peer address, route) pairs of requests.
+	genClients = [][2]string{{"10.1.2.3", "a"}, {"192.168.1.1", "b"}, {"2001:db8::1", ""}, {"", "-"}}
 )
+
+// genAccept is a requestMatch stand-in for comparing first: a fixed
+// function of the rule and the request, so both scans see the same one.
+func genAccept(host, path, method string) func(int) bool {
+	return func(i int) bool { return (i*7+len(host)*3+len(path)+len(method))%3 != 0 }
+}
 
 // ruleGen draws choices from a byte string (the fuzzer's input) or, when
 // that runs out or is absent, from a seeded generator.
@@ -70,6 +84,16 @@ func (g *ruleGen) rules(n int) []*matcher {
 			mc.Path.Regex = pick(g, genRegex)
 		}
 		mc.Methods = pick(g, genMethods)
+		// Matchers beyond host, path and method (requestMatch), which the
+		// index checks on its candidates.
+		switch g.intn(8) {
+		case 0:
+			mc.ClientCIDRs = []string{pick(g, genCIDRs)}
+		case 1:
+			mc.ContextExtensions = map[string]string{"route": pick(g, genRoutes)}
+		case 2:
+			mc.When = []string{pick(g, genWhens)}
+		}
 		m, err := compileMatch(&mc)
 		if err != nil {
 			continue
@@ -90,11 +114,18 @@ func testPipelines(ms []*matcher) (linear, indexed *Pipeline) {
 func testPipelinesSmall(ms []*matcher, small int) (linear, indexed *Pipeline) {
 	var text textBuilder
 	rules := make([]ruleEntry, len(ms))
+	var extras []rule
 	for i := range rules {
 		rules[i] = ruleEntry{name: text.add("r" + itoa(i)), extra: -1}
+		if ms[i].extra != nil {
+			rules[i].extra = int32(len(extras))
+			extras = append(extras, rule{match: ms[i].extra})
+		}
 	}
 	x := newRuleIndexSmall(ms, &text, small)
-	return &Pipeline{rules: rules, index: x, linear: ms}, &Pipeline{rules: rules, index: x}
+	checked := len(extras) > 0
+	return &Pipeline{rules: rules, extras: extras, index: x, linear: ms, checked: checked},
+		&Pipeline{rules: rules, extras: extras, index: x, checked: checked}
 }
 
 // checkIndex compares the index with the linear scan on every request the
@@ -118,8 +149,9 @@ func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []st
 	for _, h := range hosts {
 		for _, path := range paths {
 			for _, meth := range genReqMethods {
-				want := linear.first(h, path, meth)
-				if got := indexed.first(h, path, meth); got != want {
+				acc := genAccept(h, path, meth)
+				want := linear.first(h, path, meth, acc)
+				if got := indexed.first(h, path, meth, acc); got != want {
 					t.Fatalf("first(%q, %q, %q) (small %d) = %s, linear scan: %s\nrules:\n%s", h, path, meth, small,
 						ruleDesc(rules, got), ruleDesc(rules, want), rulesDesc(rules))
 				}
@@ -127,18 +159,39 @@ func checkIndexSmall(t *testing.T, rules []*matcher, extraHosts, extraPaths []st
 					matched++
 				}
 			}
-			for _, ov := range genOverrides {
-				r := &Request{Host: h, Path: path, Method: "GET"}
-				wantRule, wantReason := linear.match(r, ov)
-				gotRule, gotReason := indexed.match(r, ov)
+			for k, ov := range genOverrides {
+				cl := genClients[(k+len(path))%len(genClients)]
+				r := &Request{Host: h, Path: path, Method: "GET", PeerAddress: cl[0], ContextExtensions: map[string]string{"route": cl[1]}}
+				if cl[1] == "-" {
+					r.ContextExtensions = nil
+				}
+				lst, ist := &matchState{errPos: -1}, &matchState{errPos: -1}
+				wantRule, wantReason := linear.match(r, ov, lst)
+				gotRule, gotReason := indexed.match(r, ov, ist)
+				// A failing condition denies when its rule comes before
+				// the winner (of a request not refused as ambiguous, which
+				// Decide refuses first): both scans must find that one.
+				if wantReason == "" && gotReason == "" && effectiveErr(lst, wantRule) != effectiveErr(ist, gotRule) {
+					t.Fatalf("match(%q, %q, %v): failing condition at %d, linear scan: %d\nrules:\n%s", h, path, cl,
+						effectiveErr(ist, gotRule), effectiveErr(lst, wantRule), rulesDesc(rules))
+				}
 				if gotRule != wantRule || gotReason != wantReason {
-					t.Fatalf("match(%q, %q, overrides %v) = %s %q, linear scan: %s %q\nrules:\n%s", h, path, ov,
+					t.Fatalf("match(%q, %q, %v, overrides %v) = %s %q, linear scan: %s %q\nrules:\n%s", h, path, cl, ov,
 						ruleDesc(rules, gotRule), gotReason, ruleDesc(rules, wantRule), wantReason, rulesDesc(rules))
 				}
 			}
 		}
 	}
 	return matched
+}
+
+// effectiveErr is the failing condition's rule that denies a match of
+// winner (Decide's rule), or -1.
+func effectiveErr(st *matchState, winner int) int {
+	if st.errPos >= 0 && (winner < 0 || st.errPos < winner) {
+		return st.errPos
+	}
+	return -1
 }
 
 func ruleDesc(rules []*matcher, i int) string {
@@ -217,7 +270,7 @@ func TestRuleIndexCases(t *testing.T) {
 			rules := mk(tt.rules...)
 			for _, small := range []int{smallBucket, 0} {
 				linear, indexed := testPipelinesSmall(rules, small)
-				got, lin, want := indexed.first(tt.host, tt.path, tt.method), linear.first(tt.host, tt.path, tt.method), tt.want
+				got, lin, want := indexed.first(tt.host, tt.path, tt.method, nil), linear.first(tt.host, tt.path, tt.method, nil), tt.want
 				if got != want || lin != want {
 					t.Fatalf("index (small %d): %s, linear: %s, want %s", small, ruleDesc(rules, got), ruleDesc(rules, lin), ruleDesc(rules, want))
 				}
@@ -236,8 +289,8 @@ func TestRuleIndexLarge(t *testing.T) {
 	hits := 0
 	for range 3000 {
 		r := benchRequest(len(rules), rnd.IntN(len(rules)+len(rules)/4), rnd)
-		want := linear.first(r.Host, r.Path, r.Method)
-		if got, h := indexed.first(r.Host, r.Path, r.Method), hashed.first(r.Host, r.Path, r.Method); got != want || h != want {
+		want := linear.first(r.Host, r.Path, r.Method, nil)
+		if got, h := indexed.first(r.Host, r.Path, r.Method, nil), hashed.first(r.Host, r.Path, r.Method, nil); got != want || h != want {
 			t.Fatalf("first(%q, %q, %q) = %s (hashed %s), linear scan: %s", r.Host, r.Path, r.Method, ruleDesc(rules, got), ruleDesc(rules, h), ruleDesc(rules, want))
 		}
 		if want >= 0 {

@@ -40,6 +40,10 @@ type Options struct {
 	// RateLimitPlans, when set, resolves callers' plans (Identity.Plan)
 	// and the limits of descriptors that name a plan descriptor.
 	RateLimitPlans *ratelimit.Plans
+	// Explain keeps every rule's matcher so that Explain can say why each
+	// rule did or did not match; off, Explain names only the rule that
+	// matched. Off by default: a large policy would keep them for nothing.
+	Explain bool
 }
 
 // Pipeline decides requests under one immutable policy. Build a new one to
@@ -62,6 +66,9 @@ type Pipeline struct {
 	xffHops        int
 	tracer         trace.Tracer
 	plans          *ratelimit.Plans
+	checked        bool       // some rule has a requestMatch (requestmatch.go)
+	shadows        []int32    // positions of the shadow rules (shadow.go)
+	matchers       []*matcher // Options.Explain: every rule's, for Explain
 }
 
 // rule is what Decide uses of the rule that matched (Pipeline.rule).
@@ -71,6 +78,9 @@ type rule struct {
 	authn   []*Authenticator
 	require Requirements
 	limits  *rateLimits
+	match   *requestMatch // client_cidrs, context_extensions, match.when
+	when    []*condition  // requirements (condition.go)
+	shadow  *matcher      // the whole match of a shadow rule
 }
 
 // ruleEntry is a rule as the pipeline keeps it: without pointers, so that
@@ -98,16 +108,34 @@ func (p *Pipeline) rule(i int) rule {
 }
 
 // NewPipeline validates cfg (after applying defaults) and compiles it. The
-// authenticators are the ones rules may name.
+// authenticators are the ones rules may name. It is Compile followed by
+// Policy.NewPipeline; a service that validates before it builds the
+// authenticators calls those two, so the policy is compiled once.
 func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pipeline, error) {
-	cfg.ApplyDefaults()
+	pol, err := Compile(cfg, func(n string) bool {
+		return slices.ContainsFunc(authenticators, func(a *Authenticator) bool { return a.Name == n })
+	})
+	if err != nil {
+		return nil, err
+	}
+	return pol.NewPipeline(authenticators, opts)
+}
+
+// NewPipeline builds a pipeline of the compiled policy over the
+// authenticators, which must include every one its rules name (those
+// Compile was told exist).
+func (pol *Policy) NewPipeline(authenticators []*Authenticator, opts Options) (*Pipeline, error) {
+	cfg, compiled := &pol.cfg, pol.rules
 	byName := make(map[string]*Authenticator, len(authenticators))
 	for _, a := range authenticators {
 		byName[a.Name] = a
 	}
-	compiled, err := cfg.validate(func(n string) bool { return byName[n] != nil })
-	if err != nil {
-		return nil, err
+	for i := range cfg.Rules {
+		for j, n := range cfg.Rules[i].Authenticators {
+			if byName[n] == nil {
+				return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+"."+yamlfile.Index("authenticators", j), "no authenticator named %q", n)
+			}
+		}
 	}
 	p := &Pipeline{
 		realm:          cfg.Realm,
@@ -136,7 +164,11 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		ms[i] = compiled[i].match
 		// Names are validated distinct, and the action one of actions.
 		e := ruleEntry{name: text.addNew(rc.Name), extra: -1, action: uint8(slices.Index(actions[:], rc.Action))}
-		r := rule{require: rc.Require, limits: compiled[i].limits}
+		r := rule{require: rc.Require, limits: compiled[i].limits, match: ms[i].extra, when: compiled[i].when}
+		if compiled[i].shadow {
+			r.match, r.shadow = p.addShadow(i, ms[i])
+		}
+		p.checked = p.checked || r.match != nil
 		if r.limits != nil && opts.Limiter == nil {
 			return nil, yamlfile.Errorf(yamlfile.Index("rules", i)+".rate_limits", "no rate limiter is configured (rate_limit.files)")
 		}
@@ -146,13 +178,16 @@ func NewPipeline(cfg Config, authenticators []*Authenticator, opts Options) (*Pi
 		for _, n := range rc.Authenticators {
 			r.authn = append(r.authn, byName[n])
 		}
-		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 {
+		if r.limits != nil || len(r.authn) > 0 || len(r.require.Scopes) > 0 || len(r.require.Claims) > 0 || r.match != nil || len(r.when) > 0 {
 			e.extra = int32(len(p.extras))
 			p.extras = append(p.extras, r)
 		}
 		p.rules[i] = e
 	}
 	p.index = newRuleIndex(ms, &text)
+	if opts.Explain {
+		p.matchers = ms
+	}
 	return p, nil
 }
 
@@ -191,9 +226,19 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
-	i, reason := p.match(r, methods)
+	st := matchState{lazyActivation: lazyActivation{hops: p.xffHops}, errPos: -1}
+	i, reason := p.match(r, methods, &st)
 	if reason != "" {
 		return p.deny(d, BadRequest, reason)
+	}
+	if st.errPos >= 0 && (i < 0 || st.errPos < i) {
+		// A rule before the one that matched (or none) could not be
+		// decided: it might have matched.
+		d.Rule = p.index.str(p.rules[st.errPos].name)
+		return p.deny(d, Forbidden, ReasonConditionError)
+	}
+	if len(p.shadows) > 0 {
+		d.Shadow = p.shadowDecisions(ctx, r, i, &st, &scan)
 	}
 	if i < 0 {
 		return p.deny(d, Forbidden, "no_matching_rule")
@@ -205,6 +250,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	case ActionDeny:
 		return p.deny(d, Forbidden, "denied_by_rule")
 	case ActionAllow:
+		if reason := st.requirements(r, ru, nil); reason != "" {
+			return p.deny(d, Forbidden, reason)
+		}
 		d.RemoveHeaders = p.identity.all
 		if extra := scan.spellings(p.identity.keys); len(extra) > 0 || len(overrides) > 0 {
 			d.RemoveHeaders = slices.Concat(p.identity.all, extra, overrides)
@@ -219,6 +267,9 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 	d.Identity = id
 	p.resolvePlan(id)
 	if reason := ru.require.check(&id.Principal); reason != "" {
+		return p.deny(d, Forbidden, reason)
+	}
+	if reason := st.requirements(r, ru, id); reason != "" {
 		return p.deny(d, Forbidden, reason)
 	}
 	// A stripped credential is removed by name, or (a cookie among
@@ -294,10 +345,14 @@ func (p *Pipeline) overrides(r *Request, scan *headerScan) (methods, strip []str
 // each override method (MethodOverrideMatch); when these readings pick
 // different rules the request is ambiguous and the reason says so. (Both
 // readings are functions of the canonical path.)
-func (p *Pipeline) match(r *Request, overrides []string) (int, string) {
-	ru := p.first(r.Host, r.Path, r.Method)
+func (p *Pipeline) match(r *Request, overrides []string, st *matchState) (int, string) {
+	var accept func(int) bool
+	if p.checked {
+		accept = func(i int) bool { return p.accept(i, r, st) }
+	}
+	ru := p.first(r.Host, r.Path, r.Method, accept)
 	for _, m := range overrides {
-		if p.first(r.Host, r.Path, m) != ru {
+		if p.first(r.Host, r.Path, m, accept) != ru {
 			return -1, "ambiguous_method"
 		}
 	}
@@ -320,11 +375,11 @@ func (p *Pipeline) match(r *Request, overrides []string) (int, string) {
 		if path == r.Path {
 			continue
 		}
-		if p.first(r.Host, path, r.Method) != ru {
+		if p.first(r.Host, path, r.Method, accept) != ru {
 			return -1, ErrAmbiguousPath.Error()
 		}
 		for _, m := range overrides {
-			if p.first(r.Host, path, m) != ru {
+			if p.first(r.Host, path, m, accept) != ru {
 				return -1, ErrAmbiguousPath.Error()
 			}
 		}
@@ -356,19 +411,19 @@ func foldPathCase(p string) string {
 
 // first returns the position of the first rule, in config order, that
 // matches, or -1.
-func (p *Pipeline) first(host, path, method string) int {
+func (p *Pipeline) first(host, path, method string, accept func(int) bool) int {
 	if p.linear != nil {
-		return firstLinear(p.linear, host, path, method)
+		return firstLinear(p.linear, host, path, method, accept)
 	}
-	return p.index.first(host, path, method)
+	return p.index.first(host, path, method, accept)
 }
 
 // firstLinear is first by trying every rule's matcher in order: the
 // definition the index must agree with, and the oracle of its differential
 // tests.
-func firstLinear(ms []*matcher, host, path, method string) int {
+func firstLinear(ms []*matcher, host, path, method string, accept func(int) bool) int {
 	for i, m := range ms {
-		if m.matches(host, path, method) {
+		if m.matches(host, path, method) && (m.extra == nil || accept(i)) {
 			return i
 		}
 	}

@@ -30,7 +30,7 @@ func TestPipelineKeepsNoRuleConfig(t *testing.T) {
 			t.Fatalf("the pipeline still references its []RuleConfig (%d of 2 objects collected)", got)
 		}
 	}
-	if i := p.first(benchHost(0), "/r8/items/1", "GET"); i < 0 || p.rule(i).name != "r8" {
+	if i := p.first(benchHost(0), "/r8/items/1", "GET", nil); i < 0 || p.rule(i).name != "r8" {
 		t.Fatalf("pipeline after its config was collected: matched rule %d, want r8", i)
 	}
 	runtime.KeepAlive(p)

@@ -16,6 +16,7 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
+	shadow    *prometheus.CounterVec
 }
 
 // NewMetrics registers the series on reg.
@@ -37,7 +38,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Checks being decided right now.",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.duration, m.inFlight)
+	m.shadow = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ext_authz_shadow_decisions_total",
+		Help: "Would-be decisions of shadow rules (mode: shadow) by rule, the result it would have given, and the result enforced.",
+	}, []string{"rule", "result", "enforced"})
+	reg.MustRegister(m.decisions, m.duration, m.inFlight, m.shadow)
 	return m
 }
 
@@ -45,6 +50,9 @@ func (m *Metrics) observe(d *authz.Decision, elapsed time.Duration) {
 	result := d.Code.String()
 	m.decisions.WithLabelValues(result, d.Reason, d.Rule).Inc()
 	m.duration.WithLabelValues(result).Observe(elapsed.Seconds())
+	for _, s := range d.Shadow {
+		m.shadow.WithLabelValues(s.Rule, s.Code.String(), result).Inc()
+	}
 }
 
 // InFlight is the in-flight gauge, for tests and readiness checks.

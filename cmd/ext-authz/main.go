@@ -80,7 +80,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	case "test":
 		return testCommand(ctx, args[1:], stdout, getenv)
 	case "check":
-		return cli.Check(ctx, args[1:], stdout, getenv)
+		return cli.CheckLocal(ctx, args[1:], stdout, getenv, localDecider(getenv))
 	case "ratelimit":
 		return cli.RateLimit(ctx, args[1:], stdout, getenv)
 	case "token":

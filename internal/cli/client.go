@@ -36,10 +36,18 @@ func (h *headerFlags) Set(v string) error {
 }
 
 const checkUsage = `usage: ext-authz check [--addr A] [--url U] [-X M] [-H 'Name: value']... [--json]
+       ext-authz check --config FILE [--explain] [--url U] [-X M] [-H 'Name: value']... [--peer IP] [--context k=v]...
 
 Sends one Check, built as the gateway's Envoy builds it, to a running server
 and prints the decision. --addr defaults to $EXT_AUTHZ_GRPC_ADDRESS (a bare
 ":port" means 127.0.0.1:port), else 127.0.0.1:8888.
+
+With --config, decides the same Check under a config file instead, without
+a server; --explain then shows every rule tried and why it did or did not
+match, the authenticators and their outcomes, the conditions and their
+results, and the rate-limit descriptors (asked without counting). No
+credential is printed. A running server does not explain (see
+docs/conditions.md).
 
 Exit status: 0 allowed; 1 no answer (connection, deadline, gRPC error);
 2 usage error; 3 denied 401; 4 denied 403; 5 denied 429; 6 denied with
@@ -100,7 +108,15 @@ func denialExit(httpStatus int32) int {
 // Check sends one Check, built as Envoy builds it, and prints the
 // decision: a way to see an allow and a deny by hand without grpcurl.
 func Check(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string) error {
+	return CheckLocal(ctx, args, stdout, getenv, nil)
+}
+
+// CheckLocal is Check that, given local, also decides under a config file
+// (--config) without a server: the command wires local, since building the
+// service is not the client's business.
+func CheckLocal(ctx context.Context, args []string, stdout io.Writer, getenv func(string) string, local LocalDecider) error {
 	fs := NewFlags("check")
+	lf := localFlags(fs)
 	addr := fs.String("addr", DefaultAddr(getenv), "ext-authz gRPC address")
 	method := fs.String("X", "GET", "HTTP method")
 	rawURL := fs.String("url", "https://example.com/", "request URL as the client sent it to the gateway")
@@ -121,7 +137,11 @@ func Check(ctx context.Context, args []string, stdout io.Writer, getenv func(str
 	req := extauthz.BuildCheckRequest(extauthz.HTTPRequest{
 		Method: strings.ToUpper(*method), Scheme: u.Scheme, Host: u.Host, Path: u.RequestURI(),
 		Headers: headers, RequestID: fmt.Sprintf("check-%d", time.Now().UnixNano()),
+		PeerAddress: lf.peer, ContextExtensions: lf.context,
 	})
+	if lf.config != "" || lf.explain {
+		return lf.run(ctx, fs.Name(), req, *timeout, local, *asJSON, stdout)
+	}
 	var resp *authv3.CheckResponse
 	err = call(ctx, "check", *addr, *timeout, func(ctx context.Context, conn *grpc.ClientConn) (proto.Message, error) {
 		var err error

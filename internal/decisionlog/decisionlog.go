@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -48,6 +49,9 @@ type Entry struct {
 	// effective limit (authz.Decision.RateLimitPolicy), when set.
 	Plan            string
 	RateLimitPolicy string
+	// Shadow are the shadow rules' would-be decisions (authz.Decision.Shadow)
+	// as "rule:result:reason", logged as one space-separated field.
+	Shadow []string
 }
 
 // The client chooses these fields' lengths (a path may be near the 1 MiB
@@ -130,6 +134,9 @@ func (d *Log) Write(ctx context.Context, e *Entry) {
 	}
 	if len(e.Path) > MaxPath {
 		attrs = append(attrs, slog.Int("path_bytes", len(e.Path)))
+	}
+	if len(e.Shadow) > 0 {
+		attrs = append(attrs, slog.String("shadow", strings.Join(e.Shadow, " ")))
 	}
 	if e.Identified {
 		attrs = append(attrs, slog.String("subject_hash", SubjectHash(e.Subject)),

@@ -161,8 +161,9 @@ func (c *Config) validate() error {
 
 // validateGeneration checks what a generation is built from: the
 // authenticators, the policy over their names, and the rate_limit
-// section. Only compile calls it, before it builds anything.
-func (c *Config) validateGeneration() error {
+// section, and returns the compiled policy: the policy's one compile
+// step. Only compile calls it, before it builds anything.
+func (c *Config) validateGeneration() (*authz.Policy, error) {
 	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	errs = append(errs, c.validateRateLimitBackend())
 	errs = append(errs, yamlfile.Wrap("revocation", c.Revocation.validate(c.Redis.Enabled())))
@@ -176,11 +177,12 @@ func (c *Config) validateGeneration() error {
 		names[a.Name] = i
 		errs = append(errs, yamlfile.Wrap(p, a.validate()))
 	}
-	errs = append(errs, yamlfile.Wrap("policy", c.Policy.Validate(func(n string) bool {
+	policy, err := authz.Compile(c.Policy, func(n string) bool {
 		_, ok := names[n]
 		return ok
-	})))
-	return errors.Join(errs...)
+	})
+	errs = append(errs, yamlfile.Wrap("policy", err))
+	return policy, errors.Join(errs...)
 }
 
 func (s *ServerConfig) validate() error {

@@ -27,6 +27,9 @@ type Env struct {
 	TracerProvider trace.TracerProvider
 	// Tracer, when set, gives the pipeline's steps spans.
 	Tracer trace.Tracer
+	// Explain builds pipelines that keep what Pipeline.Explain needs
+	// (authz.Options.Explain): for check --explain, not for serving.
+	Explain bool
 }
 
 func (e *Env) logger() *slog.Logger {

@@ -82,7 +82,8 @@ var ErrFilesChanged = errors.New("referenced files changed while loading; will r
 // is what runs. It starts no goroutine; a failed compile releases
 // everything it acquired.
 func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
-	if err := cfg.validateGeneration(); err != nil {
+	policy, err := cfg.validateGeneration()
+	if err != nil {
 		return nil, err
 	}
 	paths := cfg.referencedFiles()
@@ -93,7 +94,7 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 			_ = g.lease.Release()
 		}
 	}()
-	opts := authz.Options{Tracer: env.Tracer}
+	opts := authz.Options{Tracer: env.Tracer, Explain: env.Explain}
 	if cfg.RateLimit.Enabled() {
 		if g.limits, err = loadRateLimitRules(cfg); err != nil {
 			return nil, err
@@ -129,7 +130,7 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if g.Pipeline, err = authz.NewPipeline(cfg.Policy, list, opts); err != nil {
+	if g.Pipeline, err = policy.NewPipeline(list, opts); err != nil {
 		return nil, yamlfile.Wrap("policy", err)
 	}
 	if g.Candidate, err = compileCandidate(cfg, g.Pipeline, opts); err != nil {
