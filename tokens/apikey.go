@@ -14,8 +14,10 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"time"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // APIKeyConfig configures static API keys read from a file.
@@ -84,6 +86,8 @@ type APIKeyVerifier struct {
 	index   []uint32
 	bits    uint
 	attrs   []apiKeyAttrs
+	revs    *revocation.List
+	now     func() time.Time // set with revs
 }
 
 // apiKeyEntry is one key: the SHA-256 of the key, its subject, and its
@@ -103,6 +107,23 @@ type apiKeyAttrs struct {
 
 // NewAPIKeyVerifier reads cfg.File. Errors name the file and the field.
 func NewAPIKeyVerifier(cfg APIKeyConfig) (*APIKeyVerifier, error) {
+	return NewAPIKeyVerifierWithOptions(cfg, Options{})
+}
+
+// NewAPIKeyVerifierWithOptions is NewAPIKeyVerifier with options; of them
+// it uses Revocations (a key is revoked by its SHA-256, without a reload;
+// subject epochs do not apply to API keys).
+func NewAPIKeyVerifierWithOptions(cfg APIKeyConfig, opts Options) (*APIKeyVerifier, error) {
+	v, err := newAPIKeyVerifier(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.applyDefaults()
+	v.revs, v.now = opts.Revocations, opts.Now
+	return v, nil
+}
+
+func newAPIKeyVerifier(cfg APIKeyConfig) (*APIKeyVerifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -429,7 +450,7 @@ func (v *APIKeyVerifier) lookup(d *[sha256.Size]byte) *apiKeyEntry {
 // useful through timing: comparisons are between SHA-256 values, so an
 // attacker would have to choose the hash of a key, not the key, to learn
 // anything from them (as with the map this replaces).
-func (v *APIKeyVerifier) Verify(_ context.Context, credential string) (Principal, error) {
+func (v *APIKeyVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
 	if len(credential) > v.maxBytes {
 		return Principal{}, ErrTooLarge
 	}
@@ -439,10 +460,16 @@ func (v *APIKeyVerifier) Verify(_ context.Context, credential string) (Principal
 		return Principal{}, ErrUnknownCredential
 	}
 	a := &v.attrs[e.attrs]
-	return Principal{
+	p := Principal{
 		Subject: e.subject, Issuer: v.issuer, Method: MethodAPIKey,
 		AppID: a.appID, Scopes: a.scopes, Claims: a.claims,
-	}, nil
+	}
+	if v.revs != nil {
+		if err := revoked(ctx, v.revs, v.now(), &p, revocation.KindAPIKey, &revIDs{}, &d); err != nil {
+			return Principal{}, err
+		}
+	}
+	return p, nil
 }
 
 // HashAPIKey returns the value to put in a keys file's sha256 field.

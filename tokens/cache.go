@@ -1,9 +1,12 @@
 package tokens
 
 import (
+	"context"
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // CacheConfig bounds a verifier's cache of verified credentials.
@@ -50,6 +53,7 @@ func keyOf(credential string) cacheKey { return sha256.Sum256(stringBytes(creden
 // caching) a rejection.
 type cacheEntry struct {
 	principal Principal
+	rev       revIDs
 	err       error // a *CredentialError, or nil
 	until     time.Time
 	// staleUntil, when after until, keeps an accepted entry past until so
@@ -221,12 +225,16 @@ type front struct {
 	cache    *verifiedCache
 	counters cacheCounters
 	now      func() time.Time
+	// revs, when set, is asked about every credential served (cached or
+	// not); revKind is the kind of the verifier's own credential ids.
+	revs    *revocation.List
+	revKind revocation.Kind
 }
 
 // lookup rejects an empty or oversized credential, and returns the cached
-// principal when there is one (hit). On a miss it returns the key and the
-// time to pass to remember after the verifier's own check.
-func (f *front) lookup(credential string) (p Principal, key cacheKey, now time.Time, hit bool, err error) {
+// principal when there is one (hit) and not revoked. On a miss it returns
+// the key and the time to pass to remember after the verifier's own check.
+func (f *front) lookup(ctx context.Context, credential string) (p Principal, key cacheKey, now time.Time, hit bool, err error) {
 	switch {
 	case credential == "":
 		return p, key, now, false, ErrMissing
@@ -237,14 +245,19 @@ func (f *front) lookup(credential string) (p Principal, key cacheKey, now time.T
 	key = keyOf(credential)
 	if e, ok := f.cache.get(&key, now); ok {
 		f.counters.observe(true)
+		if err := revoked(ctx, f.revs, now, &e.principal, f.revKind, &e.rev, nil); err != nil {
+			return p, key, now, false, err
+		}
 		return e.principal, key, now, true, nil
 	}
 	f.counters.observe(false)
 	return p, key, now, false, nil
 }
 
-// remember caches an accepted principal until its expiry (bounded by the
-// cache's max TTL).
-func (f *front) remember(key *cacheKey, p Principal, now time.Time) {
-	f.cache.put(key, cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, f.maxTTL)}, now)
+// remember checks a freshly verified principal against the revocations,
+// then caches it until its expiry (bounded by the cache's max TTL): the
+// entry is cached either way, since every hit is checked again.
+func (f *front) remember(ctx context.Context, key *cacheKey, p *Principal, rev *revIDs, now time.Time) error {
+	f.cache.put(key, cacheEntry{principal: *p, rev: *rev, until: cacheUntil(now, p.Expiry, f.maxTTL)}, now)
+	return revoked(ctx, f.revs, now, p, f.revKind, rev, nil)
 }

@@ -32,8 +32,16 @@
 // goes unnoticed). Constructors start no goroutines: JWTVerifier.Run keeps
 // remote key sets fresh and JWTVerifier.Ready reports readiness.
 //
-// The token formats and the Redis session layout are specified in
-// docs/tokens.md, for teams that issue tokens in other languages.
+// With Options.Revocations set, every verifier asks the shared
+// revocation.List (package tokens/revocation) about every credential it
+// accepts, cached or not, by the credential's ids (jti, sid, ticket id,
+// the SHA-256 of a session token or API key) and its subject's epoch,
+// never by the token's bytes; a revoked one is ErrRevoked, a list that
+// cannot decide is a could-not-decide error.
+//
+// The token formats, the Redis session layout and the revocation key
+// layout are specified in docs/tokens.md, for teams that issue tokens in
+// other languages.
 //
 // Import rules: tokens imports neither authz nor any Envoy proto; go-redis
 // is confined to tokens/redis.

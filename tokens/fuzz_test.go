@@ -34,7 +34,7 @@ func FuzzTicket(f *testing.F) {
 		if err == nil {
 			// Accepting is only right for a ticket whose signature
 			// verifies: re-check it independently of the cache.
-			if _, err := fx.v.verify(tok, fx.clock.Now()); err != nil {
+			if _, _, err := fx.v.verify(tok, fx.clock.Now()); err != nil {
 				t.Fatalf("accepted %q (principal %+v) that fails a fresh check: %v", tok, p, err)
 			}
 			return
@@ -67,7 +67,7 @@ func FuzzJWT(f *testing.F) {
 		if err == nil {
 			fresh := *fx.v
 			fresh.cache = nil
-			if _, err := fresh.verify(context.Background(), tok, fx.clock.Now()); err != nil {
+			if _, _, err := fresh.verify(context.Background(), tok, fx.clock.Now()); err != nil {
 				t.Fatalf("accepted %q that fails a fresh check: %v", tok, err)
 			}
 			return

@@ -18,6 +18,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // JWTConfig configures a JWTVerifier (authenticator kind jwt).
@@ -220,6 +221,8 @@ func NewJWTVerifier(cfg JWTConfig, opts JWTOptions) (*JWTVerifier, error) {
 			cache:    newVerifiedCache(cfg.Cache.Size),
 			counters: m.cacheCounters(MethodJWT),
 			now:      opts.Now,
+			revs:     opts.Revocations,
+			revKind:  revocation.KindJTI,
 		},
 		log: opts.Logger,
 		// Claims are validated per issuer in check; the parser only
@@ -295,14 +298,17 @@ func (v *JWTVerifier) Ready() error {
 // authz for the error contract. The returned Principal's slices and map are
 // shared with the cache and must not be modified.
 func (v *JWTVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
-	p, key, now, hit, err := v.lookup(credential)
+	p, key, now, hit, err := v.lookup(ctx, credential)
 	if hit || err != nil {
 		return p, err
 	}
-	if p, err = v.verify(ctx, credential, now); err != nil {
+	var rev revIDs
+	if p, rev, err = v.verify(ctx, credential, now); err != nil {
 		return Principal{}, err
 	}
-	v.remember(&key, p, now)
+	if err := v.remember(ctx, &key, &p, &rev, now); err != nil {
+		return Principal{}, err
+	}
 	return p, nil
 }
 
@@ -313,12 +319,12 @@ type undecided struct{ err error }
 func (u *undecided) Error() string { return u.err.Error() }
 func (u *undecided) Unwrap() error { return u.err }
 
-func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Principal, error) {
+func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Principal, revIDs, error) {
 	// The strict checks come first: they are cheap next to a signature
 	// check, and the library must not see what they refuse.
 	times, err := checkJWS(tok)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, revIDs{}, err
 	}
 	claims := jwt.MapClaims{}
 	var is *issuer
@@ -343,9 +349,13 @@ func (v *JWTVerifier) verify(ctx context.Context, tok string, now time.Time) (Pr
 		return k.key, nil
 	})
 	if err != nil {
-		return Principal{}, classify(err)
+		return Principal{}, revIDs{}, classify(err)
 	}
-	return is.check(claims, times, now)
+	// Revocation is keyed on the claims (jti, sid, sub, iat), never on the
+	// token's bytes: a re-encoded signature verifies to the same claims.
+	rev := revIDs{id: stringClaim(claims, "jti"), sid: stringClaim(claims, "sid"), iat: times.iat.Unix(), hasIat: times.hasIat}
+	p, err := is.check(claims, times, now)
+	return p, rev, err
 }
 
 // classify maps a jwt parse error to a CredentialError, or passes a key

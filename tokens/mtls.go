@@ -175,8 +175,11 @@ func NewMTLSVerifier(cfg MTLSConfig, opts Options) (*MTLSVerifier, error) {
 
 // Verify decides on a peer credential (PeerCredential); see Verifier in
 // package authz for the error contract. It never needs the network.
-func (v *MTLSVerifier) Verify(_ context.Context, credential string) (Principal, error) {
-	p, key, now, hit, err := v.lookup(credential)
+//
+// Revocation does not apply: the front's list is never set for mTLS peers
+// (a peer is revoked at its certificate authority, or by the policy).
+func (v *MTLSVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
+	p, key, now, hit, err := v.lookup(ctx, credential)
 	if hit || err != nil {
 		return p, err
 	}
@@ -188,7 +191,9 @@ func (v *MTLSVerifier) Verify(_ context.Context, credential string) (Principal, 
 	if err != nil {
 		return Principal{}, err
 	}
-	v.remember(&key, p, now)
+	if err := v.remember(ctx, &key, &p, &revIDs{}, now); err != nil {
+		return Principal{}, err
+	}
 	return p, nil
 }
 

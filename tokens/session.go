@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // SessionStore reads the session records the user database writes. The
@@ -39,6 +41,9 @@ const (
 	SessionFieldExpiry  = "exp"
 	SessionFieldScope   = "scope"
 	SessionFieldRevoked = "revoked"
+	// SessionFieldIssuedAt (optional, integer seconds) is compared with
+	// the subject's revocation epoch; it stays a claim too.
+	SessionFieldIssuedAt = "iat"
 )
 
 // SessionConfig configures a SessionVerifier (authenticator kind
@@ -149,6 +154,7 @@ type SessionVerifier struct {
 	metrics  *metrics
 	log      *slog.Logger
 	now      func() time.Time
+	revs     *revocation.List
 }
 
 // NewSessionVerifier validates cfg (after defaults) and returns a verifier
@@ -171,6 +177,7 @@ func NewSessionVerifier(cfg SessionConfig, store SessionStore, opts Options) (*S
 		metrics:  m,
 		log:      opts.Logger,
 		now:      opts.Now,
+		revs:     opts.Revocations,
 	}, nil
 }
 
@@ -187,17 +194,30 @@ func (v *SessionVerifier) Verify(ctx context.Context, credential string) (Princi
 		return Principal{}, ErrMalformed
 	}
 	key := keyOf(credential)
-	if e, ok := v.cache.get(&key, v.now()); ok {
+	now := v.now()
+	if e, ok := v.cache.get(&key, now); ok {
 		v.counters.observe(true)
+		if e.err == nil {
+			if err := revoked(ctx, v.revs, now, &e.principal, revocation.KindSession, &e.rev, (*[32]byte)(&key)); err != nil {
+				return Principal{}, err
+			}
+		}
 		return e.principal, e.err
 	}
 	v.counters.observe(false)
-	return v.load(ctx, credential, key)
+	p, rev, err := v.load(ctx, credential, key)
+	if err != nil {
+		return Principal{}, err
+	}
+	if err := revoked(ctx, v.revs, v.now(), &p, revocation.KindSession, &rev, (*[32]byte)(&key)); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
 }
 
 // load looks a credential up through the single flight for its key. It is
 // apart from Verify so that the cache-hit path does not move key to the heap.
-func (v *SessionVerifier) load(ctx context.Context, credential string, key cacheKey) (Principal, error) {
+func (v *SessionVerifier) load(ctx context.Context, credential string, key cacheKey) (Principal, revIDs, error) {
 	// The flight runs on a context detached from this caller, so one
 	// caller giving up does not fail the others; each caller still waits
 	// no longer than its own context and the timeout allow.
@@ -212,31 +232,31 @@ func (v *SessionVerifier) load(ctx context.Context, credential string, key cache
 	case r := <-ch:
 		if r.Err == nil {
 			e := r.Val.(cacheEntry)
-			return e.principal, e.err
+			return e.principal, e.rev, e.err
 		}
 		err = r.Err
 	case <-ctx.Done():
 		err = fmt.Errorf("udb session lookup: %w", ctx.Err())
 	}
-	if p, ok := v.serveStale(parent, &key); ok {
-		return p, nil
+	if e, ok := v.serveStale(parent, &key); ok {
+		return e.principal, e.rev, nil
 	}
-	return Principal{}, err
+	return Principal{}, revIDs{}, err
 }
 
 // serveStale returns the last good lookup of key when stale_if_error allows
 // it. The store failed or timed out; a caller that gave up itself gets no
 // stale answer (nobody is waiting for it).
-func (v *SessionVerifier) serveStale(parent context.Context, key *cacheKey) (Principal, bool) {
+func (v *SessionVerifier) serveStale(parent context.Context, key *cacheKey) (cacheEntry, bool) {
 	if v.cfg.StaleIfError <= 0 || parent.Err() != nil {
-		return Principal{}, false
+		return cacheEntry{}, false
 	}
 	e, ok := v.cache.stale(key, v.now())
 	if !ok || e.err != nil {
-		return Principal{}, false
+		return cacheEntry{}, false
 	}
 	v.metrics.session("stale")
-	return e.principal, true
+	return e, true
 }
 
 // lookup reads one session from the store and caches the outcome.
@@ -257,7 +277,7 @@ func (v *SessionVerifier) lookup(credential string, key cacheKey) (any, error) {
 	var e cacheEntry
 	switch {
 	case verr == nil:
-		e = cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
+		e = cacheEntry{principal: p, rev: sessionRevIDs(fields), until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
 		if v.cfg.StaleIfError > 0 {
 			e.staleUntil = cacheUntil(now, p.Expiry, v.cfg.CacheTTL+v.cfg.StaleIfError)
 		}
@@ -312,6 +332,18 @@ func (v *SessionVerifier) sessionPrincipal(fields map[string]string, now time.Ti
 		p.Claims[k] = val
 	}
 	return p, "found", nil
+}
+
+// sessionRevIDs are a session's sid and iat fields (an iat that is not an
+// integer counts as none: any subject epoch then revokes the session).
+func sessionRevIDs(fields map[string]string) revIDs {
+	r := revIDs{sid: fields["sid"]}
+	if s := fields[SessionFieldIssuedAt]; s != "" {
+		if sec, err := strconv.ParseInt(s, 10, 64); err == nil && sec >= 0 && sec <= 1<<40 {
+			r.iat, r.hasIat = sec, true
+		}
+	}
+	return r
 }
 
 // validSessionToken accepts 16 or more characters of the base64, base64url

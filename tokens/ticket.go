@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // TicketPrefix starts every signed UDB ticket; it names the format version.
@@ -138,6 +139,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics of metrics.go; nil means no metrics.
 	Registerer prometheus.Registerer
+	// Revocations, when set, is asked about every credential a verifier
+	// accepts, cached or not (see package revocation); nil: revocation is
+	// off.
+	Revocations *revocation.List
 }
 
 func (o *Options) applyDefaults() {
@@ -182,6 +187,8 @@ func NewTicketVerifier(cfg TicketConfig, opts Options) (*TicketVerifier, error) 
 			cache:    newVerifiedCache(cfg.Cache.Size),
 			counters: newMetrics(opts.Registerer).cacheCounters(MethodUDBTicket),
 			now:      opts.Now,
+			revs:     opts.Revocations,
+			revKind:  revocation.KindTicket,
 		},
 	}
 	var errs []error
@@ -211,39 +218,46 @@ func NewTicketVerifier(cfg TicketConfig, opts Options) (*TicketVerifier, error) 
 // Verify checks a ticket and returns its principal; see Verifier in package
 // authz for the error contract. The returned Principal's slices and map are
 // shared with the cache and must not be modified.
-func (v *TicketVerifier) Verify(_ context.Context, credential string) (Principal, error) {
-	p, key, now, hit, err := v.lookup(credential)
+func (v *TicketVerifier) Verify(ctx context.Context, credential string) (Principal, error) {
+	p, key, now, hit, err := v.lookup(ctx, credential)
 	if hit || err != nil {
 		return p, err
 	}
-	if p, err = v.verify(credential, now); err != nil {
+	var rev revIDs
+	if p, rev, err = v.verify(credential, now); err != nil {
 		return Principal{}, err
 	}
-	v.remember(&key, p, now)
+	if err := v.remember(ctx, &key, &p, &rev, now); err != nil {
+		return Principal{}, err
+	}
 	return p, nil
 }
 
-func (v *TicketVerifier) verify(tok string, now time.Time) (Principal, error) {
+func (v *TicketVerifier) verify(tok string, now time.Time) (Principal, revIDs, error) {
 	kid, payload, sig, signed, err := splitTicket(tok)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, revIDs{}, err
 	}
 	k := v.keys[kid]
 	switch {
 	case k == nil:
-		return Principal{}, ErrUnknownKey
+		return Principal{}, revIDs{}, ErrUnknownKey
 	case k.retired:
-		return Principal{}, ErrRetiredKey
+		return Principal{}, revIDs{}, ErrRetiredKey
 	}
 	if err := k.check(signed, sig); err != nil {
-		return Principal{}, err
+		return Principal{}, revIDs{}, err
 	}
 	c, err := decodeTicketPayload(payload)
 	if err != nil {
-		return Principal{}, err
+		return Principal{}, revIDs{}, err
 	}
 	if err := checkTimes(now, v.leeway, c.exp, c.nbf, c.iat); err != nil {
-		return Principal{}, err
+		return Principal{}, revIDs{}, err
+	}
+	var rev revIDs
+	if v.revs != nil {
+		rev = revIDs{id: TicketID(stringClaim(c.extra, "jti"), payload), sid: stringClaim(c.extra, "sid"), iat: c.iat.Unix(), hasIat: true}
 	}
 	return Principal{
 		Subject: c.uid,
@@ -253,7 +267,7 @@ func (v *TicketVerifier) verify(tok string, now time.Time) (Principal, error) {
 		Scopes:  c.scopes,
 		Claims:  c.extra,
 		Expiry:  c.exp,
-	}, nil
+	}, rev, nil
 }
 
 // splitTicket splits "udbt1.<kid>.<payload>.<sig>" and decodes the

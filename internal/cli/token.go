@@ -16,9 +16,12 @@ import (
 const tokenUsage = `usage:
   ext-authz token mint --kind udb-ticket|jwt --key-file FILE --kid ID [flags]
   ext-authz token jwks --key-file PEM [--kid ID] [--alg ALG]
+  ext-authz token revoke --redis ADDR (--subject S [--before T] [--app A] | --jti J --exp T | ...)
+  ext-authz token status --redis ADDR (--token TOKEN | --session TOKEN | ...)
 
 mint: development and load-test tokens; jwks: the JWK Set a jwt issuer's
-jwks_file or jwks_url serves for a key. Each takes -h.`
+jwks_file or jwks_url serves for a key; revoke: write a revocation record;
+status: whether revocation lets a credential through, and why. Each takes -h.`
 
 const mintUsage = `usage: ext-authz token mint --kind udb-ticket|jwt --key-file FILE --kid ID [flags]
 
@@ -38,15 +41,19 @@ private key (only its public part is printed). kid defaults to the key's
 RFC 7638 thumbprint, which 'token mint --kind jwt' names when --kid is
 missing. --alg, when given, restricts the key to that algorithm.`
 
-// Token runs `ext-authz token mint|jwks ...`.
+// Token runs `ext-authz token mint|jwks|revoke|status ...`.
 func Token(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return &UsageError{Msg: "token needs mint or jwks", Help: Hint("token")}
+		return &UsageError{Msg: "token needs mint, jwks, revoke or status", Help: Hint("token")}
 	}
 	switch args[0] {
 	case "mint":
 	case "jwks":
 		return jwks(args[1:], stdout)
+	case "revoke":
+		return revoke(ctx, args[1:], stdout)
+	case "status":
+		return status(ctx, args[1:], stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, tokenUsage)
 		return ErrHelp

@@ -101,7 +101,7 @@ func TestTokenMintUsageErrors(t *testing.T) {
 		give []string
 		want string
 	}{
-		{"no subcommand", []string{"token"}, "token needs mint or jwks"},
+		{"no subcommand", []string{"token"}, "token needs mint, jwks, revoke or status"},
 		{"unknown subcommand", []string{"token", "burn"}, `unknown subcommand "burn"`},
 		{"jwks without key", []string{"token", "jwks"}, "--key-file is required"},
 		{"jwks with alg of another key", []string{"token", "jwks", "--key-file", quickstartKeys + "jwt-es256.pem", "--alg", "RS256"}, "holds an EC P-256 key"},

@@ -14,6 +14,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/tokens"
 	tokensredis "github.com/ext-authz/ext-authz/tokens/redis"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // AuthenticatorConfig is one entry of `authenticators:`: a name, where the
@@ -149,7 +150,9 @@ var authKinds = []authKind{
 		files:            func(c *tokens.APIKeyConfig) []string { return []string{c.File} },
 		keyNames:         apiKeyNames,
 		keysFromVerifier: true,
-		build:            func(c tokens.APIKeyConfig, _ buildDeps) (authz.Verifier, error) { return tokens.NewAPIKeyVerifier(c) },
+		build: func(c tokens.APIKeyConfig, d buildDeps) (authz.Verifier, error) {
+			return tokens.NewAPIKeyVerifierWithOptions(c, d.opts)
+		},
 	}),
 	kindOf("jwt", kindFuncs[tokens.JWTConfig]{
 		field:            func(a *AuthenticatorConfig) *tokens.JWTConfig { return a.JWT },
@@ -355,7 +358,14 @@ func (a *AuthenticatorConfig) poolKey(k *authKind, sec any, digests filewatch.Di
 // (see AuthenticatorConfig.kind), into the lease (building it when no
 // generation holds one under the same key) and wraps it.
 func (e *Env) authenticator(l *pool.Lease, ac *AuthenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests filewatch.Digests) (*authz.Authenticator, string, error) {
-	d := buildDeps{opts: tokens.Options{Logger: e.logger().With("authenticator", ac.Name), Registerer: e.Registry}}
+	return e.authenticatorWith(l, ac, k, sec, redisCfg, digests, nil, "")
+}
+
+// authenticatorWith is authenticator with the revocation list its verifier
+// consults (nil: none) and the list's pool key.
+func (e *Env) authenticatorWith(l *pool.Lease, ac *AuthenticatorConfig, k *authKind, sec any, redisCfg *redisconf.Config, digests filewatch.Digests,
+	revs *revocation.List, revKey string) (*authz.Authenticator, string, error) {
+	d := buildDeps{opts: tokens.Options{Logger: e.logger().With("authenticator", ac.Name), Registerer: e.Registry, Revocations: revs}}
 	if k.redis && redisCfg.Enabled() {
 		cli, err := e.Redis(l, redisCfg)
 		if err != nil {
@@ -364,6 +374,9 @@ func (e *Env) authenticator(l *pool.Lease, ac *AuthenticatorConfig, k *authKind,
 		d.redis = cli
 	}
 	key := ac.poolKey(k, sec, digests, redisKey(redisCfg))
+	if revKey != "" {
+		key += "\x00" + revKey // a verifier over another list (or none) is another verifier
+	}
 	v, _, err := l.Acquire(key, func() (any, error) { return k.build(sec, d) })
 	if err != nil {
 		return nil, "", yamlfile.Wrap(k.name, err)

@@ -34,6 +34,7 @@ type Config struct {
 	// UpstreamAssertion, when present, signs an identity assertion for
 	// upstreams (assertion.go).
 	UpstreamAssertion *AssertionConfig `yaml:"upstream_assertion"`
+	Revocation        RevocationConfig `yaml:"revocation"`
 	// PolicyCandidate runs a candidate policy beside Policy (candidate.go).
 	PolicyCandidate CandidateConfig `yaml:"policy_candidate"`
 
@@ -142,6 +143,7 @@ func (c *Config) applyDefaults() {
 	if c.UpstreamAssertion != nil {
 		c.UpstreamAssertion.applyDefaults()
 	}
+	c.Revocation.applyDefaults()
 }
 
 func setDefault[T comparable](p *T, def T) {
@@ -170,6 +172,7 @@ func (c *Config) validate() error {
 func (c *Config) validateGeneration() (*authz.Policy, error) {
 	errs := []error{yamlfile.Wrap("rate_limit", c.RateLimit.Validate())}
 	errs = append(errs, c.validateRateLimitBackend())
+	errs = append(errs, yamlfile.Wrap("revocation", c.Revocation.validate(c.Redis.Enabled())))
 	names := map[string]int{}
 	for i := range c.Authenticators {
 		a := &c.Authenticators[i]

@@ -13,6 +13,7 @@ import (
 	"github.com/ext-authz/ext-authz/internal/yamlfile"
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/tokens/assertion"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // Generation is one configuration, compiled: the policy over its
@@ -47,6 +48,9 @@ type Generation struct {
 	// config, for the reload log's diff: the rules themselves are dropped
 	// once compiled (Config.compiled).
 	rules map[string]string
+
+	// Revocations is the shared revocation list (nil when off).
+	Revocations *revocation.List
 }
 
 // Auth is one authenticator of a generation.
@@ -106,12 +110,16 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 			return nil, err
 		}
 	}
+	revKey := ""
+	if g.Revocations, revKey, err = env.revocations(g.lease, cfg); err != nil {
+		return nil, yamlfile.Wrap("revocation", err)
+	}
 	var errs []error
 	list := make([]*authz.Authenticator, 0, len(cfg.Authenticators))
 	for i := range cfg.Authenticators {
 		ac := &cfg.Authenticators[i]
 		k, sec := ac.kind() // validated: exactly one
-		a, key, err := env.authenticator(g.lease, ac, k, sec, &cfg.Redis, before)
+		a, key, err := env.authenticatorWith(g.lease, ac, k, sec, &cfg.Redis, before, g.Revocations, revKey)
 		if err != nil {
 			errs = append(errs, yamlfile.Wrap(yamlfile.Index("authenticators", i), err))
 			continue
@@ -151,6 +159,9 @@ func Compile(env *Env, cfg *Config) (_ *Generation, err error) {
 // Ready returns nil when every authenticator can verify.
 func (g *Generation) Ready() error {
 	var errs []error
+	if g.Revocations != nil {
+		errs = append(errs, g.Revocations.Ready())
+	}
 	for _, a := range g.Auths {
 		if r, ok := a.Authenticator.Verifier.(readier); ok {
 			if err := r.Ready(); err != nil {

@@ -23,6 +23,9 @@ func (s *Server) newAdminServer(c *generation.AdminConfig) *http.Server {
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))
+		for _, d := range s.Degraded() {
+			_, _ = w.Write([]byte("degraded: " + d + "\n"))
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{Registry: s.registry}))
 	mux.HandleFunc("GET "+JWKSPath, s.serveJWKS)

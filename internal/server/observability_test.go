@@ -22,7 +22,7 @@ import (
 )
 
 // fullConfig exercises every metric source: all four authenticator kinds,
-// Redis sessions, Redis-backed rate limits, and reloads.
+// Redis sessions, Redis-backed rate limits, revocation, and reloads.
 func fullConfig(t *testing.T, redisAddr, jwksURL, limits string) string {
 	keys := servicetest.KeysFile(t, t.TempDir())
 	return `server:
@@ -34,6 +34,7 @@ admin:
 redis:
   addrs: ["` + redisAddr + `"]
   read_timeout: 200ms
+revocation: {enabled: true}
 authenticators:
   - name: keys
     source: {header: x-api-key}
@@ -155,6 +156,9 @@ func TestMetricsEndToEnd(t *testing.T) {
 		{"ext_authz_ratelimit_checks_total", map[string]string{"code": "failed_closed"}},
 		{"ext_authz_redis_call_duration_seconds", nil},
 		{"ext_authz_redis_errors_total", nil},
+		{"ext_authz_revocation_resyncs_total", map[string]string{"reason": "start"}},
+		{"ext_authz_revocation_last_sync_timestamp_seconds", nil},
+		{"ext_authz_revocation_max_records", nil},
 		{"ext_authz_config_reloads_total", map[string]string{"result": "success"}},
 		{"ext_authz_config_reloads_total", map[string]string{"result": "failure"}},
 		{"process_cpu_seconds_total", nil},
