@@ -263,6 +263,10 @@ func (s *RevocationStore) checkGap(ctx context.Context, cursor string) error {
 		}
 	case info.FirstEntry.ID != "" && revocation.CompareIDs(info.FirstEntry.ID, cursor) > 0:
 		return revocation.ErrGap
+	case info.FirstEntry.ID == "" && revocation.CompareIDs(info.LastGeneratedID, cursor) > 0:
+		// Emptied (XTRIM MAXLEN 0, or trimmed by MINID) after entries
+		// past cursor were added: there is no first entry to compare.
+		return revocation.ErrGap
 	case info.MaxDeletedEntryID != "" && revocation.CompareIDs(info.MaxDeletedEntryID, cursor) > 0:
 		return revocation.ErrGap
 	}
