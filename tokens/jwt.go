@@ -167,6 +167,9 @@ func (c *JWTConfig) Validate() error {
 				errs = append(errs, errorf(p+"."+d.name, "must not be negative"))
 			}
 		}
+		if is.Leeway > maxLeeway {
+			errs = append(errs, errorf(p+".leeway", leewayTooLong, is.Leeway, maxLeeway))
+		}
 	}
 	errs = append(errs, checkMaxBytes(c.MaxTokenBytes), yamlfile.Wrap("cache", c.Cache.validate()))
 	return errors.Join(errs...)

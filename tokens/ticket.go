@@ -56,6 +56,13 @@ type TicketKeyConfig struct {
 
 const defaultLeeway = 30 * time.Second
 
+// maxLeeway bounds the leeway on exp: a credential record is kept only
+// revocation.ExpiryGrace past the credential's exp, so a longer leeway
+// would accept a revoked credential again once its record is gone.
+const maxLeeway = revocation.ExpiryGrace
+
+const leewayTooLong = "%s is longer than %s (revocation records are kept only that long past exp)"
+
 // ApplyDefaults fills in unset fields.
 func (c *TicketConfig) ApplyDefaults() {
 	if c.Issuer == "" {
@@ -106,8 +113,11 @@ func (c *TicketConfig) Validate() error {
 	if len(c.Keys) > 0 && active == 0 {
 		errs = append(errs, errorf("keys", "every key is retired: at least one must be active"))
 	}
-	if c.Leeway < 0 {
+	switch {
+	case c.Leeway < 0:
 		errs = append(errs, errorf("leeway", "must not be negative"))
+	case c.Leeway > maxLeeway:
+		errs = append(errs, errorf("leeway", leewayTooLong, c.Leeway, maxLeeway))
 	}
 	errs = append(errs, checkMaxBytes(c.MaxTokenBytes), yamlfile.Wrap("cache", c.Cache.validate()))
 	return errors.Join(errs...)
