@@ -24,7 +24,8 @@ const revokeUsage = `usage: ext-authz token revoke --redis ADDR[,ADDR...] WHAT [
 
 WHAT is one of:
   --subject S [--before T] [--app A]   every credential of S issued before T
-                                       (default: now), for all apps or app A
+                                       (default: the next second, so all
+                                       issued up to now), for all apps or app A
   --jti J --exp T                      one JWT, by its jti
   --sid S --exp T                      every credential carrying sid S
   --ticket ID --exp T                  one signed ticket, by its id (its jti
@@ -174,7 +175,7 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := NewFlags("token revoke")
 	rf := addRedisFlags(fs)
 	subject := fs.String("subject", "", "revoke every credential of this subject issued before --before")
-	before := fs.String("before", "", "subject epoch (default: now)")
+	before := fs.String("before", "", "subject epoch (default: the next second: everything issued up to now)")
 	app := fs.String("app", "", "narrow a subject epoch to one app")
 	jti := fs.String("jti", "", "a JWT's jti")
 	sid := fs.String("sid", "", "a sid claim")
@@ -252,7 +253,11 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	switch r.Kind {
 	case revocation.KindSubject:
-		epoch := now
+		// Default: the second after now. iat is in whole seconds and one
+		// at the epoch is accepted, so an epoch of now (truncated) would
+		// spare what was issued earlier in this second; a login in the
+		// rest of it is refused instead (fail closed).
+		epoch := now.Truncate(time.Second).Add(time.Second)
 		if *before != "" {
 			if epoch, err = parseTime(*before); err != nil {
 				return usageErr("--before: " + err.Error())
