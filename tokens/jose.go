@@ -168,6 +168,14 @@ func checkClaims(data []byte, integral bool) (jwsTimes, error) {
 			dst = &t.nbf
 		case "iat":
 			dst, t.hasIat = &t.iat, true
+		case "jti", "sid":
+			// Revocation records name them as strings (RFC 7519
+			// 4.1.7: jti is a string): one written in another JSON
+			// type could never be revoked by them.
+			if len(raw) == 0 || raw[0] != '"' {
+				return ErrMalformed
+			}
+			return nil
 		default:
 			return nil
 		}
