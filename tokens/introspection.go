@@ -19,6 +19,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -229,6 +231,7 @@ type IntrospectionVerifier struct {
 	log      *slog.Logger
 	now      func() time.Time
 	logURL   string
+	revs     *revocation.List
 }
 
 var errNoRedirect = errors.New("redirect refused")
@@ -256,6 +259,7 @@ func NewIntrospectionVerifier(cfg IntrospectionConfig, opts IntrospectionOptions
 		log:      opts.Logger,
 		now:      opts.Now,
 		logURL:   redactURL(cfg.Endpoint),
+		revs:     opts.Revocations,
 		keyBase:  sha256.Sum256([]byte("introspection\x00" + cfg.Endpoint + "\x00" + cfg.ClientID)),
 	}
 	if m != nil {
@@ -313,10 +317,24 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, credential string) (
 	key := v.cacheKey(credential)
 	if e, ok := v.cache.get(&key, v.now()); ok {
 		v.counters.observe(true)
-		return e.principal, e.err
+		return v.unlessRevoked(ctx, &e)
 	}
 	v.counters.observe(false)
 	return v.load(ctx, credential, key)
+}
+
+// unlessRevoked returns an answer, cached or fresh, after asking the
+// revocation list about an active one: the authorization server does not
+// know of a subject epoch or a jti record, and a cached answer outlives
+// its own revocations for up to cache_ttl.
+func (v *IntrospectionVerifier) unlessRevoked(ctx context.Context, e *cacheEntry) (Principal, error) {
+	if e.err != nil {
+		return Principal{}, e.err
+	}
+	if err := revoked(ctx, v.revs, v.now(), &e.principal, revocation.KindJTI, &e.rev, nil); err != nil {
+		return Principal{}, err
+	}
+	return e.principal, nil
 }
 
 // load introspects through the single flight for key. The flight runs
@@ -333,7 +351,7 @@ func (v *IntrospectionVerifier) load(ctx context.Context, credential string, key
 			return Principal{}, r.Err
 		}
 		e := r.Val.(cacheEntry)
-		return e.principal, e.err
+		return v.unlessRevoked(ctx, &e)
 	case <-ctx.Done():
 		return Principal{}, fmt.Errorf("introspection %s: %w", v.logURL, ctx.Err())
 	}
@@ -368,12 +386,12 @@ func (v *IntrospectionVerifier) introspect(credential string, key cacheKey) (any
 		return nil, fmt.Errorf("introspection %s: %w", v.logURL, err)
 	}
 	now := v.now()
-	p, verr := v.principal(body, now)
+	p, rev, verr := v.principal(body, now)
 	var e cacheEntry
 	switch {
 	case verr == nil:
 		v.count("active")
-		e = cacheEntry{principal: p, until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
+		e = cacheEntry{principal: p, rev: rev, until: cacheUntil(now, p.Expiry, v.cfg.CacheTTL)}
 	case !errors.Is(verr, ErrInvalid):
 		v.count("error")
 		return nil, fmt.Errorf("introspection %s: %w", v.logURL, verr)
@@ -475,19 +493,38 @@ func (e errGarbage) Error() string { return "malformed response: " + e.what }
 type introspectionResponse struct {
 	active                              *bool
 	sub, scope, clientID, iss, username string
-	exp, nbf                            time.Time
-	hasExp, hasNbf                      bool
+	jti, sid                            string
+	exp, nbf, iat                       time.Time
+	hasExp, hasNbf, hasIat              bool
 	aud                                 []string
 	extra                               map[string]any
 }
 
 // principal reads a response body: a malformed one is an error (could not
 // decide), an inactive or unacceptable token a CredentialError.
-func (v *IntrospectionVerifier) principal(body []byte, now time.Time) (Principal, error) {
+func (v *IntrospectionVerifier) principal(body []byte, now time.Time) (Principal, revIDs, error) {
 	var r introspectionResponse
 	err := walkJSON(body, func(name, raw []byte) error {
 		var ok bool
-		switch n := string(name); n {
+		n := string(name)
+		// The revocation ids (RFC 7662 2.2: jti and sid strings, iat a
+		// NumericDate), also copied below when selected as claims.
+		switch n {
+		case "jti":
+			if r.jti, ok = jsonString(raw); !ok {
+				return errGarbage{"member jti has the wrong type"}
+			}
+		case "sid":
+			if r.sid, ok = jsonString(raw); !ok {
+				return errGarbage{"member sid has the wrong type"}
+			}
+		case "iat":
+			if r.iat, ok = numericDate(raw, false); !ok {
+				return errGarbage{"member iat has the wrong type"}
+			}
+			r.hasIat = true
+		}
+		switch n {
 		case "active":
 			b := string(raw) == "true"
 			ok = b || string(raw) == "false"
@@ -535,27 +572,27 @@ func (v *IntrospectionVerifier) principal(body []byte, now time.Time) (Principal
 	var g errGarbage
 	switch {
 	case errors.As(err, &g):
-		return Principal{}, g
+		return Principal{}, revIDs{}, g
 	case err != nil:
-		return Principal{}, errGarbage{"not a JSON object without duplicate members"}
+		return Principal{}, revIDs{}, errGarbage{"not a JSON object without duplicate members"}
 	case r.active == nil:
-		return Principal{}, errGarbage{"no active member"}
+		return Principal{}, revIDs{}, errGarbage{"no active member"}
 	case !*r.active:
-		return Principal{}, ErrInactive
+		return Principal{}, revIDs{}, ErrInactive
 	}
 	// An active answer is still checked against what we know: the server
 	// may have a looser clock or a looser idea of whom it answers for.
 	switch {
 	case len(v.cfg.AllowedClientIDs) > 0 && !slices.Contains(v.cfg.AllowedClientIDs, r.clientID):
-		return Principal{}, ErrWrongClient
+		return Principal{}, revIDs{}, ErrWrongClient
 	case r.hasExp && !now.Before(r.exp):
-		return Principal{}, ErrExpired
+		return Principal{}, revIDs{}, ErrExpired
 	case r.hasNbf && now.Add(defaultLeeway).Before(r.nbf):
-		return Principal{}, ErrNotYetValid
+		return Principal{}, revIDs{}, ErrNotYetValid
 	case v.cfg.Issuer != "" && r.iss != "" && r.iss != v.cfg.Issuer:
-		return Principal{}, ErrWrongIssuer
+		return Principal{}, revIDs{}, ErrWrongIssuer
 	case len(v.cfg.Audiences) > 0 && !slices.ContainsFunc(r.aud, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }):
-		return Principal{}, ErrWrongAudience
+		return Principal{}, revIDs{}, ErrWrongAudience
 	}
 	p := Principal{
 		Subject: r.sub,
@@ -574,7 +611,7 @@ func (v *IntrospectionVerifier) principal(body []byte, now time.Time) (Principal
 		p.Subject = r.clientID
 	}
 	if p.Subject == "" {
-		return Principal{}, ErrMalformed
+		return Principal{}, revIDs{}, ErrMalformed
 	}
 	if p.Issuer == "" {
 		p.Issuer = v.cfg.Issuer
@@ -588,7 +625,7 @@ func (v *IntrospectionVerifier) principal(body []byte, now time.Time) (Principal
 		}
 		p.Claims["username"] = r.username
 	}
-	return p, nil
+	return p, revIDs{id: r.jti, sid: r.sid, iat: r.iat.Unix(), hasIat: r.hasIat}, nil
 }
 
 // jsonString reads a JSON string value; null or any other type is not

@@ -696,7 +696,7 @@ func FuzzIntrospectionResponse(f *testing.F) {
 	}
 	v := &IntrospectionVerifier{cfg: IntrospectionConfig{Claims: []string{"tenant"}, Audiences: []string{"api", "x"}}}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p, err := v.principal(body, t0)
+		p, _, err := v.principal(body, t0)
 		if err != nil {
 			return
 		}
