@@ -112,7 +112,7 @@ func (s *CredentialSource) strip(r *Request) (set *Header, remove string) {
 	case s.Authorization != "":
 		return nil, "authorization"
 	}
-	rest := withoutCookie(r.Headers["cookie"], s.Cookie)
+	rest := withoutCookieSpellings(r.Headers["cookie"], s.Cookie)
 	if rest == "" {
 		return nil, "cookie"
 	}
@@ -152,21 +152,6 @@ func cookieValue(header, name string) (string, bool) {
 		val, found = strings.Trim(strings.TrimSpace(v), `"`), true
 	}
 	return val, found
-}
-
-func withoutCookie(header, name string) string {
-	var kept []string
-	for _, part := range strings.Split(header, ";") {
-		p := strings.TrimSpace(part)
-		if p == "" {
-			continue
-		}
-		if k, _, _ := strings.Cut(p, "="); strings.TrimSpace(k) == name {
-			continue
-		}
-		kept = append(kept, p)
-	}
-	return strings.Join(kept, "; ")
 }
 
 // validHeaderName reports whether s is an HTTP token (RFC 9110) that is not a

@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"net/url"
 	"slices"
 	"strings"
 
@@ -128,7 +129,7 @@ func (s *stripPlan) carried(r *Request, scan *headerScan, src *CredentialSource,
 		if w != nil && (w.Cookie == src.Cookie || w.Header != "" && s.keys[w.Header] == "cookie") {
 			return names, cookies
 		}
-		if _, ok := cookieValue(r.Headers["cookie"], src.Cookie); ok && !slices.Contains(cookies, src.Cookie) {
+		if carriesCookie(r.Headers["cookie"], src.Cookie) && !slices.Contains(cookies, src.Cookie) {
 			cookies = append(cookies, src.Cookie)
 		}
 	}
@@ -166,7 +167,7 @@ func applyStrip(r *Request, winner *Authenticator, names, cookies []string, d *D
 	}
 	rest := r.Headers["cookie"]
 	for _, c := range cookies {
-		rest = withoutCookie(rest, c)
+		rest = withoutCookieSpellings(rest, c)
 	}
 	set := slices.DeleteFunc(slices.Clone(d.UpstreamHeaders), func(h Header) bool { return h.Name == "cookie" })
 	if rest == "" {
@@ -175,4 +176,64 @@ func applyStrip(r *Request, winner *Authenticator, names, cookies []string, d *D
 		return
 	}
 	d.UpstreamHeaders = append(set, Header{Name: "cookie", Value: rest})
+}
+
+// cookieNameKey is how upstreams may read a cookie's name: trimmed,
+// percent-decoded (Rack, PHP) and in lower case (ASP.NET Core's cookie
+// collection ignores case). Two names with the same key may be one
+// cookie to some upstream.
+func cookieNameKey(name string) string {
+	name = strings.TrimSpace(name)
+	if strings.IndexByte(name, '%') >= 0 {
+		if d, err := url.PathUnescape(name); err == nil {
+			name = strings.TrimSpace(d)
+		}
+	}
+	return ASCIILower(name)
+}
+
+// cookiePairs calls f with the name of each pair of a cookie header,
+// split on ';' and on ',' (Rack splits on both), until f returns false.
+func cookiePairs(header string, f func(name string) bool) {
+	for part := range strings.FieldsFuncSeq(header, func(r rune) bool { return r == ';' || r == ',' }) {
+		k, _, _ := strings.Cut(part, "=")
+		if !f(k) {
+			return
+		}
+	}
+}
+
+// carriesCookie reports whether the cookie header holds a pair that some
+// upstream reads as cookie name (see cookieNameKey).
+func carriesCookie(header, name string) bool {
+	if header == "" {
+		return false
+	}
+	key, found := cookieNameKey(name), false
+	cookiePairs(header, func(k string) bool {
+		found = cookieNameKey(k) == key
+		return !found
+	})
+	return found
+}
+
+// withoutCookieSpellings is header without the pairs some upstream reads
+// as cookie name; a ';'-separated part keeps its other ','-separated
+// pieces (a value with commas is untouched unless a piece names it).
+func withoutCookieSpellings(header, name string) string {
+	key := cookieNameKey(name)
+	var kept []string
+	for _, part := range strings.Split(header, ";") {
+		var pieces []string
+		for _, piece := range strings.Split(part, ",") {
+			k, _, _ := strings.Cut(piece, "=")
+			if cookieNameKey(k) != key {
+				pieces = append(pieces, piece)
+			}
+		}
+		if p := strings.TrimSpace(strings.Join(pieces, ",")); p != "" {
+			kept = append(kept, p)
+		}
+	}
+	return strings.Join(kept, "; ")
 }
