@@ -33,7 +33,8 @@ WHAT is one of:
                                        'token status --token TICKET' prints it)
   --token TOKEN                        a JWT or ticket: its jti (or ticket id)
                                        and exp are read from it (not verified)
-  --session TOKEN | --session-sha256 HEX   one session (default --exp: now+24h)
+  --session TOKEN | --session-sha256 HEX   one session (default --exp: now +
+                                       --retention)
   --api-key-sha256 HEX                 one API key, as in the keys file
                                        (default: until it is removed)
 
@@ -272,7 +273,11 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	case revocation.KindSession:
 		r.At = at
 		if r.At == 0 {
-			r.At = now.Add(24 * time.Hour).Unix()
+			// The user database sets a session's lifetime (often
+			// weeks): kept as long as an epoch, which is at least
+			// the longest credential lifetime, not a guess after
+			// which the revoked session would be accepted again.
+			r.At = now.Add(*rf.retention).Unix()
 		}
 	case revocation.KindAPIKey:
 		r.At = at // 0: never

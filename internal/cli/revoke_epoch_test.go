@@ -1,11 +1,14 @@
 package cli
 
 import (
+	"encoding/hex"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	"github.com/ext-authz/ext-authz/tokens/revocation"
 )
 
 // TestRevokeSubjectNowCoversThisSecond: `token revoke --subject S` without
@@ -27,6 +30,45 @@ func TestRevokeSubjectNowCoversThisSecond(t *testing.T) {
 		out, code := tokenCmd(t, append([]string{"status", "--token", tok}, r...)...)
 		if code != ExitUnauth || !strings.Contains(out, "revoked: issued at") {
 			t.Errorf("%s: ticket issued before the revocation, same second: exit %d, %q; want revoked", subject, code, out)
+		}
+	}
+}
+
+// TestRevokeSessionKeptForRetention: without --exp the CLI cannot know
+// when a session ends (the user database sets its TTL, often weeks), so
+// the record is kept as long as a subject epoch, --retention (at least the
+// longest credential lifetime), not a guessed 24h after which a revoked
+// long-lived session was accepted again.
+func TestRevokeSessionKeptForRetention(t *testing.T) {
+	rs := redistest.Start(t)
+	r := []string{"--redis", rs.Addr}
+	for _, c := range []struct {
+		give []string
+		want time.Duration
+	}{
+		{[]string{"--session", "sess-token-0123456789"}, revocation.DefaultRetention},
+		{[]string{"--session-sha256", strings.Repeat("ab", 32), "--retention", "2160h"}, 2160 * time.Hour},
+	} {
+		member := "session:" + strings.Repeat("ab", 32)
+		if c.give[0] == "--session" {
+			member = "session:" + hex.EncodeToString([]byte(digestOf(c.give[1])))
+		}
+		before := time.Now()
+		if out, code := tokenCmd(t, append(append([]string{"revoke"}, c.give...), r...)...); code != ExitOK {
+			t.Fatalf("%v: exit %d, %q", c.give, code, out)
+		}
+		res, err := rs.Do("ZSCORE", "{udb:revocation}:credentials", member)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int64
+		for _, line := range strings.Fields(res) {
+			if f, err := strconv.ParseFloat(line, 64); err == nil {
+				got = int64(f)
+			}
+		}
+		if low := before.Add(c.want).Unix(); got < low || got > low+5 {
+			t.Errorf("%v: record kept until %d, want about now+%s (%d)", c.give, got, c.want, low)
 		}
 	}
 }
