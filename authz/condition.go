@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
@@ -234,6 +235,9 @@ func compileCondition(env *cel.Env, src string, withPrincipal bool) (*condition,
 	if !ast.OutputType().IsExactType(cel.BoolType) {
 		return nil, fmt.Errorf("%q is of type %s; a condition must be a bool", src, ast.OutputType())
 	}
+	if err := checkJoins(ast); err != nil {
+		return nil, err
+	}
 	est, err := env.EstimateCost(ast, condSizeEstimator{})
 	if err != nil {
 		return nil, fmt.Errorf("estimating its cost: %w", err)
@@ -251,6 +255,38 @@ func compileCondition(env *cel.Env, src string, withPrincipal bool) (*condition,
 		return nil, err
 	}
 	return &condition{src: src, prg: prg, tracked: tracked}, nil
+}
+
+// checkJoins refuses a join of any list but one of string constants.
+// cel-go estimates a join by the number of the list's elements, not their
+// sizes, so the cost estimate would admit a join of computed strings
+// (lists.range(50000).map(x, request.path).join()) that builds gigabytes
+// for one request; the runtime cost limit notices only once the string is
+// built. A join of constants costs what the condition spells.
+func checkJoins(a *cel.Ast) error {
+	for _, e := range celast.MatchDescendants(celast.NavigateAST(a.NativeRep()), celast.FunctionMatcher("join")) {
+		call := e.AsCall()
+		if !call.IsMemberFunction() || !constantStrings(call.Target()) {
+			return errors.New("join of a list that is not written out of string constants: its size cannot be bounded (concatenate with + instead)")
+		}
+	}
+	return nil
+}
+
+// constantStrings reports whether e is a list literal of string literals.
+func constantStrings(e celast.Expr) bool {
+	if e.Kind() != celast.ListKind {
+		return false
+	}
+	for _, el := range e.AsList().Elements() {
+		if el.Kind() != celast.LiteralKind {
+			return false
+		}
+		if _, ok := el.AsLiteral().(types.String); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // oneLine folds a multi-line CEL diagnostic (it draws a caret under the

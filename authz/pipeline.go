@@ -231,8 +231,8 @@ func (p *Pipeline) Authenticator(name string) *Authenticator { return p.authenti
 
 // Decide decides one request. It never panics on malformed input and never
 // returns an allow for a request it could not fully evaluate.
-func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
-	d := Decision{ID: p.newID()}
+func (p *Pipeline) Decide(ctx context.Context, r *Request) (d Decision) {
+	d = Decision{ID: p.newID()}
 	if reason := p.normalise(r); reason != "" {
 		return p.deny(d, BadRequest, reason)
 	}
@@ -253,7 +253,10 @@ func (p *Pipeline) Decide(ctx context.Context, r *Request) Decision {
 		return p.deny(d, Forbidden, ReasonConditionError)
 	}
 	if len(p.shadows) > 0 {
-		d.Shadow = p.shadowDecisions(ctx, r, i, &st, &scan)
+		// After the enforced decision, never before it: a shadow rule's
+		// authentication (an introspection call that spends the
+		// request's deadline) must not change what is enforced.
+		defer func() { d.Shadow = p.shadowDecisions(ctx, r, i, &st, &scan) }()
 	}
 	if i < 0 {
 		return p.deny(d, Forbidden, "no_matching_rule")

@@ -17,7 +17,9 @@ import (
 //     authentication, require, when; everything but rate limits, whose
 //     counters a rule that decides nothing must not spend.
 //   - Matching then goes on past it, so the enforced decision is exactly
-//     what it would be without the shadow rule. Turning a shadow rule into
+//     what it would be without the shadow rule. Shadow rules are decided
+//     after the enforced decision, so that one whose authenticator is slow
+//     (spending the request's deadline) cannot turn it into a 503. Turning a shadow rule into
 //     an enforced one (deleting "mode: shadow") makes its would-be
 //     decisions the real ones for the requests it was reached by.
 //

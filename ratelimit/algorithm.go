@@ -94,7 +94,7 @@ func SlidingDecide(st SlidingState, now, period int64, limit, hits uint64) (Slid
 	e := now - idx*period
 	weighted := uint64(math.Ceil(float64(prev) * float64(period-e) / float64(period)))
 	used := cur + weighted
-	v := Verdict{Over: used+hits > limit}
+	v := Verdict{Over: hits > limit || used+hits > limit} // (hits > limit first: used+hits cannot wrap)
 	if !v.Over {
 		v.Remaining = limit - used - hits
 		v.ResetAfter = time.Duration(period-e) * time.Microsecond
@@ -143,16 +143,19 @@ func GCRADecide(tat, now, period int64, limit, hits uint64) (int64, Verdict) {
 	t := GCRAInterval(period, limit)
 	burst := int64(limit) * t
 	tat = max(tat, now)
-	next := tat + int64(hits)*t
+	var next int64
+	if hits <= limit {
+		next = tat + int64(hits)*t // at most tat + burst: no overflow
+	}
 	var v Verdict
-	if next-now > burst {
+	if hits > limit || next-now > burst {
 		v.Over = true
 		if tat-now < burst {
 			v.Remaining = uint64((burst - (tat - now)) / t)
 		}
-		v.ResetAfter = time.Duration(min(next-now-burst, period)) * time.Microsecond
-		if int64(hits) > int64(limit) {
-			v.ResetAfter = time.Duration(period) * time.Microsecond
+		v.ResetAfter = time.Duration(period) * time.Microsecond
+		if hits <= limit {
+			v.ResetAfter = time.Duration(min(next-now-burst, period)) * time.Microsecond
 		}
 		return tat, v
 	}

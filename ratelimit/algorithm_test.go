@@ -1,6 +1,7 @@
 package ratelimit_test
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -194,6 +195,28 @@ func TestParseAlgorithm(t *testing.T) {
 		got, ok := ratelimit.ParseAlgorithm(tt.give)
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("ParseAlgorithm(%q) = %v, %v; want %v, %v", tt.give, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestDecideHugeHits: hits beyond the limit are over whatever their
+// size; no product or sum wraps around into an allow.
+func TestDecideHugeHits(t *testing.T) {
+	const now = int64(1_700_000_000_000_000)
+	year := int64(365 * 24 * time.Hour / time.Microsecond)
+	for _, hits := range []uint64{2, 1 << 32, 584943, 213503983, 1<<63 - 1, 1 << 63, math.MaxUint64} {
+		for _, limit := range []uint64{0, 1, math.MaxUint32} {
+			if hits <= limit {
+				continue
+			}
+			tat, v := ratelimit.GCRADecide(now+5, now, year, limit, hits)
+			if !v.Over || tat != now+5 || v.ResetAfter != time.Duration(year)*time.Microsecond {
+				t.Errorf("GCRA limit %d hits %d: tat %d, %+v; want over, uncharged, retry after the period", limit, hits, tat, v)
+			}
+			st, v := ratelimit.SlidingDecide(ratelimit.SlidingState{Window: now / year, Cur: 1}, now, year, limit, hits)
+			if !v.Over || st.Cur != 1 {
+				t.Errorf("sliding limit %d hits %d: %+v, %+v; want over, uncharged", limit, hits, st, v)
+			}
 		}
 	}
 }

@@ -207,7 +207,7 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 			l.m.localCacheHit()
 			continue
 		}
-		ops = append(ops, Op{Key: key, Hits: d.Hits, TTL: lm.Unit.Duration()})
+		ops = append(ops, Op{Key: key, Hits: min(d.Hits, MaxHits), TTL: lm.Unit.Duration()})
 		idx = append(idx, i)
 	}
 
@@ -338,7 +338,7 @@ func (l *Limiter) decision(domain string, d *Descriptor, lims []*Limit, alg Algo
 	if counted == 0 {
 		return Op{}, false
 	}
-	op := Op{Hits: d.Hits, Algorithm: alg, Windows: make([]Window, 0, counted)}
+	op := Op{Hits: min(d.Hits, MaxHits), Algorithm: alg, Windows: make([]Window, 0, counted)}
 	st.Windows = make([]WindowStatus, 0, counted)
 	var keyBuf [160]byte
 	for _, lm := range lims {

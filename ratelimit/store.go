@@ -5,6 +5,14 @@ import (
 	"time"
 )
 
+// MaxHits bounds the hits of one Op. Limits are uint32, so any number of
+// hits above them is over every limit alike; the Limiter caps a
+// descriptor's hits (hits_addend is a uint64 on the wire) to MaxHits, so
+// that no store's arithmetic (a GCRA interval times the hits, a count plus
+// the hits, Redis's INCRBY on a signed 64-bit integer) can overflow and
+// answer an allow or an error for what is plainly over the limit.
+const MaxHits = 1 << 32
+
 // Op is one counter increment in a Store batch.
 type Op struct {
 	// Key is the counter, built with AppendKey.

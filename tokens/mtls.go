@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -238,22 +239,64 @@ func (v *MTLSVerifier) peer(principal, certificate string, now time.Time) (Princ
 // source principal (when Envoy sent one) must equal: its URI SAN (an
 // X.509-SVID has exactly one), or for a certificate without one, the
 // principal among its DNS SANs.
+//
+// The URI SAN is read as the CA wrote it, not as Go's URL parser
+// re-renders it (which lower-cases the scheme and drops an empty
+// fragment): ParseSPIFFEID must judge the bytes Envoy and the upstream
+// see. A DNS SAN is a DNS name, never a SPIFFE ID, even when it spells
+// one: a CA trusted for DNS names does not mint mesh identities.
 func certificateIdentity(c *x509.Certificate, principal string) (string, error) {
 	switch {
 	case len(c.URIs) > 1:
 		return "", ErrMalformed
 	case len(c.URIs) == 1:
-		uri := c.URIs[0].String()
+		uri, ok := rawURISAN(c)
+		if !ok {
+			return "", ErrMalformed
+		}
 		if principal != "" && principal != uri {
 			return "", ErrPeerMismatch
 		}
 		return uri, nil
 	case principal == "":
 		return "", ErrMissing
+	case strings.HasPrefix(principal, spiffeScheme):
+		return "", ErrMalformed // see above: only a URI SAN is a SPIFFE ID
 	case slices.Contains(c.DNSNames, principal):
 		return principal, nil
 	}
 	return "", ErrPeerMismatch
+}
+
+// oidSubjectAltName is the subjectAltName extension (RFC 5280 4.2.1.6).
+var oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+
+// rawURISAN is the certificate's one uniformResourceIdentifier
+// GeneralName, as encoded. ok is false unless there is exactly one.
+func rawURISAN(c *x509.Certificate) (string, bool) {
+	var uri string
+	n := 0
+	for _, ext := range c.Extensions {
+		if !ext.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(ext.Value, &seq); err != nil || len(rest) > 0 || !seq.IsCompound || seq.Tag != asn1.TagSequence {
+			return "", false
+		}
+		for b := seq.Bytes; len(b) > 0; {
+			var v asn1.RawValue
+			rest, err := asn1.Unmarshal(b, &v)
+			if err != nil {
+				return "", false
+			}
+			b = rest
+			if v.Class == asn1.ClassContextSpecific && v.Tag == 6 { // uniformResourceIdentifier
+				uri, n = string(v.Bytes), n+1
+			}
+		}
+	}
+	return uri, n == 1
 }
 
 // parsePeerCertificate reads the URL-encoded PEM Envoy sends: exactly one

@@ -38,6 +38,9 @@ WHAT is one of:
   --api-key-sha256 HEX                 one API key, as in the keys file
                                        (default: until it is removed)
 
+TOKEN may be -: the credential is read from the first line of standard
+input, so it is not left in ps output or shell history.
+
 T is RFC 3339 (2026-11-21T12:00:00Z) or Unix seconds. The record is kept
 until T (the credential's own exp); subject epochs for --retention. Every
 replica following the revocation log applies it within a second.`
@@ -48,6 +51,8 @@ WHAT is --token TOKEN (a JWT or signed ticket, claims read without
 verifying the signature), --session TOKEN, --session-sha256 HEX,
 --api-key-sha256 HEX, or any of --jti J, --sid S, --ticket ID together with
 --subject S [--app A] [--issued-at T].
+
+TOKEN may be -: read from the first line of standard input.
 
 Prints whether revocation lets the credential through and why: the record
 that revokes it, or that none does. Exit status 0: not revoked; 3: revoked
@@ -181,8 +186,8 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	jti := fs.String("jti", "", "a JWT's jti")
 	sid := fs.String("sid", "", "a sid claim")
 	ticket := fs.String("ticket", "", "a signed ticket's id")
-	token := fs.String("token", "", "a JWT or signed ticket to revoke by its id")
-	session := fs.String("session", "", "a session token")
+	token := fs.String("token", "", "a JWT or signed ticket to revoke by its id (- reads it from standard input)")
+	session := fs.String("session", "", "a session token (- reads it from standard input)")
 	sessionSum := fs.String("session-sha256", "", "a session token's hex SHA-256")
 	apiKeySum := fs.String("api-key-sha256", "", "an API key's hex SHA-256 (the keys file's sha256)")
 	exp := fs.String("exp", "", "when the record may go: the credential's exp")
@@ -192,6 +197,9 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	usageErr := func(msg string) error { return &UsageError{Msg: "token revoke: " + msg, Help: Hint(fs.Name())} }
 	if fs.NArg() > 0 {
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := secretsFromStdin(os.Stdin, token, session); err != nil {
+		return usageErr(err.Error())
 	}
 	now := time.Now()
 	var at int64
@@ -322,8 +330,8 @@ func fmtTime(sec int64) string { return time.Unix(sec, 0).UTC().Format(time.RFC3
 func status(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := NewFlags("token status")
 	rf := addRedisFlags(fs)
-	token := fs.String("token", "", "a JWT or signed ticket")
-	session := fs.String("session", "", "a session token")
+	token := fs.String("token", "", "a JWT or signed ticket (- reads it from standard input)")
+	session := fs.String("session", "", "a session token (- reads it from standard input)")
 	sessionSum := fs.String("session-sha256", "", "a session token's hex SHA-256")
 	apiKeySum := fs.String("api-key-sha256", "", "an API key's hex SHA-256")
 	jti := fs.String("jti", "", "a JWT's jti")
@@ -338,6 +346,9 @@ func status(ctx context.Context, args []string, stdout io.Writer) error {
 	usageErr := func(msg string) error { return &UsageError{Msg: "token status: " + msg, Help: Hint(fs.Name())} }
 	if fs.NArg() > 0 {
 		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := secretsFromStdin(os.Stdin, token, session); err != nil {
+		return usageErr(err.Error())
 	}
 	q := revocation.Query{Subject: *subject, App: *app}
 	q.IDs[revocation.KindJTI], q.IDs[revocation.KindSID], q.IDs[revocation.KindTicket] = *jti, *sid, *ticket
@@ -437,4 +448,40 @@ func status(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	_, err = fmt.Fprintf(stdout, "not revoked: no record names it; %s\n", epochNote)
 	return err
+}
+
+// maxSecretInput bounds a credential read from standard input.
+const maxSecretInput = 64 << 10
+
+// secretsFromStdin replaces the one flag value that is "-" with the first
+// line of in, so that a credential need not be written on the command line
+// (where ps, /proc/PID/cmdline and shell history keep it).
+func secretsFromStdin(in io.Reader, flags ...*string) error {
+	var dash *string
+	for _, f := range flags {
+		if *f != "-" {
+			continue
+		}
+		if dash != nil {
+			return errors.New("only one flag can read standard input (-)")
+		}
+		dash = f
+	}
+	if dash == nil {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(in, maxSecretInput+1))
+	if err != nil {
+		return fmt.Errorf("read standard input: %w", err)
+	}
+	if len(b) > maxSecretInput {
+		return fmt.Errorf("standard input holds more than %d bytes", maxSecretInput)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	line = strings.TrimSuffix(line, "\r")
+	if line == "" {
+		return errors.New("standard input is empty (want the credential on its first line)")
+	}
+	*dash = line
+	return nil
 }

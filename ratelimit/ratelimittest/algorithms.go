@@ -2,6 +2,8 @@ package ratelimittest
 
 import (
 	"context"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -81,6 +83,30 @@ func runAlgorithmContract(t *testing.T, newStore NewStore) {
 				q2.Hits = 0
 				if res := check(t, l, q2); res.Statuses[0].Remaining != 97 {
 					t.Fatalf("day window alone: %+v, want 97 left", res.Statuses[0])
+				}
+			})
+			t.Run("a huge hits addend is over the limit, never an error or a wrap-around", func(t *testing.T) {
+				// hits_addend is a uint64 on the wire. Multiplied by a GCRA
+				// interval, added to a count or handed to INCRBY, a large one
+				// overflowed: allowed (memory) or a store error (Redis, which
+				// the failure mode may answer with an allow).
+				for i, hits := range []uint64{1 << 32, 584943, 213503983, 1<<63 - 1, 1 << 63, 1<<63 + 5, math.MaxUint64} {
+					l, _ := setup(t, alg)
+					for _, lims := range [][]*ratelimit.Limit{
+						nil, // the file's per-user 5/minute
+						{{Requests: 1, Unit: ratelimit.Year}},
+						{{Requests: 1, Unit: ratelimit.Day}, {Requests: 4294967295, Unit: ratelimit.Month}},
+					} {
+						q := d("user", "huge-"+strconv.Itoa(i))
+						q.Limits = lims
+						if res := check(t, l, q); res.Code != ratelimit.OK {
+							t.Fatalf("first hit under %v: %+v", lims, res)
+						}
+						q.Hits = hits
+						if res := check(t, l, q); res.Code != ratelimit.OverLimit {
+							t.Fatalf("hits %d under %v: %v, want over_limit", hits, lims, res.Code)
+						}
+					}
 				}
 			})
 			t.Run("an unlimited limit among several makes the descriptor unlimited", func(t *testing.T) {

@@ -127,6 +127,26 @@ func runDecisionContract(t *testing.T, newStore NewStore, alg ratelimit.Algorith
 			t.Fatalf("4th: %+v", op)
 		}
 	})
+	t.Run("a shadow window over its limit is charged as an enforced one would be", func(t *testing.T) {
+		// Fixed windows count every hit, over or not (envoyproxy/ratelimit's
+		// shadow_mode); the smooth algorithms charge a window only the hits
+		// that fit it, so a shadow window's would-be decisions are the ones
+		// it would make enforced, and it is not reported over for hours
+		// after a burst it would have refused.
+		s := newStore(t)
+		sh := hour(t, "s", 1)
+		sh.Shadow = true
+		en := day(t, "s", 5)
+		for i := range 3 {
+			if op := decide(t, s, alg, 1, sh, en); op.Denied || op.Windows[0].Verdict.Over != (i > 0) {
+				t.Fatalf("hit %d: %+v", i+1, op)
+			}
+		}
+		op := decide(t, s, alg, 0, sh)
+		if v := op.Windows[0].Verdict; v.Over != (alg == ratelimit.FixedWindow) || v.Remaining != 0 {
+			t.Fatalf("read of the shadow window after 3 hits: %+v, want over only for fixed windows (which count every hit)", v)
+		}
+	})
 	t.Run("concurrent decisions over shared windows are exact", func(t *testing.T) {
 		s := newStore(t)
 		a, b := hour(t, "e", 37), day(t, "e", 50)

@@ -114,7 +114,14 @@ for i = 1, n do
     end
     nextv[i] = false
   end
-  if over and not shadow then denied = true end
+  if over then
+    -- A smooth window charges only the hits that fit it, as
+    -- SlidingDecide and GCRADecide (and ratelimit/memory) do: a shadow
+    -- window over its limit keeps its state, else it would be charged
+    -- hits an enforced one refuses and stay over long after the burst.
+    nextv[i] = false
+    if not shadow then denied = true end
+  end
   out[#out+1] = over and 1 or 0
   out[#out+1] = rem
   out[#out+1] = reset
