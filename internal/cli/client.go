@@ -37,6 +37,7 @@ func (h *headerFlags) Set(v string) error {
 
 const checkUsage = `usage: ext-authz check [--addr A] [--url U] [-X M] [-H 'Name: value']... [--json]
        ext-authz check --config FILE [--explain] [--url U] [-X M] [-H 'Name: value']... [--peer IP] [--context k=v]...
+       ext-authz check --explain [--admin ADDR] [--url U] [-X M] [-H 'Name: value']... [--peer IP] [--context k=v]...
 
 Sends one Check, built as the gateway's Envoy builds it, to a running server
 and prints the decision. --addr defaults to $EXT_AUTHZ_GRPC_ADDRESS (a bare
@@ -46,8 +47,11 @@ With --config, decides the same Check under a config file instead, without
 a server; --explain then shows every rule tried and why it did or did not
 match, the authenticators and their outcomes, the conditions and their
 results, and the rate-limit descriptors (asked without counting). No
-credential is printed. A running server does not explain (see
-docs/conditions.md).
+credential is printed. --explain without --config asks a running server's
+admin endpoint (POST /debug/explain, on only with admin.explain: true) to
+explain the request against its live policy; --admin defaults to
+$EXT_AUTHZ_ADMIN_ADDRESS (":port" means 127.0.0.1:port), else
+127.0.0.1:8081 (see docs/conditions.md).
 
 Exit status: 0 allowed; 1 no answer (connection, deadline, gRPC error);
 2 usage error; 3 denied 401; 4 denied 403; 5 denied 429; 6 denied with
@@ -139,6 +143,9 @@ func CheckLocal(ctx context.Context, args []string, stdout io.Writer, getenv fun
 		Headers: headers, RequestID: fmt.Sprintf("check-%d", time.Now().UnixNano()),
 		PeerAddress: lf.peer, ContextExtensions: lf.context,
 	})
+	if lf.admin == "" {
+		lf.admin = DefaultAdminAddr(getenv)
+	}
 	if lf.config != "" || lf.explain {
 		return lf.run(ctx, fs.Name(), req, *timeout, local, *asJSON, stdout)
 	}

@@ -24,6 +24,7 @@ type LocalDecider func(ctx context.Context, path string, r *authz.Request, timeo
 type checkLocalFlags struct {
 	config  string
 	explain bool
+	admin   string
 	peer    string
 	context map[string]string
 }
@@ -44,7 +45,8 @@ func (c contextFlags) Set(v string) error {
 func localFlags(fs *flag.FlagSet) *checkLocalFlags {
 	lf := &checkLocalFlags{context: map[string]string{}}
 	fs.StringVar(&lf.config, "config", "", "decide under this config file, without a server")
-	fs.BoolVar(&lf.explain, "explain", false, "with --config: show how the request is decided, rule by rule")
+	fs.BoolVar(&lf.explain, "explain", false, "show how the request is decided, rule by rule: under --config, else by the running server's admin endpoint")
+	fs.StringVar(&lf.admin, "admin", "", "with --explain and no --config: the server's admin address (default $"+EnvAdminAddress+", else 127.0.0.1:8081)")
 	fs.StringVar(&lf.peer, "peer", "", "the gateway's direct peer address (default 127.0.0.1); with x-forwarded-for and xff_num_trusted_hops it gives the client address")
 	fs.Var(contextFlags(lf.context), "context", "a context_extensions entry key=value of the gateway's route (repeatable)")
 	return lf
@@ -53,16 +55,21 @@ func localFlags(fs *flag.FlagSet) *checkLocalFlags {
 // run decides req under the config file and prints the decision, or with
 // --explain the explanation; the exit status is as for a server's answer.
 func (lf *checkLocalFlags) run(ctx context.Context, name string, req *authv3.CheckRequest, timeout time.Duration, local LocalDecider, asJSON bool, stdout io.Writer) error {
+	var ex authz.Explanation
 	switch {
 	case lf.config == "":
-		return &UsageError{Msg: "check: --explain needs --config FILE: a running server does not explain requests", Help: Hint(name)}
+		var err error
+		if ex, err = lf.remote(ctx, req, timeout); err != nil {
+			return err
+		}
 	case local == nil:
 		return &UsageError{Msg: "check: --config is not available in this build", Help: Hint(name)}
-	}
-	r := extauthz.RequestFromProto(req)
-	ex, err := local(ctx, lf.config, &r, timeout)
-	if err != nil {
-		return err
+	default:
+		r := extauthz.RequestFromProto(req)
+		var err error
+		if ex, err = local(ctx, lf.config, &r, timeout); err != nil {
+			return err
+		}
 	}
 	d := &ex.Decision
 	switch {

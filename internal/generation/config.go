@@ -112,6 +112,9 @@ type AdminConfig struct {
 	Address string `yaml:"address"`
 	// Pprof exposes /debug/pprof on the admin address.
 	Pprof bool `yaml:"pprof"`
+	// Explain serves POST /debug/explain and builds every pipeline with
+	// the matchers it needs (authz.Options.Explain). Restart-only.
+	Explain bool `yaml:"explain"`
 }
 
 func (c *Config) applyDefaults() {

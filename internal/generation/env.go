@@ -28,7 +28,8 @@ type Env struct {
 	// Tracer, when set, gives the pipeline's steps spans.
 	Tracer trace.Tracer
 	// Explain builds pipelines that keep what Pipeline.Explain needs
-	// (authz.Options.Explain): for check --explain, not for serving.
+	// (authz.Options.Explain): for check --explain, and for serving with
+	// admin.explain on (POST /debug/explain).
 	Explain bool
 }
 

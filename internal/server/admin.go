@@ -11,7 +11,7 @@ import (
 )
 
 // newAdminServer serves liveness, readiness, metrics and, when enabled,
-// pprof on its own mux (never http.DefaultServeMux).
+// pprof and explain (explain.go) on its own mux (never http.DefaultServeMux).
 func (s *Server) newAdminServer(c *generation.AdminConfig) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -35,6 +35,9 @@ func (s *Server) newAdminServer(c *generation.AdminConfig) *http.Server {
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if c.Explain {
+		mux.HandleFunc(ExplainPath, s.explainHandler())
 	}
 	return &http.Server{
 		Handler:           mux,

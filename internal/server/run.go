@@ -111,6 +111,7 @@ func New(path string, cfg *generation.Config, tel *telemetry.Telemetry, opts Opt
 		s.logger.Error("background work stopped", "component", componentName(key), "error", err)
 	}})
 	s.env = newBuildEnv(tel, s.pool)
+	s.env.Explain = cfg.Admin.Explain // restart-only: every generation alike
 	g, err := generation.Compile(s.env, cfg)
 	if err != nil {
 		return nil, cfg.Annotate(err)

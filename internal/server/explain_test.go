@@ -1,0 +1,178 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/servicetest"
+)
+
+const (
+	explainBearer = "explain-bearer-s3cr3t-token"
+	explainCookie = "sess-s3cr3t-cookie-value"
+)
+
+func withExplain(cfg string) string {
+	return strings.Replace(cfg, "admin:\n  address: \"127.0.0.1:0\"\n", "admin:\n  address: \"127.0.0.1:0\"\n  explain: true\n", 1)
+}
+
+func postExplain(t *testing.T, h *harness, method, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, h.admin+ExplainPath, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestExplainOffByDefault: without admin.explain the endpoint does not
+// exist, and check --explain says how to turn it on.
+func TestExplainOffByDefault(t *testing.T) {
+	h := start(t, servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), ""))
+	if code, body := postExplain(t, h, http.MethodPost, `{"url":"https://shop.example.com/api/x"}`); code != http.StatusNotFound {
+		t.Fatalf("explain off: %d %s, want 404", code, body)
+	}
+	var out bytes.Buffer
+	err := cli.CheckLocal(context.Background(), []string{"--explain", "--admin", strings.TrimPrefix(h.admin, "http://"), "--url", "https://shop.example.com/api/x"}, &out, func(string) string { return "" }, nil)
+	var ee *cli.ExitError
+	if !errors.As(err, &ee) || ee.Code != cli.ExitFailure || !strings.Contains(ee.Msg, "explain is off on the server") || !strings.Contains(ee.Msg, "admin.explain: true") {
+		t.Fatalf("check --explain against a server with explain off: %v", err)
+	}
+}
+
+// TestExplainEndpoint: the real service with explain on and the memory
+// rate-limit backend, asked over a real HTTP client. The explanation
+// names the deciding rule and the rules tried before it; no credential
+// the request carries (API key, bearer token, session cookie) appears in
+// the answer or the logs; explaining spends no quota and counts no
+// decision; bad requests get precise 4xx answers.
+func TestExplainEndpoint(t *testing.T) {
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, withExplain(servicetest.BaseConfig(keys, limitedRules)+rateLimitSection(limitsFile(t, 3), "memory", "")))
+
+	body := `{"method":"GET","url":"https://shop.example.com/limited/x?q=1",
+	  "headers":[["x-api-key","` + servicetest.KeyAlice + `"],["authorization","Bearer ` + explainBearer + `"],["cookie","session=` + explainCookie + `"]],
+	  "peer":"10.1.2.3","context_extensions":{"tier":"gold"},"source_principal":"spiffe://cluster.local/ns/a/sa/b"}`
+	for range 5 { // more than the quota of 3: explaining must not count
+		code, got := postExplain(t, h, http.MethodPost, body)
+		if code != http.StatusOK {
+			t.Fatalf("explain: %d %s", code, got)
+		}
+		for _, secret := range []string{servicetest.KeyAlice, explainBearer, explainCookie} {
+			if strings.Contains(got, secret) {
+				t.Fatalf("the answer carries a credential %q:\n%s", secret, got)
+			}
+		}
+		var out struct {
+			Code string
+			authz.Explanation
+		}
+		if err := json.Unmarshal([]byte(got), &out); err != nil {
+			t.Fatalf("answer is not an explanation: %v\n%s", err, got)
+		}
+		if out.Code != "ok" || out.Decision.Rule != "limited" || !out.RulesTried {
+			t.Fatalf("explanation: code %s rule %q tried %v\n%s", out.Code, out.Decision.Rule, out.RulesTried, got)
+		}
+		var names []string
+		for _, r := range out.Rules {
+			names = append(names, r.Name)
+		}
+		if strings.Join(names, ",") != "health,public,limited" || out.Rules[0].Matched || !out.Rules[2].Matched {
+			t.Fatalf("rules tried %v:\n%s", names, got)
+		}
+		if out.Identity == nil || out.Identity.Subject != "alice" || len(out.Descriptors) != 1 || out.Decision.Identity != nil || out.Decision.UpstreamHeaders != nil {
+			t.Fatalf("identity/descriptors/decision:\n%s", got)
+		}
+	}
+	metrics := get(t, h.admin+"/metrics")
+	if strings.Contains(metrics, `rule="limited"`) {
+		t.Errorf("explain counted as a decision:\n%s", grepLines(metrics, `rule="limited"`))
+	}
+	// The quota is whole: three Checks allowed, the fourth 429.
+	for i := range 4 {
+		resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
+		if allowed := resp.GetStatus().GetCode() == 0; allowed != (i < 3) {
+			t.Fatalf("Check %d after explaining: %v", i+1, resp.GetStatus())
+		}
+	}
+
+	for _, tt := range []struct {
+		name, method, body string
+		wantCode           int
+		wantMsg            string
+	}{
+		{"get", http.MethodGet, "", http.StatusMethodNotAllowed, "POST"},
+		{"put", http.MethodPut, body, http.StatusMethodNotAllowed, "POST"},
+		{"bad json", http.MethodPost, `{"url":`, http.StatusBadRequest, "unexpected EOF"},
+		{"empty", http.MethodPost, ``, http.StatusBadRequest, "empty body"},
+		{"unknown field", http.MethodPost, `{"url":"https://a.example/","bogus":1}`, http.StatusBadRequest, `unknown field "bogus"`},
+		{"trailing", http.MethodPost, `{"url":"https://a.example/"} {}`, http.StatusBadRequest, "trailing data"},
+		{"url and host", http.MethodPost, `{"url":"https://a.example/","host":"b"}`, http.StatusBadRequest, "not both"},
+		{"relative url", http.MethodPost, `{"url":"/only/a/path?token=` + explainBearer + `"}`, http.StatusBadRequest, "url: not an absolute"},
+		{"pseudo header", http.MethodPost, `{"host":"a.example","headers":{":path":"/x"}}`, http.StatusBadRequest, "not a header name"},
+		{"bad peer", http.MethodPost, `{"host":"a.example","peer":"nope"}`, http.StatusBadRequest, "peer: not an IP"},
+		{"oversized", http.MethodPost, `{"host":"a.example","headers":{"x":"` + strings.Repeat("a", explainMaxBody) + `"}}`, http.StatusRequestEntityTooLarge, "larger than"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, got := postExplain(t, h, tt.method, tt.body)
+			if code != tt.wantCode || !strings.Contains(got, tt.wantMsg) {
+				t.Fatalf("%d %q, want %d containing %q", code, got, tt.wantCode, tt.wantMsg)
+			}
+			if strings.Contains(got, explainBearer) {
+				t.Fatalf("the error quotes the credential: %q", got)
+			}
+		})
+	}
+
+	// check --explain round trip, as text and as JSON, with the exit
+	// status of the decision's class.
+	admin := strings.TrimPrefix(h.admin, "http://")
+	var out bytes.Buffer
+	err := cli.CheckLocal(context.Background(), []string{"--explain", "--admin", admin, "--url", "https://shop.example.com/limited/x",
+		"-H", "x-api-key: " + servicetest.KeyAdmin, "-H", "authorization: Bearer " + explainBearer}, &out, func(string) string { return "" }, nil)
+	if err != nil || !strings.Contains(out.String(), "[2] limited: matched") || !strings.Contains(out.String(), "decision: ok") {
+		t.Fatalf("check --explain: %v\n%s", err, out.String())
+	}
+	out.Reset()
+	err = cli.CheckLocal(context.Background(), []string{"--explain", "--json", "--url", "https://shop.example.com/limited/x"}, &out,
+		func(k string) string { return map[string]string{cli.EnvAdminAddress: admin}[k] }, nil)
+	var ee *cli.ExitError
+	if !errors.As(err, &ee) || ee.Code != cli.ExitUnauth || !strings.Contains(out.String(), `"Code": "unauthenticated"`) {
+		t.Fatalf("check --explain --json without a key: %v\n%s", err, out.String())
+	}
+	for _, secret := range []string{servicetest.KeyAdmin, explainBearer, explainCookie} {
+		if strings.Contains(out.String(), secret) || strings.Contains(h.logs.String(), secret) {
+			t.Fatalf("credential %q in the CLI output or the logs", secret)
+		}
+	}
+	if !strings.Contains(h.logs.String(), "explain served") {
+		t.Errorf("no audit line for explain:\n%s", h.logs.String())
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
