@@ -8,11 +8,13 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/cli"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
+	"github.com/ext-authz/ext-authz/tokens"
 )
 
 const (
@@ -175,4 +177,66 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestExplainFollowsReloads: explain answers for the generation serving
+// now, and admin.explain is restart-only (a reload that turns it off
+// keeps it on, as the rest of admin).
+func TestExplainFollowsReloads(t *testing.T) {
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, withExplain(servicetest.BaseConfig(keys, "")))
+	const body = `{"host":"shop.example.com","path":"/new/x"}`
+	if code, got := postExplain(t, h, http.MethodPost, body); code != http.StatusOK || !strings.Contains(got, `"Code": "forbidden"`) {
+		t.Fatalf("before the reload: %d %s", code, got)
+	}
+	servicetest.WriteFile(t, h.path, servicetest.BaseConfig(keys, "    - name: fresh\n      match: {path: {prefix: /new/}}\n      action: allow\n"))
+	if err := h.svc.reload("test"); err != nil {
+		t.Fatal(err)
+	}
+	code, got := postExplain(t, h, http.MethodPost, body)
+	if code != http.StatusOK || !strings.Contains(got, `"Code": "ok"`) || !strings.Contains(got, `"Rule": "fresh"`) || !strings.Contains(got, `"RulesTried": true`) {
+		t.Fatalf("after a reload (explain off in the file, kept on: restart-only): %d %s", code, got)
+	}
+}
+
+// TestExplainBusy: at most explainConcurrency explanations run at once;
+// one more is refused 503 at once instead of queueing on the admin port.
+func TestExplainBusy(t *testing.T) {
+	h := start(t, withExplain(servicetest.BaseConfig(servicetest.KeysFile(t, t.TempDir()), "")))
+	entered, release := make(chan struct{}, 2*explainConcurrency), make(chan struct{})
+	blocking := authz.VerifierFunc(func(ctx context.Context, _ string) (tokens.Principal, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return tokens.Principal{Subject: "s", Method: tokens.MethodAPIKey}, nil
+		case <-ctx.Done():
+			return tokens.Principal{}, ctx.Err()
+		}
+	})
+	p, err := authz.NewPipeline(authz.Config{Rules: []authz.RuleConfig{{Name: "blocking", Action: authz.ActionAuthenticate, Authenticators: []string{"b"}}}},
+		[]*authz.Authenticator{{Name: "b", Source: authz.CredentialSource{Header: "x-api-key"}, Verifier: blocking}}, authz.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.svc.live.Store(p)
+	const body = `{"host":"a.example","headers":{"x-api-key":"k"}}`
+	var wg sync.WaitGroup
+	codes := make([]int, explainConcurrency)
+	for i := range explainConcurrency {
+		wg.Go(func() { codes[i], _ = postExplain(t, h, http.MethodPost, body) })
+	}
+	for range explainConcurrency {
+		<-entered // every slot is taken
+	}
+	code, got := postExplain(t, h, http.MethodPost, body)
+	close(release)
+	wg.Wait()
+	if code != http.StatusServiceUnavailable || !strings.Contains(got, "busy") {
+		t.Errorf("one explanation more than %d: %d %q, want 503 busy", explainConcurrency, code, got)
+	}
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Errorf("explanation %d in flight: %d, want 200", i, c)
+		}
+	}
 }
