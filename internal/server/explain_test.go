@@ -13,6 +13,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/authz"
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/redistest"
 	"github.com/ext-authz/ext-authz/internal/servicetest"
 	"github.com/ext-authz/ext-authz/tokens"
 )
@@ -238,5 +239,30 @@ func TestExplainBusy(t *testing.T) {
 		if c != http.StatusOK {
 			t.Errorf("explanation %d in flight: %d, want 200", i, c)
 		}
+	}
+}
+
+// TestExplainSpendsNoRedisQuota: with the Redis backend too, explaining
+// more times than the quota leaves the whole quota to Checks.
+func TestExplainSpendsNoRedisQuota(t *testing.T) {
+	srv := redistest.Start(t)
+	keys := servicetest.KeysFile(t, t.TempDir())
+	h := start(t, withExplain(servicetest.BaseConfig(keys, limitedRules)+"redis:\n  addrs: [\""+srv.Addr+"\"]\n"+rateLimitSection(limitsFile(t, 2), "redis", "")))
+	body := `{"url":"https://shop.example.com/limited/x","headers":{"x-api-key":"` + servicetest.KeyAlice + `"}}`
+	for i := range 4 {
+		if code, got := postExplain(t, h, http.MethodPost, body); code != http.StatusOK || !strings.Contains(got, `"Code": "ok"`) {
+			t.Fatalf("explain %d: %d %s", i+1, code, got)
+		}
+	}
+	for i := range 3 {
+		resp := h.check(t, "GET", "shop.example.com", "/limited/x", [2]string{"x-api-key", servicetest.KeyAlice})
+		if allowed := resp.GetStatus().GetCode() == 0; allowed != (i < 2) {
+			t.Fatalf("Check %d after explaining: %v", i+1, resp.GetStatus())
+		}
+	}
+	// Over the limit now: explain reports the 429 the next Check gets, and
+	// still counts nothing.
+	if code, got := postExplain(t, h, http.MethodPost, body); code != http.StatusOK || !strings.Contains(got, `"Code": "rate_limited"`) {
+		t.Fatalf("explain over the limit: %d %s", code, got)
 	}
 }
