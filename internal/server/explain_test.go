@@ -266,3 +266,41 @@ func TestExplainSpendsNoRedisQuota(t *testing.T) {
 		t.Fatalf("explain over the limit: %d %s", code, got)
 	}
 }
+
+// TestExplainEchoesNoCredential: every credential kind the pipeline
+// verifies (API key, bearer JWT, session cookie), valid or not, is
+// reported present and never appears in the answer or the logs.
+func TestExplainEchoesNoCredential(t *testing.T) {
+	rs := redistest.Start(t)
+	h := start(t, withExplain(fullConfig(t, rs.Addr, quickstartJWKSServer(t).URL, limitsFile(t, 100))))
+	jwt := servicetest.MintJWT(t, "jwt-rs256.pem", "dev-rs256-1", "quickstart", "erin")
+	const badKey, session = "explain-wrong-api-key-0123", "explain-session-cookie-4567"
+	for _, tt := range []struct {
+		name    string
+		headers string
+		want    []string
+	}{
+		{"valid jwt after a wrong key", `[["x-api-key","` + badKey + `"],["authorization","Bearer ` + jwt + `"],["cookie","udb_session=` + session + `"]]`,
+			[]string{`"Code": "ok"`, `"Subject": "erin"`, `"Credential": "present"`}},
+		{"mangled jwt", `{"authorization":"Bearer ` + jwt + `x","cookie":"udb_session=` + session + `"}`,
+			[]string{`"Credential": "present"`, `"Rule": "app"`}},
+		{"jwt in a wrong header", `{"x-api-key":"` + jwt + `"}`, []string{`"Code": "unauthenticated"`}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, got := postExplain(t, h, http.MethodPost, `{"url":"https://shop.example.com/app/x","headers":`+tt.headers+`}`)
+			if code != http.StatusOK {
+				t.Fatalf("%d %s", code, got)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("answer lacks %s:\n%s", w, got)
+				}
+			}
+			for _, secret := range []string{jwt, strings.Split(jwt, ".")[2], badKey, session} {
+				if strings.Contains(got, secret) || strings.Contains(h.logs.String(), secret) {
+					t.Fatalf("credential %.20q... in the answer or the logs:\n%s", secret, got)
+				}
+			}
+		})
+	}
+}
