@@ -76,7 +76,7 @@ func (lf *checkLocalFlags) remote(ctx context.Context, req *authv3.CheckRequest,
 	hreq.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
-		return authz.Explanation{}, &ExitError{Code: ExitFailure, Msg: fmt.Sprintf("check --explain: %v", err)}
+		return authz.Explanation{}, &ExitError{Code: ExitFailure, Msg: fmt.Sprintf("check --explain: no answer from the admin endpoint at %s (start the server with admin.explain: true, pass --admin, or explain a config file with --config FILE): %v", lf.admin, err)}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
