@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/internal/promreg"
 )
 
 // metrics are the limiter's series. Labels are fixed words: never a
@@ -51,13 +53,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // register registers c, or returns the collector already registered under
 // its name (a second Limiter on one registry shares the series).
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
+	c, err := promreg.Register(reg, c)
+	if err != nil {
 		panic(fmt.Sprintf("ratelimit metrics: %v", err)) // a programming error: conflicting series
 	}
 	return c

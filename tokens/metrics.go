@@ -1,10 +1,11 @@
 package tokens
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/internal/promreg"
 )
 
 // metrics are the series this package exports. Labels hold only fixed words
@@ -49,16 +50,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		// A conflicting collector of another shape: count into an
-		// unregistered one rather than fail the verifier.
-	}
+	// A conflicting collector of another shape: count into an
+	// unregistered one rather than fail the verifier.
+	c, _ = promreg.Register(reg, c)
 	return c
 }
 

@@ -62,6 +62,7 @@ var rules = []struct {
 		"the benchmark CPU metric imports the standard library only, so any package's benchmarks can use it"},
 	{"internal/logcapture", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
 		"the test log sink imports the standard library only, so any package's own tests can use it"},
+	{"internal/promreg", []string{module + "/", "google.golang.org/", "go.opentelemetry.io/", "net/http"}, "shared by the domain packages: it may import nothing of ours"},
 	{"internal/drain", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", "net/http"},
 		"the drain knows servers only by GracefulStop and Stop: each transport adapts its own"},
 }

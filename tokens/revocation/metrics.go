@@ -1,10 +1,11 @@
 package revocation
 
 import (
-	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ext-authz/ext-authz/internal/promreg"
 )
 
 // metrics are the List's series; labels are fixed words only.
@@ -69,15 +70,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 }
 
+// register shares the series of an earlier list on the same registry; a
+// conflicting collector counts unregistered rather than fail the list.
 func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
+	c, _ = promreg.Register(reg, c)
 	return c
 }
 
