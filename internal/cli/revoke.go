@@ -116,6 +116,39 @@ func parseDigest(s string) (string, error) {
 	return string(b), nil
 }
 
+// credentialDigest is the record id of a session token or API key: the
+// SHA-256 of raw when given, else hexSum decoded; "" when neither is.
+func credentialDigest(raw, hexSum string) (string, error) {
+	switch {
+	case raw != "":
+		return digestOf(raw), nil
+	case hexSum != "":
+		return parseDigest(hexSum)
+	}
+	return "", nil
+}
+
+// parseCredentialFlags parses the flags of revoke and status, refuses
+// positional arguments, and reads the one credential flag given as "-"
+// from standard input (secretsFromStdin).
+func parseCredentialFlags(fs *flag.FlagSet, usage string, args []string, stdout io.Writer, secrets ...*string) error {
+	if err := ParseFlags(fs, usage, args, stdout); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError(fs, fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
+	}
+	if err := secretsFromStdin(os.Stdin, secrets...); err != nil {
+		return usageError(fs, err.Error())
+	}
+	return nil
+}
+
+// usageError is a usage error of the command fs parses.
+func usageError(fs *flag.FlagSet, msg string) error {
+	return &UsageError{Msg: fs.Name() + ": " + msg, Help: Hint(fs.Name())}
+}
+
 func digestOf(token string) string {
 	d := sha256.Sum256([]byte(token))
 	return string(d[:])
@@ -191,16 +224,10 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 	sessionSum := fs.String("session-sha256", "", "a session token's hex SHA-256")
 	apiKeySum := fs.String("api-key-sha256", "", "an API key's hex SHA-256 (the keys file's sha256)")
 	exp := fs.String("exp", "", "when the record may go: the credential's exp")
-	if err := ParseFlags(fs, revokeUsage, args, stdout); err != nil {
+	if err := parseCredentialFlags(fs, revokeUsage, args, stdout, token, session); err != nil {
 		return err
 	}
-	usageErr := func(msg string) error { return &UsageError{Msg: "token revoke: " + msg, Help: Hint(fs.Name())} }
-	if fs.NArg() > 0 {
-		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	}
-	if err := secretsFromStdin(os.Stdin, token, session); err != nil {
-		return usageErr(err.Error())
-	}
+	usageErr := func(msg string) error { return usageError(fs, msg) }
 	now := time.Now()
 	var at int64
 	if *exp != "" {
@@ -235,20 +262,11 @@ func revoke(ctx context.Context, args []string, stdout io.Writer) error {
 			at = c.exp
 		}
 	}
-	var err error
-	digest := func(k revocation.Kind, hexSum, raw string) {
-		switch {
-		case raw != "":
-			set(k, digestOf(raw))
-		case hexSum != "":
-			var d string
-			if d, err = parseDigest(hexSum); err == nil {
-				set(k, d)
-			}
-		}
-	}
-	digest(revocation.KindSession, *sessionSum, *session)
-	digest(revocation.KindAPIKey, *apiKeySum, "")
+	sessionID, serr := credentialDigest(*session, *sessionSum)
+	apiKeyID, aerr := credentialDigest("", *apiKeySum)
+	set(revocation.KindSession, sessionID)
+	set(revocation.KindAPIKey, apiKeyID)
+	err := errors.Join(serr, aerr)
 	if *session != "" && *sessionSum != "" {
 		n++
 	}
@@ -340,16 +358,10 @@ func status(ctx context.Context, args []string, stdout io.Writer) error {
 	subject := fs.String("subject", "", "the credential's subject")
 	app := fs.String("app", "", "the credential's app")
 	issuedAt := fs.String("issued-at", "", "the credential's iat (without it, any subject epoch revokes it)")
-	if err := ParseFlags(fs, statusUsage, args, stdout); err != nil {
+	if err := parseCredentialFlags(fs, statusUsage, args, stdout, token, session); err != nil {
 		return err
 	}
-	usageErr := func(msg string) error { return &UsageError{Msg: "token status: " + msg, Help: Hint(fs.Name())} }
-	if fs.NArg() > 0 {
-		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
-	}
-	if err := secretsFromStdin(os.Stdin, token, session); err != nil {
-		return usageErr(err.Error())
-	}
+	usageErr := func(msg string) error { return usageError(fs, msg) }
 	q := revocation.Query{Subject: *subject, App: *app}
 	q.IDs[revocation.KindJTI], q.IDs[revocation.KindSID], q.IDs[revocation.KindTicket] = *jti, *sid, *ticket
 	var desc []string
@@ -378,15 +390,12 @@ func status(ctx context.Context, args []string, stdout io.Writer) error {
 		kind     revocation.Kind
 		raw, sum string
 	}{{revocation.KindSession, *session, *sessionSum}, {revocation.KindAPIKey, "", *apiKeySum}} {
-		switch {
-		case d.raw != "":
-			q.IDs[d.kind] = digestOf(d.raw)
-		case d.sum != "":
-			v, err := parseDigest(d.sum)
-			if err != nil {
-				return usageErr(err.Error())
-			}
-			q.IDs[d.kind] = v
+		id, err := credentialDigest(d.raw, d.sum)
+		if err != nil {
+			return usageErr(err.Error())
+		}
+		if id != "" {
+			q.IDs[d.kind] = id
 		}
 	}
 	q.NoEpoch = q.IDs[revocation.KindAPIKey] != ""

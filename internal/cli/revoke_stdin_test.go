@@ -1,6 +1,9 @@
 package cli
 
 import (
+	"context"
+	"errors"
+	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -49,5 +52,22 @@ func TestSecretsFromStdin(t *testing.T) {
 	token := "-"
 	if err := secretsFromStdin(iotest.ErrReader(iotest.ErrTimeout), &token); err == nil {
 		t.Fatal("a failed read was accepted")
+	}
+}
+
+// A malformed digest is refused even when another credential flag is
+// well formed: it is never dropped while the other is revoked.
+func TestRevokeMalformedDigestWithAnother(t *testing.T) {
+	good := strings.Repeat("ab", 32)
+	for _, args := range [][]string{
+		{"--session-sha256", "xyz", "--api-key-sha256", good},
+		{"--session-sha256", good, "--api-key-sha256", "xyz"},
+		{"--api-key-sha256", "xyz"},
+	} {
+		err := revoke(context.Background(), append([]string{"--redis", "127.0.0.1:1"}, args...), io.Discard)
+		var ue *UsageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "not a hex SHA-256") {
+			t.Errorf("%v: err = %v, want a usage error naming the bad digest", args, err)
+		}
 	}
 }
