@@ -57,6 +57,11 @@ type config struct {
 	jsonOut                            string
 	label                              string
 	allowRemote                        bool
+	// decode is how answers are read: decodeLean or decodeFull.
+	decode string
+	// fresh sends each server every request of the pool at most once over
+	// the whole measurement, and fails it when the pool wrapped.
+	fresh bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -93,6 +98,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.jsonOut, "json", "", "also write the summary as JSON to this file")
 	fs.StringVar(&c.label, "label", "", "a name for this measurement in the output (default: the scenario)")
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow non-loopback addresses")
+	fs.StringVar(&c.decode, "decode", decodeLean, "how answers are read: lean (only the status code and response kind, or overall_code, with protowire; requests marshalled once) or full (grpc-go's codec builds the whole message, as before)")
+	fs.BoolVar(&c.fresh, "fresh", false, "never send a server the same request twice: each server walks the pool once over warm-ups and rounds; the run fails when the target's or the peer's walk wrapped (pool too small)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -112,6 +119,8 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-rate must not be negative")
 	case c.minExpected < 0 || c.minExpected > 1:
 		return nil, errors.New("-min-expected must be between 0 and 1")
+	case c.decode != decodeLean && c.decode != decodeFull:
+		return nil, fmt.Errorf("-decode %q: want %s or %s", c.decode, decodeLean, decodeFull)
 	}
 	if c.goal != "" {
 		if _, ok := goals[c.goal]; !ok {
@@ -170,6 +179,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if c.decode == decodeLean {
+		if err := sc.prepare(); err != nil {
+			return err
+		}
+	}
 	targets := []*target{{name: "target", addr: c.addr, pid: c.pid, auxPID: c.auxPID}}
 	if c.baseline != "" {
 		targets = append(targets, &target{name: "baseline", addr: c.baseline, pid: c.baselinePID})
@@ -184,10 +198,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer closeAll(t.conns)
-		t.call = sc.call(t.conns)
+		var pick func(uint64) uint64
+		if c.fresh {
+			t.cursor = newCursor(sc.size())
+			pick = t.cursor.pick
+		}
+		t.call = sc.call(t.conns, c.decode, pick)
 	}
-	fmt.Fprintf(stdout, "# %s: scenario=%s mode=%s workers=%d conns=%d duration=%s warmup=%s rounds=%d",
-		c.label, sc.name, mode(c.opts), c.opts.Workers, c.conns, c.opts.Duration, c.opts.Warmup, c.rounds)
+	fmt.Fprintf(stdout, "# %s: scenario=%s mode=%s workers=%d conns=%d duration=%s warmup=%s rounds=%d decode=%s",
+		c.label, sc.name, mode(c.opts), c.opts.Workers, c.conns, c.opts.Duration, c.opts.Warmup, c.rounds, c.decode)
+	if c.fresh {
+		fmt.Fprintf(stdout, " fresh pool=%d", sc.size())
+	}
 	if c.opts.Rate > 0 {
 		fmt.Fprintf(stdout, " rate=%.0f/s", c.opts.Rate)
 	}
@@ -243,6 +265,7 @@ type target struct {
 	conns      []*grpc.ClientConn
 	call       load.Call
 	results    []result
+	cursor     *cursor // -fresh: this server's walk over the pool
 }
 
 // result is one measured run with the CPU the server and this driver

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	rlcommon "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -26,6 +27,9 @@ type scenario struct {
 	name   string
 	checks []*authv3.CheckRequest
 	limits []*rlsv3.RateLimitRequest
+	// The same requests marshalled once (prepare), for -decode lean.
+	wireChecks []*wireRequest
+	wireLimits []*wireRequest
 }
 
 // scenarioOptions are the inputs of buildScenario.
@@ -110,20 +114,97 @@ func buildScenario(o scenarioOptions) (*scenario, error) {
 	return s, nil
 }
 
+// Decoding modes (-decode).
+const (
+	decodeLean = "lean" // leanCodec: prebuilt requests, answers read with protowire
+	decodeFull = "full" // grpc-go's proto codec and the generated clients
+)
+
+// prepare marshals the requests once for -decode lean.
+func (s *scenario) prepare() error {
+	for _, m := range s.checks {
+		w, err := newWireRequest(m)
+		if err != nil {
+			return err
+		}
+		s.wireChecks = append(s.wireChecks, w)
+	}
+	for _, m := range s.limits {
+		w, err := newWireRequest(m)
+		if err != nil {
+			return err
+		}
+		s.wireLimits = append(s.wireLimits, w)
+	}
+	return nil
+}
+
+// size is the number of distinct requests.
+func (s *scenario) size() int { return max(len(s.checks), len(s.limits)) }
+
+// cursor hands out request indices for -fresh: one counter per server for
+// the whole measurement (warm-ups and rounds), so that no request is sent
+// to the same server twice until the pool wraps, which it counts.
+type cursor struct {
+	n       uint64
+	next    atomic.Uint64
+	wrapped atomic.Uint64
+}
+
+func newCursor(n int) *cursor { return &cursor{n: uint64(max(n, 1))} }
+
+func (c *cursor) pick(uint64) uint64 {
+	i := c.next.Add(1) - 1
+	if i >= c.n {
+		c.wrapped.Add(1)
+	}
+	return i % c.n
+}
+
+// used is how many requests were handed out.
+func (c *cursor) used() uint64 { return c.next.Load() }
+
 // call returns the load.Call sending this scenario over conns, request
-// seq on connection seq%len(conns).
-func (s *scenario) call(conns []*grpc.ClientConn) load.Call {
+// seq on connection seq%len(conns). pick chooses the request for seq
+// (nil: seq modulo the pool); decode is decodeLean or decodeFull.
+func (s *scenario) call(conns []*grpc.ClientConn, decode string, pick func(seq uint64) uint64) load.Call {
+	n := uint64(s.size())
+	if pick == nil {
+		pick = func(seq uint64) uint64 { return seq % n }
+	}
+	nc := uint64(len(conns))
+	if decode == decodeLean {
+		opts := []grpc.CallOption{grpc.ForceCodecV2(leanCodec{})}
+		if s.limits != nil {
+			return func(ctx context.Context, seq uint64) (string, error) {
+				var a rateLimitAnswer
+				err := conns[seq%nc].Invoke(ctx, rlsv3.RateLimitService_ShouldRateLimit_FullMethodName, s.wireLimits[pick(seq)], &a, opts...)
+				if err != nil {
+					return grpcOutcome(err), err
+				}
+				return a.outcome(), nil
+			}
+		}
+		return func(ctx context.Context, seq uint64) (string, error) {
+			var a checkAnswer
+			err := conns[seq%nc].Invoke(ctx, authv3.Authorization_Check_FullMethodName, s.wireChecks[pick(seq)], &a, opts...)
+			if err != nil {
+				return grpcOutcome(err), err
+			}
+			return a.outcome(), nil
+		}
+	}
 	if s.limits != nil {
 		clients := make([]rlsv3.RateLimitServiceClient, len(conns))
 		for i, c := range conns {
 			clients[i] = rlsv3.NewRateLimitServiceClient(c)
 		}
 		return func(ctx context.Context, seq uint64) (string, error) {
-			resp, err := clients[seq%uint64(len(clients))].ShouldRateLimit(ctx, s.limits[seq%uint64(len(s.limits))])
+			resp, err := clients[seq%nc].ShouldRateLimit(ctx, s.limits[pick(seq)])
 			if err != nil {
 				return grpcOutcome(err), err
 			}
-			return rateLimitOutcome(resp.GetOverallCode()), nil
+			return fullRateLimitAnswer(resp).outcome(), nil
 		}
 	}
 	clients := make([]authv3.AuthorizationClient, len(conns))
@@ -131,12 +212,34 @@ func (s *scenario) call(conns []*grpc.ClientConn) load.Call {
 		clients[i] = authv3.NewAuthorizationClient(c)
 	}
 	return func(ctx context.Context, seq uint64) (string, error) {
-		resp, err := clients[seq%uint64(len(clients))].Check(ctx, s.checks[seq%uint64(len(s.checks))])
+		resp, err := clients[seq%nc].Check(ctx, s.checks[pick(seq)])
 		if err != nil {
 			return grpcOutcome(err), err
 		}
-		return checkOutcome(codes.Code(resp.GetStatus().GetCode())), nil
+		return fullCheckAnswer(resp).outcome(), nil
 	}
+}
+
+// outcome names a CheckResponse by its status code, as Envoy decides (OK
+// allows, anything else denies). An http_response member that contradicts
+// the code (an OK with a denied_response or error_response, a denial with
+// an ok_response) is named too: Envoy would follow the code, but the
+// server is not answering what it means.
+func (a checkAnswer) outcome() string {
+	o := checkOutcome(codes.Code(uint32(a.Code)))
+	switch {
+	case a.Code == 0 && a.Kind == kindDenied:
+		o += "+denied_response"
+	case a.Code == 0 && a.Kind == kindError:
+		o += "+error_response"
+	case a.Code != 0 && a.Kind == kindOK:
+		o += "+ok_response"
+	}
+	return o
+}
+
+func (a rateLimitAnswer) outcome() string {
+	return rateLimitOutcome(rlsv3.RateLimitResponse_Code(a.Code))
 }
 
 // checkOutcome names a CheckResponse's status the way ext-authz names its

@@ -20,6 +20,10 @@ type summary struct {
 	Rate     float64 `json:"rate,omitempty"`
 	Rounds   int     `json:"rounds"`
 	Duration string  `json:"duration"`
+	Decode   string  `json:"decode"`
+	// Fresh is set with -fresh: the pool's size; each server's walk over
+	// it is in its PoolUsed and PoolWrapped.
+	Fresh int `json:"fresh_pool,omitempty"`
 
 	TargetName   string         `json:"target_name"`
 	BaselineName string         `json:"baseline_name,omitempty"`
@@ -105,6 +109,11 @@ type serverSummary struct {
 	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
 	DriverCPU time.Duration `json:"driver_cpu_per_request_ns,omitempty"`
 	AuxCPU    time.Duration `json:"aux_cpu_per_request_ns,omitempty"`
+	// PoolUsed and PoolWrapped (-fresh): requests this server was sent
+	// over the whole measurement, warm-ups included, and how many of them
+	// it had been sent before because the pool ran out.
+	PoolUsed    uint64 `json:"pool_used,omitempty"`
+	PoolWrapped uint64 `json:"pool_wrapped,omitempty"`
 }
 
 func summarise(c *config, targets []*target) *summary {
@@ -112,6 +121,7 @@ func summarise(c *config, targets []*target) *summary {
 		Label: c.label, Scenario: c.scenario.Name, Mode: mode(c.opts), Workers: c.opts.Workers,
 		Conns: c.conns, Rate: c.opts.Rate, Rounds: c.rounds, Duration: c.opts.Duration.String(),
 		Expect: c.expect, minExpected: c.minExpected, TargetName: c.targetName, Goal: c.goal, judge: c.judge,
+		Decode: c.decode,
 	}
 	var tgt, base, peer *target
 	for _, t := range targets {
@@ -125,6 +135,9 @@ func summarise(c *config, targets []*target) *summary {
 		}
 	}
 	s.Target = serverOf(tgt)
+	if tgt.cursor != nil {
+		s.Fresh = int(tgt.cursor.n)
+	}
 	if base != nil {
 		b := serverOf(base)
 		s.Baseline, s.BaselineName = &b, c.baselineName
@@ -210,6 +223,9 @@ func serverOf(t *target) serverSummary {
 			s.Mix[k] += v
 		}
 	}
+	if t.cursor != nil {
+		s.PoolUsed, s.PoolWrapped = t.cursor.used(), t.cursor.wrapped.Load()
+	}
 	if t.pid > 0 {
 		if rss, err := peakRSS(t.pid); err != nil {
 			s.RSSError = err.Error()
@@ -265,6 +281,9 @@ func (s *summary) text() string {
 		if m.RSSError != "" {
 			fmt.Fprintf(&b, "  peak RSS unknown (%s)", m.RSSError)
 		}
+		if s.Fresh > 0 {
+			fmt.Fprintf(&b, "  fresh: sent %d of %d pool requests, %d again", m.PoolUsed, s.Fresh, m.PoolWrapped)
+		}
 		b.WriteByte('\n')
 	}
 	line("target", &s.Target)
@@ -314,6 +333,19 @@ func (s *summary) check() error {
 	}
 	if s.Baseline != nil && s.Baseline.Mix["ok"] != s.Baseline.Requests {
 		return fmt.Errorf("the baseline answered other than ok: %s", load.Result{Mix: s.Baseline.Mix}.MixString())
+	}
+	if s.Fresh > 0 {
+		// A wrapped walk sent a server requests it had seen: its cache
+		// answered them, and the measurement is not of never-seen ones.
+		for _, r := range []struct {
+			name string
+			m    *serverSummary
+		}{{"target", &s.Target}, {"peer", s.Peer}} {
+			if r.m != nil && r.m.PoolWrapped > 0 {
+				return fmt.Errorf("-fresh: the pool of %d requests wrapped for the %s (%d sent, %d of them again); mint a pool of at least %d",
+					s.Fresh, r.name, r.m.PoolUsed, r.m.PoolWrapped, r.m.PoolUsed)
+			}
+		}
 	}
 	if s.Peer != nil && s.PeerExpectShare < s.minExpected {
 		// A peer that denies what ext-authz allows is not doing the same work.
