@@ -76,6 +76,39 @@ lt_mint() {
     --app loadtest --count "$POOL_SIZE" --user-prefix udb-user- >"$LT_POOL/udb.txt"
 }
 
+# lt_mint_fresh N: a pool of N RS256 JWTs for the never-seen-tokens
+# measurement (jwt-fresh), each for its own user, into $LT_POOL/jwt-fresh.txt.
+# Minting costs ~1 ms of CPU per token (an RSA-2048 signature), so tokens
+# are minted in chunks of FRESH_CHUNK (10000), MINT_JOBS (the number of
+# cores) at a time, and cached in $LT_OUT/fresh-pool/KEY/, KEY a SHA-256 of
+# the signing key and the claims; a chunk is reused for 20 hours (tokens
+# live 24). Nothing in it is secret beyond the published development key.
+lt_mint_fresh() {
+  local n=$1 chunk=${FRESH_CHUNK:-10000} jobs=${MINT_JOBS:-$(nproc)}
+  local key=examples/quickstart/keys/jwt-rs256.pem
+  local claims="dev-rs256-1 https://issuer.quickstart.example quickstart loadtest orders:read $chunk"
+  local id
+  id=$({ cat "$key"; echo "$claims"; } | sha256sum | cut -c1-16)
+  local dir=$LT_OUT/fresh-pool/$id
+  mkdir -p "$dir"
+  find "$dir" -name 'chunk-*.txt' -mmin +1200 -delete
+  local chunks=$(((n + chunk - 1) / chunk)) i missing=()
+  for ((i = 1; i <= chunks; i++)); do
+    [[ -s $dir/chunk-$i.txt ]] || missing+=("$i")
+  done
+  if ((${#missing[@]} > 0)); then
+    lt_log "minting ${#missing[@]} chunk(s) of $chunk fresh JWTs ($jobs at a time; ~1 ms of CPU per token) into $dir"
+    printf '%s\n' "${missing[@]}" | xargs -P "$jobs" -I{} sh -c \
+      'nice -n 10 "$0" token mint --ttl 24h --kind jwt --key-file "$1" --kid dev-rs256-1 --issuer https://issuer.quickstart.example \
+        --audience quickstart --app loadtest --scope orders:read --count "$2" --user-prefix "fresh-{}-" >"$3/chunk-{}.tmp" &&
+        mv "$3/chunk-{}.tmp" "$3/chunk-{}.txt"' "$AUTHZ_BIN" "$key" "$chunk" "$dir"
+  fi
+  for ((i = 1; i <= chunks; i++)); do
+    cat "$dir/chunk-$i.txt"
+  done | awk -v n="$n" 'NR <= n' >"$LT_POOL/jwt-fresh.txt"
+  lt_log "fresh pool: $(wc -l <"$LT_POOL/jwt-fresh.txt") tokens"
+}
+
 lt_free_port() { "$LT_BIN/authzload" freeport; }
 
 # lt_wait_http URL: waits up to 20s for a 200.

@@ -8,11 +8,17 @@
 #   jwt-redis  JWT + two Redis-counted descriptors (redis config, /limited/)
 #   rls        ShouldRateLimit with the same two descriptors, Redis store
 #   jwt-open   JWT path open loop at OPEN_RATE/s: latency at a fixed load
+#   jwt-fresh  JWT path, never-seen tokens: every server is sent each token
+#              of a FRESH_POOL-token pool at most once (authzload -fresh),
+#              so ext-authz verifies every JWT; report only, not in the
+#              default list (minting the pool the first time takes minutes)
 #
 #   loadtest/throughput.sh [measurement...]      (default: all of them)
 #
 # Knobs: DURATION (per round and server, 10s), WARMUP (2s), ROUNDS (3),
-# WORKERS (64), CONNS (2), OPEN_RATE (2500), POOL_SIZE (1000). Results and
+# WORKERS (64), CONNS (2), OPEN_RATE (2500), POOL_SIZE (1000), FRESH_POOL
+# (300000), FRESH_WARMUP (WARMUP), DECODE (lean; full: the driver decodes
+# whole answers, as before). Results and
 # JSON summaries go to loadtest/.out/. Peak RSS is each server's VmHWM at
 # the end of its measurement. With PROFILE=1, a 10s CPU profile of ext-authz
 # is taken during each measurement (loadtest/.out/cpu-NAME.pprof).
@@ -36,6 +42,9 @@ ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-64}
 CONNS=${CONNS:-2}
 OPEN_RATE=${OPEN_RATE:-2500}
+FRESH_POOL=${FRESH_POOL:-300000}
+FRESH_WARMUP=${FRESH_WARMUP:-$WARMUP}
+DECODE=${DECODE:-lean}
 
 measurements=("$@")
 if ((${#measurements[@]} == 0)); then
@@ -51,6 +60,11 @@ if [[ ${PEERS:-} == 1 ]]; then
   lt_peers
 fi
 lt_mint
+for m in "${measurements[@]}"; do
+  if [[ $m == jwt-fresh ]]; then
+    lt_mint_fresh "$FRESH_POOL"
+  fi
+done
 lt_start_noop
 
 # drive NAME CONFIG SCENARIO POOL EXPECT PEER [extra authzload flags]: one
@@ -64,7 +78,7 @@ drive() {
   lt_start_authz "loadtest/config/$config.yaml" "$name"
   local args=(-addr "$AUTHZ_ADDR" -baseline "$NOOP_ADDR" -pid "$AUTHZ_PID" -baseline-pid "$NOOP_PID"
     -scenario "$scenario" -workers "$WORKERS" -conns "$CONNS" -duration "$DURATION" -warmup "$WARMUP"
-    -rounds "$ROUNDS" -expect "$expect" -label "$name" -json "$LT_OUT/throughput-$name.json" "$@")
+    -rounds "$ROUNDS" -expect "$expect" -label "$name" -json "$LT_OUT/throughput-$name.json" -decode "$DECODE" "$@")
   if [[ -n $pool ]]; then
     args+=(-pool "$LT_POOL/$pool.txt")
   fi
@@ -109,6 +123,8 @@ for m in "${measurements[@]}"; do
     jwt) drive jwt memory jwt jwt ok opa-envoy -goal jwt-cached ;;
     udb) drive udb memory udb udb ok "" ;;
     jwt-open) drive jwt-open memory jwt jwt ok "" -rate "$OPEN_RATE" ;;
+    # Warm-ups draw from the same walk: they send never-seen tokens too.
+    jwt-fresh) drive jwt-fresh memory jwt jwt-fresh ok opa-envoy -fresh -warmup "$FRESH_WARMUP" ;;
     jwt-redis | rls)
       if [[ -z ${REDIS_PID:-} ]]; then
         lt_start_redis
@@ -119,7 +135,7 @@ for m in "${measurements[@]}"; do
         drive rls redis rls "" ok ratelimit -users "$POOL_SIZE" -goal rls
       fi
       ;;
-    *) echo "unknown measurement $m (jwt, udb, jwt-redis, rls, jwt-open)" >&2; exit 2 ;;
+    *) echo "unknown measurement $m (jwt, udb, jwt-redis, rls, jwt-open, jwt-fresh)" >&2; exit 2 ;;
   esac
 done
 

@@ -752,3 +752,49 @@ func BenchmarkReadAnswer(b *testing.B) {
 		})
 	}
 }
+
+// TestRecordedAnswers: the answers recorded from the live servers
+// (testdata/answers/, by loadtest/lib.sh's servers and a raw-bytes client:
+// ext-authz, OPA-Envoy v1.10.0-envoy, envoyproxy/ratelimit, the no-op)
+// read the same both ways, to the outcome their names say.
+func TestRecordedAnswers(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "answers", "*.bin"))
+	if err != nil || len(files) < 12 {
+		t.Fatalf("%d recorded answers, %v", len(files), err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f)
+		want := ""
+		for _, w := range []struct{ part, outcome string }{
+			{"-ok", "ok"}, {"-401", "unauthenticated"}, {"-403", "forbidden"}, {"-429", "rate_limited"},
+			{"opa-envoy-deny", "forbidden"}, {"-over", "over_limit"},
+		} {
+			if strings.Contains(name, w.part) {
+				want = w.outcome
+			}
+		}
+		var got string
+		if strings.HasPrefix(name, "rls-") {
+			sameRateLimit(t, b)
+			a, err := readRateLimitAnswer(b)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got = a.outcome()
+		} else {
+			sameCheck(t, b)
+			a, err := readCheckAnswer(b)
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			got = a.outcome()
+		}
+		if got != want {
+			t.Errorf("%s: outcome %q, want %q", name, got, want)
+		}
+	}
+}
