@@ -30,6 +30,7 @@ type scenario struct {
 	// The same requests marshalled once (prepare), for -decode lean.
 	wireChecks []*wireRequest
 	wireLimits []*wireRequest
+	prepared   bool // the messages were dropped for their wire form
 }
 
 // scenarioOptions are the inputs of buildScenario.
@@ -120,27 +121,33 @@ const (
 	decodeFull = "full" // grpc-go's proto codec and the generated clients
 )
 
-// prepare marshals the requests once for -decode lean.
+// prepare marshals the requests once for -decode lean and drops the
+// messages (a -fresh pool holds hundreds of thousands).
 func (s *scenario) prepare() error {
-	for _, m := range s.checks {
+	for i, m := range s.checks {
 		w, err := newWireRequest(m)
 		if err != nil {
 			return err
 		}
 		s.wireChecks = append(s.wireChecks, w)
+		s.checks[i] = nil
 	}
-	for _, m := range s.limits {
+	for i, m := range s.limits {
 		w, err := newWireRequest(m)
 		if err != nil {
 			return err
 		}
 		s.wireLimits = append(s.wireLimits, w)
+		s.limits[i] = nil
 	}
+	s.prepared = true
 	return nil
 }
 
 // size is the number of distinct requests.
-func (s *scenario) size() int { return max(len(s.checks), len(s.limits)) }
+func (s *scenario) size() int {
+	return max(len(s.checks), len(s.limits), len(s.wireChecks), len(s.wireLimits))
+}
 
 // cursor hands out request indices for -fresh: one counter per server for
 // the whole measurement (warm-ups and rounds), so that no request is sent
@@ -173,7 +180,7 @@ func (s *scenario) call(conns []*grpc.ClientConn, decode string, pick func(seq u
 		pick = func(seq uint64) uint64 { return seq % n }
 	}
 	nc := uint64(len(conns))
-	if decode == decodeLean {
+	if decode == decodeLean || s.prepared {
 		opts := []grpc.CallOption{grpc.ForceCodecV2(leanCodec{})}
 		if s.limits != nil {
 			return func(ctx context.Context, seq uint64) (string, error) {
