@@ -452,7 +452,7 @@ func TestLeanMatchesFullCases(t *testing.T) {
 		{"unterminated group", tagged(9, protowire.StartGroupType), nil},
 		{"reserved wire type 6", cat(ok, []byte{9<<3 | 6}), nil},
 		{"truncated length", []byte{3<<3 | 2, 5, 0}, nil},
-		{"truncated varint", []byte{1<<3 | 0, 0x80}, nil},
+		{"truncated varint", []byte{1 << 3, 0x80}, nil}, // field 1, varint type
 		{"eleven-byte varint", cat(tagged(9, protowire.VarintType), bytes.Repeat([]byte{0x80}, 10), []byte{1}), nil},
 		{"field number above 2^29-1", protowire.AppendVarint(nil, uint64(protowire.MaxValidNumber+1)<<3), nil},
 	}
