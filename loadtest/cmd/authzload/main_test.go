@@ -297,6 +297,7 @@ func TestRunRefusesRemoteAndBadFlags(t *testing.T) {
 		{"-min-expected", "2"},
 		{"-peer", "192.0.2.1:8081"},
 		{"-goal", "fastest"},
+		{"-decode", "partial"},
 		{"extra"},
 	}
 	for _, args := range tests {
