@@ -13,7 +13,7 @@
 #      Then, report only (no goal): jwt-fresh, JWT with never-seen tokens
 #      against OPA-Envoy and the no-op in the same rotating rounds, with
 #      FRESH_ROUNDS 3, FRESH_DURATION 3s, FRESH_WARMUP 1s: ext-authz spends
-#      ~15,000 tokens a second here, and the FRESH_POOL (300,000) tokens are
+#      ~15,000 tokens a second here, and the FRESH_POOL (400,000) tokens are
 #      minted once (~1 ms of CPU each) and cached in loadtest/.out/fresh-pool/.
 #   2. the scale run: loadtest/scale.sh (rules, API keys, descriptors).
 #

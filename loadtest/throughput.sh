@@ -17,7 +17,7 @@
 #
 # Knobs: DURATION (per round and server, 10s), WARMUP (2s), ROUNDS (3),
 # WORKERS (64), CONNS (2), OPEN_RATE (2500), POOL_SIZE (1000), FRESH_POOL
-# (300000), FRESH_WARMUP (WARMUP), DECODE (lean; full: the driver decodes
+# (400000), FRESH_WARMUP (WARMUP), DECODE (lean; full: the driver decodes
 # whole answers, as before). Results and
 # JSON summaries go to loadtest/.out/. Peak RSS is each server's VmHWM at
 # the end of its measurement. With PROFILE=1, a 10s CPU profile of ext-authz
@@ -42,7 +42,7 @@ ROUNDS=${ROUNDS:-3}
 WORKERS=${WORKERS:-64}
 CONNS=${CONNS:-2}
 OPEN_RATE=${OPEN_RATE:-2500}
-FRESH_POOL=${FRESH_POOL:-300000}
+FRESH_POOL=${FRESH_POOL:-400000}
 FRESH_WARMUP=${FRESH_WARMUP:-$WARMUP}
 DECODE=${DECODE:-lean}
 
