@@ -24,6 +24,19 @@
 // (-rate N) sends N requests per second whatever the answers do and
 // measures latency from each request's scheduled send time.
 //
+// Answers are read with a lean client codec (-decode lean, the default;
+// wire.go): requests are marshalled once, and of each answer only what the
+// driver judges is kept (the CheckResponse's status code and response kind,
+// the RateLimitResponse's overall_code), validated as proto.Unmarshal
+// would, without allocating, so that the driver's own CPU per answer, which
+// it shares the machine's cores with the servers for, does not depend on
+// what the server answers. -decode full uses grpc-go's codec and the
+// generated clients.
+//
+// -fresh gives every server its own walk over the pool for the whole
+// measurement, so no server is sent the same request twice (never-seen
+// tokens), and fails the run when the target's or the peer's walk wrapped.
+//
 // `authzload freeport` prints a free loopback TCP port, for the scripts.
 //
 // The driver refuses non-loopback addresses unless -allow-remote is set:
