@@ -1,6 +1,7 @@
 package rls
 
 import (
+	"bytes"
 	"context"
 	"sync"
 
@@ -83,12 +84,21 @@ func (s *Server) shouldRateLimitWire(ctx context.Context, c *Call) (any, error) 
 	if res.Code == ratelimit.Unavailable {
 		return nil, status.Error(codes.Unavailable, "rate limit store unavailable")
 	}
-	bp := responseBuffers.Get(0)
-	*bp = AppendResponse((*bp)[:0], &res, len(c.req.Descriptors), s.headers)
+	var stack [512]byte
+	out := AppendResponse(stack[:0], &res, len(c.req.Descriptors), s.headers)
+	if mem.IsBelowBufferPoolingThreshold(len(out)) {
+		// grpc-go neither pools nor frees a buffer this small
+		// (mem.NewBuffer makes it a SliceBuffer), so a pooled one would
+		// never come back: one allocation of the answer's size instead.
+		return mem.SliceBuffer(bytes.Clone(out)), nil
+	}
+	bp := responseBuffers.Get(len(out))
+	copy(*bp, out)
 	return mem.NewBuffer(bp, responseBuffers), nil
 }
 
-// responseBuffers recycles the buffers answers are written into.
+// responseBuffers recycles the buffers of answers large enough for
+// grpc-go to free (many descriptors, long limit names).
 var responseBuffers = &bufferPool{}
 
 // bufferPool is a mem.BufferPool of growable buffers: AppendResponse
