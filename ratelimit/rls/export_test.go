@@ -16,3 +16,6 @@ func ToProto(res ratelimit.Result, n int, headers bool) *pb.RateLimitResponse {
 
 // LeanServiceDesc is the lean registration, for the handler benchmark.
 var LeanServiceDesc = &leanServiceDesc
+
+// Decoded is what UnmarshalWire put in c.
+func (c *Call) Decoded() (ratelimit.Request, error) { return c.req, c.invalid }

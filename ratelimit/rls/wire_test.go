@@ -13,6 +13,7 @@ import (
 	pb_struct "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	pb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -464,4 +465,40 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkDecode(t, b)
 	})
+}
+
+// TestUnmarshalWireSplit: a message grpc-go hands over in several buffers
+// (a large one, read in frames) decodes as the same message in one.
+func TestUnmarshalWireSplit(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for range 200 {
+		m := randomMessage(r)
+		m.Domain = "contract"
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var whole, split rls.Call
+		if err := whole.UnmarshalWire(mem.BufferSlice{mem.SliceBuffer(b)}); err != nil {
+			t.Fatal(err)
+		}
+		var parts mem.BufferSlice
+		for rest := b; len(rest) > 0; {
+			n := min(len(rest), 1+r.IntN(7))
+			parts = append(parts, mem.SliceBuffer(rest[:n]))
+			rest = rest[n:]
+		}
+		if err := split.UnmarshalWire(parts); err != nil {
+			t.Fatal(err)
+		}
+		wantReq, wantInvalid := whole.Decoded()
+		gotReq, gotInvalid := split.Decoded()
+		if !reflect.DeepEqual(gotReq, wantReq) || fmt.Sprint(gotInvalid) != fmt.Sprint(wantInvalid) {
+			t.Fatalf("split %d ways: %+v %v, whole: %+v %v", len(parts), gotReq, gotInvalid, wantReq, wantInvalid)
+		}
+	}
+	var c rls.Call
+	if err := c.UnmarshalWire(mem.BufferSlice{mem.SliceBuffer([]byte{0x0a}), mem.SliceBuffer([]byte{0x05, 'a'})}); !errors.Is(err, rls.ErrMalformed) {
+		t.Fatalf("truncated message in two buffers: %v, want ErrMalformed", err)
+	}
 }
