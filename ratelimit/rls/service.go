@@ -1,7 +1,6 @@
 package rls
 
 import (
-	"bytes"
 	"context"
 	"sync"
 
@@ -84,36 +83,34 @@ func (s *Server) shouldRateLimitWire(ctx context.Context, c *Call) (any, error) 
 	if res.Code == ratelimit.Unavailable {
 		return nil, status.Error(codes.Unavailable, "rate limit store unavailable")
 	}
-	var stack [512]byte
-	out := AppendResponse(stack[:0], &res, len(c.req.Descriptors), s.headers)
-	if mem.IsBelowBufferPoolingThreshold(len(out)) {
-		// grpc-go neither pools nor frees a buffer this small
-		// (mem.NewBuffer makes it a SliceBuffer), so a pooled one would
-		// never come back: one allocation of the answer's size instead.
-		return mem.SliceBuffer(bytes.Clone(out)), nil
-	}
-	bp := responseBuffers.Get(len(out))
-	copy(*bp, out)
+	bp := responseBuffers.Get(0)
+	*bp = AppendResponse((*bp)[:0], &res, len(c.req.Descriptors), s.headers)
 	return mem.NewBuffer(bp, responseBuffers), nil
 }
 
-// responseBuffers recycles the buffers of answers large enough for
-// grpc-go to free (many descriptors, long limit names).
+// responseBuffers recycles the buffers answers are written into.
 var responseBuffers = &bufferPool{}
 
 // bufferPool is a mem.BufferPool of growable buffers: AppendResponse
 // appends, so a buffer is taken empty and grows to the answer's size.
 type bufferPool struct{ p sync.Pool }
 
-// maxPooledResponse bounds the buffers kept.
-const maxPooledResponse = 16 << 10
+// Capacities of the buffers kept: above grpc-go's pooling threshold
+// (1 KiB), at most what is worth keeping.
+const (
+	minPooledResponse = 2 << 10
+	maxPooledResponse = 16 << 10
+)
 
 func (p *bufferPool) Get(length int) *[]byte {
 	if bp, ok := p.p.Get().(*[]byte); ok && cap(*bp) >= length {
 		*bp = (*bp)[:length]
 		return bp
 	}
-	b := make([]byte, length, max(length, 512))
+	// grpc-go returns a buffer to its pool only when its capacity is
+	// above mem's pooling threshold (mem.NewBuffer makes one of 1 KiB or
+	// less a SliceBuffer it never frees); an answer is 60-150 bytes.
+	b := make([]byte, length, max(length, minPooledResponse))
 	return &b
 }
 
