@@ -160,9 +160,12 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 		dropReplaced(limits)
 	}
 
-	var opsArr [8]Op
+	// ops escapes (the Store is an interface): allocated when the first
+	// one is needed, with room for the descriptors left, rather than a
+	// fixed array of eight that would be allocated and zeroed every time.
+	var ops []Op
 	var idxArr [8]int
-	ops, idx := opsArr[:0], idxArr[:0]
+	idx := idxArr[:0]
 	var keyBuf [128]byte
 	alg, ok := l.algs[req.Domain]
 	if !ok {
@@ -175,6 +178,9 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 				lims = limits[i : i+1]
 			}
 			if op, ok := l.decision(req.Domain, d, lims, alg, now, &res.Statuses[i]); ok {
+				if ops == nil {
+					ops = make([]Op, 0, n-i)
+				}
 				ops = append(ops, op)
 				idx = append(idx, i)
 			}
@@ -206,6 +212,9 @@ func (l *Limiter) Check(ctx context.Context, req Request) (Result, error) {
 			l.overLimit(st, lm)
 			l.m.localCacheHit()
 			continue
+		}
+		if ops == nil {
+			ops = make([]Op, 0, n-i)
 		}
 		ops = append(ops, Op{Key: key, Hits: min(d.Hits, MaxHits), TTL: lm.Unit.Duration()})
 		idx = append(idx, i)

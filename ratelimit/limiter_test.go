@@ -285,3 +285,73 @@ func TestLimitWithoutWindowAppliesAsNone(t *testing.T) {
 		}
 	}
 }
+
+// TestResultAndStoreMetrics: the descriptor results and store outcomes,
+// counted through the children the limiter looks up once, add up per
+// label; a second limiter on the same registry counts into the same
+// series; a series appears only once it is used.
+func TestResultAndStoreMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	opts := ratelimit.Options{Registerer: reg, LocalCacheSize: -1, Timeout: time.Second}
+	store := memory.New(memory.Options{})
+	a := ratelimit.New(store, ratelimittest.Rules(t), opts)
+	b := ratelimit.New(store, ratelimittest.Rules(t), opts)
+	dead := ratelimit.New(failingStore{errors.New("down")}, ratelimittest.Rules(t), opts)
+	timeout := ratelimit.New(failingStore{context.DeadlineExceeded}, ratelimittest.Rules(t), opts)
+	if got := metricValue(t, reg, "ext_authz_ratelimit_descriptors_total", "result", "over_limit"); got != -1 {
+		t.Fatalf("over_limit series before any use: %v", got)
+	}
+	for i := range 7 { // per-user is 5 a minute: 5 ok, then over
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		if _, err := l.Check(context.Background(), req("contract", "user", "metrics")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = dead.Check(context.Background(), req("contract", "user", "x"))
+	_, _ = timeout.Check(context.Background(), req("contract", "user", "x"))
+	_, _ = timeout.Check(context.Background(), req("contract", "user", "y"))
+	for _, c := range []struct {
+		name, label, value string
+		want               float64
+	}{
+		{"ext_authz_ratelimit_descriptors_total", "result", "ok", 5},
+		{"ext_authz_ratelimit_descriptors_total", "result", "over_limit", 2},
+		{"ext_authz_ratelimit_descriptors_total", "result", "unlimited", -1},
+		{"ext_authz_ratelimit_store_seconds", "outcome", "ok", 7},
+		{"ext_authz_ratelimit_store_seconds", "outcome", "error", 1},
+		{"ext_authz_ratelimit_store_seconds", "outcome", "timeout", 2},
+	} {
+		if got := metricValue(t, reg, c.name, c.label, c.value); got != c.want {
+			t.Errorf("%s{%s=%q} = %v, want %v", c.name, c.label, c.value, got, c.want)
+		}
+	}
+}
+
+// metricValue is a counter's value, or a histogram's sample count, of the
+// series with label=value; -1 when there is no such series.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					if h := m.GetHistogram(); h != nil {
+						return float64(h.GetSampleCount())
+					}
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return -1
+}

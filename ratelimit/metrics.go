@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,29 @@ type metrics struct {
 	results *prometheus.CounterVec   // result=ok|over_limit|shadow_over_limit|unlimited
 	cached  prometheus.Counter       // over-limit answers from the local cache
 	store   *prometheus.HistogramVec // outcome=ok|error|timeout
+
+	// The children of results and store for their fixed labels, looked up
+	// once (WithLabelValues hashes the label and takes a lock on every
+	// call; these are counted for every descriptor of every check). A
+	// child is still made on its first use, so the series appear as
+	// before.
+	resultChild [len(resultLabels)]atomic.Pointer[prometheus.Counter]
+	storeChild  [len(storeLabels)]atomic.Pointer[prometheus.Observer]
+}
+
+var (
+	resultLabels = [...]string{"ok", "over_limit", "shadow_over_limit", "unlimited"}
+	storeLabels  = [...]string{"ok", "error", "timeout"}
+)
+
+// child returns the cached child of label i, making it with mk first.
+func child[T any](p *atomic.Pointer[T], mk func() T) T {
+	if c := p.Load(); c != nil {
+		return *c
+	}
+	c := mk()
+	p.Store(&c)
+	return c
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -67,9 +91,16 @@ func (m *metrics) check(domain, code string) {
 }
 
 func (m *metrics) result(r string) {
-	if m != nil {
-		m.results.WithLabelValues(r).Inc()
+	if m == nil {
+		return
 	}
+	for i, l := range resultLabels {
+		if l == r {
+			child(&m.resultChild[i], func() prometheus.Counter { return m.results.WithLabelValues(r) }).Inc()
+			return
+		}
+	}
+	m.results.WithLabelValues(r).Inc()
 }
 
 func (m *metrics) localCacheHit() {
@@ -82,12 +113,12 @@ func (m *metrics) storeLatency(d time.Duration, err error) {
 	if m == nil {
 		return
 	}
-	outcome := "ok"
+	i := 0 // ok
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
-		outcome = "timeout"
+		i = 2 // timeout
 	case err != nil:
-		outcome = "error"
+		i = 1 // error
 	}
-	m.store.WithLabelValues(outcome).Observe(d.Seconds())
+	child(&m.storeChild[i], func() prometheus.Observer { return m.store.WithLabelValues(storeLabels[i]) }).Observe(d.Seconds())
 }

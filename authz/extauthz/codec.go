@@ -28,8 +28,8 @@ import (
 // INTERNAL, which Envoy answers with its status_on_error, counted nowhere.
 // With this codec Check answers such a request deliberately: 400
 // unreadable_request, counted by ext_authz_unreadable_requests_total.
-// Every other message (health, reflection, rate limits) decodes exactly as
-// before.
+// Every other message (health, reflection) decodes exactly as before; a
+// WireUnmarshaler (the rate-limit service's lean path) decodes itself.
 type Codec struct{}
 
 var _ encoding.CodecV2 = Codec{}
@@ -62,6 +62,9 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 		c.req, c.unreadable = DecodeCheckRequest(buf.ReadOnlyData())
 		return nil
 	}
+	if w, ok := v.(WireUnmarshaler); ok {
+		return w.UnmarshalWire(data)
+	}
 	err := protoCodec().Unmarshal(data, v)
 	req, ok := v.(*authv3.CheckRequest)
 	if err == nil || !ok {
@@ -70,6 +73,13 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	proto.Reset(req)
 	markUnreadable(req, unreadableReason(err))
 	return nil
+}
+
+// WireUnmarshaler is a lean path's request that decodes its own wire form
+// (rls.Call, for ShouldRateLimit; see rls.Register). Its error is the
+// codec's, so grpc-go answers it as it answers proto.Unmarshal's.
+type WireUnmarshaler interface {
+	UnmarshalWire(data mem.BufferSlice) error
 }
 
 func protoCodec() encoding.CodecV2 { return encoding.GetCodecV2(grpcproto.Name) }

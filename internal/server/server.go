@@ -101,7 +101,8 @@ func (s *Server) newGRPCServer(c *generation.ServerConfig) *grpc.Server {
 	// through the Codec above); same service, same answers.
 	extauthz.Register(srv, extauthz.New(s.candidate, eopts))
 	if rl := s.rl; rl != nil && !rl.Config.Service.Disabled {
-		rlsv3.RegisterRateLimitServiceServer(srv, rls.New(rl.Limiter, rls.Options{ResponseHeaders: rl.Config.Service.ResponseHeaders}))
+		// ShouldRateLimit on its lean wire path too (rls.Register).
+		rls.Register(srv, rls.New(rl.Limiter, rls.Options{ResponseHeaders: rl.Config.Service.ResponseHeaders}))
 	}
 	healthgrpc.RegisterHealthServer(srv, s.health)
 	reflection.Register(srv)

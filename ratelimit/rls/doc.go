@@ -14,5 +14,12 @@
 // 429 is OVER_LIMIT, and fail closed with 503 is a gRPC UNAVAILABLE error,
 // which the filter turns into its own failure_mode_deny decision.
 //
-// Import rules: rls imports ratelimit and the Envoy ratelimit protos only.
+// The service runs on a lean wire path (Register): DecodeRequest reads the
+// RateLimitRequest's wire form straight into a ratelimit.Request and
+// AppendResponse writes the answer's, refusing and answering exactly as
+// the generated path (Server.ShouldRateLimit with grpc-go's proto codec)
+// does; the differential tests and fuzz targets hold them to it.
+//
+// Import rules: rls imports ratelimit, gRPC and the Envoy ratelimit protos
+// only.
 package rls

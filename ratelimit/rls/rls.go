@@ -5,10 +5,10 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"strings"
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	pb_struct "github.com/envoyproxy/go-control-plane/envoy/extensions/common/ratelimit/v3"
 	pb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/grpc/codes"
@@ -67,23 +67,32 @@ func (s *Server) ShouldRateLimit(ctx context.Context, in *pb.RateLimitRequest) (
 	return s.toProto(res, len(req.Descriptors)), nil
 }
 
+// The requests the service refuses with INVALID_ARGUMENT.
+var (
+	errEmptyDomain        = errors.New("rate limit domain must not be empty")
+	errNoDescriptors      = errors.New("rate limit descriptor list must not be empty")
+	errTooManyDescriptors = errors.New("too many descriptors (at most 64)")
+	errTooManyEntries     = errors.New("too many descriptor entries (at most 32)")
+	errNegativeHits       = errors.New("is_negative_hits is not supported")
+)
+
 func fromProto(in *pb.RateLimitRequest) (ratelimit.Request, error) {
 	switch {
 	case in.GetDomain() == "":
-		return ratelimit.Request{}, errors.New("rate limit domain must not be empty")
+		return ratelimit.Request{}, errEmptyDomain
 	case len(in.GetDescriptors()) == 0:
-		return ratelimit.Request{}, errors.New("rate limit descriptor list must not be empty")
+		return ratelimit.Request{}, errNoDescriptors
 	case len(in.GetDescriptors()) > maxDescriptors:
-		return ratelimit.Request{}, errors.New("too many descriptors (at most 64)")
+		return ratelimit.Request{}, errTooManyDescriptors
 	}
 	req := ratelimit.Request{Domain: in.GetDomain(), Descriptors: make([]ratelimit.Descriptor, len(in.GetDescriptors()))}
 	hits := uint64(max(1, in.GetHitsAddend()))
 	for i, pd := range in.GetDescriptors() {
 		if len(pd.GetEntries()) > maxEntries {
-			return ratelimit.Request{}, errors.New("too many descriptor entries (at most 32)")
+			return ratelimit.Request{}, errTooManyEntries
 		}
 		if pd.GetIsNegativeHits() {
-			return ratelimit.Request{}, errors.New("is_negative_hits is not supported")
+			return ratelimit.Request{}, errNegativeHits
 		}
 		d := &req.Descriptors[i]
 		d.Entries = make([]ratelimit.Entry, len(pd.GetEntries()))
@@ -94,7 +103,9 @@ func fromProto(in *pb.RateLimitRequest) (ratelimit.Request, error) {
 		if pd.GetHitsAddend() != nil {
 			d.Hits = pd.GetHitsAddend().GetValue() // 0 checks without counting
 		}
-		d.Override = override(in.GetDomain(), pd)
+		if o := pd.GetLimit(); o != nil {
+			d.Override = overrideLimit(in.GetDomain(), d.Entries, o.GetRequestsPerUnit(), int32(o.GetUnit()))
+		}
 	}
 	return req, nil
 }
@@ -105,17 +116,13 @@ func fromProto(in *pb.RateLimitRequest) (ratelimit.Request, error) {
 // gets a weekly limit there and here alike.
 const unitWeek = typev3.RateLimitUnit(pb.RateLimitResponse_RateLimit_WEEK)
 
-// override turns a descriptor's limit override into a Limit; an override
-// with a unit the limiter does not know (UNKNOWN, or a number no enum
-// has) is ignored and the configured limit applies (envoyproxy/ratelimit
-// panics on it and the process exits).
-func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit {
-	o := pd.GetLimit()
-	if o == nil {
-		return nil
-	}
+// overrideLimit turns a descriptor's limit override into a Limit; an
+// override with a unit the limiter does not know (UNKNOWN, or a number no
+// enum has) is ignored and the configured limit applies
+// (envoyproxy/ratelimit panics on it and the process exits).
+func overrideLimit(domain string, entries []ratelimit.Entry, requests uint32, unitNumber int32) *ratelimit.Limit {
 	var unit ratelimit.Unit
-	switch o.GetUnit() {
+	switch typev3.RateLimitUnit(unitNumber) {
 	case typev3.RateLimitUnit_SECOND:
 		unit = ratelimit.Second
 	case typev3.RateLimitUnit_MINUTE:
@@ -133,11 +140,18 @@ func override(domain string, pd *pb_struct.RateLimitDescriptor) *ratelimit.Limit
 	default:
 		return nil
 	}
-	policy := domain
-	for _, e := range pd.GetEntries() {
-		policy += "." + e.GetKey()
+	n := len(domain)
+	for _, e := range entries {
+		n += 1 + len(e.Key)
 	}
-	return &ratelimit.Limit{Policy: policy, Requests: o.GetRequestsPerUnit(), Unit: unit}
+	var sb strings.Builder
+	sb.Grow(n)
+	sb.WriteString(domain)
+	for _, e := range entries {
+		sb.WriteByte('.')
+		sb.WriteString(e.Key)
+	}
+	return &ratelimit.Limit{Policy: sb.String(), Requests: requests, Unit: unit}
 }
 
 var units = map[ratelimit.Unit]pb.RateLimitResponse_RateLimit_Unit{

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/ext-authz/ext-authz/authz/extauthz"
 	"github.com/ext-authz/ext-authz/ratelimit"
 	"github.com/ext-authz/ext-authz/ratelimit/envoyconfig"
 	"github.com/ext-authz/ext-authz/ratelimit/memory"
@@ -29,15 +30,36 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// serve runs s on a real loopback socket and returns a generated client.
-func serve(t testing.TB, s pb.RateLimitServiceServer) pb.RateLimitServiceClient {
+// paths are the two ways to register the server: the lean wire path the
+// service uses (rls.Register behind extauthz.Codec) and the generated one
+// (proto messages through grpc-go's codec), which every test compares.
+var paths = []string{"lean", "proto"}
+
+// serve runs s on the lean path (as internal/server does) on a real
+// loopback socket and returns a generated client.
+func serve(t testing.TB, s *rls.Server) pb.RateLimitServiceClient {
+	t.Helper()
+	return servePath(t, s, "lean")
+}
+
+// servePath runs s registered the given way (see paths).
+func servePath(t testing.TB, s *rls.Server, path string) pb.RateLimitServiceClient {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
-	pb.RegisterRateLimitServiceServer(gs, s)
+	var gs *grpc.Server
+	switch path {
+	case "lean":
+		gs = grpc.NewServer(grpc.ForceServerCodecV2(extauthz.Codec{}))
+		rls.Register(gs, s)
+	case "proto":
+		gs = grpc.NewServer()
+		pb.RegisterRateLimitServiceServer(gs, s)
+	default:
+		t.Fatalf("unknown path %q", path)
+	}
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -76,40 +98,57 @@ func TestGolden(t *testing.T) {
 				t.Fatalf("request: %v", err)
 			}
 			headers := strings.Contains(f, "headers")
-			c := serve(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{ResponseHeaders: headers}))
-			var out bytes.Buffer
-			out.WriteString(strings.TrimRight(reqText, "\n"))
-			out.WriteString("\n----\n")
-			for i := range 3 {
-				resp, err := c.ShouldRateLimit(context.Background(), &req)
-				if err != nil {
-					t.Fatalf("call %d: %v", i, err)
-				}
-				b, _ := protojson.Marshal(resp)
-				// protojson's spacing is deliberately unstable; re-indent.
-				var ind bytes.Buffer
-				var compact bytes.Buffer
-				_ = json.Compact(&compact, b)
-				_ = json.Indent(&ind, compact.Bytes(), "", "  ")
-				out.WriteString("# call " + string(rune('1'+i)) + "\n")
-				out.Write(ind.Bytes())
-				out.WriteString("\n")
-			}
-			if *update {
-				if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if got := out.String(); got != string(data) {
-				t.Errorf("response differs from %s (run with -update to see):\n%s", f, got)
+			for _, path := range paths {
+				golden(t, f, data, reqText, &req, servePath(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{ResponseHeaders: headers}), path), path)
 			}
 		})
 	}
 }
 
+// golden checks one golden file against one server.
+func golden(t *testing.T, f string, data []byte, reqText string, req *pb.RateLimitRequest, c pb.RateLimitServiceClient, path string) {
+	t.Helper()
+	var out bytes.Buffer
+	out.WriteString(strings.TrimRight(reqText, "\n"))
+	out.WriteString("\n----\n")
+	for i := range 3 {
+		resp, err := c.ShouldRateLimit(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: call %d: %v", path, i, err)
+		}
+		b, _ := protojson.Marshal(resp)
+		// protojson's spacing is deliberately unstable; re-indent.
+		var ind bytes.Buffer
+		var compact bytes.Buffer
+		_ = json.Compact(&compact, b)
+		_ = json.Indent(&ind, compact.Bytes(), "", "  ")
+		out.WriteString("# call " + string(rune('1'+i)) + "\n")
+		out.Write(ind.Bytes())
+		out.WriteString("\n")
+	}
+	if *update {
+		if path == "proto" {
+			return // written from the lean path's answers; must be equal
+		}
+		if err := os.WriteFile(f, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if got := out.String(); got != string(data) {
+		t.Errorf("%s: response differs from %s (run with -update to see):\n%s", path, f, got)
+	}
+}
+
 func TestInvalidRequests(t *testing.T) {
-	c := serve(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{}))
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			testInvalidRequests(t, servePath(t, rls.New(limiter(t, memory.New(memory.Options{}), ratelimit.Options{}), rls.Options{}), path))
+		})
+	}
+}
+
+func testInvalidRequests(t *testing.T, c pb.RateLimitServiceClient) {
 	tests := []struct {
 		name string
 		give string
@@ -151,7 +190,14 @@ func TestStoreFailure(t *testing.T) {
 	l := ratelimit.New(failingStore{}, rules, ratelimit.Options{Timeout: time.Second, Domains: map[string]ratelimit.FailurePolicy{
 		"open": {Mode: ratelimit.FailOpen}, "t429": {DenyStatus: 429}, "nowhere": {DenyStatus: 429},
 	}})
-	c := serve(t, rls.New(l, rls.Options{ResponseHeaders: true}))
+	for _, path := range paths {
+		t.Run(path, func(t *testing.T) {
+			testStoreFailure(t, servePath(t, rls.New(l, rls.Options{ResponseHeaders: true}), path))
+		})
+	}
+}
+
+func testStoreFailure(t *testing.T, c pb.RateLimitServiceClient) {
 	call := func(domain string) (*pb.RateLimitResponse, error) {
 		var req pb.RateLimitRequest
 		_ = protojson.Unmarshal([]byte(`{"domain":"`+domain+`","descriptors":[{"entries":[{"key":"k","value":"v"}],"limit":{"requestsPerUnit":5,"unit":"MINUTE"}}]}`), &req)
