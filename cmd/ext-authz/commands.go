@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/gcdefaults"
 	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
@@ -70,6 +71,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if *path == "" || fs.NArg() > 0 {
 		return &cli.UsageError{Msg: "serve needs --config FILE and nothing else", Help: cli.Hint(fs.Name())}
 	}
+	// Before the config is loaded: a large key file loads under the
+	// same memory limit the server then runs under.
+	gc := gcdefaults.Apply(gcdefaults.Options{Getenv: getenv})
 	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
 	cfg, err := generation.Load(*path, getenv)
 	if err != nil {
@@ -88,6 +92,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		_ = tel.Shutdown(ctx) // flushes spans
 	}()
 	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
+	tel.Logger.Info("garbage collector", gc.LogAttrs()...)
 	svc, err := server.New(*path, cfg, tel, server.Options{
 		Getenv: getenv,
 		Adjust: func(c *generation.Config) { _ = ov.apply(c) }, // checked above
