@@ -92,7 +92,6 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 		_ = tel.Shutdown(ctx) // flushes spans
 	}()
 	redis.SetLogger(redislog.New(tel.Logger)) // go-redis has only a global logger
-	tel.Logger.Info("garbage collector", gc.LogAttrs()...)
 	svc, err := server.New(*path, cfg, tel, server.Options{
 		Getenv: getenv,
 		Adjust: func(c *generation.Config) { _ = ov.apply(c) }, // checked above
@@ -100,7 +99,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return cfg.Annotate(err)
 	}
-	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.Describe()...)...)
+	tel.Logger.Info("starting", slices.Concat([]any{"version", telemetry.Version(version)}, cfg.Describe(), gc.LogAttrs())...)
 	defer func() {
 		if err := svc.Close(); err != nil {
 			tel.Logger.Warn("closing", "error", err)
