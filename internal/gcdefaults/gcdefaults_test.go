@@ -7,6 +7,8 @@ import (
 	"math"
 	"os"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -210,4 +212,31 @@ func gcPercent() int {
 	p := debug.SetGCPercent(100)
 	debug.SetGCPercent(p)
 	return p
+}
+
+// FuzzCgroupMemoryLimit: whatever /proc/self/cgroup and the limit file
+// hold, the reader answers without panicking, never with a negative
+// limit, and a plain positive byte count below "unlimited" is read as
+// itself.
+func FuzzCgroupMemoryLimit(f *testing.F) {
+	f.Add("0::/\n", "268435456\n")
+	f.Add("0::/a/b\n", "max\n")
+	f.Add("4:memory:/docker/x\n0::/\n", "9223372036854771712\n")
+	f.Add("4:cpu,memory:/\n", " 1048576 ")
+	f.Add("garbage", "-1")
+	f.Add("0::relative\n", "0x10")
+	f.Fuzz(func(t *testing.T, self, limit string) {
+		fake := files{"/proc/self/cgroup": self, "/sys/fs/cgroup/memory.max": limit, "/sys/fs/cgroup/memory/memory.limit_in_bytes": limit}
+		n, err := CgroupMemoryLimit(fake.read)
+		if n < 0 {
+			t.Fatalf("negative limit %d", n)
+		}
+		if err != nil && n != 0 {
+			t.Fatalf("limit %d with error %v", n, err)
+		}
+		v := strings.TrimSpace(limit)
+		if want, perr := strconv.ParseInt(v, 10, 64); perr == nil && want > 0 && want < noLimit && n != 0 && n != want {
+			t.Fatalf("limit file %q read as %d", limit, n)
+		}
+	})
 }
