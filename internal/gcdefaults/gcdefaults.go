@@ -42,12 +42,13 @@ const LimitFraction = 0.9
 
 // Settings are the collector settings chosen, and where each came from.
 type Settings struct {
-	// GCPercent is the GOGC in effect (negative: off).
+	// GCPercent is the GOGC in effect after Apply (negative: off). Plan
+	// cannot know an operator's value and leaves it -1; Apply reads it.
 	GCPercent int
 	// GCPercentSource is "GOGC" (the operator's) or "default".
 	GCPercentSource string
-	// MemoryLimit is the memory limit in effect in bytes; math.MaxInt64
-	// is none.
+	// MemoryLimit is the memory limit in effect in bytes after Apply;
+	// math.MaxInt64 is none. Plan leaves an operator's -1, as GCPercent.
 	MemoryLimit int64
 	// MemoryLimitSource is "GOMEMLIMIT" (the operator's), "cgroup" (a
 	// fraction of CgroupLimit) or "none".
