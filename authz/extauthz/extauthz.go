@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -50,6 +51,10 @@ type Server struct {
 	core       *transport.Core
 	metrics    *Metrics
 	unreadable unreadableIDs
+	// checkInfo and checkHandler are what the lean Check handler passes
+	// to the interceptors (see leanCheckHandler); read-only.
+	checkInfo    *grpc.UnaryServerInfo
+	checkHandler grpc.UnaryHandler
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -60,7 +65,12 @@ func New(d Decider, opts Options) *Server {
 	if opts.Metrics != nil {
 		topts.Metrics = opts.Metrics.decisions
 	}
-	return &Server{core: transport.NewCore(d, topts), metrics: opts.Metrics}
+	s := &Server{core: transport.NewCore(d, topts), metrics: opts.Metrics}
+	s.checkInfo = &grpc.UnaryServerInfo{Server: s, FullMethod: authv3.Authorization_Check_FullMethodName}
+	s.checkHandler = func(ctx context.Context, req any) (any, error) {
+		return s.checkWire(ctx, req.(*checkCall)), nil
+	}
+	return s
 }
 
 // checkSpan names the server span of a Check.

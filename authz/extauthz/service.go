@@ -33,15 +33,20 @@ var leanServiceDesc = grpc.ServiceDesc{
 }
 
 // checkCall is a CheckRequest as the Codec decoded it for the lean path:
-// the request, or why it could not be read.
+// the request, or why it could not be read; and the decision on it, kept
+// here because this object is on the heap anyway (see
+// transport.Core.DecideInto).
 type checkCall struct {
 	req        authz.Request
 	unreadable string
+	dec        authz.Decision
 }
 
 // leanCheckHandler is the generated Check handler with checkCall and a
 // wire-form answer in place of the messages; interceptors see the same
-// method name and run the same way.
+// method name, the same info and run the same way. The info and the
+// handler passed to them are the Server's own, made once: the generated
+// code allocates both on every call.
 func leanCheckHandler(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := new(checkCall)
 	if err := dec(in); err != nil {
@@ -51,27 +56,21 @@ func leanCheckHandler(srv any, ctx context.Context, dec func(any) error, interce
 	if interceptor == nil {
 		return s.checkWire(ctx, in), nil
 	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return s.checkWire(ctx, req.(*checkCall)), nil
-	})
+	return interceptor(ctx, in, s.checkInfo, s.checkHandler)
 }
 
 // checkWire decides a decoded Check and returns the CheckResponse's wire
 // form, in a pooled buffer that grpc-go frees once it is written.
 func (s *Server) checkWire(ctx context.Context, c *checkCall) mem.Buffer {
-	var (
-		d   authz.Decision
-		rid string
-	)
+	var rid string
 	if c.unreadable != "" {
-		d = s.unreadableDecision(ctx, c.unreadable)
+		c.dec = s.unreadableDecision(ctx, c.unreadable)
 	} else {
-		d = s.core.Decide(ctx, &c.req, checkSpan)
+		s.core.DecideInto(ctx, &c.req, checkSpan, &c.dec)
 		rid = c.req.RequestID
 	}
 	bp := responseBuffers.Get(0)
-	*bp = AppendCheckResponse((*bp)[:0], &d, rid)
+	*bp = AppendCheckResponse((*bp)[:0], &c.dec, rid)
 	return mem.NewBuffer(bp, responseBuffers)
 }
 
@@ -82,6 +81,13 @@ var responseBuffers = &bufferPool{}
 // appends, so a buffer is taken empty and grows to the answer's size.
 type bufferPool struct{ p sync.Pool }
 
+// minPooledResponse is the capacity a new response buffer starts with.
+// mem.NewBuffer returns a buffer of at most grpc-go's pooling threshold
+// (1 KiB) as a plain slice that is never given back to its pool, so a
+// smaller one would be allocated afresh on every Check; the usual OK
+// answer (identity headers, removals, metadata) is a few hundred bytes.
+const minPooledResponse = 2 << 10
+
 // maxPooledResponse bounds the buffers kept: an answer with a large
 // denial body is not worth keeping.
 const maxPooledResponse = 16 << 10
@@ -91,7 +97,7 @@ func (p *bufferPool) Get(length int) *[]byte {
 		*bp = (*bp)[:length]
 		return bp
 	}
-	b := make([]byte, length, max(length, 1024))
+	b := make([]byte, length, max(length, minPooledResponse))
 	return &b
 }
 

@@ -60,6 +60,17 @@ func (c *Core) Metrics() *Metrics { return c.metrics }
 // Decide asks the Decider about r under a span named spanName, and records
 // the decision.
 func (c *Core) Decide(ctx context.Context, r *authz.Request, spanName string) authz.Decision {
+	var d authz.Decision
+	c.DecideInto(ctx, r, spanName, &d)
+	return d
+}
+
+// DecideInto is Decide writing the decision into *d, which the caller
+// owns: the decision log and the series take its address, so a Decision
+// held by value would move to the heap on every call, and a transport that
+// already keeps a per-call object on the heap (extauthz's) spares that
+// allocation by keeping the Decision in it.
+func (c *Core) DecideInto(ctx context.Context, r *authz.Request, spanName string, d *authz.Decision) {
 	if c.metrics != nil {
 		c.metrics.inFlight.Inc()
 		defer c.metrics.inFlight.Dec()
@@ -70,18 +81,17 @@ func (c *Core) Decide(ctx context.Context, r *authz.Request, spanName string) au
 		ctx, span = c.tracer.Start(ctx, spanName, trace.WithSpanKind(trace.SpanKindServer))
 	}
 	start := time.Now()
-	d := c.decider.Decide(ctx, r)
+	*d = c.decider.Decide(ctx, r)
 	elapsed := time.Since(start)
 	if span != nil {
-		endSpan(span, r, &d)
+		endSpan(span, r, d)
 	}
 	if c.metrics != nil {
-		c.metrics.observe(&d, elapsed)
+		c.metrics.observe(d, elapsed)
 	}
 	if c.observe != nil {
-		c.observe(ctx, r, &d, elapsed)
+		c.observe(ctx, r, d, elapsed)
 	}
-	return d
 }
 
 // Refused records a decision the adapter made without asking the Decider

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -103,5 +104,60 @@ func TestRecoverUnaryTurnsPanicIntoInternal(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), `"msg":"panic in handler"`) || !strings.Contains(logs.String(), "boom") {
 		t.Errorf("panic not logged: %s", logs.String())
+	}
+}
+
+// TestBinaryGCSettings: serve sets GOGC=400 when the environment has no
+// GOGC, keeps an operator's GOGC and GOMEMLIMIT as given, and reports both
+// and their source in the starting line.
+func TestBinaryGCSettings(t *testing.T) {
+	dir := t.TempDir()
+	keys := servicetest.KeysFile(t, dir)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	servicetest.WriteFile(t, cfgPath, strings.Replace(servicetest.BaseConfig(keys, ""), "reload_interval: 50ms", "reload_interval: -1s", 1))
+	tests := []struct {
+		name                     string
+		env                      []string
+		wantGOGC                 float64
+		wantGOGCSource           string
+		wantLimit, wantLimitFrom string
+	}{
+		{name: "defaults", wantGOGC: 400, wantGOGCSource: "default"},
+		{name: "operator's", env: []string{"GOGC=150", "GOMEMLIMIT=100MiB"},
+			wantGOGC: 150, wantGOGCSource: "GOGC", wantLimit: "100MiB", wantLimitFrom: "GOMEMLIMIT"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(servicetest.Binary(t), "serve", "--config", cfgPath)
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "GOMEMLIMIT=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			cmd.Env = append(cmd.Env, tt.env...)
+			p := servicetest.StartCmd(t, cmd)
+			if got := p.Starting["gogc"]; got != tt.wantGOGC {
+				t.Errorf("gogc = %v, want %v", got, tt.wantGOGC)
+			}
+			if got := p.Starting["gogc_source"]; got != tt.wantGOGCSource {
+				t.Errorf("gogc_source = %v, want %s", got, tt.wantGOGCSource)
+			}
+			if tt.wantLimit != "" {
+				if got := p.Starting["memory_limit"]; got != tt.wantLimit {
+					t.Errorf("memory_limit = %v, want %s", got, tt.wantLimit)
+				}
+				if got := p.Starting["memory_limit_source"]; got != tt.wantLimitFrom {
+					t.Errorf("memory_limit_source = %v, want %s", got, tt.wantLimitFrom)
+				}
+			} else if p.Starting["memory_limit_source"] == nil {
+				t.Error("no memory_limit_source in the starting line")
+			}
+			if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-p.Done; err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/ext-authz/ext-authz/internal/cli"
+	"github.com/ext-authz/ext-authz/internal/gcdefaults"
 	"github.com/ext-authz/ext-authz/internal/generation"
 	"github.com/ext-authz/ext-authz/internal/pool"
 	"github.com/ext-authz/ext-authz/internal/redislog"
@@ -70,6 +71,9 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if *path == "" || fs.NArg() > 0 {
 		return &cli.UsageError{Msg: "serve needs --config FILE and nothing else", Help: cli.Hint(fs.Name())}
 	}
+	// Before the config is loaded: a large key file loads under the
+	// same memory limit the server then runs under.
+	gc := gcdefaults.Apply(gcdefaults.Options{Getenv: getenv})
 	ov := newListenOverrides(*grpcAddr, *adminAddr, getenv)
 	cfg, err := generation.Load(*path, getenv)
 	if err != nil {
@@ -95,7 +99,7 @@ func serveCommand(ctx context.Context, args []string, stdout, stderr io.Writer, 
 	if err != nil {
 		return cfg.Annotate(err)
 	}
-	tel.Logger.Info("starting", append([]any{"version", telemetry.Version(version)}, cfg.Describe()...)...)
+	tel.Logger.Info("starting", slices.Concat([]any{"version", telemetry.Version(version)}, cfg.Describe(), gc.LogAttrs())...)
 	defer func() {
 		if err := svc.Close(); err != nil {
 			tel.Logger.Warn("closing", "error", err)

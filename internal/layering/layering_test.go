@@ -60,6 +60,8 @@ var rules = []struct {
 		"the gRPC server parts serve any gRPC service: no Envoy protos, no HTTP transport"},
 	{"internal/benchcpu", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
 		"the benchmark CPU metric imports the standard library only, so any package's benchmarks can use it"},
+	{"internal/gcdefaults", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
+		"the collector settings are read from the environment and cgroup files with the standard library alone"},
 	{"internal/logcapture", []string{"github.com/", "google.golang.org/", "go.opentelemetry.io/", module + "/"},
 		"the test log sink imports the standard library only, so any package's own tests can use it"},
 	{"internal/promreg", []string{module + "/", "google.golang.org/", "go.opentelemetry.io/", "net/http"}, "shared by the domain packages: it may import nothing of ours"},
