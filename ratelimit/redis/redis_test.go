@@ -582,3 +582,30 @@ func TestOneScriptPerPipeline(t *testing.T) {
 		}
 	}
 }
+
+// TestYields: with no yield and with several, concurrent calls through the
+// batcher are all answered and every hit is counted once.
+func TestYields(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv.Addr)
+	for _, yields := range []int{-1, 1, 8} {
+		t.Run(strconv.Itoa(yields), func(t *testing.T) {
+			s := running(t, c, rlredis.Options{Yields: yields, Workers: 2})
+			key := "yields:" + strconv.Itoa(yields)
+			var wg sync.WaitGroup
+			for range 100 {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					if err := s.Increment(ctx, []ratelimit.Op{{Key: key, Hits: 1, TTL: time.Minute}}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if out, err := srv.Do("GET", key); err != nil || out != "100" {
+				t.Fatalf("counted %q (%v), want 100", out, err)
+			}
+		})
+	}
+}
