@@ -146,7 +146,7 @@ return out
 
 // evalDecide queues the decision script for op: by its SHA, or with its
 // body.
-func evalDecide(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySHA bool) *goredis.Cmd {
+func evalDecide(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySHA bool) goredis.Cmder {
 	keys := make([]string, len(op.Windows))
 	args := make([]any, 0, 2+3*len(op.Windows))
 	// Integers, not strings: go-redis writes them in decimal, and boxing

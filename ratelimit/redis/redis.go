@@ -2,7 +2,10 @@ package redis
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,14 +17,57 @@ import (
 )
 
 // script increments one counter and gives it an expiry if it has none (a
-// new key, or one some other writer left without a TTL).
-var script = goredis.NewScript(`
+// new key, or one some other writer left without a TTL). It is the path of
+// a counter on Redis Cluster (and with Options.PerOpScripts): each script
+// touches one key, so the keys of one check may live on different nodes.
+var script = goredis.NewScript(scriptSrc)
+
+const scriptSrc = `
 local n = redis.call('INCRBY', KEYS[1], ARGV[1])
 if redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
 return n
-`)
+`
+
+// batchScript is script for every counter of a shared pipeline at once,
+// on a standalone or sentinel Redis where one script may touch any key:
+// one EVALSHA per round trip instead of one per counter, so Redis runs the
+// script machinery once per batch, and the client sends and parses one
+// command. Each counter gets exactly script's treatment (the counts are
+// the same, the expiry is set in the same step as the increment, and the
+// whole batch is atomic, so a dropped connection cannot leave a counter
+// without its TTL either). A counter whose INCRBY fails (a key of another
+// type, or not an integer) fails alone, as it does with script: pcall
+// keeps the others going.
+//
+// KEYS: the counters; ARGV: per counter, hits and TTL (ms). Reply: per
+// counter its count (0 where it failed), then the 1-based index of every
+// counter that failed.
+var batchScript = goredis.NewScript(batchScriptSrc)
+
+const batchScriptSrc = `
+local out = {}
+local bad = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local n = redis.pcall('INCRBY', k, ARGV[2*i-1])
+  if type(n) == 'table' then
+    n = 0
+    bad[#bad+1] = i
+  elseif redis.call('PTTL', k) < 0 then
+    redis.call('PEXPIRE', k, ARGV[2*i])
+  end
+  out[i] = n
+end
+for j = 1, #bad do
+  out[#out+1] = bad[j]
+end
+return out
+`
+
+// errCounter answers the ops whose INCRBY failed inside batchScript.
+var errCounter = errors.New("counter is not an integer (INCRBY failed)")
 
 // Options are the optional parts of a Store; the zero value works.
 type Options struct {
@@ -32,6 +78,15 @@ type Options struct {
 	// NoBatching makes Increment send its own pipeline even while Run is
 	// running (for comparison benchmarks).
 	NoBatching bool
+	// Yields is how many times a worker that found fewer calls queued
+	// than MaxBatchOps yields the processor to the other ready goroutines
+	// before it sends them, so that checks about to call Increment join
+	// the round trip; default 1, negative for none.
+	Yields int
+	// PerOpScripts sends one script per counter even on a standalone or
+	// sentinel client, where one script per pipeline serves them all: what
+	// a Cluster client always does (for comparison benchmarks and tests).
+	PerOpScripts bool
 }
 
 // Store is a ratelimit.Store in Redis.
@@ -39,7 +94,11 @@ type Store struct {
 	client   goredis.UniversalClient
 	maxOps   int
 	workers  int
+	yields   int
 	batching bool
+	// perOp: one script per counter (Cluster, whose keys of one batch
+	// live in different slots), else one batchScript per pipeline.
+	perOp bool
 	// mu orders sends on calls against Run stopping: senders hold it for
 	// reading, so once Run has cleared running under the write lock no new
 	// call can be queued and Run can answer the queued ones.
@@ -57,12 +116,23 @@ var _ ratelimit.Store = (*Store)(nil)
 // otherwise go-redis bounds network reads by its ReadTimeout, not by the
 // caller's deadline, and a stalled Redis would hold a check for seconds.
 func New(client goredis.UniversalClient, opts Options) *Store {
-	s := &Store{client: client, maxOps: opts.MaxBatchOps, workers: opts.Workers, batching: !opts.NoBatching}
+	s := &Store{client: client, maxOps: opts.MaxBatchOps, workers: opts.Workers, batching: !opts.NoBatching, perOp: opts.PerOpScripts}
+	if _, single := client.(*goredis.Client); !single {
+		// Cluster (and Ring) clients route each command by its first key:
+		// a script over many keys would be refused (CROSSSLOT).
+		s.perOp = true
+	}
 	if s.maxOps <= 0 {
 		s.maxOps = 256
 	}
 	if s.workers <= 0 {
 		s.workers = 4
+	}
+	switch {
+	case opts.Yields == 0:
+		s.yields = 1
+	case opts.Yields > 0:
+		s.yields = opts.Yields
 	}
 	s.calls = make(chan *call, 1024)
 	return s
@@ -147,7 +217,11 @@ func (s *Store) Run(ctx context.Context) error {
 	// Load the script up front (best effort) so the first checks do not
 	// pay the NOSCRIPT round trips.
 	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	_ = script.Load(lctx, s.client).Err()
+	if s.perOp {
+		_ = script.Load(lctx, s.client).Err()
+	} else {
+		_ = batchScript.Load(lctx, s.client).Err()
+	}
 	_ = decideScript.Load(lctx, s.client).Err()
 	cancel()
 	s.mu.Lock()
@@ -185,6 +259,7 @@ func (s *Store) work(ctx context.Context) {
 		}
 		batch = append(batch[:0], c)
 		n := len(c.ops)
+		yields := s.yields
 	drain:
 		for n < s.maxOps {
 			select {
@@ -192,7 +267,15 @@ func (s *Store) work(ctx context.Context) {
 				batch = append(batch, c)
 				n += len(c.ops)
 			default:
-				break drain
+				if yields <= 0 {
+					break drain
+				}
+				// Let the goroutines that are ready to run (checks on
+				// their way to Increment) run first: on a busy process
+				// their calls join this round trip instead of paying one
+				// of their own; on an idle one Gosched returns at once.
+				yields--
+				runtime.Gosched()
 			}
 		}
 		live := batch[:0]
@@ -232,67 +315,180 @@ func batchContext(calls []*call) (context.Context, context.CancelFunc) {
 }
 
 // exec sends every op of calls in one pipeline and sets each call's counts
-// or err. Ops that failed with NOSCRIPT (the node restarted or failed over
-// and lost its script cache) did not run; they are sent again with the
-// script's body.
+// or err. The counters go in one batchScript (standalone, sentinel) or one
+// script each (Cluster); every decision op is its own decideScript. Scripts
+// that failed with NOSCRIPT (the node restarted or failed over and lost its
+// script cache) did not run; they are sent again with their body.
 func (s *Store) exec(ctx context.Context, calls []*call) {
-	total := 0
+	sc := scratchPool.Get().(*scratch)
+	defer sc.put()
+	plain := 0
 	for _, c := range calls {
-		total += len(c.ops)
+		for i := range c.ops {
+			if len(c.ops[i].Windows) == 0 {
+				plain++
+			}
+		}
 	}
-	cmds := make([]*goredis.Cmd, 0, total)
-	refs := make([]*ratelimit.Op, 0, total)
-	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+	// ttls holds the TTLs in ms that the commands point to: grown once, so
+	// no pointer into it moves.
+	sc.ttls = slices.Grow(sc.ttls[:0], plain)
+	var counters *goredis.IntSliceCmd
+	if !s.perOp && plain > 0 {
+		// Pointers, not values: go-redis writes a *string or *int64 as the
+		// value, and boxing a pointer costs no allocation.
+		args := append(sc.args[:0], "evalsha", batchScript.Hash(), plain)
 		for _, c := range calls {
 			for i := range c.ops {
-				refs = append(refs, &c.ops[i])
-				if len(c.ops[i].Windows) > 0 {
-					cmds = append(cmds, evalDecide(ctx, p, &c.ops[i], true))
-				} else {
-					cmds = append(cmds, evalOp(ctx, p, &c.ops[i], true))
+				if op := &c.ops[i]; len(op.Windows) == 0 {
+					args = append(args, &op.Key)
+				}
+			}
+		}
+		for _, c := range calls {
+			for i := range c.ops {
+				if op := &c.ops[i]; len(op.Windows) == 0 {
+					sc.ttls = append(sc.ttls, ttlMS(op))
+					args = append(args, &op.Hits, &sc.ttls[len(sc.ttls)-1])
+				}
+			}
+		}
+		sc.args = args
+		counters = goredis.NewIntSliceCmd(ctx, args...)
+	}
+	// cmds has one entry per op: its own command, or nil for a counter in
+	// counters.
+	cmds := sc.cmds[:0]
+	_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		if counters != nil {
+			_ = p.Process(ctx, counters)
+		}
+		for _, c := range calls {
+			for i := range c.ops {
+				op := &c.ops[i]
+				switch {
+				case len(op.Windows) > 0:
+					cmds = append(cmds, evalDecide(ctx, p, op, true))
+				case s.perOp:
+					sc.ttls = append(sc.ttls, ttlMS(op))
+					cmd := goredis.NewIntCmd(ctx, "evalsha", script.Hash(), "1", &op.Key, &op.Hits, &sc.ttls[len(sc.ttls)-1])
+					_ = p.Process(ctx, cmd)
+					cmds = append(cmds, cmd)
+				default:
+					cmds = append(cmds, nil)
 				}
 			}
 		}
 		return nil
 	})
-	if hasNoScript(cmds) {
+	if (counters != nil && isNoScript(counters.Err())) || hasNoScript(cmds) {
 		// EVAL with the body runs the script and caches it on that node:
 		// one more round trip, not two.
 		_, _ = s.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
-			for i, cmd := range cmds {
-				switch {
-				case !isNoScript(cmd.Err()):
-				case len(refs[i].Windows) > 0:
-					cmds[i] = evalDecide(ctx, p, refs[i], false)
-				default:
-					cmds[i] = evalOp(ctx, p, refs[i], false)
+			if counters != nil && isNoScript(counters.Err()) {
+				args := counters.Args()
+				args[0], args[1] = "eval", batchScriptSrc
+				counters = goredis.NewIntSliceCmd(ctx, args...)
+				_ = p.Process(ctx, counters)
+			}
+			k := 0
+			for _, c := range calls {
+				for i := range c.ops {
+					cmd := cmds[k]
+					switch {
+					case cmd == nil || !isNoScript(cmd.Err()):
+					case len(c.ops[i].Windows) > 0:
+						cmds[k] = evalDecide(ctx, p, &c.ops[i], false)
+					default:
+						args := cmd.Args()
+						args[0], args[1] = "eval", scriptSrc
+						cmds[k] = goredis.NewIntCmd(ctx, args...)
+						_ = p.Process(ctx, cmds[k])
+					}
+					k++
 				}
 			}
 			return nil
 		})
 	}
-	k := 0
+	var counts []int64
+	var countsErr error
+	if counters != nil {
+		counts, countsErr = counterReplies(counters, plain)
+	}
+	k, pk := 0, 0
 	for _, c := range calls {
 		r := 0
 		for i := range c.ops {
 			cmd := cmds[k]
 			k++
-			if len(c.ops[i].Windows) == 0 {
-				n, err := cmd.Int64()
-				if err != nil {
+			if len(c.ops[i].Windows) > 0 {
+				want := decideResults(&c.ops[i])
+				if err := decisionReply(cmd.(*goredis.Cmd), c.res[r:r+want]); err != nil {
 					c.fail(err)
 				}
-				c.res[r] = n
-				r++
+				r += want
 				continue
 			}
-			want := decideResults(&c.ops[i])
-			if err := decisionReply(cmd, c.res[r:r+want]); err != nil {
+			var n int64
+			var err error
+			if cmd != nil {
+				n, err = cmd.(*goredis.IntCmd).Result()
+			} else if err = countsErr; err == nil {
+				n = counts[pk]
+				if n == failedCount {
+					n, err = 0, errCounter
+				}
+			}
+			pk++
+			if err != nil {
 				c.fail(err)
 			}
-			r += want
+			c.res[r] = n
+			r++
 		}
 	}
+	sc.cmds = cmds
+}
+
+// failedCount marks, in counterReplies' result, a counter whose INCRBY
+// failed; no count can be it (MaxHits keeps INCRBY far from it).
+const failedCount = math.MinInt64
+
+// counterReplies is batchScript's reply for n counters: their counts, with
+// failedCount for each that failed.
+func counterReplies(cmd *goredis.IntSliceCmd, n int) ([]int64, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return nil, err
+	}
+	if len(v) < n {
+		return nil, fmt.Errorf("batch reply of %d numbers for %d counters", len(v), n)
+	}
+	for _, i := range v[n:] {
+		if i < 1 || i > int64(n) {
+			return nil, fmt.Errorf("batch reply: failed counter %d of %d", i, n)
+		}
+		v[i-1] = failedCount
+	}
+	return v[:n], nil
+}
+
+// scratch is exec's reusable storage.
+type scratch struct {
+	args []any
+	ttls []int64
+	cmds []goredis.Cmder
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// put recycles sc without keeping anything of the batch alive.
+func (sc *scratch) put() {
+	clear(sc.args)
+	clear(sc.cmds)
+	sc.args, sc.cmds = sc.args[:0], sc.cmds[:0]
+	scratchPool.Put(sc)
 }
 
 // fail records a call's first error.
@@ -310,21 +506,14 @@ func results(op *ratelimit.Op) int {
 	return 1
 }
 
-// evalOp queues the script for op: by its SHA, or with its body.
-func evalOp(ctx context.Context, p goredis.Pipeliner, op *ratelimit.Op, bySHA bool) *goredis.Cmd {
-	ttl := op.TTL.Milliseconds()
-	if ttl < 1 {
-		ttl = 1
-	}
-	if bySHA {
-		return script.EvalSha(ctx, p, []string{op.Key}, op.Hits, ttl)
-	}
-	return script.Eval(ctx, p, []string{op.Key}, op.Hits, ttl)
+// ttlMS is op's TTL in whole milliseconds, at least 1.
+func ttlMS(op *ratelimit.Op) int64 {
+	return max(1, op.TTL.Milliseconds())
 }
 
-func hasNoScript(cmds []*goredis.Cmd) bool {
+func hasNoScript(cmds []goredis.Cmder) bool {
 	for _, c := range cmds {
-		if isNoScript(c.Err()) {
+		if c != nil && isNoScript(c.Err()) {
 			return true
 		}
 	}

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -81,34 +82,118 @@ func TestContractCluster(t *testing.T) {
 }
 
 // TestEveryKeyHasTTL: increment and expiry are set together, including for
-// zero-hit reads of missing keys.
+// zero-hit reads of missing keys and keys another writer left without an
+// expiry, on every path a counter takes: one script per pipeline
+// (standalone, batched or not), one per counter (PerOpScripts, Cluster),
+// and each of them after the script cache was lost (the EVAL fallback).
+// Every key in Redis afterwards has an expiry.
 func TestEveryKeyHasTTL(t *testing.T) {
 	srv := redistest.Start(t)
-	s := rlredis.New(client(t, srv.Addr), rlredis.Options{})
-	ops := []ratelimit.Op{
-		{Key: "ttl:a", Hits: 1, TTL: time.Minute},
-		{Key: "ttl:b", Hits: 0, TTL: time.Minute},
-		{Key: "ttl:c", Hits: 7, TTL: 1500 * time.Millisecond},
-	}
-	if err := s.Increment(context.Background(), ops); err != nil {
-		t.Fatal(err)
-	}
-	// A key some other writer left without a TTL gets one too.
-	if _, err := srv.Do("SET", "ttl:d", "3"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Increment(context.Background(), []ratelimit.Op{{Key: "ttl:d", Hits: 1, TTL: time.Minute}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{"ttl:a", "ttl:b", "ttl:c", "ttl:d"} {
-		out, err := srv.Do("PTTL", k)
-		if err != nil {
+	cl := redistest.StartCluster(t, 3)
+	single, cluster := client(t, srv.Addr), client(t, cl.Addrs()...)
+	flushSingle := func() {
+		if _, err := srv.Do("SCRIPT", "FLUSH"); err != nil {
 			t.Fatal(err)
 		}
-		ms, _ := strconv.Atoi(out)
-		if ms <= 0 || ms > 60000 {
-			t.Errorf("PTTL %s = %s, want (0, 60000]", k, out)
+	}
+	flushCluster := func() {
+		for _, s := range cl.Servers {
+			if _, err := s.Do("SCRIPT", "FLUSH"); err != nil {
+				t.Fatal(err)
+			}
 		}
+	}
+	for _, tt := range []struct {
+		name  string
+		c     goredis.UniversalClient
+		store func(t *testing.T) ratelimit.Store
+		flush func()
+	}{
+		{"batch-script", single, func(t *testing.T) ratelimit.Store { return rlredis.New(single, rlredis.Options{}) }, nil},
+		{"batch-script/batcher", single, func(t *testing.T) ratelimit.Store { return running(t, single, rlredis.Options{}) }, nil},
+		{"batch-script/noscript", single, func(t *testing.T) ratelimit.Store { return rlredis.New(single, rlredis.Options{}) }, flushSingle},
+		{"per-op-scripts", single, func(t *testing.T) ratelimit.Store { return rlredis.New(single, rlredis.Options{PerOpScripts: true}) }, nil},
+		{"per-op-scripts/noscript", single, func(t *testing.T) ratelimit.Store { return rlredis.New(single, rlredis.Options{PerOpScripts: true}) }, flushSingle},
+		{"cluster", cluster, func(t *testing.T) ratelimit.Store { return running(t, cluster, rlredis.Options{}) }, nil},
+		{"cluster/noscript", cluster, func(t *testing.T) ratelimit.Store { return rlredis.New(cluster, rlredis.Options{}) }, flushCluster},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := tt.store(t)
+			p := "ttl:" + tt.name + ":"
+			// A key some other writer left without a TTL gets one too.
+			if err := tt.c.Set(ctx, p+"d", "3", 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.flush != nil {
+				tt.flush()
+			}
+			ops := []ratelimit.Op{
+				{Key: p + "a", Hits: 1, TTL: time.Minute},
+				{Key: p + "b", Hits: 0, TTL: time.Minute},
+				{Key: p + "c", Hits: 7, TTL: 1500 * time.Millisecond},
+				{Key: p + "d", Hits: 1, TTL: time.Minute},
+			}
+			if err := s.Increment(ctx, ops); err != nil {
+				t.Fatal(err)
+			}
+			if ops[3].Count != 4 {
+				t.Errorf("count of the key left without an expiry = %d, want 4", ops[3].Count)
+			}
+			for _, k := range []string{"a", "b", "c", "d"} {
+				ms, err := tt.c.PTTL(ctx, p+k).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if ms <= 0 || ms > time.Minute {
+					t.Errorf("PTTL %s = %v, want (0, 1m]", k, ms)
+				}
+			}
+			// Many concurrent calls, batched together where the store
+			// batches.
+			var wg sync.WaitGroup
+			for i := range 64 {
+				wg.Go(func() {
+					ops := []ratelimit.Op{{Key: p + "m" + strconv.Itoa(i%16), Hits: 1, TTL: time.Hour}, {Key: p + "g", Hits: 1, TTL: time.Hour}}
+					if err := s.Increment(ctx, ops); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			noExpiry(t, tt.c, p)
+		})
+	}
+}
+
+// noExpiry fails t for every key under prefix that has no expiry, on every
+// master when c is a Cluster client.
+func noExpiry(t *testing.T, c goredis.UniversalClient, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	scan := func(ctx context.Context, c goredis.UniversalClient) error {
+		n := 0
+		iter := c.Scan(ctx, 0, prefix+"*", 100).Iterator()
+		for iter.Next(ctx) {
+			n++
+			ms, err := c.PTTL(ctx, iter.Val()).Result()
+			if err != nil {
+				return err
+			}
+			if ms < 0 {
+				t.Errorf("key %q has no expiry (PTTL %v)", iter.Val(), ms)
+			}
+		}
+		return iter.Err()
+	}
+	if cc, ok := c.(*goredis.ClusterClient); ok {
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *goredis.Client) error { return scan(ctx, m) }); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := scan(ctx, c); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -405,5 +490,122 @@ func TestDecisionKeysHaveTTL(t *testing.T) {
 		if ms <= 0 || ms > tt.maxTTL {
 			t.Errorf("%v: PTTL %s, want (0, %d]", tt.alg, out, tt.maxTTL)
 		}
+	}
+}
+
+// cmdCounter records the commands of each pipeline the client sends.
+type cmdCounter struct {
+	mu    sync.Mutex
+	sizes []int
+	names []string
+}
+
+func (r *cmdCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
+func (r *cmdCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook {
+	return next
+}
+func (r *cmdCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []goredis.Cmder) error {
+		r.mu.Lock()
+		r.sizes = append(r.sizes, len(cmds))
+		for _, c := range cmds {
+			r.names = append(r.names, c.Name())
+		}
+		r.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (r *cmdCounter) take() ([]int, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, n := r.sizes, r.names
+	r.sizes, r.names = nil, nil
+	return s, n
+}
+
+// TestOneScriptPerPipeline: on a standalone Redis the counters of every
+// call in a shared pipeline are one EVALSHA; after the script cache is lost
+// they are one EVAL more, and every counter is counted once.
+func TestOneScriptPerPipeline(t *testing.T) {
+	srv := redistest.Start(t)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	t.Cleanup(func() { _ = c.Close() })
+	rec := &cmdCounter{}
+	c.AddHook(rec)
+	s := rlredis.New(c, rlredis.Options{})
+	calls := func() [][]ratelimit.Op {
+		out := make([][]ratelimit.Op, 5)
+		for i := range out {
+			out[i] = []ratelimit.Op{{Key: "one:u" + strconv.Itoa(i), Hits: 1, TTL: time.Minute}, {Key: "one:g", Hits: 2, TTL: time.Minute}}
+		}
+		return out
+	}
+	for _, tt := range []struct {
+		name      string
+		flush     bool
+		wantSizes []int
+		wantNames []string
+		wantG     uint64
+	}{
+		{"loaded", false, []int{1}, []string{"evalsha"}, 0},
+		{"noscript", true, []int{1, 1}, []string{"evalsha", "eval"}, 10},
+		{"reloaded", false, []int{1}, []string{"evalsha"}, 20},
+	} {
+		if tt.flush {
+			if _, err := srv.Do("SCRIPT", "FLUSH"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if tt.name == "loaded" {
+			// Load the script; the first batch below finds it.
+			if err := s.Increment(context.Background(), []ratelimit.Op{{Key: "one:warm", Hits: 1, TTL: time.Minute}}); err != nil {
+				t.Fatal(err)
+			}
+			rec.take()
+		}
+		cs := calls()
+		for i, err := range s.ExecBatch(context.Background(), cs) {
+			if err != nil {
+				t.Fatalf("%s: call %d: %v", tt.name, i, err)
+			}
+		}
+		sizes, names := rec.take()
+		if !slices.Equal(sizes, tt.wantSizes) || !slices.Equal(names, tt.wantNames) {
+			t.Errorf("%s: pipelines %v of %v, want %v of %v", tt.name, sizes, names, tt.wantSizes, tt.wantNames)
+		}
+		// "one:g" takes 2 hits from each of the 5 calls, in call order.
+		for i, ops := range cs {
+			if want := tt.wantG + uint64(2*(i+1)); ops[1].Count != want {
+				t.Errorf("%s: call %d: shared counter %d, want %d", tt.name, i, ops[1].Count, want)
+			}
+		}
+	}
+}
+
+// TestYields: with no yield and with several, concurrent calls through the
+// batcher are all answered and every hit is counted once.
+func TestYields(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv.Addr)
+	for _, yields := range []int{-1, 1, 8} {
+		t.Run(strconv.Itoa(yields), func(t *testing.T) {
+			s := running(t, c, rlredis.Options{Yields: yields, Workers: 2})
+			key := "yields:" + strconv.Itoa(yields)
+			var wg sync.WaitGroup
+			for range 100 {
+				wg.Go(func() {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					if err := s.Increment(ctx, []ratelimit.Op{{Key: key, Hits: 1, TTL: time.Minute}}); err != nil {
+						t.Error(err)
+					}
+				})
+			}
+			wg.Wait()
+			if out, err := srv.Do("GET", key); err != nil || out != "100" {
+				t.Fatalf("counted %q (%v), want 100", out, err)
+			}
+		})
 	}
 }
