@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -87,8 +88,9 @@ func concurrentRequest(u int) (*pb.RateLimitRequest, []uint32) {
 // call would rewrite an earlier one's keys, and counters would be
 // charged to the wrong descriptor), and a pooled answer buffer is not
 // reused while grpc-go still writes it. Each answer is also the
-// generated path's for the same request (proto.Equal), and malformed
-// and refused requests mixed in get their errors, not someone's answer.
+// generated path's for the same request (proto.Equal), compressed calls
+// are answered as the others, and malformed and refused requests mixed
+// in get their errors, not someone's answer.
 func TestLeanConcurrentAnswers(t *testing.T) {
 	const (
 		conns   = 4
@@ -153,7 +155,14 @@ func concurrentCall(ctx context.Context, conn *grpc.ClientConn, c, ref pb.RateLi
 		return nil
 	}
 	m, want := concurrentRequest(u)
-	got, err := c.ShouldRateLimit(ctx, m)
+	var opts []grpc.CallOption
+	if u%10 == 8 {
+		// Compressed: grpc-go hands the codec the request as
+		// decompressed into buffers of its own, and compresses the
+		// answer from the pooled buffer.
+		opts = append(opts, grpc.UseCompressor(gzip.Name))
+	}
+	got, err := c.ShouldRateLimit(ctx, m, opts...)
 	if err != nil {
 		return err
 	}
