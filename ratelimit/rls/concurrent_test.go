@@ -142,7 +142,7 @@ func concurrentCall(ctx context.Context, conn *grpc.ClientConn, c, ref pb.RateLi
 		var out []byte
 		err := conn.Invoke(ctx, pb.RateLimitService_ShouldRateLimit_FullMethodName, &in, &out, grpc.ForceCodecV2(rawCodec{}))
 		if status.Code(err) != codes.Internal {
-			return fmt.Errorf("malformed request: %v, want INTERNAL", err)
+			return fmt.Errorf("malformed request: %w, want INTERNAL", err)
 		}
 		return nil
 	case 6: // refused: no domain
@@ -150,7 +150,7 @@ func concurrentCall(ctx context.Context, conn *grpc.ClientConn, c, ref pb.RateLi
 		m.Domain = ""
 		_, err := c.ShouldRateLimit(ctx, m)
 		if status.Code(err) != codes.InvalidArgument {
-			return fmt.Errorf("request without a domain: %v, want INVALID_ARGUMENT", err)
+			return fmt.Errorf("request without a domain: %w, want INVALID_ARGUMENT", err)
 		}
 		return nil
 	}
