@@ -191,8 +191,15 @@ func (d *wireDecoder) request() error {
 		case num == fieldDescriptors && typ == protowire.BytesType:
 			var sp span
 			if sp, i, err = bytesField(b, i); err == nil {
+				if len(d.descs) > maxDescriptors {
+					// The request is refused for its size; what is past
+					// the bound is only read, for a wire error in it.
+					var scratch wireDescriptor
+					err = d.descriptor(b[:sp.off+sp.n], sp.off, &scratch, false)
+					break
+				}
 				d.descs = append(d.descs, wireDescriptor{first: len(d.entries)})
-				err = d.descriptor(b[:sp.off+sp.n], sp.off, len(d.descs)-1)
+				err = d.descriptor(b[:sp.off+sp.n], sp.off, &d.descs[len(d.descs)-1], true)
 			}
 		case num == fieldHitsAddend && typ == protowire.VarintType:
 			var v uint64
@@ -208,8 +215,12 @@ func (d *wireDecoder) request() error {
 	return nil
 }
 
-// descriptor reads the descriptor d.descs[k] from b[i:].
-func (d *wireDecoder) descriptor(b []byte, i, k int) error {
+// descriptor reads a descriptor from b[i:] into wd; its entries are
+// appended to d.entries when keep is set, and only while it has no more
+// than maxEntries of them. A request past either bound is refused for
+// its size (build), so nothing past it is kept: a bound on the memory a
+// request costs, however many empty descriptors or entries it sends.
+func (d *wireDecoder) descriptor(b []byte, i int, wd *wireDescriptor, keep bool) error {
 	for i < len(b) {
 		num, typ, j, err := tag(b, i)
 		if err != nil {
@@ -221,28 +232,30 @@ func (d *wireDecoder) descriptor(b []byte, i, k int) error {
 			var sp span
 			if sp, i, err = bytesField(b, i); err == nil {
 				var e wireEntry
-				if err = d.entry(b[:sp.off+sp.n], sp.off, &e); err == nil {
+				if err = d.entry(b[:sp.off+sp.n], sp.off, &e); err == nil && keep && wd.n <= maxEntries {
+					// wd.n stops at maxEntries+1: enough for build to
+					// refuse the request.
 					d.entries = append(d.entries, e)
-					d.descs[k].n++
+					wd.n++
 				}
 			}
 		case num == fieldLimit && typ == protowire.BytesType:
 			var sp span
 			if sp, i, err = bytesField(b, i); err == nil {
 				// A singular message seen again merges into the first.
-				d.descs[k].limitSet = true
-				err = d.override(b[:sp.off+sp.n], sp.off, &d.descs[k])
+				wd.limitSet = true
+				err = d.override(b[:sp.off+sp.n], sp.off, wd)
 			}
 		case num == fieldDescHitsAddend && typ == protowire.BytesType:
 			var sp span
 			if sp, i, err = bytesField(b, i); err == nil {
-				d.descs[k].hitsSet = true
-				err = wrapper(b[:sp.off+sp.n], sp.off, &d.descs[k].hits)
+				wd.hitsSet = true
+				err = wrapper(b[:sp.off+sp.n], sp.off, &wd.hits)
 			}
 		case num == fieldIsNegativeHits && typ == protowire.VarintType:
 			var v uint64
 			v, i, err = varintField(b, i)
-			d.descs[k].negative = v != 0
+			wd.negative = v != 0
 		default:
 			i, err = skip(b, i, num, typ)
 		}

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -500,5 +501,66 @@ func TestUnmarshalWireSplit(t *testing.T) {
 	var c rls.Call
 	if err := c.UnmarshalWire(mem.BufferSlice{mem.SliceBuffer([]byte{0x0a}), mem.SliceBuffer([]byte{0x05, 'a'})}); !errors.Is(err, rls.ErrMalformed) {
 		t.Fatalf("truncated message in two buffers: %v, want ErrMalformed", err)
+	}
+}
+
+// TestDecodeRequestBoundedMemory: a request refused for its size (more
+// than 64 descriptors, more than 32 entries in one) costs the decoder
+// no memory in proportion to how far past the bound it goes. Two bytes
+// on the wire (an empty descriptor or entry) must not become a 32-56
+// byte record each: a 1 MiB request of them made 121 MB of garbage
+// (proto.Unmarshal made 69 MB), so a few concurrent ones could exhaust
+// the server's memory. The bytes past the bound are still read, so a
+// wire error or invalid UTF-8 there is still found.
+func TestDecodeRequestBoundedMemory(t *testing.T) {
+	const size = 1 << 20
+	manyDescriptors := wire(nil).str(1, "contract")
+	for len(manyDescriptors) < size {
+		manyDescriptors = append(manyDescriptors, 0x12, 0x00) // an empty descriptor
+	}
+	var entries []byte
+	for len(entries) < size {
+		entries = append(entries, 0x0a, 0x00) // an empty entry
+	}
+	manyEntries := wire(nil).str(1, "contract").msg(2, entries)
+	manyEntriesThenMore := manyEntries.msg(2, wire(nil).msg(1, entry("user", "a")))
+	tests := []struct {
+		name string
+		give wire
+		want string
+	}{
+		{"empty descriptors", manyDescriptors, "invalid"},
+		{"empty entries", manyEntries, "invalid"},
+		{"empty entries, another descriptor after", manyEntriesThenMore, "invalid"},
+		{"empty descriptors, then invalid UTF-8", manyDescriptors.msg(2, wire(nil).msg(1, entry("\xff", "a"))), "utf8"},
+		{"empty entries, then invalid UTF-8", manyEntries.msg(2, wire(nil).msg(1, entry("\xff", "a"))), "utf8"},
+		{"empty descriptors, then truncated", manyDescriptors.raw(0x12, 0x05, 0x0a), "malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkDecode(t, tt.give)
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			_, invalid, err := rls.DecodeRequest(tt.give)
+			runtime.ReadMemStats(&after)
+			got := "ok"
+			switch {
+			case errors.Is(err, rls.ErrInvalidUTF8):
+				got = "utf8"
+			case err != nil:
+				got = "malformed"
+			case invalid != nil:
+				got = "invalid"
+			}
+			if got != tt.want {
+				t.Fatalf("decoded as %s (%v, %v), want %s", got, err, invalid, tt.want)
+			}
+			// The bound: what 64 descriptors of 33 entries need, far
+			// below the message's own size.
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<10 {
+				t.Fatalf("decoding %d bytes allocated %d bytes, want at most 256 KiB", len(tt.give), alloc)
+			}
+		})
 	}
 }
