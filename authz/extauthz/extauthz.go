@@ -158,8 +158,11 @@ func newRequest(f requestFields, headers, contextExtensions map[string]string) a
 // names are joined in one builder each: appending to the joined string
 // instead copies it once per repeat, and a 1 MiB message of one repeated
 // header then costs gigabytes of copying.
+//
+// n is a size hint only up to maxHeaderHint: repeated names make fewer
+// entries than headers, and a client can send half a million of them.
 func joinHeaderMap(n int, at func(i int) (name, value string)) map[string]string {
-	m := make(map[string]string, n)
+	m := make(map[string]string, min(n, maxHeaderHint))
 	var repeated map[string]*strings.Builder
 	for i := range n {
 		k, v := at(i)
@@ -186,6 +189,11 @@ func joinHeaderMap(n int, at func(i int) (name, value string)) map[string]string
 	}
 	return m
 }
+
+// maxHeaderHint bounds the size hint of a header map built from a
+// list that may repeat names: more than a gateway sends, far less than
+// a message of repeats would ask for.
+const maxHeaderHint = 256
 
 // lowerHeaders returns the headers map with lower-case names, as
 // authz.Request promises. Envoy sends lower-case names, so this is

@@ -57,6 +57,10 @@ type span struct{ off, n int }
 // raw_value) being read.
 type wireEntry struct{ key, value, raw span }
 
+// keptHeader is a HeaderValue as kept: its name and the value that
+// counts (value, or raw_value when value is empty).
+type keptHeader struct{ key, value span }
+
 // The oneof member Address holds, for the source's address.
 const (
 	addrUnset uint8 = iota
@@ -74,9 +78,11 @@ type wireDecoder struct {
 	// protobuf-go allocates it before it looks at the entry.
 	headersSeen, contextSeen bool
 
-	headers   []wireEntry // HttpRequest.headers entries, in wire order
-	context   []wireEntry // context_extensions entries
-	headerMap []wireEntry // HeaderMap.headers
+	headers entries // HttpRequest.headers entries
+	context entries // context_extensions entries
+	// HeaderMap.headers, in wire order, while headers has no entry (the
+	// header_map counts only then).
+	headerMap []keptHeader
 
 	// The first unknown field of the CheckRequest with the Codec's mark
 	// number (see markUnreadable), if any.
@@ -99,7 +105,11 @@ func (d *wireDecoder) release() {
 		}
 		return es[:0]
 	}
-	*d = wireDecoder{headers: keep(d.headers), context: keep(d.context), headerMap: keep(d.headerMap)}
+	hm := d.headerMap[:0]
+	if cap(hm) > maxPooledEntries {
+		hm = nil
+	}
+	*d = wireDecoder{headers: entries{es: keep(d.headers.es)}, context: entries{es: keep(d.context.es)}, headerMap: hm}
 	decoders.Put(d)
 }
 
@@ -198,7 +208,15 @@ func (d *wireDecoder) field(b []byte, i int, f *wireField, num protowire.Number,
 			if why := d.message(start, i, f.msg, depth, &hv); why != "" {
 				return i, why
 			}
-			d.headerMap = append(d.headerMap, hv)
+			// The header_map counts only when headers has no entry,
+			// and an entry is never taken back: once there is one,
+			// the header_map is only read.
+			if len(d.headers.es) == 0 {
+				if hv.value.n == 0 {
+					hv.value = hv.raw
+				}
+				d.headerMap = appendDoubling(d.headerMap, keptHeader{key: hv.key, value: hv.value})
+			}
 			return i, ""
 		}
 		return i, d.message(start, i, f.msg, depth, nil)
@@ -209,12 +227,72 @@ func (d *wireDecoder) field(b []byte, i int, f *wireField, num protowire.Number,
 		}
 		switch f.capture {
 		case capHeaders:
-			d.headers = append(d.headers, ent)
+			d.headers.add(d.buf, ent)
+			d.headerMap = d.headerMap[:0]
 		case capContext:
-			d.context = append(d.context, ent)
+			d.context.add(d.buf, ent)
 		}
 	}
 	return i, ""
+}
+
+// entries are a map field's entries: what proto.Unmarshal keeps of
+// them, the last value of each key. A map field's entries are 2 bytes
+// each on the wire at the least (an empty entry), and a map keeps one
+// value per key however many entries repeat it: recording every entry
+// made a 1 MiB request of repeated keys cost 165 MB where
+// proto.Unmarshal made 1 KB. So past dedupeAt entries an index by key
+// keeps one entry per key, the last, and the list grows only with the
+// distinct keys, as proto.Unmarshal's map does.
+type entries struct {
+	es  []wireEntry
+	idx map[string]int // key → its entry in es, once es passed dedupeAt
+}
+
+// dedupeAt is how many entries are recorded as they come before the
+// index is built: more than any gateway sends, so a normal request
+// never pays for it.
+const dedupeAt = 64
+
+// add records ent, a complete entry whose spans are in buf.
+func (l *entries) add(buf []byte, ent wireEntry) {
+	if l.idx == nil {
+		if len(l.es) < dedupeAt {
+			l.es = appendDoubling(l.es, ent)
+			return
+		}
+		l.idx = make(map[string]int, len(l.es))
+		w := 0
+		for _, e := range l.es {
+			if j, ok := l.idx[string(buf[e.key.off:e.key.off+e.key.n])]; ok {
+				l.es[j] = e // the same key: the later value wins
+				continue
+			}
+			l.idx[string(buf[e.key.off:e.key.off+e.key.n])] = w
+			l.es[w] = e
+			w++
+		}
+		l.es = l.es[:w]
+	}
+	k := buf[ent.key.off : ent.key.off+ent.key.n]
+	if j, ok := l.idx[string(k)]; ok {
+		l.es[j] = ent
+		return
+	}
+	l.idx[string(k)] = len(l.es)
+	l.es = appendDoubling(l.es, ent)
+}
+
+// appendDoubling is append that doubles a full slice's capacity however
+// long it is: append grows a long slice by a quarter, so a list of n
+// elements allocated about 5n of them on the way, 2n this way.
+func appendDoubling[T any](s []T, v T) []T {
+	if len(s) == cap(s) {
+		grown := make([]T, len(s), 2*len(s)+8)
+		copy(grown, s)
+		s = grown
+	}
+	return append(s, v)
 }
 
 // keep records a kept string field: the last occurrence wins.
@@ -271,29 +349,23 @@ func str(arena string, sp span) string { return arena[sp.off : sp.off+sp.n] }
 // request builds the authz.Request from what message kept, as
 // RequestFromProto does from the message.
 func (d *wireDecoder) request() authz.Request {
-	// header_map counts only when headers is empty.
-	useHeaderMap := len(d.headers) == 0 && len(d.headerMap) > 0
-	if !useHeaderMap {
-		d.headerMap = nil
-	}
+	// header_map counts only when headers is empty: field keeps none
+	// of it once headers has an entry.
+	useHeaderMap := len(d.headerMap) > 0
 	n := d.id.n + d.method.n + d.path.n + d.host.n + d.scheme.n + d.principal.n + d.certificate.n
 	if d.addrCase == addrSocket {
 		n += d.peer.n
 	} else {
 		d.peer = span{}
 	}
-	for _, e := range d.headers {
+	for _, e := range d.headers.es {
 		n += e.key.n + e.value.n
 	}
-	for _, e := range d.context {
+	for _, e := range d.context.es {
 		n += e.key.n + e.value.n
 	}
-	for i := range d.headerMap {
-		e := &d.headerMap[i]
-		if e.value.n > 0 {
-			e.raw = span{}
-		}
-		n += e.key.n + e.value.n + e.raw.n
+	for _, e := range d.headerMap {
+		n += e.key.n + e.value.n
 	}
 	// All kept strings in one allocation, copied: the message's buffer
 	// goes back to grpc-go's pool.
@@ -307,19 +379,22 @@ func (d *wireDecoder) request() authz.Request {
 	d.copySpan(&sb, &d.peer)
 	d.copySpan(&sb, &d.principal)
 	d.copySpan(&sb, &d.certificate)
-	d.copyEntries(&sb, d.headers)
-	d.copyEntries(&sb, d.context)
-	d.copyEntries(&sb, d.headerMap)
+	d.copyEntries(&sb, d.headers.es)
+	d.copyEntries(&sb, d.context.es)
+	for i := range d.headerMap {
+		d.copySpan(&sb, &d.headerMap[i].key)
+		d.copySpan(&sb, &d.headerMap[i].value)
+	}
 	arena := sb.String()
 
 	var headers map[string]string
 	plain := false // every name authz.PlainHeaderName, checked as it is added
 	switch {
-	case len(d.headers) > 0:
-		headers = make(map[string]string, len(d.headers))
+	case len(d.headers.es) > 0:
+		headers = make(map[string]string, len(d.headers.es))
 		upper := false
 		plain = true
-		for _, e := range d.headers {
+		for _, e := range d.headers.es {
 			k := str(arena, e.key)
 			upper = upper || hasUpperASCII(k)
 			plain = plain && authz.PlainHeaderName(k)
@@ -331,19 +406,15 @@ func (d *wireDecoder) request() authz.Request {
 		}
 	case useHeaderMap:
 		headers = joinHeaderMap(len(d.headerMap), func(i int) (string, string) {
-			e := &d.headerMap[i]
-			if e.value.n > 0 {
-				return str(arena, e.key), str(arena, e.value)
-			}
-			return str(arena, e.key), str(arena, e.raw)
+			return str(arena, d.headerMap[i].key), str(arena, d.headerMap[i].value)
 		})
 	case d.headersSeen:
 		headers = map[string]string{}
 	}
 	var ctx map[string]string
 	if d.contextSeen {
-		ctx = make(map[string]string, len(d.context))
-		for _, e := range d.context {
+		ctx = make(map[string]string, len(d.context.es))
+		for _, e := range d.context.es {
 			ctx[str(arena, e.key)] = str(arena, e.value)
 		}
 	}

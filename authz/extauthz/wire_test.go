@@ -278,16 +278,19 @@ func genMessage(r *rand.Rand, md protoreflect.MessageDescriptor, depth int) []by
 			b = appendWrongType(r, b, fd.Number())
 			continue
 		}
-		b = protowire.AppendTag(b, fd.Number(), wireTypeOf(fd))
-		switch {
-		case fd.Message() != nil:
-			b = protowire.AppendBytes(b, genMessage(r, fd.Message(), depth+1))
-		case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
-			b = protowire.AppendString(b, genString(r))
-		case fd.Kind() == protoreflect.DoubleKind || fd.Kind() == protoreflect.Fixed64Kind:
-			b = protowire.AppendFixed64(b, r.Uint64())
-		default:
-			b = protowire.AppendVarint(b, r.Uint64()>>r.IntN(64))
+		start := len(b)
+		b = appendField(r, b, fd, depth)
+		if (fd.IsMap() || fd.IsList()) && r.IntN(24) == 0 {
+			// Many entries or elements, most of them repeats of one (past
+			// the decoder's dedupeAt), some new ones among them.
+			first := bytes.Clone(b[start:])
+			for range 40 + r.IntN(120) {
+				if r.IntN(4) == 0 {
+					b = appendField(r, b, fd, depth)
+				} else {
+					b = append(b, first...)
+				}
+			}
 		}
 	}
 	if depth == 0 && r.IntN(30) == 0 { // the Codec's mark, sent by a client
@@ -305,6 +308,20 @@ func genMessage(r *rand.Rand, md protoreflect.MessageDescriptor, depth int) []by
 		}
 	}
 	return b
+}
+
+// appendField appends one random value of field fd, tagged.
+func appendField(r *rand.Rand, b []byte, fd protoreflect.FieldDescriptor, depth int) []byte {
+	b = protowire.AppendTag(b, fd.Number(), wireTypeOf(fd))
+	switch {
+	case fd.Message() != nil:
+		return protowire.AppendBytes(b, genMessage(r, fd.Message(), depth+1))
+	case fd.Kind() == protoreflect.StringKind || fd.Kind() == protoreflect.BytesKind:
+		return protowire.AppendString(b, genString(r))
+	case fd.Kind() == protoreflect.DoubleKind || fd.Kind() == protoreflect.Fixed64Kind:
+		return protowire.AppendFixed64(b, r.Uint64())
+	}
+	return protowire.AppendVarint(b, r.Uint64()>>r.IntN(64))
 }
 
 func wireTypeOf(fd protoreflect.FieldDescriptor) protowire.Type {
@@ -390,6 +407,11 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 	f.Add(marshal(f, extauthz.BuildCheckRequest(extauthz.HTTPRequest{Method: "GET", Host: "h", Path: "/",
 		SourcePrincipal: "spiffe://example.org/ns/a/sa/b", SourceCertificate: "-----BEGIN%20CERTIFICATE-----%0AMII%0A"})))
 	f.Add(httpReq(fBytes(nHeaderMap, fBytes(1, entry("X-B", "1")), fBytes(1, entry("x-b", "2")), fBytes(1, fStr(1, "raw"), fBytes(3, []byte("v"))))))
+	// Past the decoder's dedupeAt: repeated keys, case variants, a
+	// header_map of repeats.
+	f.Add(httpReq(bytes.Repeat(cat(fBytes(nHeaders, entry("X-A", "1")), fBytes(nHeaders, entry("x-a", "2"))), 40), fBytes(nHeaders, entry("X-A", "3"))))
+	f.Add(fBytes(nAttributes, bytes.Repeat(fBytes(nContext, entry("route", "r")), 70), fBytes(nContext, entry("k", "v"))))
+	f.Add(httpReq(fBytes(nHeaderMap, bytes.Repeat(fBytes(1, entry("X-B", "1")), 70), fBytes(1, fStr(1, "x-b"), fBytes(3, []byte("v"))))))
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 8 {
 		f.Add(genMessage(r, checkRequestDesc, 0))
