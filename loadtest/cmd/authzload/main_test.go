@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -317,4 +318,52 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("the printed port %q is not usable: %v", out.String(), err)
 	}
 	lis.Close()
+}
+
+// TestServePprof: -pprof serves the driver's goroutine dump (the stacks of
+// a run's calls) and stops serving when the run ends.
+func TestServePprof(t *testing.T) {
+	addr, stop, err := servePprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "TestServePprof") {
+		stop()
+		t.Fatalf("goroutine dump: status %d, err %v, body %.200q", resp.StatusCode, err, body)
+	}
+	stop()
+	if resp, err := client.Get("http://" + addr + "/debug/pprof/"); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("pprof still served after stop: %s", resp.Status)
+	}
+	if _, _, err := servePprof("127.0.0.1:-1"); err == nil {
+		t.Error("servePprof on a bad address: no error")
+	}
+}
+
+// TestParseFlagsPprofLoopback: the driver's profile endpoint is loopback
+// only, like the servers it drives.
+func TestParseFlagsPprofLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		give    string
+		wantErr bool
+	}{
+		{"127.0.0.1:6061", false},
+		{"localhost:6061", false},
+		{"0.0.0.0:6061", true},
+		{"10.0.0.1:6061", true},
+	} {
+		_, err := parseFlags([]string{"-pprof", tt.give}, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("-pprof %s: err %v, want error %v", tt.give, err, tt.wantErr)
+		}
+	}
 }
