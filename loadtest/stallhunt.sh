@@ -5,8 +5,12 @@
 # ~20,000/s. Each attempt starts a fresh ext-authz (memory config), drives
 # it at once for one round without warm-up, and meanwhile takes goroutine
 # dumps of BOTH the server (admin pprof) and the driver (authzload -pprof)
-# and the sockets' TCP state (ss -ti) every DUMP_EVERY. Attempts whose p99 is
-# over STALL_P99_MS keep their dumps in loadtest/.out/stallhunt/N/; the
+# and the sockets' TCP state (ss -ti) every DUMP_EVERY, and runs
+# `authzload schedprobe` beside them: a process that only sleeps 1 ms and
+# prints each wake-up that came over 30 ms late. A stalled round during
+# which the probe also woke seconds late was the machine's stall (a run
+# queue or a VM not running processes), not ext-authz's. Attempts whose p99
+# is over STALL_P99_MS keep their dumps in loadtest/.out/stallhunt/N/; the
 # others keep only their result line. Run it under the bench lock:
 #
 #   flock /work/wt/bench.lock env ATTEMPTS=8 loadtest/stallhunt.sh
@@ -55,6 +59,8 @@ for ((n = 1; n <= ATTEMPTS; n++)); do
   mkdir -p "$dir"
   lt_start_authz loadtest/config/memory.yaml "stallhunt-$n"
   drv=127.0.0.1:$(lt_free_port)
+  "$LT_BIN/authzload" schedprobe >"$dir/schedprobe.txt" 2>&1 &
+  probe=$!
   dumps "$dir" "$drv" &
   dumper=$!
   rc=0
@@ -62,12 +68,15 @@ for ((n = 1; n <= ATTEMPTS; n++)); do
     -workers "$WORKERS" -conns "$CONNS" -duration "$DURATION" -warmup "$WARMUP" -rounds 1 \
     -label "stallhunt-$n" -pprof "$drv" >"$dir/driver.txt" 2>&1 || rc=$?
   wait "$dumper" || true
+  kill -TERM "$probe" 2>/dev/null || true
+  wait "$probe" || true
   lt_stop "$AUTHZ_PID"
   mv "$LT_OUT/ext-authz-stallhunt-$n.log" "$dir/server.log"
   line=$(grep '^round 1' "$dir/driver.txt" || true)
   p99=$(awk '/^round 1/ { for (i = 1; i < NF; i++) if ($i == "p99") { sub(/ms$/, "", $(i + 1)); print $(i + 1) } }' "$dir/driver.txt")
-  printf '%s attempt %d rc=%d load %s: %s\n' "$(date -u +%T)" "$n" "$rc" \
-    "$(cut -d' ' -f1 /proc/loadavg)" "${line:-$(tail -1 "$dir/driver.txt")}"
+  printf '%s attempt %d rc=%d load %s, %s: %s\n' "$(date -u +%T)" "$n" "$rc" \
+    "$(cut -d' ' -f1 /proc/loadavg)" "$(grep -o 'worst wake-up.*' "$dir/schedprobe.txt" || echo 'no probe result')" \
+    "${line:-$(tail -1 "$dir/driver.txt")}"
   if [[ -z $p99 ]] || awk -v p="$p99" -v t="$STALL_P99_MS" 'BEGIN { exit !(p > t) }'; then
     stalled+=("$dir")
   else

@@ -169,6 +169,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "freeport" {
 		return freePort(stdout)
 	}
+	if len(args) > 0 && args[0] == "schedprobe" {
+		return schedProbe(ctx, args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {

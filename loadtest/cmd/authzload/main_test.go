@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -365,5 +366,28 @@ func TestParseFlagsPprofLoopback(t *testing.T) {
 		if (err != nil) != tt.wantErr {
 			t.Errorf("-pprof %s: err %v, want error %v", tt.give, err, tt.wantErr)
 		}
+	}
+}
+
+// TestSchedProbe: the probe runs for -for and reports its worst wake-up,
+// measured from when each sleep began (so never under the tick), and
+// rejects a report threshold that is not above the tick.
+func TestSchedProbe(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"schedprobe", "-tick", "1ms", "-report", "1ms", "-for", "50ms"}, &out, io.Discard); err == nil {
+		t.Fatal("-report equal to -tick accepted")
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"schedprobe", "-tick", "10ms", "-report", "11ms", "-for", "100ms"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	i := strings.LastIndex(s, "worst wake-up ")
+	if i < 0 {
+		t.Fatalf("no summary line:\n%s", s)
+	}
+	var worst float64
+	if _, err := fmt.Sscanf(s[i+len("worst wake-up "):], "%fms", &worst); err != nil || worst < 10 {
+		t.Fatalf("worst wake-up %v ms (err %v), want at least the 10 ms tick:\n%s", worst, err, s)
 	}
 }
