@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -62,6 +64,9 @@ type config struct {
 	// fresh sends each server every request of the pool at most once over
 	// the whole measurement, and fails it when the pool wrapped.
 	fresh bool
+	// pprof is a loopback address to serve the driver's /debug/pprof/ on
+	// while it runs; empty: none.
+	pprof string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
@@ -100,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow non-loopback addresses")
 	fs.StringVar(&c.decode, "decode", decodeLean, "how answers are read: lean (only the status code and response kind, or overall_code, with protowire; requests marshalled once) or full (grpc-go's codec builds the whole message, as before)")
 	fs.BoolVar(&c.fresh, "fresh", false, "never send a server the same request twice: each server walks the pool once over warm-ups and rounds; the run fails when the target's or the peer's walk wrapped (pool too small)")
+	fs.StringVar(&c.pprof, "pprof", "", "serve the driver's /debug/pprof/ on this loopback address while it runs (goroutine dumps of a stalled round: where the requests in flight are); empty: none")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -130,7 +136,7 @@ func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	if c.peerExpect == "" {
 		c.peerExpect = c.expect
 	}
-	for _, a := range []string{c.addr, c.baseline, c.peer} {
+	for _, a := range []string{c.addr, c.baseline, c.peer, c.pprof} {
 		if a == "" || c.allowRemote {
 			continue
 		}
@@ -163,12 +169,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "freeport" {
 		return freePort(stdout)
 	}
+	if len(args) > 0 && args[0] == "schedprobe" {
+		return schedProbe(ctx, args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return err
+	}
+	if c.pprof != "" {
+		_, stop, err := servePprof(c.pprof)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	if c.pool != "" {
 		if c.scenario.Tokens, err = readPool(c.pool); err != nil {
@@ -236,6 +252,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	return sum.check()
+}
+
+// servePprof serves net/http/pprof's handlers on addr (bound is the
+// address it listens on) until stop is called, on a mux of its own (not
+// http.DefaultServeMux).
+func servePprof(addr string) (bound string, stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("-pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return ln.Addr().String(), func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 // rotation is the order in which round drives the servers: each round

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -317,4 +319,75 @@ func TestFreePort(t *testing.T) {
 		t.Fatalf("the printed port %q is not usable: %v", out.String(), err)
 	}
 	lis.Close()
+}
+
+// TestServePprof: -pprof serves the driver's goroutine dump (the stacks of
+// a run's calls) and stops serving when the run ends.
+func TestServePprof(t *testing.T) {
+	addr, stop, err := servePprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + "/debug/pprof/goroutine?debug=2")
+	if err != nil {
+		stop()
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "TestServePprof") {
+		stop()
+		t.Fatalf("goroutine dump: status %d, err %v, body %.200q", resp.StatusCode, err, body)
+	}
+	stop()
+	if resp, err := client.Get("http://" + addr + "/debug/pprof/"); err == nil {
+		_ = resp.Body.Close()
+		t.Fatalf("pprof still served after stop: %s", resp.Status)
+	}
+	if _, _, err := servePprof("127.0.0.1:-1"); err == nil {
+		t.Error("servePprof on a bad address: no error")
+	}
+}
+
+// TestParseFlagsPprofLoopback: the driver's profile endpoint is loopback
+// only, like the servers it drives.
+func TestParseFlagsPprofLoopback(t *testing.T) {
+	for _, tt := range []struct {
+		give    string
+		wantErr bool
+	}{
+		{"127.0.0.1:6061", false},
+		{"localhost:6061", false},
+		{"0.0.0.0:6061", true},
+		{"10.0.0.1:6061", true},
+	} {
+		_, err := parseFlags([]string{"-pprof", tt.give}, io.Discard)
+		if (err != nil) != tt.wantErr {
+			t.Errorf("-pprof %s: err %v, want error %v", tt.give, err, tt.wantErr)
+		}
+	}
+}
+
+// TestSchedProbe: the probe runs for -for and reports its worst wake-up,
+// measured from when each sleep began (so never under the tick), and
+// rejects a report threshold that is not above the tick.
+func TestSchedProbe(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"schedprobe", "-tick", "1ms", "-report", "1ms", "-for", "50ms"}, &out, io.Discard); err == nil {
+		t.Fatal("-report equal to -tick accepted")
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"schedprobe", "-tick", "10ms", "-report", "11ms", "-for", "100ms"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	i := strings.LastIndex(s, "worst wake-up ")
+	if i < 0 {
+		t.Fatalf("no summary line:\n%s", s)
+	}
+	var worst float64
+	if _, err := fmt.Sscanf(s[i+len("worst wake-up "):], "%fms", &worst); err != nil || worst < 10 {
+		t.Fatalf("worst wake-up %v ms (err %v), want at least the 10 ms tick:\n%s", worst, err, s)
+	}
 }
