@@ -49,8 +49,12 @@ type Result struct {
 	// Throughput is Requests per second of Elapsed.
 	Throughput float64
 	// Latency percentiles. In open loop they are measured from the
-	// scheduled send time.
+	// scheduled send time. They include the Cut calls, each with the time
+	// it had waited when the measured part ended (a lower bound).
 	P50, P90, P99, P999, Max time.Duration
+	// Cut counts calls sent in the measured part and not answered by its
+	// end; they are not in Requests, Mix or Throughput.
+	Cut uint64
 	// Mix counts outcomes.
 	Mix map[string]uint64
 	// Late counts open-loop requests sent more than 1ms after their
@@ -104,7 +108,12 @@ type recorder struct {
 	mix    map[string]uint64
 	errors uint64
 	late   uint64
-	_      [64]byte // keep workers' recorders on separate cache lines
+	// cut holds, for calls started in the measured part but still
+	// unanswered when it ended, how long they had waited by then: a lower
+	// bound on their latency, kept so that a stall at the end of a round
+	// shows in its percentiles instead of vanishing with the calls.
+	cut []time.Duration
+	_   [64]byte // keep workers' recorders on separate cache lines
 }
 
 func (rc *recorder) record(outcome string, err error, lat time.Duration) {
@@ -133,8 +142,12 @@ func (r *run) closed(ctx context.Context) (Result, error) {
 				t0 := r.opts.Now()
 				outcome, err := r.call(ctx, seq)
 				t1 := r.opts.Now()
-				if t0.Before(r.measureFrom) || t1.After(r.end) {
-					continue // warm-up, or cut off by the end of the run
+				if t0.Before(r.measureFrom) {
+					continue // warm-up
+				}
+				if t1.After(r.end) {
+					rc.cut = append(rc.cut, r.end.Sub(t0))
+					continue
 				}
 				rc.record(outcome, err, t1.Sub(t0))
 			}
@@ -169,7 +182,11 @@ func (r *run) open(ctx context.Context) (Result, error) {
 				}
 				outcome, err := r.call(ctx, r.seq.Add(1)-1)
 				t1 := r.opts.Now()
-				if sched.Before(r.measureFrom) || t1.After(r.end) {
+				if sched.Before(r.measureFrom) {
+					continue
+				}
+				if t1.After(r.end) {
+					rc.cut = append(rc.cut, max(r.end.Sub(sched), 0))
 					continue
 				}
 				rc.record(outcome, err, t1.Sub(sched))
@@ -220,11 +237,12 @@ func parentErr(ctx context.Context) error {
 
 func (r *run) result(mode string, err error) (Result, error) {
 	res := Result{Mode: mode, Workers: r.opts.Workers, Rate: r.opts.Rate, Mix: map[string]uint64{}}
-	var n int
+	var n, cut int
 	for i := range r.rec {
 		n += len(r.rec[i].lat)
+		cut += len(r.rec[i].cut)
 	}
-	all := make([]time.Duration, 0, n)
+	all := make([]time.Duration, 0, n+cut)
 	for i := range r.rec {
 		rc := &r.rec[i]
 		all = append(all, rc.lat...)
@@ -235,6 +253,10 @@ func (r *run) result(mode string, err error) (Result, error) {
 		}
 	}
 	res.Requests = uint64(len(all))
+	for i := range r.rec {
+		all = append(all, r.rec[i].cut...)
+	}
+	res.Cut = uint64(cut)
 	res.Elapsed = r.opts.Duration
 	if now := r.opts.Now(); now.Before(r.end) {
 		res.Elapsed = max(now.Sub(r.measureFrom), 0)

@@ -165,3 +165,40 @@ func TestRunStopsWithContext(t *testing.T) {
 		t.Errorf("Elapsed = %v: the run did not stop with its context", res.Elapsed)
 	}
 }
+
+// TestCutCallsCountInLatency: a call that hangs until the measured part
+// ends is not answered, so it is not in Requests or Mix, but the wait it
+// had by then is in the percentiles: a stall at the end of a round must
+// show in its tail, not vanish with the calls it held.
+func TestCutCallsCountInLatency(t *testing.T) {
+	for _, rate := range []float64{0, 200} {
+		call := func(ctx context.Context, seq uint64) (string, error) {
+			if seq == 0 {
+				<-ctx.Done()
+				return "", ctx.Err()
+			}
+			time.Sleep(100 * time.Microsecond)
+			return "ok", nil
+		}
+		res, err := Run(context.Background(), call, Options{Workers: 2, Duration: 120 * time.Millisecond, Rate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Cut == 0 {
+			t.Errorf("rate %v: Cut = 0, want the hung call counted", rate)
+		}
+		if res.Max < 100*time.Millisecond {
+			t.Errorf("rate %v: Max %v, want the hung call's wait (~120ms)", rate, res.Max)
+		}
+		if res.Mix["error"] != 0 || res.Errors != 0 {
+			t.Errorf("rate %v: the cut call was counted as answered: mix %v errors %d", rate, res.Mix, res.Errors)
+		}
+		var sum uint64
+		for _, v := range res.Mix {
+			sum += v
+		}
+		if sum != res.Requests || res.Requests == 0 {
+			t.Errorf("rate %v: mix sums to %d, Requests %d", rate, sum, res.Requests)
+		}
+	}
+}

@@ -390,6 +390,9 @@ func formatResult(r result) string {
 	if r.Late > 0 {
 		s += fmt.Sprintf("  late=%d", r.Late)
 	}
+	if r.Cut > 0 {
+		s += fmt.Sprintf("  unanswered_at_end=%d", r.Cut)
+	}
 	return s
 }
 

@@ -103,8 +103,11 @@ type serverSummary struct {
 	Requests   uint64            `json:"requests"`
 	Mix        map[string]uint64 `json:"mix"`
 	Late       uint64            `json:"late,omitempty"`
-	PeakRSS    int64             `json:"peak_rss_bytes,omitempty"`
-	RSSError   string            `json:"peak_rss_error,omitempty"`
+	// Cut counts calls unanswered when a round ended (their waits are in
+	// the percentiles, as lower bounds).
+	Cut      uint64 `json:"unanswered_at_end,omitempty"`
+	PeakRSS  int64  `json:"peak_rss_bytes,omitempty"`
+	RSSError string `json:"peak_rss_error,omitempty"`
 	// ServerCPU and DriverCPU are medians of CPU time per request.
 	ServerCPU time.Duration `json:"server_cpu_per_request_ns,omitempty"`
 	DriverCPU time.Duration `json:"driver_cpu_per_request_ns,omitempty"`
@@ -219,6 +222,7 @@ func serverOf(t *target) serverSummary {
 	for _, r := range t.results {
 		s.Requests += r.Requests
 		s.Late += r.Late
+		s.Cut += r.Cut
 		for k, v := range r.Mix {
 			s.Mix[k] += v
 		}
