@@ -29,6 +29,13 @@
 # (8192) while starting, or that is not ready within SCALE_START_TIMEOUT
 # seconds (180), is stopped and reported (status=rss_limit / timeout) and
 # the dimension is measured with the sizes that did start.
+#
+# ext-authz runs with the Deployment's memory setting, SCALE_GOMEMLIMIT
+# (230MiB, as deploy/base/deployment.yaml sets for its 256Mi limit; empty:
+# none), so peak RSS is what the deployed replica would reach: since serve
+# defaults to GOGC=400 (docs/operations.md), an unbounded heap may grow to
+# five times the live one, which a 1M-key config does only where there is
+# no limit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source loadtest/lib.sh
@@ -76,7 +83,7 @@ start_sized() {
   export LOADTEST_GRPC_PORT LOADTEST_ADMIN_PORT
   local t0 t1 pid status= rss=0
   t0=$(date +%s%N)
-  "$AUTHZ_BIN" serve --config "$dir/config.yaml" >"$LT_OUT/ext-authz-scale-$dim-$n.log" 2>&1 &
+  GOMEMLIMIT=${SCALE_GOMEMLIMIT-230MiB} "$AUTHZ_BIN" serve --config "$dir/config.yaml" >"$LT_OUT/ext-authz-scale-$dim-$n.log" 2>&1 &
   pid=$!
   LT_PIDS+=("$pid")
   while :; do
