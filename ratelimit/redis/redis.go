@@ -41,6 +41,16 @@ return n
 // type, or not an integer) fails alone, as it does with script: pcall
 // keeps the others going.
 //
+// Counters of the same key (a global or per-route limit that every check
+// of the batch counts) are coalesced: one INCRBY of their total, and each
+// gets the count it would have seen had the increments run one after
+// another in batch order (the script is atomic, so nobody can tell the
+// difference); the expiry, when the key has none, is the first counter's,
+// as it would be then. Where the coalesced increment fails or its numbers
+// leave the integers a Lua number holds exactly (±2^53), the key's
+// counters run one at a time instead (after undoing the increment if it
+// took place): the same counts and errors as script's, in every case.
+//
 // KEYS: the counters; ARGV: per counter, hits and TTL (ms). Reply: per
 // counter its count (0 where it failed), then the 1-based index of every
 // counter that failed.
@@ -49,7 +59,20 @@ var batchScript = goredis.NewScript(batchScriptSrc)
 const batchScriptSrc = `
 local out = {}
 local bad = {}
+local first = {}
+local last = {}
+local nxt = {}
 for i = 1, #KEYS do
+  local f = first[KEYS[i]]
+  if f then
+    nxt[last[f]] = i
+    last[f] = i
+  else
+    first[KEYS[i]] = i
+    last[i] = i
+  end
+end
+local function one(i)
   local k = KEYS[i]
   local n = redis.pcall('INCRBY', k, ARGV[2*i-1])
   if type(n) == 'table' then
@@ -59,6 +82,48 @@ for i = 1, #KEYS do
     redis.call('PEXPIRE', k, ARGV[2*i])
   end
   out[i] = n
+end
+local exact = 9007199254740992
+for i = 1, #KEYS do
+  if last[i] == i then
+    one(i)
+  elseif last[i] then
+    local k = KEYS[i]
+    local total = 0
+    local j = i
+    while j do
+      total = total + tonumber(ARGV[2*j-1])
+      j = nxt[j]
+    end
+    local n = false
+    if total < exact then
+      local by = string.format('%.0f', total)
+      n = redis.pcall('INCRBY', k, by)
+      if type(n) == 'table' then
+        n = false
+      elseif n >= exact or n - total <= -exact then
+        redis.call('DECRBY', k, by)
+        n = false
+      end
+    end
+    j = i
+    if n then
+      if redis.call('PTTL', k) < 0 then
+        redis.call('PEXPIRE', k, ARGV[2*i])
+      end
+      n = n - total
+      while j do
+        n = n + tonumber(ARGV[2*j-1])
+        out[j] = n
+        j = nxt[j]
+      end
+    else
+      while j do
+        one(j)
+        j = nxt[j]
+      end
+    end
+  end
 end
 for j = 1, #bad do
   out[#out+1] = bad[j]
