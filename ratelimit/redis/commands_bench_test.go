@@ -9,6 +9,7 @@ import (
 
 	"github.com/ext-authz/ext-authz/internal/benchcpu"
 	"github.com/ext-authz/ext-authz/internal/redistest"
+	rlredis "github.com/ext-authz/ext-authz/ratelimit/redis"
 )
 
 // exScript is the per-counter script (rlredis's script).
@@ -131,6 +132,107 @@ func BenchmarkCounterCommands(b *testing.B) {
 						if err := cmd.Err(); err != nil {
 							b.Fatal(err)
 						}
+					}
+				}
+				b.ReportMetric((redisCPU(b, srv)-start)*1e9/float64(b.N), "redis-cpu-ns/op")
+			})
+		}
+	}
+}
+
+// oldBatchSrc is the batch script of main before same-key counters were
+// coalesced (7916e58), copied verbatim.
+const oldBatchSrc = `
+local out = {}
+local bad = {}
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local n = redis.pcall('INCRBY', k, ARGV[2*i-1])
+  if type(n) == 'table' then
+    n = 0
+    bad[#bad+1] = i
+  elseif redis.call('PTTL', k) < 0 then
+    redis.call('PEXPIRE', k, ARGV[2*i])
+  end
+  out[i] = n
+end
+for j = 1, #bad do
+  out[#out+1] = bad[j]
+end
+return out
+`
+
+// BenchmarkHotKeyBatch is the batch script's work for the jwt-redis
+// traffic: per check two counters, one per user and one global key that
+// every check of the batch shares, per check (cpu-ns/op: this process,
+// redis-cpu-ns/op: redis-server). Variants:
+//
+//   - old: the batch script before coalescing, every counter on its own;
+//   - grouped: the store's batch script with the arguments the store
+//     sends: the global key once, with the total, its TTL negated, and
+//     the counters' hits (the client's grouping itself is measured by
+//     BenchmarkStoreCPU, not here);
+//   - distinct: the old script sent each distinct key once with its total
+//     (the least a coalesced batch can send).
+func BenchmarkHotKeyBatch(b *testing.B) {
+	srv := redistest.Start(b)
+	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
+	b.Cleanup(func() { _ = c.Close() })
+	ctx := context.Background()
+	scripts := map[string]*goredis.Script{
+		"old": goredis.NewScript(oldBatchSrc), "grouped": goredis.NewScript(rlredis.ScriptSources[1]),
+		"distinct": goredis.NewScript(oldBatchSrc),
+	}
+	for _, s := range scripts {
+		if err := s.Load(ctx, c).Err(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	users := make([]string, 1000)
+	for i := range users {
+		users[i] = "8:loadtest11:generic_key7:limited4:user9:user-" + strconv.Itoa(100+i) + "|1|1700000040"
+	}
+	const global = "8:loadtest11:generic_key14:limited-global|1|1700000040"
+	for _, checks := range []int{2, 13, 40} {
+		for _, v := range []string{"old", "grouped", "distinct"} {
+			b.Run("checks="+strconv.Itoa(checks)+"/"+v, func(b *testing.B) {
+				benchcpu.Report(b)
+				start := redisCPU(b, srv)
+				b.ReportAllocs()
+				u := 0
+				for i := 0; i < b.N; i += checks {
+					args := make([]any, 0, 3+6*checks)
+					args = append(args, "evalsha", scripts[v].Hash(), 0)
+					var hits []any
+					for range checks {
+						args = append(args, users[u%len(users)])
+						hits = append(hits, uint64(1), int64(60000))
+						u++
+						if v == "old" {
+							args = append(args, global)
+							hits = append(hits, uint64(1), int64(60000))
+						}
+					}
+					switch v {
+					case "distinct":
+						args = append(args, global)
+						hits = append(hits, uint64(checks), int64(60000))
+					case "grouped":
+						args = append(args, global)
+						hits = append(hits, uint64(checks), int64(-60000))
+					}
+					args[2] = len(hits) / 2
+					args = append(args, hits...)
+					if v == "grouped" {
+						args = append(args, checks)
+						for range checks {
+							args = append(args, uint64(1))
+						}
+					}
+					cmd := goredis.NewIntSliceCmd(ctx, args...)
+					_ = c.Process(ctx, cmd)
+					if err := cmd.Err(); err != nil {
+						b.Fatal(err)
 					}
 				}
 				b.ReportMetric((redisCPU(b, srv)-start)*1e9/float64(b.N), "redis-cpu-ns/op")

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strconv"
 	"testing"
@@ -98,8 +99,25 @@ func oracleCall(ctx context.Context, c goredis.UniversalClient, alone ratelimit.
 // plant sets up a counter the way another writer might have left it, on
 // both sides.
 func plant(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *rand.Rand, prefixes ...string) {
-	k := "k" + strconv.Itoa(rng.IntN(diffKeys))
-	kind, v := rng.IntN(5), rng.IntN(50)
+	plantKind(t, ctx, c, rng, diffKeys, 5, prefixes...)
+}
+
+// plantKind is plant over the first keys counters and the first kinds
+// kinds; kinds 5 to 7 are counters near the edges of what an increment
+// can reach exactly: int64's maximum (INCRBY overflows) and ±2^53 (where
+// a Lua number stops holding every integer).
+func plantKind(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *rand.Rand, keys, kinds int, prefixes ...string) {
+	k := "k" + strconv.Itoa(rng.IntN(keys))
+	kind, v := rng.IntN(kinds), rng.IntN(50)
+	var edge int64
+	switch kind {
+	case 5:
+		edge = math.MaxInt64 - rng.Int64N(3*ratelimit.MaxHits)
+	case 6:
+		edge = 1<<53 - rng.Int64N(12)
+	case 7:
+		edge = -1<<53 - 6 + rng.Int64N(12)
+	}
 	for _, p := range prefixes {
 		var err error
 		switch kind {
@@ -116,6 +134,8 @@ func plant(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *ra
 			err = c.Del(ctx, p+k).Err()
 		case 4: // negative, with an expiry
 			err = c.Set(ctx, p+k, -3, time.Hour).Err()
+		case 5, 6, 7: // at an edge, with or without an expiry
+			err = c.Set(ctx, p+k, edge, time.Duration(v%2)*time.Hour).Err()
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -124,7 +144,8 @@ func plant(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *ra
 }
 
 // keyState is what the differential tests compare per key: its value (or
-// type) and whether it has an expiry.
+// type) and its expiry to the second (every TTL the tests set is whole
+// seconds, and the two sides run milliseconds apart).
 func keyState(ctx context.Context, c goredis.UniversalClient, key string) (string, string, error) {
 	typ, err := c.Type(ctx, key).Result()
 	if err != nil {
@@ -146,7 +167,7 @@ func keyState(ctx context.Context, c goredis.UniversalClient, key string) (strin
 	case ms < 0:
 		return val, "no-expiry", nil
 	}
-	return val, "expires", nil
+	return val, "expires in " + strconv.FormatInt(int64((ms+500*time.Millisecond)/time.Second), 10) + "s", nil
 }
 
 // runDifferential drives random rounds of calls, each round one shared
@@ -154,23 +175,58 @@ func keyState(ctx context.Context, c goredis.UniversalClient, key string) (strin
 // the oracle ("old:" keys) on the same Redis, and compares every call's
 // outcome, every count and decision, and every key's value and expiry.
 func runDifferential(t *testing.T, c goredis.UniversalClient, s *rlredis.Store, seed uint64, rounds int, flush func()) {
+	runShape(t, c, s, seed, rounds, flush, mixedShape)
+}
+
+// shape is how a differential run draws its batches.
+type shape struct {
+	calls, ops int // at most, per batch and per call
+	op         func(rng *rand.Rand, prefix string) ratelimit.Op
+	plant      func(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *rand.Rand, prefixes ...string)
+	plantEvery int // plant before one round in plantEvery
+}
+
+// mixedShape: small batches over ten counters and a few decisions.
+var mixedShape = shape{calls: 8, ops: 4, op: diffOp, plant: plant, plantEvery: 4}
+
+// hotShape: big batches whose counters mostly share a key or two (a
+// global or per-route limit every check counts), the same key with
+// different TTLs and zero hits, the hot keys often left broken (another
+// type, not an integer, no expiry) or near the edges of an exact
+// increment, and a decision now and then.
+var hotShape = shape{calls: 24, ops: 6, op: hotOp, plantEvery: 2,
+	plant: func(t *testing.T, ctx context.Context, c goredis.UniversalClient, rng *rand.Rand, prefixes ...string) {
+		plantKind(t, ctx, c, rng, 3, 8, prefixes...)
+	}}
+
+func hotOp(rng *rand.Rand, prefix string) ratelimit.Op {
+	if rng.IntN(12) == 0 {
+		return diffOp(rng, prefix) // a decision, or a counter of the cold ten
+	}
+	k := []int{0, 0, 0, 0, 0, 1, 1, 2}[rng.IntN(8)]
+	hits := []uint64{0, 0, 1, 1, 1, 1, 2, 7, ratelimit.MaxHits}[rng.IntN(9)]
+	ttl := []time.Duration{10 * time.Second, time.Minute, time.Hour, 24 * time.Hour}[rng.IntN(4)]
+	return ratelimit.Op{Key: prefix + "k" + strconv.Itoa(k), Hits: hits, TTL: ttl}
+}
+
+func runShape(t *testing.T, c goredis.UniversalClient, s *rlredis.Store, seed uint64, rounds int, flush func(), sh shape) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 20))
 	tag := ratelimitTestTag(t, seed)
 	pNew, pOld := tag+"new:", tag+"old:"
 	alone := rlredis.New(c, rlredis.Options{})
 	for round := range rounds {
-		if rng.IntN(4) == 0 {
-			plant(t, ctx, c, rng, pNew, pOld)
+		if rng.IntN(sh.plantEvery) == 0 {
+			sh.plant(t, ctx, c, rng, pNew, pOld)
 		}
 		if flush != nil && rng.IntN(6) == 0 {
 			flush() // the next batch meets NOSCRIPT and sends the bodies
 		}
-		calls := make([][]ratelimit.Op, 1+rng.IntN(8))
+		calls := make([][]ratelimit.Op, 1+rng.IntN(sh.calls))
 		for i := range calls {
-			calls[i] = make([]ratelimit.Op, 1+rng.IntN(4))
+			calls[i] = make([]ratelimit.Op, 1+rng.IntN(sh.ops))
 			for j := range calls[i] {
-				calls[i][j] = diffOp(rng, pNew)
+				calls[i][j] = sh.op(rng, pNew)
 			}
 		}
 		want := make([][]ratelimit.Op, len(calls))
@@ -263,5 +319,30 @@ func TestDifferentialCluster(t *testing.T) {
 	s := rlredis.New(c, rlredis.Options{})
 	for seed := range uint64(4) {
 		runDifferential(t, c, s, seed, 30, flush)
+	}
+}
+
+// TestDifferentialHotKeys: batches whose counters share keys (coalesced
+// into one increment per key by the batch script) against the old
+// per-counter script run one op at a time, including keys that fail, or
+// whose values overflow or leave ±2^53 part-way through the batch.
+func TestDifferentialHotKeys(t *testing.T) {
+	srv := redistest.Start(t)
+	c := client(t, srv.Addr)
+	flush := func() {
+		if _, err := srv.Do("SCRIPT", "FLUSH"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mode := range []struct {
+		name string
+		opts rlredis.Options
+	}{{"batch-script", rlredis.Options{}}, {"per-op-scripts", rlredis.Options{PerOpScripts: true}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := rlredis.New(c, mode.opts)
+			for seed := range uint64(16) {
+				runShape(t, c, s, seed, 40, flush, hotShape)
+			}
+		})
 	}
 }

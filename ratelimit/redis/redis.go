@@ -41,24 +41,76 @@ return n
 // type, or not an integer) fails alone, as it does with script: pcall
 // keeps the others going.
 //
-// KEYS: the counters; ARGV: per counter, hits and TTL (ms). Reply: per
-// counter its count (0 where it failed), then the 1-based index of every
+// Counters of the same key (a global or per-route limit that every check
+// of the batch counts) are coalesced by exec: the key is sent once, with
+// the total of its counters' hits, and one INCRBY of the total gives each
+// counter the count it would have seen had the increments run one after
+// another in batch order (the script is atomic, so nobody can tell the
+// difference); the expiry, when the key has none, is the first counter's,
+// as it would be then. Where the coalesced increment fails or its numbers
+// leave the integers a Lua number holds exactly (±2^53), the key's
+// counters run one at a time instead (after undoing the increment if it
+// took place): the same counts and errors as script's, in every case.
+//
+// KEYS: the distinct keys. ARGV: per key, hits and TTL (ms) for a key of
+// one counter; for a key of several, the total and the TTL negated; then,
+// for each key of several in KEYS order, its number of counters and their
+// hits. Reply: per counter its count (0 where it failed), in KEYS order
+// and within a key in batch order; then the 1-based position of every
 // counter that failed.
 var batchScript = goredis.NewScript(batchScriptSrc)
 
 const batchScriptSrc = `
 local out = {}
 local bad = {}
-for i = 1, #KEYS do
-  local k = KEYS[i]
-  local n = redis.pcall('INCRBY', k, ARGV[2*i-1])
+local function one(k, hits, ttl)
+  local n = redis.pcall('INCRBY', k, hits)
   if type(n) == 'table' then
     n = 0
-    bad[#bad+1] = i
+    bad[#bad+1] = #out+1
   elseif redis.call('PTTL', k) < 0 then
-    redis.call('PEXPIRE', k, ARGV[2*i])
+    redis.call('PEXPIRE', k, ttl)
   end
-  out[i] = n
+  out[#out+1] = n
+end
+local exact = 9007199254740992
+local pos = 2*#KEYS + 1
+for i = 1, #KEYS do
+  local k = KEYS[i]
+  local ttl = ARGV[2*i]
+  if string.byte(ttl) ~= 45 then
+    one(k, ARGV[2*i-1], ttl)
+  else
+    ttl = string.sub(ttl, 2)
+    local by = ARGV[2*i-1]
+    local total = tonumber(by)
+    local m = tonumber(ARGV[pos])
+    local n = false
+    if total < exact then
+      n = redis.pcall('INCRBY', k, by)
+      if type(n) == 'table' then
+        n = false
+      elseif n >= exact or n - total <= -exact then
+        redis.call('DECRBY', k, by)
+        n = false
+      end
+    end
+    if n then
+      if redis.call('PTTL', k) < 0 then
+        redis.call('PEXPIRE', k, ttl)
+      end
+      n = n - total
+      for j = pos+1, pos+m do
+        n = n + tonumber(ARGV[j])
+        out[#out+1] = n
+      end
+    else
+      for j = pos+1, pos+m do
+        one(k, ARGV[j], ttl)
+      end
+    end
+    pos = pos + m + 1
+  end
 end
 for j = 1, #bad do
   out[#out+1] = bad[j]
@@ -335,26 +387,7 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 	sc.ttls = slices.Grow(sc.ttls[:0], plain)
 	var counters *goredis.IntSliceCmd
 	if !s.perOp && plain > 0 {
-		// Pointers, not values: go-redis writes a *string or *int64 as the
-		// value, and boxing a pointer costs no allocation.
-		args := append(sc.args[:0], "evalsha", batchScript.Hash(), plain)
-		for _, c := range calls {
-			for i := range c.ops {
-				if op := &c.ops[i]; len(op.Windows) == 0 {
-					args = append(args, &op.Key)
-				}
-			}
-		}
-		for _, c := range calls {
-			for i := range c.ops {
-				if op := &c.ops[i]; len(op.Windows) == 0 {
-					sc.ttls = append(sc.ttls, ttlMS(op))
-					args = append(args, &op.Hits, &sc.ttls[len(sc.ttls)-1])
-				}
-			}
-		}
-		sc.args = args
-		counters = goredis.NewIntSliceCmd(ctx, args...)
+		counters = sc.counterCmd(ctx, calls, plain)
 	}
 	// cmds has one entry per op: its own command, or nil for a counter in
 	// counters.
@@ -435,7 +468,7 @@ func (s *Store) exec(ctx context.Context, calls []*call) {
 			if cmd != nil {
 				n, err = cmd.(*goredis.IntCmd).Result()
 			} else if err = countsErr; err == nil {
-				n = counts[pk]
+				n = counts[sc.reply[pk]]
 				if n == failedCount {
 					n, err = 0, errCounter
 				}
@@ -479,15 +512,105 @@ type scratch struct {
 	args []any
 	ttls []int64
 	cmds []goredis.Cmder
+	// The batch script's coalescing, per counter in batch order (plain
+	// ops): the op, its key's group, the next counter of the same key
+	// (-1: none), its position in the reply; per group its first and last
+	// counter, its counters and their total hits.
+	ops    []*ratelimit.Op
+	group  []int32
+	next   []int32
+	reply  []int32
+	groups []group
+	ints   []int64
+	byKey  map[string]int32
 }
 
-var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+// group is the counters of one key in a batch script.
+type group struct {
+	first, last, n int32
+	total          uint64
+}
+
+var scratchPool = sync.Pool{New: func() any { return &scratch{byKey: map[string]int32{}} }}
+
+// counterCmd is the batch script for the plain counters of calls, with
+// each distinct key once (see batchScript), and sets sc.reply.
+func (sc *scratch) counterCmd(ctx context.Context, calls []*call, plain int) *goredis.IntSliceCmd {
+	sc.ops, sc.group, sc.next, sc.groups = sc.ops[:0], sc.group[:0], sc.next[:0], sc.groups[:0]
+	for _, c := range calls {
+		for i := range c.ops {
+			op := &c.ops[i]
+			if len(op.Windows) > 0 {
+				continue
+			}
+			k := int32(len(sc.ops))
+			g, ok := sc.byKey[op.Key]
+			if !ok {
+				g = int32(len(sc.groups))
+				sc.byKey[op.Key] = g
+				sc.groups = append(sc.groups, group{first: k, last: k})
+			} else {
+				sc.next[sc.groups[g].last] = k
+				sc.groups[g].last = k
+			}
+			sc.groups[g].n++
+			sc.groups[g].total += op.Hits
+			sc.ops = append(sc.ops, op)
+			sc.group = append(sc.group, g)
+			sc.next = append(sc.next, -1)
+		}
+	}
+	clear(sc.byKey)
+	// Reply positions: the groups' counters one after another.
+	sc.reply = slices.Grow(sc.reply[:0], plain)[:plain]
+	pos := int32(0)
+	for gi := range sc.groups {
+		for k := sc.groups[gi].first; k >= 0; k = sc.next[k] {
+			sc.reply[k] = pos
+			pos++
+		}
+	}
+	// Pointers, not values: go-redis writes a *string, *uint64 or *int64
+	// as the value, and boxing a pointer costs no allocation. ints holds
+	// the numbers that are no op's own field; grown once, so no pointer
+	// into it moves.
+	sc.ints = slices.Grow(sc.ints[:0], 3*len(sc.groups))
+	args := append(sc.args[:0], "evalsha", batchScript.Hash(), len(sc.groups))
+	for gi := range sc.groups {
+		args = append(args, &sc.ops[sc.groups[gi].first].Key)
+	}
+	for gi := range sc.groups {
+		g := &sc.groups[gi]
+		op := sc.ops[g.first]
+		if g.n == 1 {
+			sc.ints = append(sc.ints, ttlMS(op))
+			args = append(args, &op.Hits, &sc.ints[len(sc.ints)-1])
+			continue
+		}
+		sc.ints = append(sc.ints, int64(min(g.total, math.MaxInt64)), -ttlMS(op))
+		args = append(args, &sc.ints[len(sc.ints)-2], &sc.ints[len(sc.ints)-1])
+	}
+	for gi := range sc.groups {
+		g := &sc.groups[gi]
+		if g.n == 1 {
+			continue
+		}
+		sc.ints = append(sc.ints, int64(g.n))
+		args = append(args, &sc.ints[len(sc.ints)-1])
+		for k := g.first; k >= 0; k = sc.next[k] {
+			args = append(args, &sc.ops[k].Hits)
+		}
+	}
+	sc.args = args
+	return goredis.NewIntSliceCmd(ctx, args...)
+}
 
 // put recycles sc without keeping anything of the batch alive.
 func (sc *scratch) put() {
 	clear(sc.args)
 	clear(sc.cmds)
-	sc.args, sc.cmds = sc.args[:0], sc.cmds[:0]
+	clear(sc.ops)
+	sc.args, sc.cmds, sc.ops = sc.args[:0], sc.cmds[:0], sc.ops[:0]
 	scratchPool.Put(sc)
 }
 

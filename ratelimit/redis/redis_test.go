@@ -3,8 +3,10 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -498,6 +500,8 @@ type cmdCounter struct {
 	mu    sync.Mutex
 	sizes []int
 	names []string
+	// numKeys is each script's number of keys (its third argument).
+	numKeys []string
 }
 
 func (r *cmdCounter) DialHook(next goredis.DialHook) goredis.DialHook { return next }
@@ -510,6 +514,9 @@ func (r *cmdCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) gored
 		r.sizes = append(r.sizes, len(cmds))
 		for _, c := range cmds {
 			r.names = append(r.names, c.Name())
+			if a := c.Args(); len(a) > 2 && strings.HasPrefix(c.Name(), "eval") {
+				r.numKeys = append(r.numKeys, fmt.Sprint(a[2]))
+			}
 		}
 		r.mu.Unlock()
 		return next(ctx, cmds)
@@ -520,13 +527,14 @@ func (r *cmdCounter) take() ([]int, []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s, n := r.sizes, r.names
-	r.sizes, r.names = nil, nil
+	r.sizes, r.names, r.numKeys = nil, nil, nil
 	return s, n
 }
 
 // TestOneScriptPerPipeline: on a standalone Redis the counters of every
-// call in a shared pipeline are one EVALSHA; after the script cache is lost
-// they are one EVAL more, and every counter is counted once.
+// call in a shared pipeline are one EVALSHA, which names the key they all
+// share once; after the script cache is lost they are one EVAL more, and
+// every counter is counted once.
 func TestOneScriptPerPipeline(t *testing.T) {
 	srv := redistest.Start(t)
 	c := goredis.NewClient(&goredis.Options{Addr: srv.Addr, ContextTimeoutEnabled: true})
@@ -568,6 +576,14 @@ func TestOneScriptPerPipeline(t *testing.T) {
 		for i, err := range s.ExecBatch(context.Background(), cs) {
 			if err != nil {
 				t.Fatalf("%s: call %d: %v", tt.name, i, err)
+			}
+		}
+		rec.mu.Lock()
+		numKeys := rec.numKeys
+		rec.mu.Unlock()
+		for _, n := range numKeys {
+			if n != "6" { // 5 keys of one call each, and "one:g" once
+				t.Errorf("%s: a script of %s keys, want 6", tt.name, n)
 			}
 		}
 		sizes, names := rec.take()
