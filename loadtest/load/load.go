@@ -142,8 +142,8 @@ func (r *run) closed(ctx context.Context) (Result, error) {
 				t0 := r.opts.Now()
 				outcome, err := r.call(ctx, seq)
 				t1 := r.opts.Now()
-				if t0.Before(r.measureFrom) {
-					continue // warm-up
+				if t0.Before(r.measureFrom) || !t0.Before(r.end) {
+					continue // warm-up, or sent after the end (the deadline's timer ran late)
 				}
 				if t1.After(r.end) {
 					rc.cut = append(rc.cut, r.end.Sub(t0))
@@ -182,11 +182,11 @@ func (r *run) open(ctx context.Context) (Result, error) {
 				}
 				outcome, err := r.call(ctx, r.seq.Add(1)-1)
 				t1 := r.opts.Now()
-				if sched.Before(r.measureFrom) {
+				if sched.Before(r.measureFrom) || !sched.Before(r.end) {
 					continue
 				}
 				if t1.After(r.end) {
-					rc.cut = append(rc.cut, max(r.end.Sub(sched), 0))
+					rc.cut = append(rc.cut, r.end.Sub(sched))
 					continue
 				}
 				rc.record(outcome, err, t1.Sub(sched))

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ext-authz/ext-authz/loadtest/load"
@@ -365,10 +366,30 @@ func dial(addr string, n int) ([]*grpc.ClientConn, error) {
 			closeAll(conns)
 			return nil, fmt.Errorf("dial %s: %w", addr, err)
 		}
-		cc.Connect()
 		conns = append(conns, cc)
+		if err := waitReady(cc, 10*time.Second); err != nil {
+			closeAll(conns)
+			return nil, fmt.Errorf("dial %s: %w", addr, err)
+		}
 	}
 	return conns, nil
+}
+
+// waitReady connects cc and waits until it is ready, so that no round
+// (and no short test run) measures the connection's set-up.
+func waitReady(cc *grpc.ClientConn, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cc.Connect()
+	for {
+		s := cc.GetState()
+		if s == connectivity.Ready {
+			return nil
+		}
+		if !cc.WaitForStateChange(ctx, s) {
+			return fmt.Errorf("not connected after %v (last state %s)", timeout, s)
+		}
+	}
 }
 
 func closeAll(conns []*grpc.ClientConn) {

@@ -661,7 +661,7 @@ func TestDecodeModesAgreeOverGRPC(t *testing.T) {
 				for _, decode := range []string{decodeLean, decodeFull} {
 					var out bytes.Buffer
 					err := run(context.Background(), []string{"-addr", addr, "-scenario", scenario, "-pool", pool,
-						"-workers", "2", "-conns", "1", "-duration", "60ms", "-warmup", "0s", "-rounds", "1",
+						"-workers", "2", "-conns", "1", "-duration", "200ms", "-warmup", "0s", "-rounds", "1",
 						"-decode", decode, "-expect", want}, &out, io.Discard)
 					if err != nil {
 						t.Fatalf("%s -decode %s: %v\n%s", scenario, decode, err, out.String())
@@ -686,7 +686,7 @@ func TestFreshRefusesWrappedPool(t *testing.T) {
 	}
 	var out bytes.Buffer
 	err := run(context.Background(), []string{"-addr", target, "-baseline", baseline, "-scenario", "jwt", "-pool", pool,
-		"-workers", "2", "-conns", "1", "-duration", "50ms", "-warmup", "0s", "-rounds", "1", "-fresh"}, &out, io.Discard)
+		"-workers", "2", "-conns", "1", "-duration", "200ms", "-warmup", "0s", "-rounds", "1", "-fresh"}, &out, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "wrapped for the target") || !strings.Contains(err.Error(), "mint a pool of at least") {
 		t.Fatalf("err = %v, want a wrapped pool refused\n%s", err, out.String())
 	}
