@@ -2,13 +2,13 @@ package extauthz
 
 import (
 	"context"
-	"sync"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/mem"
 
 	"github.com/ext-authz/ext-authz/authz"
+	"github.com/ext-authz/ext-authz/internal/answerbuf"
 )
 
 // Register registers s as envoy.service.auth.v3.Authorization on srv with
@@ -75,35 +75,4 @@ func (s *Server) checkWire(ctx context.Context, c *checkCall) mem.Buffer {
 }
 
 // responseBuffers recycles the buffers answers are written into.
-var responseBuffers = &bufferPool{}
-
-// bufferPool is a mem.BufferPool of growable buffers: AppendCheckResponse
-// appends, so a buffer is taken empty and grows to the answer's size.
-type bufferPool struct{ p sync.Pool }
-
-// minPooledResponse is the capacity a new response buffer starts with.
-// mem.NewBuffer returns a buffer of at most grpc-go's pooling threshold
-// (1 KiB) as a plain slice that is never given back to its pool, so a
-// smaller one would be allocated afresh on every Check; the usual OK
-// answer (identity headers, removals, metadata) is a few hundred bytes.
-const minPooledResponse = 2 << 10
-
-// maxPooledResponse bounds the buffers kept: an answer with a large
-// denial body is not worth keeping.
-const maxPooledResponse = 16 << 10
-
-func (p *bufferPool) Get(length int) *[]byte {
-	if bp, ok := p.p.Get().(*[]byte); ok && cap(*bp) >= length {
-		*bp = (*bp)[:length]
-		return bp
-	}
-	b := make([]byte, length, max(length, minPooledResponse))
-	return &b
-}
-
-func (p *bufferPool) Put(bp *[]byte) {
-	if cap(*bp) > maxPooledResponse {
-		return
-	}
-	p.p.Put(bp)
-}
+var responseBuffers = &answerbuf.Pool{}

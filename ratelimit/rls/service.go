@@ -2,7 +2,6 @@ package rls
 
 import (
 	"context"
-	"sync"
 
 	pb "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"google.golang.org/grpc"
@@ -10,6 +9,7 @@ import (
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
+	"github.com/ext-authz/ext-authz/internal/answerbuf"
 	"github.com/ext-authz/ext-authz/ratelimit"
 )
 
@@ -89,34 +89,4 @@ func (s *Server) shouldRateLimitWire(ctx context.Context, c *Call) (any, error) 
 }
 
 // responseBuffers recycles the buffers answers are written into.
-var responseBuffers = &bufferPool{}
-
-// bufferPool is a mem.BufferPool of growable buffers: AppendResponse
-// appends, so a buffer is taken empty and grows to the answer's size.
-type bufferPool struct{ p sync.Pool }
-
-// Capacities of the buffers kept: above grpc-go's pooling threshold
-// (1 KiB), at most what is worth keeping.
-const (
-	minPooledResponse = 2 << 10
-	maxPooledResponse = 16 << 10
-)
-
-func (p *bufferPool) Get(length int) *[]byte {
-	if bp, ok := p.p.Get().(*[]byte); ok && cap(*bp) >= length {
-		*bp = (*bp)[:length]
-		return bp
-	}
-	// grpc-go returns a buffer to its pool only when its capacity is
-	// above mem's pooling threshold (mem.NewBuffer makes one of 1 KiB or
-	// less a SliceBuffer it never frees); an answer is 60-150 bytes.
-	b := make([]byte, length, max(length, minPooledResponse))
-	return &b
-}
-
-func (p *bufferPool) Put(bp *[]byte) {
-	if cap(*bp) > maxPooledResponse {
-		return
-	}
-	p.p.Put(bp)
-}
+var responseBuffers = &answerbuf.Pool{}
