@@ -109,6 +109,7 @@ server:
   reload_interval: -1s
 admin:
   address: "127.0.0.1:${LOADTEST_ADMIN_PORT}"
+  pprof: true
 
 authenticators:
   - name: jwt
